@@ -1,0 +1,400 @@
+//! Applying a changeset with conflict policies, and the report of what happened.
+//!
+//! Policies are data ([`Policy`]); [`Policy::resolve`] is the one place that turns a policy
+//! and a conflict into a [`Resolution`]. SQLite allows REPLACE only for DATA and CONFLICT
+//! conflicts, so a policy that would replace anything else omits instead, and a FOREIGN_KEY
+//! conflict always aborts (no policy can repair dangling references, and committing them would
+//! leave orphans).
+
+use crate::changeset::Changeset;
+use crate::decode::{DecodeError, Op};
+use crate::ffi::{self, ApplyFlags, ConflictItem, RawApplyError};
+use crate::schema::{self, SchemaError};
+use crate::value::Value;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+pub use crate::ffi::{ConflictKind, Resolution};
+
+/// How conflicts on a table are resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Keep the target's row: skip the incoming change (a.k.a. first-write-wins).
+    Omit,
+    /// The incoming change wins where SQLite allows REPLACE (DATA, CONFLICT); otherwise the
+    /// change is omitted (a.k.a. last-push-wins). For an UPDATE only the columns the change
+    /// carries are written, so edits to different columns of one row merge.
+    Replace,
+    /// Any conflict rolls back the whole apply (a.k.a. reject).
+    Abort,
+    /// Compare `column` (a timestamp or version): the incoming change wins a DATA or CONFLICT
+    /// conflict only when its value is strictly greater than the target's (SQLite ordering:
+    /// NULL < numbers < text < blob). A change that does not carry the column loses. A DELETE
+    /// wins only if the target row's value is not newer than the value the deleter saw.
+    NewestWins {
+        /// The column to compare.
+        column: String,
+    },
+}
+
+impl Policy {
+    /// Parses `omit` / `first-write-wins`, `replace` / `last-push-wins`, `abort` / `reject`,
+    /// or `newest-wins:COLUMN`.
+    pub fn parse(s: &str) -> Result<Policy, String> {
+        Ok(match s {
+            "omit" | "first-write-wins" => Policy::Omit,
+            "replace" | "last-push-wins" => Policy::Replace,
+            "abort" | "reject" => Policy::Abort,
+            other => match other.strip_prefix("newest-wins:") {
+                Some(column) if !column.is_empty() => Policy::NewestWins {
+                    column: column.to_string(),
+                },
+                _ => {
+                    return Err(format!(
+                        "unknown conflict policy {other:?} (expected omit, replace, abort, \
+                         first-write-wins, last-push-wins, reject or newest-wins:COLUMN)"
+                    ));
+                }
+            },
+        })
+    }
+
+    /// Decides one conflict. `newest` is the index of the `NewestWins` column in the table,
+    /// resolved before the apply starts.
+    fn resolve(&self, kind: ConflictKind, item: &ConflictItem, newest: Option<usize>) -> Resolution {
+        if kind == ConflictKind::ForeignKey {
+            return Resolution::Abort;
+        }
+        let wanted = match self {
+            Policy::Omit => Resolution::Omit,
+            Policy::Replace => Resolution::Replace,
+            Policy::Abort => Resolution::Abort,
+            Policy::NewestWins { .. } => newest_wins(kind, item, newest),
+        };
+        match (wanted, kind) {
+            (Resolution::Replace, ConflictKind::Data | ConflictKind::Conflict) => {
+                Resolution::Replace
+            }
+            (Resolution::Replace, _) => Resolution::Omit,
+            (other, _) => other,
+        }
+    }
+}
+
+fn newest_wins(kind: ConflictKind, item: &ConflictItem, column: Option<usize>) -> Resolution {
+    let Some(col) = column else {
+        return Resolution::Omit;
+    };
+    let Some(current) = item.current(col) else {
+        return Resolution::Omit;
+    };
+    let op = item.op().and_then(|o| o.op);
+    match (kind, op) {
+        (ConflictKind::Data, Some(Op::Delete)) => match item.old(col) {
+            Some(seen) if sql_cmp(&current, &seen) != Ordering::Greater => Resolution::Replace,
+            _ => Resolution::Omit,
+        },
+        (ConflictKind::Data | ConflictKind::Conflict, _) => match item.new(col) {
+            Some(incoming) if sql_cmp(&incoming, &current) == Ordering::Greater => {
+                Resolution::Replace
+            }
+            _ => Resolution::Omit,
+        },
+        _ => Resolution::Omit,
+    }
+}
+
+/// SQLite's sort order across storage classes: NULL < INTEGER/REAL < TEXT < BLOB. Text
+/// compares bytewise (BINARY collation).
+pub fn sql_cmp(a: &Value, b: &Value) -> Ordering {
+    fn class(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Integer(_) | Value::Real(_) => 1,
+            Value::Text(_) => 2,
+            Value::Blob(_) => 3,
+        }
+    }
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Integer(x), Value::Real(y)) => (*x as f64).total_cmp(y),
+        (Value::Real(x), Value::Integer(y)) => x.total_cmp(&(*y as f64)),
+        (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+/// A default policy plus per-table overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySet {
+    /// Used for tables without an override.
+    pub default: Policy,
+    /// Overrides by table name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, Policy>,
+}
+
+impl PolicySet {
+    /// One policy for every table.
+    pub fn uniform(policy: Policy) -> Self {
+        PolicySet {
+            default: policy,
+            tables: BTreeMap::new(),
+        }
+    }
+
+    /// Adds or replaces a per-table override.
+    pub fn with_table(mut self, table: impl Into<String>, policy: Policy) -> Self {
+        self.tables.insert(table.into(), policy);
+        self
+    }
+
+    /// The policy for `table`.
+    pub fn for_table(&self, table: &str) -> &Policy {
+        self.tables.get(table).unwrap_or(&self.default)
+    }
+}
+
+impl Default for PolicySet {
+    fn default() -> Self {
+        PolicySet::uniform(Policy::Abort)
+    }
+}
+
+/// One conflict met during an apply, with how it was resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// DATA, NOTFOUND, CONFLICT, CONSTRAINT or FOREIGN_KEY.
+    pub kind: ConflictKind,
+    /// The table (empty for FOREIGN_KEY, which concerns the whole apply).
+    pub table: String,
+    /// The incoming change's operation (absent for FOREIGN_KEY).
+    pub op: Option<Op>,
+    /// Primary-key values of the row (empty for FOREIGN_KEY).
+    pub pk: Vec<Value>,
+    /// What was done.
+    pub resolution: Resolution,
+    /// The target row as it was (DATA and CONFLICT only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current: Option<Vec<Value>>,
+    /// Number of foreign-key violations (FOREIGN_KEY only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fk_violations: Option<i64>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Changes in the changeset.
+    pub changes: u64,
+    /// Changes written to the database: all changes minus those omitted because of a conflict.
+    pub applied: u64,
+    /// Every conflict, in the order SQLite reported them.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl ApplyReport {
+    /// Changes skipped because of a conflict.
+    pub fn omitted(&self) -> u64 {
+        self.changes - self.applied
+    }
+}
+
+/// Options for [`apply`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Conflict policies.
+    pub policies: PolicySet,
+    /// Run foreign-key actions (CASCADE, SET NULL) as NO ACTION. Use when applying effects
+    /// that already contain their cascaded rows (a pulled log, an undo).
+    pub fk_no_action: bool,
+    /// Apply the inverse of the changeset (used to undo local changes).
+    pub invert: bool,
+    /// Do not open a savepoint: the caller's transaction is the unit of rollback. With this,
+    /// an error leaves partial changes that the caller must roll back.
+    pub no_savepoint: bool,
+}
+
+impl ApplyOptions {
+    /// Options with the given policies and default flags.
+    pub fn with_policies(policies: PolicySet) -> Self {
+        ApplyOptions {
+            policies,
+            ..ApplyOptions::default()
+        }
+    }
+}
+
+/// Why an apply did not complete. In every case the database is unchanged (unless
+/// [`ApplyOptions::no_savepoint`] was set, when the caller must roll back).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The changeset does not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The changeset does not fit the database's schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A conflict resolved to abort; the report lists the conflicts up to the abort.
+    #[error("apply aborted by a {} conflict; nothing was changed", report.conflicts.last().map(|c| c.kind.as_str()).unwrap_or("?"))]
+    Aborted {
+        /// The conflicts seen, the last one being the one that aborted.
+        report: ApplyReport,
+    },
+    /// SQLite failed (I/O, corruption, a busy database).
+    #[error("SQLite failed while applying: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A conflict callback panicked; the apply was rolled back.
+    #[error("internal error: a conflict handler panicked; nothing was changed")]
+    Panicked,
+}
+
+/// Applies `changeset` to the `main` database of `conn` under `options`.
+///
+/// The changeset is validated and checked against the database's schema first (unknown
+/// tables, column counts and primary keys must match), because SQLite silently skips tables it
+/// cannot apply to. Then SQLite applies it in a savepoint; the report counts what was written
+/// and lists every conflict.
+pub fn apply(
+    conn: &Connection,
+    changeset: &Changeset,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    if changeset.is_empty() {
+        return Ok(ApplyReport::default());
+    }
+    let summary = changeset.validate()?;
+    schema::check_changeset_fits(conn, &summary)?;
+    let newest_columns = resolve_newest_columns(conn, &summary, &options.policies)?;
+    apply_checked(
+        conn,
+        changeset.as_bytes(),
+        summary.changes(),
+        options,
+        &newest_columns,
+    )
+}
+
+/// Column index of each table's `NewestWins` column.
+fn resolve_newest_columns(
+    conn: &Connection,
+    summary: &crate::decode::Summary,
+    policies: &PolicySet,
+) -> Result<BTreeMap<String, usize>, SchemaError> {
+    let mut out = BTreeMap::new();
+    for table in summary.tables.keys() {
+        if let Policy::NewestWins { column } = policies.for_table(table) {
+            let shape = schema::table_shape(conn, table)?.ok_or_else(|| {
+                SchemaError::UnknownTable {
+                    table: table.clone(),
+                }
+            })?;
+            let index = shape
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(column))
+                .ok_or_else(|| SchemaError::UnknownColumn {
+                    table: table.clone(),
+                    column: column.clone(),
+                })?;
+            out.insert(table.clone(), index);
+        }
+    }
+    Ok(out)
+}
+
+fn apply_checked(
+    conn: &Connection,
+    bytes: &[u8],
+    changes: u64,
+    options: &ApplyOptions,
+    newest_columns: &BTreeMap<String, usize>,
+) -> Result<ApplyReport, ApplyError> {
+    let mut report = ApplyReport {
+        changes,
+        applied: changes,
+        conflicts: Vec::new(),
+    };
+    let mut handler = |kind: ConflictKind, item: &ConflictItem| {
+        let conflict = describe(kind, item, options, newest_columns);
+        if conflict.resolution == Resolution::Omit && kind != ConflictKind::ForeignKey {
+            report.applied = report.applied.saturating_sub(1);
+        }
+        let resolution = conflict.resolution;
+        report.conflicts.push(conflict);
+        resolution
+    };
+    let flags = ApplyFlags {
+        no_savepoint: options.no_savepoint,
+        fk_no_action: options.fk_no_action,
+        ignore_noop: false,
+        invert: options.invert,
+    };
+    let result = ffi::apply_v2(conn, bytes, flags, None, &mut handler);
+    match result {
+        Ok(()) => Ok(report),
+        Err(RawApplyError::Aborted) => Err(ApplyError::Aborted { report }),
+        Err(RawApplyError::Panicked) => Err(ApplyError::Panicked),
+        Err(RawApplyError::Sqlite(e)) => Err(ApplyError::Sqlite(e)),
+    }
+}
+
+fn describe(
+    kind: ConflictKind,
+    item: &ConflictItem,
+    options: &ApplyOptions,
+    newest_columns: &BTreeMap<String, usize>,
+) -> Conflict {
+    if kind == ConflictKind::ForeignKey {
+        return Conflict {
+            kind,
+            table: String::new(),
+            op: None,
+            pk: Vec::new(),
+            resolution: Resolution::Abort,
+            current: None,
+            fk_violations: item.fk_violations(),
+        };
+    }
+    let head = item.op();
+    let table = head.as_ref().map(|h| h.table.clone()).unwrap_or_default();
+    let op = head.as_ref().and_then(|h| h.op);
+    let columns = head.as_ref().map(|h| h.columns).unwrap_or(0);
+    // With INVERT, SQLite presents the change already inverted, so `op` is the effective one.
+    let pk_flags = item.pk();
+    let pk = pk_flags
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f != 0)
+        .map(|(i, _)| {
+            let v = if op == Some(Op::Insert) {
+                item.new(i)
+            } else {
+                item.old(i)
+            };
+            v.unwrap_or(Value::Null)
+        })
+        .collect();
+    let current = matches!(kind, ConflictKind::Data | ConflictKind::Conflict).then(|| {
+        (0..columns)
+            .map(|i| item.current(i).unwrap_or(Value::Null))
+            .collect()
+    });
+    let policy = options.policies.for_table(&table);
+    let resolution = policy.resolve(kind, item, newest_columns.get(&table).copied());
+    Conflict {
+        kind,
+        table,
+        op,
+        pk,
+        resolution,
+        current,
+        fk_violations: None,
+    }
+}

@@ -1,0 +1,117 @@
+//! Capture: run a write transaction with a fresh session attached and store the changeset it
+//! produced in the outbox, in the same transaction.
+//!
+//! Why a session per transaction: a long-lived session would also record changes applied from
+//! the server (echo), and it reads an UPDATE's new values from the live row when the changeset
+//! is generated, so a remote change to the same row would leak into the local changeset. A
+//! session that lives exactly as long as one local transaction, and is read before COMMIT,
+//! records that transaction and nothing else.
+
+use crate::changeset::Changeset;
+use crate::outbox;
+use crate::schema::is_internal_table;
+use rusqlite::Connection;
+use rusqlite::session::Session;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Errors from [`capture`]. `E` is the closure's own error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError<E> {
+    /// The closure returned an error; the transaction was rolled back.
+    #[error("the write was rolled back: {0}")]
+    Write(E),
+    /// `capture` was called while a transaction is already open on the connection; use
+    /// [`crate::savepoint()`] for nested writes.
+    #[error("capture needs a connection with no open transaction (use savepoint() to nest)")]
+    NestedTransaction,
+    /// The closure ended the transaction itself (COMMIT/ROLLBACK); its writes may be outside
+    /// the outbox. Never end the transaction inside a capture.
+    #[error("the write closure ended the transaction itself; use savepoint() instead of COMMIT/ROLLBACK")]
+    TransactionEnded,
+    /// SQLite failed to begin, record or commit; the transaction was rolled back.
+    #[error("could not record the write: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// The result of a captured write.
+#[derive(Debug)]
+pub struct Captured<T> {
+    /// What the closure returned.
+    pub value: T,
+    /// The outbox `seq` of the stored changeset; `None` when the write changed no tracked row.
+    pub outbox_seq: Option<i64>,
+    /// The captured changeset (empty when nothing tracked changed).
+    pub changeset: Changeset,
+}
+
+/// Runs `f` in a write transaction (`BEGIN IMMEDIATE`) with a session attached to every table
+/// of `main` (internal `_sync_*` and `sqlite_*` tables excluded). If `f` succeeds, the
+/// session's changeset is appended to the outbox and the transaction commits: the rows and the
+/// changeset are durable together or not at all. If `f` fails or panics, everything is rolled
+/// back. The outbox table must exist ([`outbox::install`]).
+pub fn capture<T, E>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<Captured<T>, CaptureError<E>> {
+    if !conn.is_autocommit() {
+        return Err(CaptureError::NestedTransaction);
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut tx = TxGuard { conn, open: true };
+    let (value, bytes) = {
+        let mut session = Session::new(conn)?;
+        session.table_filter(Some(|table: &str| !is_internal_table(table)));
+        session.attach::<&str>(None)?;
+        let value = f(conn).map_err(CaptureError::Write)?;
+        if conn.is_autocommit() {
+            tx.open = false;
+            return Err(CaptureError::TransactionEnded);
+        }
+        let mut bytes = Vec::new();
+        if !session.is_empty() {
+            session.changeset_strm(&mut bytes)?;
+        }
+        (value, bytes)
+    };
+    let outbox_seq = if bytes.is_empty() {
+        None
+    } else {
+        Some(outbox::push(conn, &bytes, now_ms())?)
+    };
+    tx.commit()?;
+    Ok(Captured {
+        value,
+        outbox_seq,
+        changeset: Changeset::from_bytes(bytes),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Rolls the transaction back unless it was committed (error paths and panics).
+struct TxGuard<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl TxGuard<'_> {
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for TxGuard<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}

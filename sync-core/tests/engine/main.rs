@@ -1,0 +1,3 @@
+//! sync-core's integration tests: one binary, one module per area, on real SQLite files.
+
+mod capture;
