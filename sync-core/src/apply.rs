@@ -340,6 +340,15 @@ fn apply_checked(
     match result {
         Ok(()) => Ok(report),
         Err(RawApplyError::Aborted) => Err(ApplyError::Aborted { report }),
+        // SQLite reports an aborted FOREIGN_KEY conflict as SQLITE_CONSTRAINT, not
+        // SQLITE_ABORT; it is still our handler's abort, with a report to return.
+        Err(RawApplyError::Sqlite(_))
+            if report.conflicts.last().is_some_and(|c| {
+                c.kind == ConflictKind::ForeignKey && c.resolution == Resolution::Abort
+            }) =>
+        {
+            Err(ApplyError::Aborted { report })
+        }
         Err(RawApplyError::Panicked) => Err(ApplyError::Panicked),
         Err(RawApplyError::Sqlite(e)) => Err(ApplyError::Sqlite(e)),
     }
