@@ -64,7 +64,12 @@ impl Policy {
 
     /// Decides one conflict. `newest` is the index of the `NewestWins` column in the table,
     /// resolved before the apply starts.
-    fn resolve(&self, kind: ConflictKind, item: &ConflictItem, newest: Option<usize>) -> Resolution {
+    fn resolve(
+        &self,
+        kind: ConflictKind,
+        item: &ConflictItem,
+        newest: Option<usize>,
+    ) -> Resolution {
         if kind == ConflictKind::ForeignKey {
             return Resolution::Abort;
         }
@@ -215,6 +220,10 @@ pub struct ApplyOptions {
     pub fk_no_action: bool,
     /// Apply the inverse of the changeset (used to undo local changes).
     pub invert: bool,
+    /// Do not report conflicts for changes that would not modify the database (deleting a
+    /// missing row, setting columns to the values they already have, inserting an identical
+    /// row). Used where such changes are expected, e.g. a cascade already ran.
+    pub ignore_noop: bool,
     /// Do not open a savepoint: the caller's transaction is the unit of rollback. With this,
     /// an error leaves partial changes that the caller must roll back.
     pub no_savepoint: bool,
@@ -290,11 +299,10 @@ fn resolve_newest_columns(
     let mut out = BTreeMap::new();
     for table in summary.tables.keys() {
         if let Policy::NewestWins { column } = policies.for_table(table) {
-            let shape = schema::table_shape(conn, table)?.ok_or_else(|| {
-                SchemaError::UnknownTable {
+            let shape =
+                schema::table_shape(conn, table)?.ok_or_else(|| SchemaError::UnknownTable {
                     table: table.clone(),
-                }
-            })?;
+                })?;
             let index = shape
                 .columns
                 .iter()
@@ -333,7 +341,7 @@ fn apply_checked(
     let flags = ApplyFlags {
         no_savepoint: options.no_savepoint,
         fk_no_action: options.fk_no_action,
-        ignore_noop: false,
+        ignore_noop: options.ignore_noop,
         invert: options.invert,
     };
     let result = ffi::apply_v2(conn, bytes, flags, None, &mut handler);
@@ -406,4 +414,26 @@ fn describe(
         current,
         fk_violations: None,
     }
+}
+
+/// Applies `changeset` like [`apply`] with a session attached to every table of `main`
+/// (internal tables excluded) and returns the session's changeset: the **effect** of the
+/// apply — what actually changed, after conflict resolution and foreign-key actions.
+///
+/// The effect is what the server logs, and what a client stores in place of a pending
+/// changeset re-applied over a newer base (so that its inverse stays exact).
+pub fn apply_captured(
+    conn: &Connection,
+    changeset: &Changeset,
+    options: &ApplyOptions,
+) -> Result<(ApplyReport, Changeset), ApplyError> {
+    let mut session = rusqlite::session::Session::new(conn)?;
+    session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
+    session.attach::<&str>(None)?;
+    let report = apply(conn, changeset, options)?;
+    let mut effect = Vec::new();
+    if !session.is_empty() {
+        session.changeset_strm(&mut effect)?;
+    }
+    Ok((report, Changeset::from_bytes(effect)))
 }

@@ -27,7 +27,9 @@ pub enum CaptureError<E> {
     NestedTransaction,
     /// The closure ended the transaction itself (COMMIT/ROLLBACK); its writes may be outside
     /// the outbox. Never end the transaction inside a capture.
-    #[error("the write closure ended the transaction itself; use savepoint() instead of COMMIT/ROLLBACK")]
+    #[error(
+        "the write closure ended the transaction itself; use savepoint() instead of COMMIT/ROLLBACK"
+    )]
     TransactionEnded,
     /// SQLite failed to begin, record or commit; the transaction was rolled back.
     #[error("could not record the write: {0}")]

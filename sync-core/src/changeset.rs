@@ -115,12 +115,15 @@ impl Changeset {
         decode::validate(&self.bytes)?;
         decode::validate(&other.bytes)?;
         let mut out = Vec::with_capacity(self.bytes.len() + other.bytes.len());
-        concat_strm(&mut self.bytes.as_slice(), &mut other.bytes.as_slice(), &mut out).map_err(
-            |source| ChangesetError::Sqlite {
-                operation: "concat",
-                source,
-            },
-        )?;
+        concat_strm(
+            &mut self.bytes.as_slice(),
+            &mut other.bytes.as_slice(),
+            &mut out,
+        )
+        .map_err(|source| ChangesetError::Sqlite {
+            operation: "concat",
+            source,
+        })?;
         Ok(Changeset { bytes: out })
     }
 
@@ -142,9 +145,7 @@ impl Changeset {
             }
             decode::validate(&cs.bytes)?;
             total += cs.len();
-            group
-                .add_stream(&mut cs.bytes.as_slice())
-                .map_err(sqlite)?;
+            group.add_stream(&mut cs.bytes.as_slice()).map_err(sqlite)?;
         }
         let mut out = Vec::with_capacity(total);
         group.output_strm(&mut out).map_err(sqlite)?;

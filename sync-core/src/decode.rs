@@ -129,7 +129,9 @@ pub enum DecodeErrorKind {
     #[error("the changeset is empty (0 bytes)")]
     Empty,
     /// The input is a patchset ('P' table header); only changesets are accepted.
-    #[error("this is a patchset, not a changeset (patchsets carry no old values and are not supported)")]
+    #[error(
+        "this is a patchset, not a changeset (patchsets carry no old values and are not supported)"
+    )]
     Patchset,
     /// A byte where a table header ('T') was expected.
     #[error("expected a table header ('T', 0x54), found byte 0x{byte:02x}")]
@@ -183,7 +185,9 @@ pub enum DecodeErrorKind {
         table: String,
     },
     /// An operation byte that is not INSERT/UPDATE/DELETE.
-    #[error("unknown operation byte 0x{byte:02x} (expected 0x12 INSERT, 0x17 UPDATE or 0x09 DELETE)")]
+    #[error(
+        "unknown operation byte 0x{byte:02x} (expected 0x12 INSERT, 0x17 UPDATE or 0x09 DELETE)"
+    )]
     BadOp {
         /// The byte found.
         byte: u8,
@@ -348,7 +352,11 @@ pub fn validate(bytes: &[u8]) -> Result<Summary, DecodeError> {
                 counts: OpCounts::default(),
             });
         if entry.pk != change.pk {
-            let table = it.table.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+            let table = it
+                .table
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
             return Err(DecodeError {
                 offset: it.table_offset,
                 kind: DecodeErrorKind::TableShapeChanged { table },
@@ -389,11 +397,11 @@ impl Changes<'_> {
         loop {
             if self.reader.at_end() {
                 return match &self.table {
-                    Some(t) if !self.table_has_change => Err(self.reader.error(
-                        DecodeErrorKind::TableWithoutChanges {
+                    Some(t) if !self.table_has_change => {
+                        Err(self.reader.error(DecodeErrorKind::TableWithoutChanges {
                             table: t.name.clone(),
-                        },
-                    )),
+                        }))
+                    }
                     _ => Ok(None),
                 };
             }
@@ -634,11 +642,12 @@ fn check_change(change: &Change) -> Result<(), DecodeErrorKind> {
         record,
         column,
     };
-    let full = |record: &'static str, values: &[Option<Value>]| {
-        match values.iter().position(Option::is_none) {
-            Some(column) => Err(missing(record, column)),
-            None => Ok(()),
-        }
+    let full = |record: &'static str, values: &[Option<Value>]| match values
+        .iter()
+        .position(Option::is_none)
+    {
+        Some(column) => Err(missing(record, column)),
+        None => Ok(()),
     };
     let empty: Vec<Option<Value>> = Vec::new();
     let old = change.old.as_deref().unwrap_or(&empty);
@@ -652,7 +661,10 @@ fn check_change(change: &Change) -> Result<(), DecodeErrorKind> {
                     if old[column].is_none() {
                         return Err(missing("old", column));
                     }
-                    if new[column].as_ref().is_some_and(|n| Some(n) != old[column].as_ref()) {
+                    if new[column]
+                        .as_ref()
+                        .is_some_and(|n| Some(n) != old[column].as_ref())
+                    {
                         return Err(DecodeErrorKind::PrimaryKeyChanged {
                             table: change.table.clone(),
                             column,

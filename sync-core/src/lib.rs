@@ -25,13 +25,15 @@ pub mod decode;
 pub mod diff;
 pub mod ffi;
 pub mod outbox;
+pub mod protocol;
 pub mod savepoint;
 pub mod schema;
+pub mod server;
 pub mod value;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplyReport, Conflict, ConflictKind, Policy, PolicySet, Resolution,
-    apply,
+    apply, apply_captured,
 };
 pub use capture::{CaptureError, Captured, capture};
 pub use changeset::{Changeset, ChangesetError};

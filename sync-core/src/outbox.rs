@@ -46,7 +46,11 @@ pub fn entries(conn: &Connection) -> rusqlite::Result<Vec<OutboxEntry>> {
 }
 
 /// Up to `limit` entries with `seq > after`, oldest first.
-pub fn entries_after(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
+pub fn entries_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, changeset, created_ms FROM _sync_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;

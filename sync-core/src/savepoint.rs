@@ -11,7 +11,10 @@ const NAME: &str = "_sync_savepoint";
 
 /// Runs `f` inside a savepoint on `conn`. Its writes are kept when it returns `Ok`, undone when
 /// it returns `Err` or panics (the panic then continues).
-pub fn savepoint<T, E>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+pub fn savepoint<T, E>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E>
 where
     E: From<rusqlite::Error>,
 {

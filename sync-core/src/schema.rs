@@ -35,7 +35,9 @@ pub enum SchemaError {
         table: String,
     },
     /// The changeset's column count for a table differs from the database's.
-    #[error("table {table:?} has {database} columns in the database but {changeset} in the changeset")]
+    #[error(
+        "table {table:?} has {database} columns in the database but {changeset} in the changeset"
+    )]
     ColumnCountMismatch {
         /// The table.
         table: String,
@@ -45,7 +47,9 @@ pub enum SchemaError {
         database: usize,
     },
     /// The changeset's primary key for a table differs from the database's.
-    #[error("table {table:?} has primary-key columns {database:?} in the database but {changeset:?} in the changeset")]
+    #[error(
+        "table {table:?} has primary-key columns {database:?} in the database but {changeset:?} in the changeset"
+    )]
     PrimaryKeyMismatch {
         /// The table.
         table: String,
@@ -160,8 +164,11 @@ impl TableShape {
     pub fn rowid_alias(&self) -> Option<usize> {
         let pk = self.pk_columns();
         match pk.as_slice() {
-            [only] if !self.without_rowid
-                && self.columns[*only].decl_type.eq_ignore_ascii_case("INTEGER") =>
+            [only]
+                if !self.without_rowid
+                    && self.columns[*only]
+                        .decl_type
+                        .eq_ignore_ascii_case("INTEGER") =>
             {
                 Some(*only)
             }
@@ -302,13 +309,12 @@ pub fn check_changeset_fits(conn: &Connection, summary: &Summary) -> Result<(), 
                 database: shape.columns.len(),
             });
         }
-        let changeset_pk: Vec<usize> = t
-            .pk
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| **f != 0)
-            .map(|(i, _)| i)
-            .collect();
+        let changeset_pk: Vec<usize> =
+            t.pk.iter()
+                .enumerate()
+                .filter(|(_, f)| **f != 0)
+                .map(|(i, _)| i)
+                .collect();
         let database_pk = shape.pk_columns();
         if changeset_pk != database_pk {
             return Err(SchemaError::PrimaryKeyMismatch {

@@ -1,0 +1,181 @@
+//! The error envelope: `{"v":1,"code":"…","message":"…", …data}` with a stable `code`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+/// Stable error codes. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 401: no bearer token, an unknown one, or a revoked one.
+    Unauthorized,
+    /// 403: the token may read this database but not write it.
+    ReadOnly,
+    /// 404: no such database, or the token has no grant on it (the two are not told apart).
+    DatabaseNotFound,
+    /// 400: the database name in the URL is not valid.
+    InvalidDatabaseName,
+    /// 400: a required header or query parameter is missing or malformed.
+    BadRequest,
+    /// 400: the push body is not a valid changeset (`offset` says where).
+    InvalidChangeset,
+    /// 400: the changeset names an unknown table or has the wrong columns or key.
+    ChangesetSchemaMismatch,
+    /// 409: the client's schema version is not the server's (`server_version`,
+    /// `client_version`). Upgrade the app, then re-initialise.
+    SchemaMismatch,
+    /// 409: the push was rejected (a `reject` policy conflict or foreign-key violations);
+    /// it is recorded as processed and answers the same on retry.
+    PushRejected,
+    /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
+    /// restored from an older backup. Bootstrap from a snapshot.
+    CursorAhead,
+    /// 410: `since` is older than the retained log (`oldest_seq`); bootstrap from a snapshot.
+    CursorTooOld,
+    /// 413: the body exceeds the server's limit (`limit`).
+    PayloadTooLarge,
+    /// 415: an unsupported `Content-Encoding` or content type.
+    UnsupportedMediaType,
+    /// 429/503: the server is overloaded or shutting down; retry later.
+    Unavailable,
+    /// 500: something failed inside the server; details are in its log, not here.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::ReadOnly => 403,
+            ErrorCode::DatabaseNotFound => 404,
+            ErrorCode::InvalidDatabaseName
+            | ErrorCode::BadRequest
+            | ErrorCode::InvalidChangeset
+            | ErrorCode::ChangesetSchemaMismatch => 400,
+            ErrorCode::SchemaMismatch | ErrorCode::PushRejected | ErrorCode::CursorAhead => 409,
+            ErrorCode::CursorTooOld => 410,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ReadOnly => "read_only",
+            ErrorCode::DatabaseNotFound => "database_not_found",
+            ErrorCode::InvalidDatabaseName => "invalid_database_name",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidChangeset => "invalid_changeset",
+            ErrorCode::ChangesetSchemaMismatch => "changeset_schema_mismatch",
+            ErrorCode::SchemaMismatch => "schema_mismatch",
+            ErrorCode::PushRejected => "push_rejected",
+            ErrorCode::CursorTooOld => "cursor_too_old",
+            ErrorCode::CursorAhead => "cursor_ahead",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Protocol version.
+    pub v: u32,
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation; may change between versions.
+    pub message: String,
+    /// Code-specific fields (`offset`, `oldest_seq`, `server_version`, …), flattened into the
+    /// envelope.
+    #[serde(flatten)]
+    pub data: Map<String, Json>,
+}
+
+impl ErrorBody {
+    /// An envelope with no extra data.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            v: super::VERSION,
+            code,
+            message: message.into(),
+            data: Map::new(),
+        }
+    }
+
+    /// Adds a data field.
+    pub fn with(mut self, key: &str, value: impl Into<Json>) -> Self {
+        self.data.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// A data field as an integer.
+    pub fn get_i64(&self, key: &str) -> Option<i64> {
+        self.data.get(key).and_then(Json::as_i64)
+    }
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_with_flattened_data() {
+        let body = ErrorBody::new(ErrorCode::CursorTooOld, "cursor 3 is older than 10")
+            .with("oldest_seq", 10);
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"code":"cursor_too_old","message":"cursor 3 is older than 10","oldest_seq":10}"#
+        );
+        let back: ErrorBody = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, body);
+        assert_eq!(back.get_i64("oldest_seq"), Some(10));
+    }
+
+    #[test]
+    fn serde_names_match_as_str() {
+        for code in [
+            ErrorCode::Unauthorized,
+            ErrorCode::ReadOnly,
+            ErrorCode::DatabaseNotFound,
+            ErrorCode::InvalidDatabaseName,
+            ErrorCode::BadRequest,
+            ErrorCode::InvalidChangeset,
+            ErrorCode::ChangesetSchemaMismatch,
+            ErrorCode::SchemaMismatch,
+            ErrorCode::PushRejected,
+            ErrorCode::CursorTooOld,
+            ErrorCode::CursorAhead,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The wire protocol, shared by server and client: one message family per file, request and
+//! response side by side. No I/O here; the server and the client move these over HTTP.
+//! The written specification is `docs/protocol.md`.
+//!
+//! | module | family |
+//! |---|---|
+//! | [`error`] | the JSON error envelope and its stable codes |
+//! | [`push`] | `POST /v1/databases/{db}/push`: headers and the answer |
+//! | [`log`] | `GET /v1/databases/{db}/pull`: the binary log page format |
+//! | [`info`] | `GET /v1/databases/{db}`: database metadata; events; snapshot headers |
+//! | [`rowid`] | `POST /v1/databases/{db}/rowid-ranges` |
+//! | [`conflicts`] | `GET /v1/databases/{db}/conflicts` |
+
+pub mod conflicts;
+pub mod error;
+pub mod info;
+pub mod log;
+pub mod push;
+pub mod rowid;
+
+/// Version of the protocol, in the URL prefix (`/v1`) and in every JSON envelope (`"v": 1`).
+pub const VERSION: u32 = 1;
+
+/// Header: the idempotency key of a push.
+pub const HEADER_BATCH_ID: &str = "sync-batch-id";
+/// Header: the client's cursor (the last log seq it has applied).
+pub const HEADER_CURSOR: &str = "sync-cursor";
+/// Header: the schema version the client's database has (push), or the snapshot's.
+pub const HEADER_SCHEMA_VERSION: &str = "sync-schema-version";
+/// Header: the log seq a snapshot corresponds to.
+pub const HEADER_SEQ: &str = "sync-seq";
+
+/// Media type of a push body: a plain SQLite changeset.
+pub const CHANGESET_MEDIA_TYPE: &str = "application/vnd.sqlite-changeset";
+/// Media type of a snapshot: an SQLite database file.
+pub const SNAPSHOT_MEDIA_TYPE: &str = "application/vnd.sqlite3";
+
+/// Checks a database name from a URL: 1–63 characters, lowercase ASCII letters, digits, `-`
+/// and `_`, starting with a letter or digit. Names never become paths on disk (the server
+/// maps them to internal ids), but a strict alphabet keeps logs, metrics and errors sane.
+pub fn valid_database_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+/// Checks a batch id: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn valid_batch_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names() {
+        for ok in ["demo", "a", "team-1", "x_y", "0abc"] {
+            assert!(valid_database_name(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            "../x",
+            "..",
+            "%2e%2e",
+            "a/b",
+            "a\0b",
+            "Demo",
+            "-x",
+            "_x",
+            "a b",
+            long.as_str(),
+            "é",
+        ] {
+            assert!(!valid_database_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn batch_ids() {
+        assert!(valid_batch_id("0f3a-B_9"));
+        assert!(!valid_batch_id(""));
+        assert!(!valid_batch_id(&"a".repeat(65)));
+        assert!(!valid_batch_id("a b"));
+    }
+}

@@ -1,0 +1,209 @@
+//! `POST /v1/databases/{db}/push`: the body is a plain SQLite changeset (optionally
+//! `Content-Encoding: zstd`); the headers carry the batch id, the cursor and the schema
+//! version; the answer is [`PushResponse`] (200) or, for a rejected batch, an error envelope
+//! with code `push_rejected` (409) carrying the same fields.
+
+use super::error::{ErrorBody, ErrorCode};
+use super::{HEADER_BATCH_ID, HEADER_CURSOR, HEADER_SCHEMA_VERSION, valid_batch_id};
+use crate::apply::Conflict;
+use serde::{Deserialize, Serialize};
+
+/// The push headers, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushHeaders {
+    /// Idempotency key, unique per device for the life of the device (clients use 128 random
+    /// bits in hex). A retry of the same batch carries the same id.
+    pub batch_id: String,
+    /// The last log seq the client had applied when it built the batch (0 for none).
+    pub cursor: i64,
+    /// Schema version of the client's database.
+    pub schema_version: u32,
+}
+
+impl PushHeaders {
+    /// Parses the headers through `get` (a case-insensitive header lookup).
+    pub fn parse<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, ErrorBody> {
+        let required = |name: &str| {
+            get(name).map(str::trim).ok_or_else(|| {
+                ErrorBody::new(ErrorCode::BadRequest, format!("missing header {name}"))
+                    .with("header", name)
+            })
+        };
+        let bad = |name: &str, why: &str| {
+            ErrorBody::new(ErrorCode::BadRequest, format!("header {name}: {why}"))
+                .with("header", name)
+        };
+        let batch_id = required(HEADER_BATCH_ID)?;
+        if !valid_batch_id(batch_id) {
+            return Err(bad(
+                HEADER_BATCH_ID,
+                "must be 1-64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+        let cursor: i64 = required(HEADER_CURSOR)?
+            .parse()
+            .ok()
+            .filter(|c| *c >= 0)
+            .ok_or_else(|| bad(HEADER_CURSOR, "must be a non-negative integer"))?;
+        let schema_version: u32 = required(HEADER_SCHEMA_VERSION)?
+            .parse()
+            .map_err(|_| bad(HEADER_SCHEMA_VERSION, "must be a non-negative integer"))?;
+        Ok(PushHeaders {
+            batch_id: batch_id.to_string(),
+            cursor,
+            schema_version,
+        })
+    }
+
+    /// The headers as name/value pairs, for a client to send.
+    pub fn to_pairs(&self) -> [(&'static str, String); 3] {
+        [
+            (HEADER_BATCH_ID, self.batch_id.clone()),
+            (HEADER_CURSOR, self.cursor.to_string()),
+            (HEADER_SCHEMA_VERSION, self.schema_version.to_string()),
+        ]
+    }
+}
+
+/// Whether the server applied a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    /// Applied (possibly with conflicts resolved by policy); its effect is in the log at `seq`.
+    Applied,
+    /// Rejected as a whole; nothing of it was applied. It still has a log entry at `seq`
+    /// (with an empty effect) so that the client learns the outcome even if this answer is
+    /// lost.
+    Rejected,
+}
+
+/// Why a batch was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// A table with the `reject` policy had a conflict.
+    Policy,
+    /// Applying the batch would leave foreign-key violations.
+    ForeignKey,
+}
+
+/// The server's answer to a push. A retry of the same batch id gets the same answer with
+/// `duplicate: true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Protocol version.
+    pub v: u32,
+    /// The batch this answers.
+    pub batch_id: String,
+    /// The log seq recorded for this batch (every processed batch gets exactly one).
+    pub seq: i64,
+    /// Applied or rejected.
+    pub status: PushStatus,
+    /// Present when rejected.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<RejectReason>,
+    /// True when the batch applied with no conflict *and* nothing was interleaved between the
+    /// client's cursor and this batch (`seq == cursor + 1`): the client's local state then
+    /// equals the server's at `seq` plus its later pending changes, so it may skip the
+    /// undo/redo of a rebase.
+    pub clean: bool,
+    /// True when this is the stored answer to an earlier delivery of the same batch.
+    pub duplicate: bool,
+    /// Every conflict met, with its resolution.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl PushResponse {
+    /// The 409 error envelope for a rejected batch: code `push_rejected` with the response's
+    /// fields as data.
+    pub fn to_rejection(&self) -> ErrorBody {
+        let why = match self.reason {
+            Some(RejectReason::ForeignKey) => "it would leave foreign-key violations",
+            _ => "a table with the reject policy had a conflict",
+        };
+        let mut body = ErrorBody::new(
+            ErrorCode::PushRejected,
+            format!("batch {} was rejected: {why}", self.batch_id),
+        );
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) {
+            for (k, v) in fields {
+                if k != "v" {
+                    body.data.insert(k, v);
+                }
+            }
+        }
+        body
+    }
+
+    /// Reads a rejection envelope back into a response; `None` if it is not one.
+    pub fn from_rejection(body: &ErrorBody) -> Option<PushResponse> {
+        if body.code != ErrorCode::PushRejected {
+            return None;
+        }
+        let mut fields = body.data.clone();
+        fields.insert("v".into(), body.v.into());
+        serde_json::from_value(serde_json::Value::Object(fields)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{ConflictKind, Resolution};
+    use crate::decode::Op;
+    use crate::value::Value;
+    use std::collections::HashMap;
+
+    #[test]
+    fn headers_parse_and_reject_bad_values() {
+        let mut h: HashMap<&str, &str> = HashMap::from([
+            (HEADER_BATCH_ID, "abc-1"),
+            (HEADER_CURSOR, "7"),
+            (HEADER_SCHEMA_VERSION, "2"),
+        ]);
+        let parsed = PushHeaders::parse(|n| h.get(n).copied()).unwrap();
+        assert_eq!(parsed.cursor, 7);
+        assert_eq!(parsed.schema_version, 2);
+        for (name, value) in [
+            (HEADER_BATCH_ID, "has space"),
+            (HEADER_CURSOR, "-1"),
+            (HEADER_CURSOR, "x"),
+            (HEADER_SCHEMA_VERSION, "-3"),
+        ] {
+            let saved = h.insert(name, value).unwrap();
+            let err = PushHeaders::parse(|n| h.get(n).copied()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{name}={value}");
+            h.insert(name, saved);
+        }
+        h.remove(HEADER_CURSOR);
+        let err = PushHeaders::parse(|n| h.get(n).copied()).unwrap_err();
+        assert!(err.message.contains(HEADER_CURSOR));
+    }
+
+    #[test]
+    fn rejection_round_trips() {
+        let response = PushResponse {
+            v: 1,
+            batch_id: "b1".into(),
+            seq: 9,
+            status: PushStatus::Rejected,
+            reason: Some(RejectReason::Policy),
+            clean: false,
+            duplicate: false,
+            conflicts: vec![Conflict {
+                kind: ConflictKind::Data,
+                table: "notes".into(),
+                op: Some(Op::Update),
+                pk: vec![Value::Integer(1)],
+                resolution: Resolution::Abort,
+                current: None,
+                fk_violations: None,
+            }],
+        };
+        let body = response.to_rejection();
+        assert_eq!(body.code, ErrorCode::PushRejected);
+        let json = serde_json::to_string(&body).unwrap();
+        let back: ErrorBody = serde_json::from_str(&json).unwrap();
+        assert_eq!(PushResponse::from_rejection(&back), Some(response));
+    }
+}
