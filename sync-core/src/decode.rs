@@ -206,12 +206,6 @@ pub enum DecodeErrorKind {
         /// The byte found.
         byte: u8,
     },
-    /// TEXT that is not valid UTF-8.
-    #[error("TEXT value in column {column} is not valid UTF-8")]
-    TextNotUtf8 {
-        /// Column index.
-        column: usize,
-    },
     /// A field that must be present is "undefined".
     #[error("{op} on {table:?}: column {column} is missing from the {record} record")]
     MissingValue {
@@ -606,15 +600,10 @@ impl Reader<'_> {
                 };
                 let data = self.take(len as usize, what)?;
                 if ty == 3 {
-                    match std::str::from_utf8(data) {
-                        Ok(text) => Value::Text(text.to_string()),
-                        Err(_) => {
-                            return Err(DecodeError {
-                                offset: type_at,
-                                kind: DecodeErrorKind::TextNotUtf8 { column },
-                            });
-                        }
-                    }
+                    // SQLite stores any bytes as TEXT and sessions record them verbatim, so
+                    // non-UTF-8 text is valid here: show it lossily (as `Value::from` does);
+                    // apply moves the original bytes.
+                    Value::Text(String::from_utf8_lossy(data).into_owned())
                 } else {
                     Value::Blob(data.to_vec())
                 }
