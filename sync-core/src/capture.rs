@@ -10,6 +10,7 @@
 use crate::changeset::Changeset;
 use crate::outbox;
 use crate::schema::is_internal_table;
+use crate::tx::Tx;
 use rusqlite::Connection;
 use rusqlite::session::Session;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,15 +60,15 @@ pub fn capture<T, E>(
     if !conn.is_autocommit() {
         return Err(CaptureError::NestedTransaction);
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let mut tx = TxGuard { conn, open: true };
+    let tx = Tx::begin(conn)?;
     let (value, bytes) = {
         let mut session = Session::new(conn)?;
         session.table_filter(Some(|table: &str| !is_internal_table(table)));
         session.attach::<&str>(None)?;
         let value = f(conn).map_err(CaptureError::Write)?;
         if conn.is_autocommit() {
-            tx.open = false;
+            drop(session);
+            tx.forget();
             return Err(CaptureError::TransactionEnded);
         }
         let mut bytes = Vec::new();
@@ -94,26 +95,4 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Rolls the transaction back unless it was committed (error paths and panics).
-struct TxGuard<'c> {
-    conn: &'c Connection,
-    open: bool,
-}
-
-impl TxGuard<'_> {
-    fn commit(&mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("COMMIT")?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl Drop for TxGuard<'_> {
-    fn drop(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
 }

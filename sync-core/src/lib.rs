@@ -21,6 +21,7 @@
 pub mod apply;
 pub mod capture;
 pub mod changeset;
+pub mod client;
 pub mod decode;
 pub mod diff;
 pub mod ffi;
@@ -29,6 +30,7 @@ pub mod protocol;
 pub mod savepoint;
 pub mod schema;
 pub mod server;
+mod tx;
 pub mod value;
 
 pub use apply::{

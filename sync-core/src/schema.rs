@@ -184,11 +184,10 @@ struct ListedTable {
     without_rowid: bool,
 }
 
-fn list_tables(conn: &Connection) -> Result<Vec<ListedTable>, rusqlite::Error> {
-    let mut stmt = conn.prepare(
-        "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
-    )?;
-    let rows = stmt.query_map([], |r| {
+fn list_tables(conn: &Connection, schema: &str) -> Result<Vec<ListedTable>, rusqlite::Error> {
+    let mut stmt = conn
+        .prepare("SELECT name, type, wr FROM pragma_table_list WHERE schema = ?1 ORDER BY name")?;
+    let rows = stmt.query_map([schema], |r| {
         Ok(ListedTable {
             name: r.get(0)?,
             kind: r.get(1)?,
@@ -200,10 +199,20 @@ fn list_tables(conn: &Connection) -> Result<Vec<ListedTable>, rusqlite::Error> {
 
 /// The shape of `table` in the `main` schema, or `None` if there is no such table.
 pub fn table_shape(conn: &Connection, table: &str) -> Result<Option<TableShape>, SchemaError> {
+    table_shape_in(conn, "main", table)
+}
+
+/// The shape of `table` in the attached database `schema` (`main`, `temp`, or an ATTACH name),
+/// or `None` if there is no such table.
+pub fn table_shape_in(
+    conn: &Connection,
+    schema: &str,
+    table: &str,
+) -> Result<Option<TableShape>, SchemaError> {
     let without_rowid: Option<bool> = conn
         .query_row(
-            "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1 AND type = 'table'",
-            [table],
+            "SELECT wr FROM pragma_table_list WHERE schema = ?1 AND name = ?2 AND type = 'table'",
+            [schema, table],
             |r| Ok(r.get::<_, i64>(0)? != 0),
         )
         .optional()?;
@@ -211,11 +220,11 @@ pub fn table_shape(conn: &Connection, table: &str) -> Result<Option<TableShape>,
         return Ok(None);
     };
     let mut stmt = conn.prepare(
-        "SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo(?1, 'main') \
+        "SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo(?1, ?2) \
          WHERE hidden = 0 ORDER BY cid",
     )?;
     let columns = stmt
-        .query_map([table], |r| {
+        .query_map([table, schema], |r| {
             Ok(ColumnInfo {
                 name: r.get(0)?,
                 decl_type: r.get(1)?,
@@ -234,7 +243,12 @@ pub fn table_shape(conn: &Connection, table: &str) -> Result<Option<TableShape>,
 /// Ordinary tables of `main` that sync tracks: every table that is not internal, virtual or
 /// shadow (whether or not it is trackable; see [`untrackable_tables`]).
 pub fn user_tables(conn: &Connection) -> Result<Vec<String>, SchemaError> {
-    Ok(list_tables(conn)?
+    user_tables_in(conn, "main")
+}
+
+/// Like [`user_tables`], for an attached database.
+pub fn user_tables_in(conn: &Connection, schema: &str) -> Result<Vec<String>, SchemaError> {
+    Ok(list_tables(conn, schema)?
         .into_iter()
         .filter(|t| t.kind == "table" && !is_internal_table(&t.name))
         .map(|t| t.name)
@@ -245,7 +259,7 @@ pub fn user_tables(conn: &Connection) -> Result<Vec<String>, SchemaError> {
 /// Internal `_sync_*` and `sqlite_*` tables are ignored.
 pub fn untrackable_tables(conn: &Connection) -> Result<Vec<Untrackable>, SchemaError> {
     let mut out = Vec::new();
-    for t in list_tables(conn)? {
+    for t in list_tables(conn, "main")? {
         if is_internal_table(&t.name) {
             continue;
         }

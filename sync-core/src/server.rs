@@ -26,6 +26,7 @@ use crate::protocol::log::{LogEntry, LogPage, encoded_len};
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason};
 use crate::protocol::rowid::{Lease, MAX_LEASE};
 use crate::schema::{self, SchemaError};
+use crate::tx::Tx;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
@@ -544,38 +545,6 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerErro
     )?;
     out.execute_batch("VACUUM")?;
     Ok((seq, version))
-}
-
-/// A transaction guard: rolls back on drop unless committed.
-struct Tx<'c> {
-    conn: &'c Connection,
-    open: bool,
-}
-
-impl<'c> Tx<'c> {
-    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Tx { conn, open: true })
-    }
-
-    fn begin_read(conn: &'c Connection) -> rusqlite::Result<Self> {
-        conn.execute_batch("BEGIN DEFERRED")?;
-        Ok(Tx { conn, open: true })
-    }
-
-    fn commit(mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("COMMIT")?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl Drop for Tx<'_> {
-    fn drop(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
 }
 
 #[cfg(test)]

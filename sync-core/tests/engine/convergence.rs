@@ -1,0 +1,609 @@
+//! Seeded convergence property test of the sync protocol, in process.
+//!
+//! 3–5 devices run the real client steps (`sync_core::client`) against the real server steps
+//! (`sync_core::server`) — no network, no mocks of the logic under test. Random local writes
+//! (inserts, updates, deletes on the same small set of rows, with ON DELETE CASCADE foreign
+//! keys) interleave with pushes and pulls; failures are injected (a push request dropped, a
+//! push answer lost after the server committed, a pull answer lost, log compaction forcing a
+//! bootstrap from a snapshot). Then every device syncs until quiet, and:
+//!
+//! * every device's app tables equal the server's, row for row;
+//! * no write acknowledged locally is missing: each write transaction also inserts a unique,
+//!   never-modified `journal` row, which must be on the server — or inside a changeset the
+//!   device recorded as a local conflict (a rejected batch), never silently gone;
+//! * outboxes are empty and cursors equal the server's head.
+//!
+//! `SYNC_CONVERGENCE_SEED=N` replays one case; `SYNC_CONVERGENCE_CASES=N` runs more (CI runs a
+//! few hundred; `SYNC_CONVERGENCE_CASES=10000 cargo test --release -p sync-core convergence`
+//! is the long run documented in docs/testing.md).
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rusqlite::Connection;
+use sync_core::apply::{Policy, PolicySet};
+use sync_core::client::{self, ClientError, PushOutcome};
+use sync_core::decode::Op;
+use sync_core::protocol::push::PushResponse;
+use sync_core::server::{self, PushConfig, ServerError};
+use sync_core::{Value, capture};
+
+const SCHEMA: &str = "
+    CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '',
+                       updated_at INTEGER NOT NULL);
+    CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE note_tags(
+        note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+        tag_id  INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+        PRIMARY KEY (note_id, tag_id));
+    CREATE TABLE journal(id INTEGER PRIMARY KEY, device INTEGER NOT NULL, n INTEGER NOT NULL);";
+
+const APP_TABLES: [&str; 4] = ["notes", "tags", "note_tags", "journal"];
+
+struct Device {
+    id: usize,
+    conn: Connection,
+    /// Journal ids of writes whose `capture` returned Ok.
+    acknowledged: Vec<i64>,
+    writes: i64,
+    next_batch: u64,
+}
+
+struct World {
+    rng: StdRng,
+    seed: u64,
+    dir: tempfile::TempDir,
+    server: Connection,
+    config: PushConfig,
+    devices: Vec<Device>,
+    now: i64,
+    snapshots: u64,
+    log: Vec<String>,
+}
+
+fn open_db(schema: &str) -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(schema).unwrap();
+    conn
+}
+
+fn random_policy(rng: &mut StdRng) -> Policy {
+    match rng.random_range(0..10) {
+        0..=4 => Policy::Replace,
+        5 | 6 => Policy::Omit,
+        7 | 8 => Policy::NewestWins {
+            column: "updated_at".into(),
+        },
+        _ => Policy::Abort,
+    }
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let server = open_db(SCHEMA);
+        server::install(&server, 1).unwrap();
+        let notes_policy = random_policy(&mut rng);
+        let default = match rng.random_range(0..4) {
+            0 => Policy::Omit,
+            _ => Policy::Replace,
+        };
+        let config = PushConfig {
+            policies: PolicySet::uniform(default).with_table("notes", notes_policy),
+        };
+        let n = rng.random_range(3..=5);
+        let devices = (0..n)
+            .map(|id| {
+                let conn = open_db(SCHEMA);
+                client::install(&conn).unwrap();
+                client::set_schema_version(&conn, 1).unwrap();
+                Device {
+                    id,
+                    conn,
+                    acknowledged: Vec::new(),
+                    writes: 0,
+                    next_batch: 0,
+                }
+            })
+            .collect();
+        World {
+            rng,
+            seed,
+            dir: tempfile::tempdir().unwrap(),
+            server,
+            config,
+            devices,
+            now: 1,
+            snapshots: 0,
+            log: Vec::new(),
+        }
+    }
+
+    fn fail(&self, what: String) -> ! {
+        let tail: Vec<&String> = self.log.iter().rev().take(40).collect();
+        panic!(
+            "convergence seed {} failed: {what}\npolicies: {:?}\nlast steps (newest first):\n{}\nreplay with SYNC_CONVERGENCE_SEED={}",
+            self.seed,
+            self.config.policies,
+            tail.iter()
+                .map(|s| format!("  {s}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            self.seed
+        );
+    }
+
+    fn step(&mut self) {
+        self.now += 1;
+        let d = self.rng.random_range(0..self.devices.len());
+        match self.rng.random_range(0..100) {
+            0..=49 => self.write(d),
+            50..=74 => {
+                let fault = self.rng.random_range(0..10);
+                self.push(d, fault);
+            }
+            75..=97 => {
+                let lose = self.rng.random_range(0..10) == 0;
+                self.pull(d, lose);
+            }
+            _ => {
+                let keep = self.rng.random_range(0..4);
+                let oldest = server::compact(&self.server, keep).unwrap();
+                self.log
+                    .push(format!("compact keep={keep} -> oldest {oldest}"));
+            }
+        }
+    }
+
+    fn write(&mut self, d: usize) {
+        let mutations: Vec<(u8, i64, i64, i64)> = (0..self.rng.random_range(1..=3))
+            .map(|_| {
+                (
+                    self.rng.random_range(0..8u8),
+                    self.rng.random_range(1..=6i64),
+                    self.rng.random_range(1..=3i64),
+                    self.rng.random_range(0..1000i64),
+                )
+            })
+            .collect();
+        let now = self.now;
+        let dev = &mut self.devices[d];
+        dev.writes += 1;
+        let journal_id = (dev.id as i64 + 1) * 1_000_000 + dev.writes;
+        let result = capture(&dev.conn, |c| {
+            for (kind, a, b, r) in &mutations {
+                match kind {
+                    0 | 1 => {
+                        c.execute(
+                            "INSERT OR IGNORE INTO notes(id, title, body, updated_at) VALUES (?1, ?2, '', ?3)",
+                            rusqlite::params![a, format!("t{r}"), now * 10 + *r % 10],
+                        )?;
+                    }
+                    2 => {
+                        c.execute(
+                            "UPDATE notes SET title = ?2, updated_at = ?3 WHERE id = ?1",
+                            rusqlite::params![a, format!("t{r}"), now * 10 + *r % 10],
+                        )?;
+                    }
+                    3 => {
+                        c.execute(
+                            "UPDATE notes SET body = ?2 WHERE id = ?1",
+                            rusqlite::params![a, format!("b{r}")],
+                        )?;
+                    }
+                    4 => {
+                        c.execute("DELETE FROM notes WHERE id = ?1", [a])?;
+                    }
+                    5 => {
+                        c.execute(
+                            "INSERT OR IGNORE INTO tags(id, name) VALUES (?1, ?2)",
+                            rusqlite::params![b, format!("tag{r}")],
+                        )?;
+                    }
+                    6 => {
+                        c.execute(
+                            "INSERT OR IGNORE INTO note_tags(note_id, tag_id)
+                             SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM notes WHERE id = ?1)
+                                             AND EXISTS (SELECT 1 FROM tags WHERE id = ?2)",
+                            rusqlite::params![a, b],
+                        )?;
+                    }
+                    _ => {
+                        if r % 2 == 0 {
+                            c.execute("DELETE FROM tags WHERE id = ?1", [b])?;
+                        } else {
+                            c.execute(
+                                "DELETE FROM note_tags WHERE note_id = ?1 AND tag_id = ?2",
+                                rusqlite::params![a, b],
+                            )?;
+                        }
+                    }
+                }
+            }
+            c.execute(
+                "INSERT INTO journal(id, device, n) VALUES (?1, ?2, ?3)",
+                rusqlite::params![journal_id, dev.id as i64, dev.writes],
+            )
+        });
+        match result {
+            Ok(_) => dev.acknowledged.push(journal_id),
+            Err(e) => self.fail(format!("device {d}: local write failed: {e}")),
+        }
+        self.log
+            .push(format!("d{d} write {mutations:?} journal {journal_id}"));
+    }
+
+    /// fault: 0 = request dropped, 1 = answer lost after commit, else delivered.
+    fn push(&mut self, d: usize, fault: u32) {
+        let dev = &mut self.devices[d];
+        let label = format!("d{d}-b{}", dev.next_batch);
+        let batch = client::prepare_push(&dev.conn, 2048, || {
+            dev.next_batch += 1;
+            label
+        })
+        .unwrap_or_else(|e| panic!("seed {}: prepare_push: {e}", self.seed));
+        let Some(batch) = batch else {
+            self.log.push(format!("d{d} push: nothing"));
+            return;
+        };
+        if fault == 0 {
+            self.log
+                .push(format!("d{d} push {} dropped", batch.headers.batch_id));
+            return;
+        }
+        let response = match server::push(
+            &self.server,
+            &format!("device-{d}"),
+            &batch.headers,
+            &batch.changeset,
+            &self.config,
+            self.now,
+        ) {
+            Ok(r) => r,
+            Err(e) => self.fail(format!("device {d}: server refused a push: {e}")),
+        };
+        self.log.push(format!(
+            "d{d} push {} -> seq {} {:?} clean={} dup={} conflicts={}{}",
+            batch.headers.batch_id,
+            response.seq,
+            response.status,
+            response.clean,
+            response.duplicate,
+            response.conflicts.len(),
+            if fault == 1 { " (answer lost)" } else { "" }
+        ));
+        if fault == 1 {
+            return;
+        }
+        self.ack(d, &response);
+    }
+
+    fn ack(&mut self, d: usize, response: &PushResponse) {
+        match client::on_push_response(&self.devices[d].conn, response) {
+            Ok(PushOutcome::Settled { .. } | PushOutcome::AwaitPull { .. }) => {}
+            Err(e) => self.fail(format!("device {d}: on_push_response: {e}")),
+        }
+    }
+
+    fn pull(&mut self, d: usize, lose: bool) {
+        let cursor = client::cursor(&self.devices[d].conn).unwrap();
+        let limit = self.rng.random_range(1..=6);
+        match server::pull(&self.server, cursor, limit, 4096) {
+            Ok(page) => {
+                if lose {
+                    self.log
+                        .push(format!("d{d} pull since {cursor}: answer lost"));
+                    return;
+                }
+                let seqs: Vec<i64> = page.entries.iter().map(|e| e.seq).collect();
+                match client::integrate(&self.devices[d].conn, &page.entries, self.now) {
+                    Ok(r) => self.log.push(format!(
+                        "d{d} pull since {cursor}: {seqs:?} own={:?} rebased={} conflicts={}",
+                        r.own_batch, r.rebased, r.new_conflicts
+                    )),
+                    Err(e) => self.fail(format!("device {d}: integrate {seqs:?}: {e}")),
+                }
+            }
+            Err(ServerError::CursorTooOld { .. }) => self.bootstrap(d),
+            Err(e) => self.fail(format!("device {d}: pull: {e}")),
+        }
+    }
+
+    fn bootstrap(&mut self, d: usize) {
+        // The fate of a sent batch must be known first: retry it (same id) for its answer.
+        if let Some(f) = client::inflight(&self.devices[d].conn).unwrap()
+            && f.acked_seq.is_none()
+        {
+            self.push(d, 2);
+        }
+        self.snapshots += 1;
+        let path = self.dir.path().join(format!("snap-{}.db", self.snapshots));
+        let (seq, _) = server::snapshot(&self.server, &path).unwrap();
+        match client::bootstrap(&self.devices[d].conn, &path, self.now) {
+            Ok(r) => self.log.push(format!(
+                "d{d} bootstrap at seq {seq}: own={:?} conflicts={}",
+                r.own_batch, r.new_conflicts
+            )),
+            Err(e) => self.fail(format!("device {d}: bootstrap: {e}")),
+        }
+    }
+
+    /// Pulls every available entry in one page.
+    fn pull_all(&mut self, d: usize) {
+        let cursor = client::cursor(&self.devices[d].conn).unwrap();
+        let page = server::pull(&self.server, cursor, 10_000, usize::MAX).unwrap();
+        assert!(!page.more);
+        client::integrate(&self.devices[d].conn, &page.entries, self.now).unwrap();
+    }
+
+    /// Syncs device `d` without faults until it has nothing to push and nothing to pull.
+    fn sync_until_quiet(&mut self, d: usize) {
+        for _ in 0..100 {
+            let head = server::bounds(&self.server).unwrap().head_seq;
+            let cursor = client::cursor(&self.devices[d].conn).unwrap();
+            if cursor < head {
+                self.pull(d, false);
+                continue;
+            }
+            let before = client::inflight(&self.devices[d].conn).unwrap();
+            let (pending, _) = sync_core::outbox::stats(&self.devices[d].conn).unwrap();
+            if pending == 0 && before.is_none() {
+                return;
+            }
+            self.push(d, 2);
+        }
+        self.fail(format!("device {d} did not become quiet in 100 rounds"));
+    }
+
+    fn check(&mut self) {
+        for round in 0..5 {
+            for d in 0..self.devices.len() {
+                self.sync_until_quiet(d);
+            }
+            let head = server::bounds(&self.server).unwrap().head_seq;
+            let settled = self.devices.iter().all(|dev| {
+                client::cursor(&dev.conn).unwrap() == head
+                    && sync_core::outbox::stats(&dev.conn).unwrap().0 == 0
+            });
+            if settled {
+                break;
+            }
+            if round == 4 {
+                self.fail("devices did not settle".into());
+            }
+        }
+        let expected = dump(&self.server);
+        for dev in &self.devices {
+            let got = dump(&dev.conn);
+            if got != expected {
+                let diff = describe_diff(&expected, &got);
+                self.fail(format!("device {} differs from the server: {diff}", dev.id));
+            }
+        }
+        let on_server: std::collections::HashSet<i64> = self
+            .server
+            .prepare("SELECT id FROM journal")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for dev in &self.devices {
+            let dropped = dropped_journal_ids(&dev.conn);
+            for id in &dev.acknowledged {
+                if !on_server.contains(id) && !dropped.contains(id) {
+                    self.fail(format!(
+                        "device {}: acknowledged write with journal id {id} is neither on the server nor recorded as a local conflict",
+                        dev.id
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Journal ids inside changesets a device recorded as dropped (local conflicts).
+fn dropped_journal_ids(conn: &Connection) -> std::collections::HashSet<i64> {
+    let mut out = std::collections::HashSet::new();
+    for c in client::local_conflicts(conn, 0).unwrap() {
+        let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
+            continue;
+        };
+        for change in cs.inspect().unwrap() {
+            if change.table == "journal"
+                && change.op == Op::Insert
+                && let Some(Value::Integer(id)) = change.pk_values().first()
+            {
+                out.insert(*id);
+            }
+        }
+    }
+    out
+}
+
+type Dump = Vec<(String, Vec<Vec<Value>>)>;
+
+fn dump(conn: &Connection) -> Dump {
+    APP_TABLES
+        .iter()
+        .map(|t| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(Value::from))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (t.to_string(), rows)
+        })
+        .collect()
+}
+
+fn describe_diff(expected: &Dump, got: &Dump) -> String {
+    let mut out = String::new();
+    for ((table, want), (_, have)) in expected.iter().zip(got) {
+        for row in want {
+            if !have.contains(row) {
+                out.push_str(&format!("\n  {table}: server has {row:?}, device lacks it"));
+            }
+        }
+        for row in have {
+            if !want.contains(row) {
+                out.push_str(&format!("\n  {table}: device has {row:?}, server lacks it"));
+            }
+        }
+    }
+    out
+}
+
+fn run_case(seed: u64, steps: usize) {
+    let mut world = World::new(seed);
+    for _ in 0..steps {
+        world.step();
+    }
+    world.check();
+}
+
+#[test]
+fn devices_converge_under_random_interleavings_and_faults() {
+    if let Ok(seed) = std::env::var("SYNC_CONVERGENCE_SEED") {
+        let seed: u64 = seed.parse().expect("SYNC_CONVERGENCE_SEED must be a u64");
+        println!("convergence: replaying seed {seed}");
+        run_case(seed, 120);
+        return;
+    }
+    let cases: u64 = std::env::var("SYNC_CONVERGENCE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let base: u64 = rand::rng().random();
+    println!(
+        "convergence: {cases} cases from base seed {base} (replay one with SYNC_CONVERGENCE_SEED)"
+    );
+    for i in 0..cases {
+        run_case(base.wrapping_add(i), 120);
+    }
+}
+
+#[test]
+fn an_update_of_a_row_deleted_remotely_is_a_local_conflict_not_silent_loss() {
+    let mut world = World::new(7);
+    world.config.policies = PolicySet::uniform(Policy::Replace);
+    let (a, b) = (0, 1);
+    capture(&world.devices[a].conn, |c| {
+        c.execute("INSERT INTO notes VALUES (1, 'n', '', 1)", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    world.sync_until_quiet(b);
+    capture(&world.devices[a].conn, |c| {
+        c.execute("DELETE FROM notes WHERE id = 1", [])
+    })
+    .unwrap();
+    capture(&world.devices[b].conn, |c| {
+        c.execute("UPDATE notes SET title = 'edited' WHERE id = 1", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    // b pushes before it has pulled the delete: the server meets the race. Then b pulls
+    // everything at once: its own batch settles its update, nothing is redone.
+    world.push(b, 2);
+    world.pull_all(b);
+    world.sync_until_quiet(b);
+    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    assert!(
+        conflicts.is_empty(),
+        "the server arbitrates a delete/update race: {conflicts:?}"
+    );
+    // The server omitted b's update of a deleted row (NOTFOUND) and recorded it.
+    let (records, _) = server::conflicts(&world.server, 0, 10).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].conflict.kind, sync_core::ConflictKind::NotFound);
+    world.check();
+
+    // Now the other order: b edits offline, a's delete reaches b by pull before b pushes.
+    capture(&world.devices[a].conn, |c| {
+        c.execute("INSERT INTO notes VALUES (2, 'n', '', 1)", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    world.sync_until_quiet(b);
+    capture(&world.devices[a].conn, |c| {
+        c.execute("DELETE FROM notes WHERE id = 2", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    capture(&world.devices[b].conn, |c| {
+        c.execute("UPDATE notes SET title = 'offline edit' WHERE id = 2", [])
+    })
+    .unwrap();
+    world.pull(b, false);
+    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        conflicts[0].kind,
+        client::LocalConflictKind::RowDeletedRemotely
+    );
+    assert_eq!(conflicts[0].pk, vec![Value::Integer(2)]);
+    world.check();
+}
+
+#[test]
+fn a_rejected_batch_is_recorded_with_its_changes() {
+    let mut world = World::new(11);
+    world.config.policies = PolicySet::uniform(Policy::Abort);
+    let (a, b) = (0, 1);
+    capture(&world.devices[a].conn, |c| {
+        c.execute("INSERT INTO notes VALUES (1, 'a', '', 1)", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    world.sync_until_quiet(b);
+    capture(&world.devices[a].conn, |c| {
+        c.execute("UPDATE notes SET title = 'x' WHERE id = 1", [])
+    })
+    .unwrap();
+    capture(&world.devices[b].conn, |c| {
+        c.execute("UPDATE notes SET title = 'y' WHERE id = 1", [])
+    })
+    .unwrap();
+    world.sync_until_quiet(a);
+    // b pushes before pulling a's update: a DATA conflict under `reject`.
+    world.push(b, 2);
+    world.sync_until_quiet(b);
+    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].kind, client::LocalConflictKind::BatchRejected);
+    let dropped = conflicts[0].changeset.as_ref().unwrap().inspect().unwrap();
+    assert_eq!(
+        dropped[0].new.as_ref().unwrap()[1],
+        Some(Value::Text("y".into()))
+    );
+    world.check();
+    let title: String = world.devices[b]
+        .conn
+        .query_row("SELECT title FROM notes WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(title, "x");
+}
+
+#[test]
+fn integrate_refuses_a_gap_in_the_log() {
+    let mut world = World::new(3);
+    for d in [0, 0] {
+        world.write(d);
+        world.push(d, 2);
+        world.pull(d, false);
+    }
+    let page = server::pull(&world.server, 1, 10, 1 << 20).unwrap();
+    let err = client::integrate(&world.devices[1].conn, &page.entries, 0).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Gap { cursor: 0, got: 2 }),
+        "{err}"
+    );
+}
