@@ -1,1 +1,91 @@
-//! placeholder
+//! # sync-server
+//!
+//! The self-hosted sync service of session-sync: an axum HTTP API (`docs/protocol.md`) over
+//! one SQLite file per database, plus the admin CLI that manages users, databases, grants and
+//! tokens in the same data directory. The protocol steps themselves (apply a push, read the
+//! log, snapshot, lease rowids) are `sync_core::server`; this crate adds auth, storage,
+//! transport, events and metrics around them.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | [`config`] | flags > `SYNC_*` env > TOML file > defaults, resolved into [`ServerConfig`] |
+//! | [`migrations`] | the app schema: numbered SQL migrations or the embedded demo, applied at open |
+//! | [`catalog`] | `catalog.db`: users, devices, token hashes, databases (name → id), grants |
+//! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
+//! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
+//! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
+//! | [`events`] | per-database `watch` channels carrying the head seq for SSE |
+//! | [`metrics`] | atomic counters and a latency histogram, Prometheus text |
+//! | [`error`] | [`ApiError`]: one error type, stable wire codes, internals only in the log |
+//! | [`state`] | [`AppState`]: what handlers share; SQLite work goes to the blocking pool |
+//! | [`routes`] | the router and the handlers |
+//!
+//! Tests and embedders run the server in-process: build an [`AppState`] from a
+//! [`ServerConfig`], bind a listener (port 0 works) and call [`serve`].
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod migrations;
+pub mod routes;
+pub mod state;
+pub mod storage;
+
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use routes::app;
+pub use state::{AppState, StartError};
+
+use axum::serve::ListenerExt;
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, ends event
+/// streams, waits for requests in flight and closes every database (checkpointing its WAL).
+/// Also runs the periodic maintenance (idle databases closed, unused event channels dropped).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let maintenance = tokio::spawn(maintenance(state.clone()));
+    let signal_state = state.clone();
+    // Small request/response exchanges: send each response at once (no Nagle delay).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            signal_state.begin_shutdown();
+        })
+        .await;
+    maintenance.abort();
+    let closing = state.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.shared().storage.close_all()).await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(state.shared().config.maintenance);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let closed = tokio::task::spawn_blocking(move || s.shared().storage.evict_idle())
+            .await
+            .unwrap_or(0);
+        let channels = state.shared().hub.prune();
+        if closed > 0 {
+            tracing::debug!(closed, channels, "maintenance: closed idle databases");
+        }
+    }
+}

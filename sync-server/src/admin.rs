@@ -1,0 +1,248 @@
+//! The admin commands (`user`, `db`, `token`) over the catalog of a data directory, and the
+//! first-start bootstrap. Safe while the server runs: each command is one short catalog
+//! transaction, and the server sees it on its next request.
+
+use crate::catalog::{self, CatalogError, TokenSelector};
+use clap::{Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::Path;
+use sync_core::protocol::info::Access;
+
+/// Output format of list commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// `sync-server user …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        /// 1-63 characters of a-z, 0-9, '-' and '_'.
+        name: String,
+    },
+}
+
+/// `sync-server db …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum DbCommand {
+    /// Create a database; its owner gets read-write access.
+    Create {
+        /// Database name (1-63 characters of a-z, 0-9, '-' and '_').
+        name: String,
+        /// The owning user.
+        #[arg(long)]
+        owner: String,
+    },
+    /// Give a user access to a database (read-write unless --read-only).
+    Grant {
+        /// The database.
+        db: String,
+        /// The user.
+        user: String,
+        /// Pull only: pushes and rowid leases are refused with 403 read_only.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Take a user's access to a database away.
+    Revoke {
+        /// The database.
+        db: String,
+        /// The user.
+        user: String,
+    },
+    /// List databases with their owners and grants.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// `sync-server token …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for a user's device (created if new) and print only the token. It is
+    /// shown once: the server stores only its SHA-256 hash.
+    Issue {
+        /// The user.
+        user: String,
+        /// The device the token belongs to (its pushes are logged under this name; device
+        /// names are unique across users).
+        #[arg(long)]
+        device: String,
+    },
+    /// Revoke a token (the whole token, or its first characters as `token list` shows them),
+    /// or every token of a device. Takes effect on the server's next request.
+    Revoke {
+        /// The token or its shown prefix (e.g. sst_AbCdEfGh).
+        #[arg(required_unless_present = "device")]
+        token: Option<String>,
+        /// Revoke every active token of this device instead.
+        #[arg(long, conflicts_with = "token")]
+        device: Option<String>,
+    },
+    /// List tokens (their shown prefix, never the secret).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// Errors of admin commands.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The catalog refused or failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Runs `user …`.
+pub fn user(data_dir: &Path, cmd: &UserCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    let conn = catalog::open(data_dir)?;
+    match cmd {
+        UserCommand::Add { name } => {
+            catalog::add_user(&conn, name)?;
+            writeln!(out, "created user {name}")?;
+        }
+    }
+    Ok(())
+}
+
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::ReadWrite => "read-write",
+        Access::ReadOnly => "read-only",
+    }
+}
+
+/// Runs `db …`.
+pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    let conn = catalog::open(data_dir)?;
+    match cmd {
+        DbCommand::Create { name, owner } => {
+            let id = catalog::create_database(&conn, name, owner)?;
+            writeln!(out, "created database {name} (owner {owner}, file dbs/{id}.db)")?;
+        }
+        DbCommand::Grant {
+            db,
+            user,
+            read_only,
+        } => {
+            let access = if *read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            catalog::grant(&conn, db, user, access)?;
+            writeln!(out, "granted {user} {} access to {db}", access_name(access))?;
+        }
+        DbCommand::Revoke { db, user } => {
+            if catalog::revoke_grant(&conn, db, user)? {
+                writeln!(out, "revoked {user}'s access to {db}")?;
+            } else {
+                writeln!(out, "{user} had no access to {db}")?;
+            }
+        }
+        DbCommand::List { format } => {
+            let rows = catalog::list_databases(&conn)?;
+            match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::other)?;
+                    writeln!(out)?;
+                }
+                Format::Text => {
+                    writeln!(out, "{:<24} {:>6}  {:<16} grants", "name", "id", "owner")?;
+                    for r in rows {
+                        let grants = r
+                            .grants
+                            .iter()
+                            .map(|(u, a)| format!("{u}:{}", access_name(*a)))
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        writeln!(out, "{:<24} {:>6}  {:<16} {grants}", r.name, r.id, r.owner)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `token …`. `issue` writes only the token and a newline to `out`.
+pub fn token(data_dir: &Path, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    let conn = catalog::open(data_dir)?;
+    match cmd {
+        TokenCommand::Issue { user, device } => {
+            let t = catalog::issue_token(&conn, user, device)?;
+            writeln!(out, "{}", t.token)?;
+        }
+        TokenCommand::Revoke { token, device } => {
+            let selector = match (token, device) {
+                (_, Some(d)) => TokenSelector::Device(d.clone()),
+                (Some(t), None) => TokenSelector::TokenOrPrefix(t.clone()),
+                (None, None) => unreachable!("clap requires a token or --device"),
+            };
+            let n = catalog::revoke_tokens(&conn, &selector)?;
+            writeln!(out, "revoked {n} token(s)")?;
+        }
+        TokenCommand::List { format } => {
+            let rows = catalog::list_tokens(&conn)?;
+            match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::other)?;
+                    writeln!(out)?;
+                }
+                Format::Text => {
+                    writeln!(out, "{:<14} {:<16} {:<20} state", "token", "user", "device")?;
+                    for r in rows {
+                        let state = if r.revoked_ms.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        writeln!(
+                            out,
+                            "{:<14} {:<16} {:<20} {state}",
+                            format!("{}…", r.shown),
+                            r.user,
+                            r.device
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names the first start creates.
+pub const DEMO_USER: &str = "demo";
+/// The demo database.
+pub const DEMO_DATABASE: &str = "demo";
+/// The demo device.
+pub const DEMO_DEVICE: &str = "demo-device";
+
+/// On a data directory whose catalog has no user yet: creates user `demo`, database `demo`
+/// and a token for device `demo-device`, and returns the token. Otherwise `None`.
+pub fn bootstrap_demo(data_dir: &Path) -> Result<Option<String>, CatalogError> {
+    let conn = catalog::open(data_dir)?;
+    if !catalog::is_empty(&conn)? {
+        return Ok(None);
+    }
+    catalog::add_user(&conn, DEMO_USER)?;
+    catalog::create_database(&conn, DEMO_DATABASE, DEMO_USER)?;
+    Ok(Some(
+        catalog::issue_token(&conn, DEMO_USER, DEMO_DEVICE)?.token,
+    ))
+}

@@ -1,0 +1,142 @@
+//! `sync-server`: run the sync service, or manage its users, databases and tokens.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+use sync_server::admin::{self, DbCommand, TokenCommand, UserCommand};
+use sync_server::config::{self, GlobalArgs, LogFormat, ServeArgs, ServerConfig};
+use sync_server::{AppState, serve};
+
+/// The session-sync server: serves databases over HTTP and manages who may use them.
+///
+/// With no command it runs `serve`. Settings come from flags, then SYNC_* environment
+/// variables, then the --config TOML file, then defaults.
+#[derive(Debug, Parser)]
+#[command(name = "sync-server", version)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default). On first start with an empty data directory it creates
+    /// user `demo`, database `demo` and a device token, and prints how to connect.
+    Serve(Box<ServeArgs>),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage databases and grants.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Issue, revoke and list device tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if cli.command.is_none() {
+        // No command means `serve`: parse again with it, so serve's env variables apply.
+        cli = Cli::parse_from(std::env::args_os().chain(["serve".into()]));
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command.expect("defaulted to serve") {
+        Command::Serve(args) => serve_command(&cli.global, &args),
+        Command::User(cmd) => Ok(admin::user(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+        Command::Db(cmd) => Ok(admin::db(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+        Command::Token(cmd) => Ok(admin::token(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+    }
+}
+
+fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::resolve(global, args)?;
+    init_logging(&config)?;
+    let state = AppState::new(config.clone()).context("cannot start the server")?;
+    let demo_token = admin::bootstrap_demo(&config.data_dir)
+        .context("cannot create the demo user and database")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let mut out = std::io::stdout().lock();
+        if let Some(token) = demo_token {
+            let host = if addr.ip().is_unspecified() {
+                format!("127.0.0.1:{}", addr.port())
+            } else {
+                addr.to_string()
+            };
+            writeln!(
+                out,
+                "First start: created user \"{}\", database \"{}\" and a token for device \"{}\":\n\n    {token}\n\n\
+                 The token is shown only this once. Connect a client with:\n\n    \
+                 sync-cli init demo.db --server http://{host} --token {token} --database {}\n",
+                admin::DEMO_USER,
+                admin::DEMO_DATABASE,
+                admin::DEMO_DEVICE,
+                admin::DEMO_DATABASE,
+            )?;
+        }
+        writeln!(out, "sync-server listening on http://{addr}")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(%addr, data = %config.data_dir.display(), "listening");
+        serve(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

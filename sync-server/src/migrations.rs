@@ -1,0 +1,319 @@
+//! The app schema: numbered SQL migrations (`0001_init.sql`, `0002_add_color.sql`, …) from the
+//! operator's `--schema DIR`, or the embedded demo schema (a small notes app).
+//!
+//! The schema version of a database is the number of migrations applied to it. Every database
+//! is brought up to date when it is opened, in one transaction per database, and the result
+//! must be trackable by the session extension ([`sync_core::schema::check_trackable`]): a table
+//! without a primary key would silently never sync, so the server refuses to serve it.
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use sync_core::apply::{Policy, PolicySet};
+use sync_core::schema::{self, SchemaError};
+use sync_core::server;
+
+/// The demo schema, served when no `--schema` directory is given.
+const DEMO_INIT: &str = include_str!("../schema/0001_init.sql");
+
+/// Why a schema cannot be loaded or applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrationError {
+    /// The directory or a file in it could not be read.
+    #[error("cannot read schema migrations at {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory holds no `NNNN_name.sql` file.
+    #[error("no migrations found in {dir} (expected files like 0001_init.sql)")]
+    Empty {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Migration numbers must be 1, 2, 3, … without gaps or duplicates.
+    #[error("migration numbers must run 1, 2, 3, … without gaps: expected {expected}, found {file}")]
+    Gap {
+        /// The number expected next.
+        expected: u32,
+        /// The file found instead.
+        file: String,
+    },
+    /// A migration's SQL failed.
+    #[error("migration {file} failed: {source}")]
+    Sql {
+        /// The migration's file name.
+        file: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The schema has tables the session extension cannot track.
+    #[error("the schema cannot be synced: {0}")]
+    Untrackable(SchemaError),
+    /// A configured conflict policy names a table or column the schema lacks.
+    #[error("conflict policy configuration: {0}")]
+    Policy(String),
+    /// A database was migrated further than the migrations this server knows.
+    #[error(
+        "the database is at schema version {database} but this server only knows {known} migration(s); \
+         run the server with the newer --schema directory"
+    )]
+    TooNew {
+        /// The database's version.
+        database: u32,
+        /// Migrations known to this server.
+        known: u32,
+    },
+    /// SQLite failed outside a migration.
+    #[error("database error while migrating: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// One migration: version `n` turns a database at version `n - 1` into version `n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// 1-based version this migration produces.
+    pub version: u32,
+    /// File name, for messages.
+    pub file: String,
+    /// The SQL (no `BEGIN`/`COMMIT`: the server wraps all pending migrations in one transaction).
+    pub sql: String,
+}
+
+/// The ordered migrations of the app schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSchema {
+    migrations: Vec<Migration>,
+}
+
+impl AppSchema {
+    /// The embedded demo schema (version 1: notes, tags, note_tags).
+    pub fn embedded() -> Self {
+        AppSchema {
+            migrations: vec![Migration {
+                version: 1,
+                file: "0001_init.sql (embedded)".into(),
+                sql: DEMO_INIT.into(),
+            }],
+        }
+    }
+
+    /// Reads `NNNN_name.sql` files from `dir`; the numbers must be 1, 2, 3, … Other files are
+    /// ignored.
+    pub fn from_dir(dir: &Path) -> Result<Self, MigrationError> {
+        let io = |source| MigrationError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut found: Vec<(u32, String, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".sql") else {
+                continue;
+            };
+            let digits: String = stem.chars().take_while(char::is_ascii_digit).collect();
+            if digits.is_empty() {
+                continue;
+            }
+            let Ok(number) = digits.parse::<u32>() else {
+                continue;
+            };
+            found.push((number, name, entry.path()));
+        }
+        if found.is_empty() {
+            return Err(MigrationError::Empty {
+                dir: dir.to_path_buf(),
+            });
+        }
+        found.sort();
+        let mut migrations = Vec::with_capacity(found.len());
+        for (i, (number, file, path)) in found.into_iter().enumerate() {
+            let expected = i as u32 + 1;
+            if number != expected {
+                return Err(MigrationError::Gap { expected, file });
+            }
+            let sql = std::fs::read_to_string(&path)
+                .map_err(|source| MigrationError::Io { path, source })?;
+            migrations.push(Migration {
+                version: number,
+                file,
+                sql,
+            });
+        }
+        Ok(AppSchema { migrations })
+    }
+
+    /// The schema version a fully migrated database has.
+    pub fn version(&self) -> u32 {
+        self.migrations.len() as u32
+    }
+
+    /// The migrations, oldest first.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// Applies the whole schema to an empty in-memory database and checks that it is
+    /// trackable and that `policies` name only existing tables and columns. Run at startup so
+    /// that a bad schema or configuration stops the server before it serves anything.
+    pub fn validate(&self, policies: &PolicySet) -> Result<(), MigrationError> {
+        let conn = Connection::open_in_memory()?;
+        self.migrate(&conn)?;
+        let tables = schema::user_tables(&conn).map_err(MigrationError::Untrackable)?;
+        let column_exists = |table: &str, column: &str| -> Result<bool, MigrationError> {
+            let shape = schema::table_shape(&conn, table).map_err(MigrationError::Untrackable)?;
+            Ok(shape.is_some_and(|s| s.columns.iter().any(|c| c.name.eq_ignore_ascii_case(column))))
+        };
+        for (table, policy) in &policies.tables {
+            if !tables.iter().any(|t| t == table) {
+                return Err(MigrationError::Policy(format!(
+                    "a policy is set for table {table:?}, which the schema does not have (tables: {})",
+                    tables.join(", ")
+                )));
+            }
+            if let Policy::NewestWins { column } = policy
+                && !column_exists(table, column)?
+            {
+                return Err(MigrationError::Policy(format!(
+                    "policy newest-wins:{column} for table {table:?}: the table has no column {column:?}"
+                )));
+            }
+        }
+        if let Policy::NewestWins { column } = &policies.default {
+            for table in tables.iter().filter(|t| !policies.tables.contains_key(*t)) {
+                if !column_exists(table, column)? {
+                    return Err(MigrationError::Policy(format!(
+                        "the default policy newest-wins:{column} applies to table {table:?}, which has \
+                         no column {column:?}; give that table its own policy"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings `conn`'s database up to date in one transaction: installs the server's internal
+    /// tables if missing, runs every pending migration, records the new schema version, and
+    /// checks the result is trackable. On any error nothing is changed. Returns the version.
+    pub fn migrate(&self, conn: &Connection) -> Result<u32, MigrationError> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = self.migrate_in_tx(conn);
+        match result {
+            Ok(v) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn migrate_in_tx(&self, conn: &Connection) -> Result<u32, MigrationError> {
+        server::install(conn, 0)?;
+        let current = server::schema_version(conn)?;
+        if current > self.version() {
+            return Err(MigrationError::TooNew {
+                database: current,
+                known: self.version(),
+            });
+        }
+        for m in &self.migrations[current as usize..] {
+            conn.execute_batch(&m.sql)
+                .map_err(|source| MigrationError::Sql {
+                    file: m.file.clone(),
+                    source,
+                })?;
+            server::set_schema_version(conn, m.version)?;
+        }
+        schema::check_trackable(conn).map_err(MigrationError::Untrackable)?;
+        Ok(self.version())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_schema_is_valid_with_the_demo_policies() {
+        let s = AppSchema::embedded();
+        assert_eq!(s.version(), 1);
+        let policies = PolicySet::uniform(Policy::Replace).with_table(
+            "notes",
+            Policy::NewestWins {
+                column: "updated_at".into(),
+            },
+        );
+        s.validate(&policies).unwrap();
+        let bad = PolicySet::uniform(Policy::Replace).with_table("nope", Policy::Omit);
+        assert!(matches!(s.validate(&bad), Err(MigrationError::Policy(_))));
+        let bad_col = PolicySet::uniform(Policy::NewestWins {
+            column: "updated_at".into(),
+        });
+        assert!(matches!(s.validate(&bad_col), Err(MigrationError::Policy(_))));
+    }
+
+    #[test]
+    fn directory_migrations_apply_in_order_and_upgrade_equals_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0001_init.sql"), DEMO_INIT).unwrap();
+        std::fs::write(dir.path().join("README.txt"), "ignored").unwrap();
+        let v1 = AppSchema::from_dir(dir.path()).unwrap();
+        let old = Connection::open_in_memory().unwrap();
+        assert_eq!(v1.migrate(&old).unwrap(), 1);
+        std::fs::write(
+            dir.path().join("0002_color.sql"),
+            "ALTER TABLE tags ADD COLUMN color TEXT;",
+        )
+        .unwrap();
+        let v2 = AppSchema::from_dir(dir.path()).unwrap();
+        assert_eq!(v2.migrate(&old).unwrap(), 2);
+        assert_eq!(v2.migrate(&old).unwrap(), 2, "re-running is a no-op");
+        let fresh = Connection::open_in_memory().unwrap();
+        v2.migrate(&fresh).unwrap();
+        let dump = |c: &Connection| -> Vec<String> {
+            let mut s = c
+                .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+                .unwrap();
+            s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(dump(&old), dump(&fresh));
+        assert_eq!(server::schema_version(&old).unwrap(), 2);
+        // The older server refuses a database it does not know the schema of.
+        assert!(matches!(v1.migrate(&old), Err(MigrationError::TooNew { .. })));
+    }
+
+    #[test]
+    fn gaps_and_untrackable_tables_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0002_x.sql"), "SELECT 1;").unwrap();
+        assert!(matches!(
+            AppSchema::from_dir(dir.path()),
+            Err(MigrationError::Gap { expected: 1, .. })
+        ));
+        std::fs::write(
+            dir.path().join("0001_init.sql"),
+            "CREATE TABLE ok(id INTEGER PRIMARY KEY); CREATE TABLE logbook(at INTEGER, msg TEXT);",
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join("0002_x.sql")).unwrap();
+        let s = AppSchema::from_dir(dir.path()).unwrap();
+        let err = s.validate(&PolicySet::uniform(Policy::Replace)).unwrap_err();
+        assert!(err.to_string().contains("logbook"), "{err}");
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(s.migrate(&conn).is_err());
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "a failed migration changes nothing");
+    }
+}

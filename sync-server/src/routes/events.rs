@@ -1,0 +1,102 @@
+//! `GET /v1/databases/{db}/events`: server-sent events. A `head` event on connect and
+//! whenever the database's head seq moves past what this stream last sent, a `: keep-alive`
+//! comment at the configured interval, and the end of the stream when the server shuts down.
+
+use super::DbName;
+use crate::error::ApiError;
+use crate::state::{AppState, Shared};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use sync_core::protocol::VERSION;
+use sync_core::protocol::info::{HEAD_EVENT, HeadEvent};
+use tokio::sync::watch;
+
+/// Query of `…/events` (`since` is accepted for symmetry with pull; every stream starts with
+/// the current head).
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[allow(dead_code)]
+    since: Option<i64>,
+}
+
+/// Counts a connected stream for `/metrics` while it lives.
+struct Connected(AppState);
+
+impl Connected {
+    fn new(state: AppState) -> Self {
+        state.shared().metrics.event_streams(1);
+        Connected(state)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.shared().metrics.event_streams(-1);
+    }
+}
+
+struct StreamState {
+    head: watch::Receiver<i64>,
+    shutdown: watch::Receiver<bool>,
+    last_sent: Option<i64>,
+    _connected: Connected,
+}
+
+/// `GET /v1/databases/{db}/events[?since=SEQ]`.
+pub async fn events(
+    State(state): State<AppState>,
+    DbName(name): DbName,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    q.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let token = crate::state::bearer(&headers)?;
+    let head = state
+        .blocking(move |s: &Shared| {
+            let grant = s.authorize(&token, &name)?;
+            // Subscribe first, then read and publish the head: an advance that lands in
+            // between is still seen.
+            let rx = s.hub.subscribe(grant.database_id);
+            let db = s.storage.get(grant.database_id)?;
+            let head = db.bounds()?.head_seq;
+            s.hub.publish(grant.database_id, head);
+            Ok(rx)
+        })
+        .await?;
+    let initial = StreamState {
+        head,
+        shutdown: state.shutdown_signal(),
+        last_sent: None,
+        _connected: Connected::new(state.clone()),
+    };
+    let stream = futures_util::stream::unfold(initial, |mut s| async move {
+        loop {
+            let current = *s.head.borrow_and_update();
+            if s.last_sent.is_none_or(|last| current > last) {
+                s.last_sent = Some(current);
+                let data = serde_json::to_string(&HeadEvent {
+                    v: VERSION,
+                    head_seq: current,
+                })
+                .unwrap_or_default();
+                let event = Event::default().event(HEAD_EVENT).data(data);
+                return Some((Ok(event), s));
+            }
+            tokio::select! {
+                changed = s.head.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = s.shutdown.wait_for(|down| *down) => return None,
+            }
+        }
+    });
+    let keepalive = state.shared().config.events_keepalive;
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive")))
+}

@@ -1,0 +1,163 @@
+//! Reads on read-only connections: `GET /v1/databases/{db}` (info), `…/pull` (the log in
+//! its binary framing, zstd on request) and `…/conflicts`.
+
+use super::DbName;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use serde::Deserialize;
+use sync_core::protocol::VERSION;
+use sync_core::protocol::conflicts::ConflictPage;
+use sync_core::protocol::info::DatabaseInfo;
+use sync_core::protocol::log;
+use sync_core::server;
+
+/// Most entries one pull page may hold.
+const MAX_PULL_LIMIT: usize = 10_000;
+/// Default entries per page.
+const DEFAULT_PULL_LIMIT: usize = 1000;
+/// Default and largest byte size of a page (one entry is always sent even if larger).
+const DEFAULT_PULL_BYTES: usize = 4 * 1024 * 1024;
+const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
+/// zstd level for pull pages: fast, and effects compress well.
+const ZSTD_LEVEL: i32 = 3;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+/// `GET /v1/databases/{db}`.
+pub async fn info(
+    State(state): State<AppState>,
+    DbName(name): DbName,
+    headers: HeaderMap,
+) -> Result<Json<DatabaseInfo>, ApiError> {
+    let token = crate::state::bearer(&headers)?;
+    let info = state
+        .blocking(move |s| {
+            let grant = s.authorize(&token, &name)?;
+            let db = s.storage.get(grant.database_id)?;
+            let (bounds, schema_version) = db
+                .read(|c| Ok::<_, rusqlite::Error>((server::bounds(c)?, server::schema_version(c)?)))?
+                .map_err(server::ServerError::from)?;
+            Ok(DatabaseInfo {
+                v: VERSION,
+                database: name,
+                schema_version,
+                head_seq: bounds.head_seq,
+                oldest_seq: bounds.oldest_seq,
+                access: grant.access,
+                device: grant.device,
+            })
+        })
+        .await?;
+    Ok(Json(info))
+}
+
+/// Query of `…/pull`.
+#[derive(Debug, Deserialize)]
+pub struct PullQuery {
+    since: Option<i64>,
+    limit: Option<usize>,
+    max_bytes: Option<usize>,
+}
+
+fn accepts_zstd(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            coding.eq_ignore_ascii_case("zstd") && !refused
+        })
+}
+
+/// `GET /v1/databases/{db}/pull?since=SEQ[&limit=N][&max_bytes=B]`.
+pub async fn pull(
+    State(state): State<AppState>,
+    DbName(name): DbName,
+    headers: HeaderMap,
+    q: Result<Query<PullQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let since = q.since.unwrap_or(0);
+    if since < 0 {
+        return Err(ApiError::bad_request("since must not be negative"));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_PULL_LIMIT).clamp(1, MAX_PULL_LIMIT);
+    let max_bytes = q.max_bytes.unwrap_or(DEFAULT_PULL_BYTES).clamp(1, MAX_PULL_BYTES);
+    let zstd = accepts_zstd(&headers);
+    let token = crate::state::bearer(&headers)?;
+    let body = state
+        .blocking(move |s| {
+            let grant = s.authorize(&token, &name)?;
+            let db = s.storage.get(grant.database_id)?;
+            let page = db.read(|c| server::pull(c, since, limit, max_bytes))??;
+            let bytes = log::encode(&page);
+            let bytes = if zstd {
+                zstd::bulk::compress(&bytes, ZSTD_LEVEL)
+                    .map_err(|e| ApiError::Internal(format!("zstd: {e}")))?
+            } else {
+                bytes
+            };
+            s.metrics.bytes_out(bytes.len() as u64);
+            Ok(bytes)
+        })
+        .await?;
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(log::MEDIA_TYPE));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if zstd {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    Ok(response)
+}
+
+/// Query of `…/conflicts`.
+#[derive(Debug, Deserialize)]
+pub struct ConflictsQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/databases/{db}/conflicts?after=ID&limit=N`.
+pub async fn conflicts(
+    State(state): State<AppState>,
+    DbName(name): DbName,
+    headers: HeaderMap,
+    q: Result<Query<ConflictsQuery>, QueryRejection>,
+) -> Result<Json<ConflictPage>, ApiError> {
+    let q = query(q)?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    let token = crate::state::bearer(&headers)?;
+    let page = state
+        .blocking(move |s| {
+            let grant = s.authorize(&token, &name)?;
+            let db = s.storage.get(grant.database_id)?;
+            let (conflicts, more) = db.read(|c| server::conflicts(c, after, limit))??;
+            Ok(ConflictPage {
+                v: VERSION,
+                conflicts,
+                more,
+            })
+        })
+        .await?;
+    Ok(Json(page))
+}

@@ -1,0 +1,185 @@
+//! The shared state of a running server, and how handlers reach SQLite: every catalog or
+//! database call goes through [`AppState::blocking`], which runs it on tokio's blocking pool
+//! so that no SQLite work (disk I/O, locks) ever stalls the async threads.
+
+use crate::auth::Auth;
+use crate::catalog::{Authorization, CatalogError, Grant};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::events::Hub;
+use crate::metrics::Metrics;
+use crate::migrations::{AppSchema, MigrationError};
+use crate::storage::{Storage, StorageConfig, StorageError};
+use axum::http::HeaderMap;
+use rusqlite::Connection;
+use std::sync::Arc;
+use sync_core::protocol::info::Access;
+use sync_core::server::{self, PushConfig};
+use tokio::sync::watch;
+
+/// Push every this many seqs, the log is compacted down to the configured window.
+const COMPACT_EVERY: i64 = 64;
+
+/// Why a server cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The app schema or the policies are unusable.
+    #[error(transparent)]
+    Schema(#[from] MigrationError),
+    /// The catalog cannot be opened.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The data directory cannot be prepared.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+/// The parts of the state.
+#[derive(Debug)]
+pub struct Shared {
+    /// The resolved configuration.
+    pub config: ServerConfig,
+    /// Token checks.
+    pub auth: Auth,
+    /// Open databases.
+    pub storage: Storage,
+    /// Head notifications.
+    pub hub: Hub,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Conflict policies, as the push step takes them.
+    pub push: PushConfig,
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Loads the schema (the `--schema` directory or the embedded demo), checks it and the
+    /// policies against it, opens the catalog and prepares the data directory.
+    pub fn new(config: ServerConfig) -> Result<AppState, StartError> {
+        let schema = match &config.schema_dir {
+            Some(dir) => AppSchema::from_dir(dir)?,
+            None => AppSchema::embedded(),
+        };
+        schema.validate(&config.policies)?;
+        let auth = Auth::open(&config.data_dir)?;
+        let storage = Storage::new(
+            StorageConfig {
+                data_dir: config.data_dir.clone(),
+                capacity: config.cache_capacity,
+                idle: config.idle,
+                page_cache_kib: config.page_cache_kib,
+                readers: config.readers,
+            },
+            Arc::new(schema),
+        )?;
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                push: PushConfig {
+                    policies: config.policies.clone(),
+                },
+                config,
+                auth,
+                storage,
+                hub: Hub::default(),
+                metrics: Metrics::default(),
+                shutdown: watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// The shared parts.
+    pub fn shared(&self) -> &Shared {
+        &self.inner
+    }
+
+    /// Runs `f` on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, ApiError> + Send + 'static,
+    {
+        let state = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Checks the bearer token of `headers` against `database` (on the blocking pool).
+    pub async fn authorize(&self, headers: &HeaderMap, database: &str) -> Result<Grant, ApiError> {
+        let token = bearer(headers)?;
+        let database = database.to_string();
+        self.blocking(move |s| s.authorize(&token, &database)).await
+    }
+
+    /// Tells long-lived responses (event streams) to end: the server is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when [`begin_shutdown`](Self::begin_shutdown) was called.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+impl Shared {
+    /// Checks a token against a database. Blocks.
+    pub fn authorize(&self, token: &str, database: &str) -> Result<Grant, ApiError> {
+        match self.auth.authorize(token, database)? {
+            Authorization::Granted(g) => Ok(g),
+            Authorization::NoGrant => Err(ApiError::not_found(database)),
+            Authorization::BadToken => Err(ApiError::unauthorized(
+                "the token is unknown or revoked",
+            )),
+        }
+    }
+
+    /// Like [`authorize`](Self::authorize), and the grant must allow writes.
+    pub fn authorize_write(&self, grant: &Grant, database: &str) -> Result<(), ApiError> {
+        if grant.access == Access::ReadWrite {
+            Ok(())
+        } else {
+            Err(ApiError::read_only(database))
+        }
+    }
+
+    /// After a push recorded `seq`: every [`COMPACT_EVERY`] seqs, drops log entries beyond
+    /// the configured window. Runs on the writer, after the push committed; a failure is
+    /// logged and retried at the next opportunity, never failing the push.
+    pub fn maybe_compact(&self, conn: &Connection, seq: i64) {
+        if seq % COMPACT_EVERY != 0 || seq <= self.config.log_keep {
+            return;
+        }
+        if let Err(e) = server::compact(conn, self.config.log_keep) {
+            tracing::warn!(error = %e, "log compaction failed");
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, token) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 256 {
+        return Err(ApiError::unauthorized(
+            "expected Authorization: Bearer <token>",
+        ));
+    }
+    Ok(token.to_string())
+}
