@@ -1,0 +1,72 @@
+//! `sync-cli`: session-sync at the terminal.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
+//! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
+//! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
+//! | [`error`] | [`CliError`](error::CliError): everything that exits with status 2 |
+//!
+//! Exit statuses follow `diff(1)` and ripgrep: 0 ok, 1 differences or conflicts, 2 error. A
+//! write to a closed pipe (`sync-cli inspect big.cs | head`) ends the program quietly with 0.
+//!
+//! Errors are a typed enum rather than `anyhow`: `main` must tell a broken pipe and an
+//! aborted apply from other failures, and every message already names its file.
+
+mod changeset_cmds;
+mod error;
+mod files;
+mod output;
+
+use changeset_cmds::Outcome;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Changeset tools for session-sync: diff two SQLite databases into a changeset; inspect,
+/// validate, apply, invert and concatenate changesets (SQLite session extension format).
+///
+/// Exit status: 0 ok, 1 differences (diff) or conflicts (apply), 2 error.
+#[derive(Debug, Parser)]
+#[command(name = "sync-cli", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Diff(changeset_cmds::DiffArgs),
+    Inspect(changeset_cmds::InspectArgs),
+    Validate(changeset_cmds::ValidateArgs),
+    Apply(changeset_cmds::ApplyArgs),
+    Invert(changeset_cmds::InvertArgs),
+    Concat(changeset_cmds::ConcatArgs),
+}
+
+impl Command {
+    fn run(&self) -> Result<Outcome, error::CliError> {
+        match self {
+            Command::Diff(args) => changeset_cmds::diff(args),
+            Command::Inspect(args) => changeset_cmds::inspect(args),
+            Command::Validate(args) => changeset_cmds::validate(args),
+            Command::Apply(args) => changeset_cmds::apply(args),
+            Command::Invert(args) => changeset_cmds::invert(args),
+            Command::Concat(args) => changeset_cmds::concat(args),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // clap exits by itself: 0 for --help/--version, 2 for a usage error.
+    let cli = Cli::parse();
+    match cli.command.run() {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Differences) => ExitCode::from(1),
+        Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr().lock(), "sync-cli: error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
