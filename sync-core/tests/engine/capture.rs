@@ -31,7 +31,11 @@ fn capture_stores_the_changeset_in_the_outbox_in_the_same_transaction() {
     assert_eq!(entries[0].changeset, captured.changeset);
     let changes = entries[0].changeset.inspect().unwrap();
     assert_eq!(changes.len(), 2);
-    assert!(changes.iter().all(|c| c.op == Op::Insert && c.table == "notes"));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.op == Op::Insert && c.table == "notes")
+    );
     assert_eq!(
         changes[0].new.as_ref().unwrap()[1],
         Some(Value::Text("a".into()))
@@ -96,15 +100,19 @@ fn nested_capture_is_refused_and_closing_the_transaction_is_detected() {
 #[test]
 fn outbox_seq_is_never_reused_after_the_outbox_empties() {
     let (_dir, conn) = db();
-    let a = capture(&conn, |c| c.execute("INSERT INTO notes VALUES (1, 'a', NULL)", []))
-        .unwrap()
-        .outbox_seq
-        .unwrap();
+    let a = capture(&conn, |c| {
+        c.execute("INSERT INTO notes VALUES (1, 'a', NULL)", [])
+    })
+    .unwrap()
+    .outbox_seq
+    .unwrap();
     outbox::remove_through(&conn, a).unwrap();
-    let b = capture(&conn, |c| c.execute("INSERT INTO notes VALUES (2, 'b', NULL)", []))
-        .unwrap()
-        .outbox_seq
-        .unwrap();
+    let b = capture(&conn, |c| {
+        c.execute("INSERT INTO notes VALUES (2, 'b', NULL)", [])
+    })
+    .unwrap()
+    .outbox_seq
+    .unwrap();
     assert!(b > a, "seq {b} must not reuse {a}");
 }
 

@@ -1,3 +1,8 @@
 //! sync-core's integration tests: one binary, one module per area, on real SQLite files.
 
 mod capture;
+mod common;
+mod conflicts;
+mod convergence;
+mod decode;
+mod props;
