@@ -213,3 +213,16 @@ pub fn chinook_copy(dir: &Path) -> Option<(PathBuf, Connection)> {
 
 /// The real-data sample shared by the project.
 pub const CHINOOK: &str = "/work/shared/data/chinook.sqlite";
+
+/// The seed of a randomized test: from the environment variable `var` to replay a run,
+/// otherwise fresh. Printed either way (shown when the test fails).
+pub fn seed(var: &str) -> u64 {
+    let seed = match std::env::var(var) {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} must be a u64, not {s:?}")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("seed {seed} (replay with {var}={seed})");
+    seed
+}

@@ -1,7 +1,7 @@
 //! The pure-Rust decoder against SQLite's own changeset iterator, on changesets produced by
 //! real sessions; golden fixtures; and invert / concat / concat_all.
 
-use crate::common::{TempDb, blob, chinook_copy, dump, int, null, real, record, rows, text};
+use crate::common::{TempDb, blob, chinook_copy, dump, int, null, real, record, rows, seed, text};
 use fallible_streaming_iterator::FallibleStreamingIterator;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -357,19 +357,9 @@ fn random_write(conn: &Connection, rng: &mut StdRng) {
     result.unwrap();
 }
 
-/// The seed for randomized tests: `SYNC_TEST_SEED` to replay, otherwise fresh (and printed).
-pub fn seed(name: &str) -> u64 {
-    let seed = match std::env::var("SYNC_TEST_SEED") {
-        Ok(s) => s.parse().expect("SYNC_TEST_SEED must be a u64"),
-        Err(_) => rand::random(),
-    };
-    eprintln!("{name}: seed {seed} (replay with SYNC_TEST_SEED={seed})");
-    seed
-}
-
 #[test]
 fn random_sessions_decode_like_sqlite() {
-    let mut rng = StdRng::seed_from_u64(seed("random_sessions_decode_like_sqlite"));
+    let mut rng = StdRng::seed_from_u64(seed("SYNC_DECODE_SEED"));
     let db = TempDb::new(VARIED);
     let rounds = std::env::var("SYNC_DECODE_ROUNDS")
         .ok()

@@ -4,5 +4,6 @@ mod capture;
 mod common;
 mod conflicts;
 mod convergence;
+mod crash;
 mod decode;
 mod props;
