@@ -132,7 +132,10 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
     match cmd {
         DbCommand::Create { name, owner } => {
             let id = catalog::create_database(&conn, name, owner)?;
-            writeln!(out, "created database {name} (owner {owner}, file dbs/{id}.db)")?;
+            writeln!(
+                out,
+                "created database {name} (owner {owner}, file dbs/{id}.db)"
+            )?;
         }
         DbCommand::Grant {
             db,
@@ -158,7 +161,8 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
             let rows = catalog::list_databases(&conn)?;
             match format {
                 Format::Json => {
-                    serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::other)?;
+                    serde_json::to_writer_pretty(&mut *out, &rows)
+                        .map_err(std::io::Error::other)?;
                     writeln!(out)?;
                 }
                 Format::Text => {
@@ -200,7 +204,8 @@ pub fn token(data_dir: &Path, cmd: &TokenCommand, out: &mut dyn Write) -> Result
             let rows = catalog::list_tokens(&conn)?;
             match format {
                 Format::Json => {
-                    serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::other)?;
+                    serde_json::to_writer_pretty(&mut *out, &rows)
+                        .map_err(std::io::Error::other)?;
                     writeln!(out)?;
                 }
                 Format::Text => {

@@ -482,7 +482,10 @@ pub fn list_databases(conn: &Connection) -> Result<Vec<DatabaseRow>, CatalogErro
     for row in &mut rows {
         row.grants = grants
             .query_map([row.id], |r| {
-                Ok((r.get::<_, String>(0)?, parse_access(&r.get::<_, String>(1)?)))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    parse_access(&r.get::<_, String>(1)?),
+                ))
             })?
             .collect::<Result<_, _>>()?;
     }
@@ -663,6 +666,11 @@ mod tests {
             revoke_tokens(&c, &TokenSelector::TokenOrPrefix("sst_".into())),
             Err(CatalogError::Ambiguous { count: 2, .. })
         ));
-        assert!(list_tokens(&c).unwrap().iter().all(|t| t.revoked_ms.is_none()));
+        assert!(
+            list_tokens(&c)
+                .unwrap()
+                .iter()
+                .all(|t| t.revoked_ms.is_none())
+        );
     }
 }

@@ -71,7 +71,12 @@ pub struct ServeArgs {
     /// Conflict policy of a table, TABLE=POLICY (repeatable; env: comma-separated); the
     /// table name `default` sets the default. Policies: last-push-wins, first-write-wins,
     /// reject, newest-wins:COLUMN [default: default=last-push-wins].
-    #[arg(long = "policy", env = "SYNC_POLICY", value_delimiter = ',', value_name = "TABLE=POLICY")]
+    #[arg(
+        long = "policy",
+        env = "SYNC_POLICY",
+        value_delimiter = ',',
+        value_name = "TABLE=POLICY"
+    )]
     pub policies: Vec<String>,
     /// Largest push body, in bytes, before and after decompression [default: 8388608].
     #[arg(long, env = "SYNC_MAX_BODY_BYTES", value_name = "BYTES")]
@@ -98,6 +103,30 @@ pub struct ServeArgs {
     /// Log filter, tracing's EnvFilter syntax (e.g. `info`, `sync_server=debug`) [default: info].
     #[arg(long, env = "SYNC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+}
+
+impl ServeArgs {
+    /// These options, with unset ones taken from `fallback` (`sync-server --listen X serve`
+    /// means the same as `sync-server serve --listen X`).
+    pub fn or(self, fallback: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            listen: self.listen.or(fallback.listen),
+            schema: self.schema.or(fallback.schema),
+            policies: if self.policies.is_empty() {
+                fallback.policies
+            } else {
+                self.policies
+            },
+            max_body_bytes: self.max_body_bytes.or(fallback.max_body_bytes),
+            log_keep: self.log_keep.or(fallback.log_keep),
+            cache_capacity: self.cache_capacity.or(fallback.cache_capacity),
+            idle_secs: self.idle_secs.or(fallback.idle_secs),
+            page_cache_kib: self.page_cache_kib.or(fallback.page_cache_kib),
+            readers: self.readers.or(fallback.readers),
+            log_format: self.log_format.or(fallback.log_format),
+            log: self.log.or(fallback.log),
+        }
+    }
 }
 
 /// The TOML file. Every key is optional; unknown keys are errors (a typo must not be ignored).

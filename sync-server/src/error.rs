@@ -100,8 +100,8 @@ impl ApiError {
 
 /// Renders an error body as a response with the code's status.
 pub fn error_response(body: &ErrorBody) -> Response {
-    let status = StatusCode::from_u16(body.code.http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, json).into_response();
     response.headers_mut().insert(

@@ -17,6 +17,12 @@ use sync_server::{AppState, serve};
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// `serve`'s options are accepted without the command too.
+    #[command(
+        flatten,
+        next_help_heading = "Serve options (also accepted without a command)"
+    )]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -38,12 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
-    if cli.command.is_none() {
-        // No command means `serve`: parse again with it, so serve's env variables apply.
-        cli = Cli::parse_from(std::env::args_os().chain(["serve".into()]));
-    }
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -55,11 +56,20 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match cli.command.expect("defaulted to serve") {
-        Command::Serve(args) => serve_command(&cli.global, &args),
-        Command::User(cmd) => Ok(admin::user(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
-        Command::Db(cmd) => Ok(admin::db(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
-        Command::Token(cmd) => Ok(admin::token(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+    match cli.command {
+        None => serve_command(&cli.global, &cli.serve),
+        Some(Command::Serve(args)) => serve_command(&cli.global, &args.or(cli.serve)),
+        Some(Command::User(cmd)) => Ok(admin::user(
+            &config::data_dir(&cli.global)?,
+            &cmd,
+            &mut out,
+        )?),
+        Some(Command::Db(cmd)) => Ok(admin::db(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+        Some(Command::Token(cmd)) => Ok(admin::token(
+            &config::data_dir(&cli.global)?,
+            &cmd,
+            &mut out,
+        )?),
     }
 }
 
@@ -68,7 +78,8 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter {:?}", config.log))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

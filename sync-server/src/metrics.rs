@@ -219,12 +219,7 @@ impl Metrics {
             out,
             "# HELP sync_errors_total Error answers, by wire code.\n# TYPE sync_errors_total counter"
         );
-        for (code, n) in self
-            .errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for (code, n) in self.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "sync_errors_total{{code=\"{code}\"}} {n}");
         }
         let _ = writeln!(

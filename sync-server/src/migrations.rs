@@ -35,7 +35,9 @@ pub enum MigrationError {
         dir: PathBuf,
     },
     /// Migration numbers must be 1, 2, 3, … without gaps or duplicates.
-    #[error("migration numbers must run 1, 2, 3, … without gaps: expected {expected}, found {file}")]
+    #[error(
+        "migration numbers must run 1, 2, 3, … without gaps: expected {expected}, found {file}"
+    )]
     Gap {
         /// The number expected next.
         expected: u32,
@@ -167,7 +169,11 @@ impl AppSchema {
         let tables = schema::user_tables(&conn).map_err(MigrationError::Untrackable)?;
         let column_exists = |table: &str, column: &str| -> Result<bool, MigrationError> {
             let shape = schema::table_shape(&conn, table).map_err(MigrationError::Untrackable)?;
-            Ok(shape.is_some_and(|s| s.columns.iter().any(|c| c.name.eq_ignore_ascii_case(column))))
+            Ok(shape.is_some_and(|s| {
+                s.columns
+                    .iter()
+                    .any(|c| c.name.eq_ignore_ascii_case(column))
+            }))
         };
         for (table, policy) in &policies.tables {
             if !tables.iter().any(|t| t == table) {
@@ -259,7 +265,10 @@ mod tests {
         let bad_col = PolicySet::uniform(Policy::NewestWins {
             column: "updated_at".into(),
         });
-        assert!(matches!(s.validate(&bad_col), Err(MigrationError::Policy(_))));
+        assert!(matches!(
+            s.validate(&bad_col),
+            Err(MigrationError::Policy(_))
+        ));
     }
 
     #[test]
@@ -284,12 +293,18 @@ mod tests {
             let mut s = c
                 .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
                 .unwrap();
-            s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         assert_eq!(dump(&old), dump(&fresh));
         assert_eq!(server::schema_version(&old).unwrap(), 2);
         // The older server refuses a database it does not know the schema of.
-        assert!(matches!(v1.migrate(&old), Err(MigrationError::TooNew { .. })));
+        assert!(matches!(
+            v1.migrate(&old),
+            Err(MigrationError::TooNew { .. })
+        ));
     }
 
     #[test]
@@ -307,7 +322,9 @@ mod tests {
         .unwrap();
         std::fs::remove_file(dir.path().join("0002_x.sql")).unwrap();
         let s = AppSchema::from_dir(dir.path()).unwrap();
-        let err = s.validate(&PolicySet::uniform(Policy::Replace)).unwrap_err();
+        let err = s
+            .validate(&PolicySet::uniform(Policy::Replace))
+            .unwrap_err();
         assert!(err.to_string().contains("logbook"), "{err}");
         let conn = Connection::open_in_memory().unwrap();
         assert!(s.migrate(&conn).is_err());

@@ -135,9 +135,9 @@ impl Shared {
         match self.auth.authorize(token, database)? {
             Authorization::Granted(g) => Ok(g),
             Authorization::NoGrant => Err(ApiError::not_found(database)),
-            Authorization::BadToken => Err(ApiError::unauthorized(
-                "the token is unknown or revoked",
-            )),
+            Authorization::BadToken => {
+                Err(ApiError::unauthorized("the token is unknown or revoked"))
+            }
         }
     }
 

@@ -137,15 +137,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Database {
-    fn open(
-        id: i64,
-        config: &StorageConfig,
-        schema: &AppSchema,
-    ) -> Result<Database, StorageError> {
-        let path = config
-            .data_dir
-            .join(DBS_DIR)
-            .join(format!("{id}.db"));
+    fn open(id: i64, config: &StorageConfig, schema: &AppSchema) -> Result<Database, StorageError> {
+        let path = config.data_dir.join(DBS_DIR).join(format!("{id}.db"));
         let sqlite = |source| StorageError::Sqlite { id, source };
         let writer = Connection::open_with_flags(
             &path,
@@ -439,7 +432,8 @@ impl Storage {
                 .open
                 .iter()
                 .filter(|(_, e)| {
-                    Arc::strong_count(&e.db) == 1 && now.duration_since(e.used_at) >= self.config.idle
+                    Arc::strong_count(&e.db) == 1
+                        && now.duration_since(e.used_at) >= self.config.idle
                 })
                 .map(|(id, _)| *id)
                 .collect();
@@ -505,11 +499,15 @@ mod tests {
         let one = db.snapshot().unwrap();
         let two = db.snapshot().unwrap();
         assert_eq!((one.seq, two.seq), (0, 0));
-        let files = std::fs::read_dir(dir.path().join(SNAPSHOTS_DIR)).unwrap().count();
+        let files = std::fs::read_dir(dir.path().join(SNAPSHOTS_DIR))
+            .unwrap()
+            .count();
         assert_eq!(files, 1);
         drop(db);
         s.close_all();
-        let files = std::fs::read_dir(dir.path().join(SNAPSHOTS_DIR)).unwrap().count();
+        let files = std::fs::read_dir(dir.path().join(SNAPSHOTS_DIR))
+            .unwrap()
+            .count();
         assert_eq!(files, 0, "closing a database removes its cached snapshot");
     }
 }

@@ -105,7 +105,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn fallback(request: Request) -> Response {
     let body = ErrorBody::new(
         ErrorCode::BadRequest,
-        format!("no such endpoint: {} {}", request.method(), request.uri().path()),
+        format!(
+            "no such endpoint: {} {}",
+            request.method(),
+            request.uri().path()
+        ),
     );
     let mut response = error_response(&body);
     response.extensions_mut().insert(body.code);

@@ -213,8 +213,12 @@ mod tests {
     fn zstd_output_is_capped() {
         let bomb = zstd::encode_all(&vec![0u8; 1 << 20][..], 19).unwrap();
         assert!(bomb.len() < 1024);
-        assert!(matches!(decompress(&bomb, 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "payload_too_large"));
+        assert!(
+            matches!(decompress(&bomb, 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "payload_too_large")
+        );
         assert_eq!(decompress(&bomb, 1 << 20).unwrap().len(), 1 << 20);
-        assert!(matches!(decompress(b"garbage", 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "bad_request"));
+        assert!(
+            matches!(decompress(b"garbage", 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "bad_request")
+        );
     }
 }

@@ -6,8 +6,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -44,7 +44,9 @@ pub async fn info(
             let grant = s.authorize(&token, &name)?;
             let db = s.storage.get(grant.database_id)?;
             let (bounds, schema_version) = db
-                .read(|c| Ok::<_, rusqlite::Error>((server::bounds(c)?, server::schema_version(c)?)))?
+                .read(|c| {
+                    Ok::<_, rusqlite::Error>((server::bounds(c)?, server::schema_version(c)?))
+                })?
                 .map_err(server::ServerError::from)?;
             Ok(DatabaseInfo {
                 v: VERSION,
@@ -99,8 +101,14 @@ pub async fn pull(
     if since < 0 {
         return Err(ApiError::bad_request("since must not be negative"));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_PULL_LIMIT).clamp(1, MAX_PULL_LIMIT);
-    let max_bytes = q.max_bytes.unwrap_or(DEFAULT_PULL_BYTES).clamp(1, MAX_PULL_BYTES);
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_PULL_LIMIT)
+        .clamp(1, MAX_PULL_LIMIT);
+    let max_bytes = q
+        .max_bytes
+        .unwrap_or(DEFAULT_PULL_BYTES)
+        .clamp(1, MAX_PULL_BYTES);
     let zstd = accepts_zstd(&headers);
     let token = crate::state::bearer(&headers)?;
     let body = state
@@ -121,7 +129,10 @@ pub async fn pull(
         .await?;
     let mut response = Response::new(Body::from(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(log::MEDIA_TYPE));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(log::MEDIA_TYPE),
+    );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if zstd {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));

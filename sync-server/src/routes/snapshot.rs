@@ -49,6 +49,9 @@ pub async fn snapshot(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(snap.len));
     h.insert(HEADER_SEQ, HeaderValue::from(snap.seq));
-    h.insert(HEADER_SCHEMA_VERSION, HeaderValue::from(snap.schema_version));
+    h.insert(
+        HEADER_SCHEMA_VERSION,
+        HeaderValue::from(snap.schema_version),
+    );
     Ok(response)
 }

@@ -1,0 +1,12 @@
+//! Integration tests of sync-server: real servers on 127.0.0.1:0 (in-process, or the real
+//! binary where a process must die), real HTTP through reqwest, real SQLite files in
+//! temporary directories.
+
+mod api;
+mod auth;
+mod bad_input;
+mod cli;
+mod common;
+mod crash;
+mod policies;
+mod snapshot;
