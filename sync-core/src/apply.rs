@@ -10,6 +10,7 @@ use crate::changeset::Changeset;
 use crate::decode::{DecodeError, Op};
 use crate::ffi::{self, ApplyFlags, ConflictItem, RawApplyError};
 use crate::schema::{self, SchemaError};
+use crate::tx::Tx;
 use crate::value::Value;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -93,16 +94,16 @@ fn newest_wins(kind: ConflictKind, item: &ConflictItem, column: Option<usize>) -
     let Some(col) = column else {
         return Resolution::Omit;
     };
-    let Some(current) = item.current(col) else {
+    let Some(current) = item.current_value(col) else {
         return Resolution::Omit;
     };
     let op = item.op().and_then(|o| o.op);
     match (kind, op) {
-        (ConflictKind::Data, Some(Op::Delete)) => match item.old(col) {
+        (ConflictKind::Data, Some(Op::Delete)) => match item.old_value(col) {
             Some(seen) if sql_cmp(&current, &seen) != Ordering::Greater => Resolution::Replace,
             _ => Resolution::Omit,
         },
-        (ConflictKind::Data | ConflictKind::Conflict, _) => match item.new(col) {
+        (ConflictKind::Data | ConflictKind::Conflict, _) => match item.new_value(col) {
             Some(incoming) if sql_cmp(&incoming, &current) == Ordering::Greater => {
                 Resolution::Replace
             }
@@ -281,13 +282,25 @@ pub fn apply(
     let summary = changeset.validate()?;
     schema::check_changeset_fits(conn, &summary)?;
     let newest_columns = resolve_newest_columns(conn, &summary, &options.policies)?;
-    apply_checked(
+    // Outside a transaction, SQLite's own savepoint commits when released, even after a
+    // rollback to it — which rewrites the file header of an "unchanged" database. An explicit
+    // transaction makes an abort leave the file exactly as it was.
+    let tx = if conn.is_autocommit() && !options.no_savepoint {
+        Some(Tx::begin(conn)?)
+    } else {
+        None
+    };
+    let report = apply_checked(
         conn,
         changeset.as_bytes(),
         summary.changes(),
         options,
         &newest_columns,
-    )
+    )?;
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
+    Ok(report)
 }
 
 /// Column index of each table's `NewestWins` column.
@@ -345,6 +358,9 @@ fn apply_checked(
         invert: options.invert,
     };
     let result = ffi::apply_v2(conn, bytes, flags, None, &mut handler);
+    if result.is_err() {
+        report.applied = 0; // rolled back
+    }
     match result {
         Ok(()) => Ok(report),
         Err(RawApplyError::Aborted) => Err(ApplyError::Aborted { report }),
@@ -391,16 +407,16 @@ fn describe(
         .filter(|(_, f)| **f != 0)
         .map(|(i, _)| {
             let v = if op == Some(Op::Insert) {
-                item.new(i)
+                item.new_value(i)
             } else {
-                item.old(i)
+                item.old_value(i)
             };
             v.unwrap_or(Value::Null)
         })
         .collect();
     let current = matches!(kind, ConflictKind::Data | ConflictKind::Conflict).then(|| {
         (0..columns)
-            .map(|i| item.current(i).unwrap_or(Value::Null))
+            .map(|i| item.current_value(i).unwrap_or(Value::Null))
             .collect()
     });
     let policy = options.policies.for_table(&table);

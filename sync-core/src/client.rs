@@ -394,16 +394,39 @@ pub struct LocalConflict {
     pub changeset: Option<Changeset>,
 }
 
-fn record_conflict(
-    conn: &Connection,
-    now_ms: i64,
+/// A local conflict about to be recorded.
+struct Dropped<'a> {
     kind: LocalConflictKind,
-    table: &str,
+    table: &'a str,
     op: Option<Op>,
-    pk: &[Value],
-    detail: &str,
-    changeset: Option<&Changeset>,
-) -> rusqlite::Result<()> {
+    pk: &'a [Value],
+    detail: &'a str,
+    changeset: Option<&'a Changeset>,
+}
+
+impl<'a> Dropped<'a> {
+    /// A whole changeset dropped (the table and key are in the changeset).
+    fn changeset(kind: LocalConflictKind, detail: &'a str, changeset: &'a Changeset) -> Self {
+        Dropped {
+            kind,
+            table: "",
+            op: None,
+            pk: &[],
+            detail,
+            changeset: Some(changeset),
+        }
+    }
+}
+
+fn record_conflict(conn: &Connection, now_ms: i64, d: Dropped<'_>) -> rusqlite::Result<()> {
+    let Dropped {
+        kind,
+        table,
+        op,
+        pk,
+        detail,
+        changeset,
+    } = d;
     let pk = serde_json::to_string(pk).unwrap_or_else(|_| "[]".into());
     conn.prepare_cached(
         "INSERT INTO _sync_local_conflicts(at_ms, kind, table_name, op, pk, detail, changeset)
@@ -531,15 +554,14 @@ pub fn integrate(
                 record_conflict(
                     conn,
                     now_ms,
-                    LocalConflictKind::BatchRejected,
-                    "",
-                    None,
-                    &[],
-                    &format!(
-                        "the server rejected batch {} (log seq {}); its changes were dropped",
-                        f.batch_id, own.seq
+                    Dropped::changeset(
+                        LocalConflictKind::BatchRejected,
+                        &format!(
+                            "the server rejected batch {} (log seq {}); its changes were dropped",
+                            f.batch_id, own.seq
+                        ),
+                        &cs,
                     ),
-                    Some(&cs),
                 )?;
                 report.new_conflicts += 1;
             }
@@ -631,12 +653,11 @@ fn redo_group(
             record_conflict(
                 conn,
                 now_ms,
-                LocalConflictKind::ForeignKey,
-                "",
-                None,
-                &[],
-                "re-applying this change over the server's newer state left foreign-key violations (a parent row was deleted remotely); it was dropped",
-                Some(&combined),
+                Dropped::changeset(
+                    LocalConflictKind::ForeignKey,
+                    "re-applying this change over the server's newer state left foreign-key violations (a parent row was deleted remotely); it was dropped",
+                    &combined,
+                ),
             )?;
             outbox::replace(conn, last.seq, &Changeset::default())?;
             Ok(1)
@@ -696,7 +717,18 @@ fn redo_one(
             ),
             _ => continue,
         };
-        record_conflict(conn, now_ms, kind, &c.table, c.op, &c.pk, detail, None)?;
+        record_conflict(
+            conn,
+            now_ms,
+            Dropped {
+                kind,
+                table: &c.table,
+                op: c.op,
+                pk: &c.pk,
+                detail,
+                changeset: None,
+            },
+        )?;
         recorded += 1;
     }
     Ok((effect, recorded))
@@ -840,15 +872,14 @@ fn bootstrap_attached(
                 record_conflict(
                     conn,
                     now_ms,
-                    LocalConflictKind::BatchRejected,
-                    "",
-                    None,
-                    &[],
-                    &format!(
-                        "the server rejected batch {} (log seq {acked}); its changes were dropped",
-                        f.batch_id
+                    Dropped::changeset(
+                        LocalConflictKind::BatchRejected,
+                        &format!(
+                            "the server rejected batch {} (log seq {acked}); its changes were dropped",
+                            f.batch_id
+                        ),
+                        &dropped,
                     ),
-                    Some(&dropped),
                 )?;
                 report.new_conflicts += 1;
             }

@@ -172,12 +172,6 @@ pub enum DecodeErrorKind {
     /// The table name is not UTF-8 or is empty.
     #[error("table name is empty or not valid UTF-8")]
     BadTableName,
-    /// A table header followed by no change.
-    #[error("table {table:?} has a header but no changes")]
-    TableWithoutChanges {
-        /// The table.
-        table: String,
-    },
     /// A second header for a table already seen, with a different column count or key.
     #[error("table {table:?} appears again with a different column count or primary key")]
     TableShapeChanged {
@@ -298,8 +292,6 @@ impl Summary {
 pub struct Changes<'a> {
     reader: Reader<'a>,
     table: Option<TableHeader>,
-    /// Whether the current table header has been followed by at least one change.
-    table_has_change: bool,
     /// Offset of the current table header.
     table_offset: usize,
     done: bool,
@@ -316,7 +308,6 @@ pub fn changes(bytes: &[u8]) -> Changes<'_> {
     Changes {
         reader: Reader { bytes, pos: 0 },
         table: None,
-        table_has_change: false,
         table_offset: 0,
         done: false,
     }
@@ -390,37 +381,22 @@ impl Changes<'_> {
         }
         loop {
             if self.reader.at_end() {
-                return match &self.table {
-                    Some(t) if !self.table_has_change => {
-                        Err(self.reader.error(DecodeErrorKind::TableWithoutChanges {
-                            table: t.name.clone(),
-                        }))
-                    }
-                    _ => Ok(None),
-                };
+                return Ok(None);
             }
             let byte = self.reader.peek().unwrap_or(0);
             match byte {
                 b'T' => {
-                    if let Some(t) = &self.table
-                        && !self.table_has_change
-                    {
-                        return Err(self.reader.error(DecodeErrorKind::TableWithoutChanges {
-                            table: t.name.clone(),
-                        }));
-                    }
+                    // A header followed by no change is valid: `sqldiff --changeset` writes
+                    // one for every table without differences, and SQLite applies such files.
                     self.table_offset = self.reader.pos;
                     self.table = Some(self.reader.table_header()?);
-                    self.table_has_change = false;
                 }
                 b'P' => return Err(self.reader.error(DecodeErrorKind::Patchset)),
                 _ => {
                     let Some(table) = &self.table else {
                         return Err(self.reader.error(DecodeErrorKind::BadTableHeader { byte }));
                     };
-                    let change = self.reader.change(table)?;
-                    self.table_has_change = true;
-                    return Ok(Some(change));
+                    return self.reader.change(table).map(Some);
                 }
             }
         }

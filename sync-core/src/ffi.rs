@@ -50,6 +50,7 @@ pub enum ConflictKind {
     /// The row exists but its values differ from the change's old values (UPDATE/DELETE).
     Data,
     /// The row to UPDATE or DELETE does not exist.
+    #[serde(rename = "NOTFOUND")]
     NotFound,
     /// An INSERT's primary key already exists.
     Conflict,
@@ -184,17 +185,17 @@ impl ConflictItem {
     }
 
     /// The change's old value of column `col` (UPDATE/DELETE); `None` if not present.
-    pub fn old(&self, col: usize) -> Option<Value> {
+    pub fn old_value(&self, col: usize) -> Option<Value> {
         self.value(col, ffi::sqlite3changeset_old)
     }
 
     /// The change's new value of column `col` (INSERT/UPDATE); `None` if not present.
-    pub fn new(&self, col: usize) -> Option<Value> {
+    pub fn new_value(&self, col: usize) -> Option<Value> {
         self.value(col, ffi::sqlite3changeset_new)
     }
 
     /// The target row's current value of column `col` (DATA and CONFLICT conflicts only).
-    pub fn current(&self, col: usize) -> Option<Value> {
+    pub fn current_value(&self, col: usize) -> Option<Value> {
         self.value(col, ffi::sqlite3changeset_conflict)
     }
 
