@@ -8,13 +8,10 @@ use crate::common::{
 use rusqlite::session::{ConflictAction, ConflictType};
 use sync_core::{Change, Op, Value};
 
-// Sync-core rejects changesets in which a table header is followed by no change; `sqldiff`
-// writes such a header for every table without differences, and SQLite itself reads and
-// applies them (minimal case: `table_header_without_changes_is_valid`). Until sync-core
-// accepts them, whole-database sqldiff changesets cannot be used, so these tests are ignored.
+// `sqldiff` writes a table header for every table, even one without differences; SQLite reads
+// and applies such changesets, and so must we (`table_header_without_changes_is_valid`).
 
 #[test]
-#[ignore = "sync-core decode rejects table headers without changes, which sqldiff writes for unchanged tables"]
 fn sqldiff_changeset_validates_inspects_and_applies() {
     let scratch = Scratch::new();
     let (orig, edited) = scratch.chinook_pair();
@@ -40,7 +37,6 @@ fn sqldiff_changeset_validates_inspects_and_applies() {
 }
 
 #[test]
-#[ignore = "sync-core decode rejects table headers without changes, which sqldiff writes for unchanged tables"]
 fn sqldiff_and_our_diff_describe_the_same_changes() {
     let scratch = Scratch::new();
     let (orig, edited) = scratch.chinook_pair();
@@ -265,7 +261,6 @@ UPDATE Track SET UnitPrice = 2.5, Bytes = NULL WHERE TrackId = 2;
 /// Minimal case for the sync-core bug above: a table header with no change after it, then a
 /// table with one INSERT. SQLite applies it; sync-core's decoder calls it invalid.
 #[test]
-#[ignore = "sync-core decode rejects table headers without changes, which sqldiff writes for unchanged tables"]
 fn table_header_without_changes_is_valid() {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(b"T\x02\x01\x00t\x00"); // table t(a PRIMARY KEY, b): no changes
