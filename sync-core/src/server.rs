@@ -527,6 +527,9 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerErro
     // The backup copies a consistent image (one read transaction on the source); the seq is
     // then read from the copy itself, so it matches the data exactly.
     let mut out = Connection::open(dest)?;
+    // The copy is scratch until it is handed out whole: if the process dies, it is made
+    // again. No journal and no fsync while building it.
+    out.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
     {
         let backup = rusqlite::backup::Backup::new(conn, &mut out)?;
         backup.step(-1)?;
@@ -534,7 +537,7 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerErro
     let seq = meta(&out, "head_seq")?;
     let version = schema_version(&out)?;
     out.execute_batch(
-        "PRAGMA journal_mode = DELETE;
+        "PRAGMA journal_mode = OFF;
          DROP TABLE _sync_log; DROP TABLE _sync_batches; DROP TABLE _sync_conflicts;
          DROP TABLE _sync_meta; DROP TABLE _sync_leases;
          CREATE TABLE _sync_snapshot (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
@@ -707,7 +710,10 @@ mod tests {
     #[test]
     fn snapshot_holds_app_tables_and_its_seq() {
         let dir = tempfile::tempdir().unwrap();
-        let db = server_db();
+        let db = Connection::open(dir.path().join("server.db")).unwrap();
+        db.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        install(&db, 1).unwrap();
         let cfg = config(Policy::Replace);
         push(
             &db,
@@ -737,5 +743,16 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_sync\\_%' ESCAPE '\\' AND name != '_sync_snapshot'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(internal, 0);
+        let mode: String = snap
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(mode, "wal", "a snapshot is a single self-contained file");
+        drop(snap);
+        let ro =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let check: String = ro
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 }
