@@ -1,9 +1,38 @@
 //! # sync-client
 //!
-//! The client side of session-sync. The library (one writer thread owning the sessions, a
-//! read-only connection pool, the sync engine over HTTP) comes later; today the crate holds
-//! the `sync-cli` binary.
+//! The offline-first client: a local SQLite database that syncs with a session-sync server.
+//! Desktop apps link this crate; mobile apps reach it through `mobile-bindings`.
 //!
-//! | target | its one job |
+//! | module | its one job |
 //! |---|---|
-//! | `src/bin/sync-cli/` | `sync-cli`: diff, inspect, validate, apply, invert and concat changesets (`docs/cli.md`) |
+//! | [`client`] | [`SyncClient`]: open/init, `write`, `read`, `new_id`, `sync_now`, `status`, `search` |
+//! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
+//! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
+//! | [`engine`] | one sync cycle: push, pull + rebase, bootstrap, retries |
+//! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
+//! | `writer` | the writer thread: the only read-write connection |
+//! | `readers` | the pool of read-only connections |
+//! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
+//! | `fts` | full-text index in a separate, never-synced database |
+//! | `background` | the sync loop, server events and the indexer |
+//! | `src/bin/sync-cli/` | `sync-cli`: changeset tools and a client at the terminal (`docs/cli.md`) |
+
+#![warn(missing_docs)]
+
+mod background;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod error;
+mod fts;
+mod readers;
+mod rowid;
+pub mod transport;
+mod writer;
+
+pub use client::{ChangeListener, Status, SyncClient};
+pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
+pub use engine::SyncReport;
+pub use error::{Error, ErrorKind, Result};
+pub use fts::SearchHit;
+pub use transport::{EventStream, HttpTransport, Transport};

@@ -1,0 +1,404 @@
+//! [`SyncClient`]: a local SQLite database that syncs.
+
+use crate::background::Background;
+use crate::config::{ClientConfig, Durability, RemoteConfig};
+use crate::engine::{Engine, EngineConfig, SyncReport, now_ms};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fts::{Fts, SearchHit};
+use crate::readers::Readers;
+use crate::rowid::{Exhausted, Rowids};
+use crate::transport::{HttpTransport, Transport};
+use crate::writer::Writer;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use sync_core::client::{self, LocalConflict};
+
+/// A listener told which tables changed after remote changes were applied.
+pub type ChangeListener = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+/// What `status()` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Last log seq integrated.
+    pub cursor: i64,
+    /// Schema version of the local database.
+    pub schema_version: u32,
+    /// Changesets waiting to be pushed.
+    pub pending_changesets: u64,
+    /// Their total size in bytes.
+    pub pending_bytes: u64,
+    /// The batch sent and not yet settled, if any.
+    pub inflight_batch: Option<String>,
+    /// When the last sync succeeded (ms since the Unix epoch).
+    pub last_sync_ms: Option<i64>,
+    /// The last sync error, cleared by a successful sync.
+    pub last_error: Option<String>,
+    /// Pending changes that could not be kept (most recent last).
+    pub local_conflicts: Vec<LocalConflict>,
+    /// Rows waiting to be indexed for search.
+    pub fts_lag: u64,
+    /// Leased rowids left (range strategy only).
+    pub rowids_remaining: Option<i64>,
+    /// The server this database syncs with, if configured.
+    pub server: Option<String>,
+    /// The database name on the server.
+    pub database: Option<String>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) readers: Readers,
+    pub(crate) rowids: Arc<Rowids>,
+    pub(crate) engine: Option<Engine>,
+    pub(crate) fts: Option<Fts>,
+    pub(crate) sync_interval: std::time::Duration,
+    pub(crate) background: Mutex<Option<Background>>,
+    pub(crate) listener: Mutex<Option<ChangeListener>>,
+    remote: Option<RemoteConfig>,
+}
+
+/// A local database that syncs with a session-sync server.
+///
+/// Writes go through one writer thread (the only read-write connection) and are captured as
+/// changesets in the same transaction; reads use a pool of read-only connections. Cloning is
+/// cheap and shares the database.
+#[derive(Clone)]
+pub struct SyncClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+const REMOTE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sync_remote (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
+
+fn stored_remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>> {
+    let get = |k: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| r.get(0))
+            .optional()
+    };
+    Ok(match (get("url")?, get("token")?, get("database")?) {
+        (Some(url), Some(token), Some(database)) => Some(RemoteConfig { url, token, database }),
+        _ => None,
+    })
+}
+
+fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)")?;
+    stmt.execute(["url", remote.url.as_str()])?;
+    stmt.execute(["token", remote.token.as_str()])?;
+    stmt.execute(["database", remote.database.as_str()])?;
+    Ok(())
+}
+
+fn set_note(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
+    match value {
+        Some(v) => conn.execute("INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)", params![key, v])?,
+        None => conn.execute("DELETE FROM _sync_remote WHERE key = ?1", [key])?,
+    };
+    Ok(())
+}
+
+impl SyncClient {
+    /// Creates a new local copy of a server database at `path` (which must not exist): reads
+    /// the database's info, downloads a snapshot, and stores the server settings in the
+    /// database so later opens need no remote configuration.
+    pub fn init(path: impl AsRef<Path>, remote: RemoteConfig, mut config: ClientConfig) -> Result<SyncClient> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{} already exists; init creates a new local copy", path.display()),
+            ));
+        }
+        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        transport.info()?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let scratch = tempfile::Builder::new().prefix(".sync-init").tempdir_in(dir)?;
+        let snap = scratch.path().join("snapshot.db");
+        transport.snapshot(&snap)?;
+        {
+            let conn = client::init_from_snapshot(&snap, path)?;
+            conn.execute_batch(REMOTE_TABLE)?;
+            store_remote(&conn, &remote)?;
+        }
+        config.remote = Some(remote);
+        SyncClient::open(path, config)
+    }
+
+    /// Opens (creating if needed) the local database at `path`.
+    ///
+    /// Sets WAL mode, installs the internal tables, refuses schemas with tables sync cannot
+    /// track (naming them), registers `sync_id()`, starts the writer thread, and — with FTS
+    /// configured — opens or rebuilds the index. Sync settings come from `config.remote`, else
+    /// from what `init` stored; without either the database works local-only.
+    pub fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<SyncClient> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(config.busy_timeout)?;
+        let sync = match config.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        ))?;
+        sync_core::schema::check_trackable(&conn)?;
+        client::install(&conn)?;
+        conn.execute_batch(REMOTE_TABLE)?;
+        let remote = match &config.remote {
+            Some(r) => {
+                store_remote(&conn, r)?;
+                Some(r.clone())
+            }
+            None => stored_remote(&conn)?,
+        };
+        let rowids = Rowids::load(&conn, config.rowids)?;
+        rowids.register_function(&conn)?;
+        let fts = if config.fts.is_empty() {
+            None
+        } else {
+            Some(Fts::open(&path, config.fts.clone(), &conn)?.0)
+        };
+        let writer = Arc::new(Writer::start(conn)?);
+        let readers = Readers::new(
+            &path,
+            fts.as_ref().map(|f| f.file().to_path_buf()),
+            config.read_connections,
+            config.busy_timeout,
+        );
+        let engine = match &remote {
+            Some(r) => {
+                let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(r, config.http_timeout)?);
+                Some(Engine::new(
+                    Arc::clone(&writer),
+                    transport,
+                    Arc::clone(&rowids),
+                    EngineConfig {
+                        push_max_bytes: config.push_max_bytes,
+                        retries: config.retries.max(1),
+                        scratch_dir: path
+                            .parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new("."))
+                            .to_path_buf(),
+                    },
+                ))
+            }
+            None => None,
+        };
+        Ok(SyncClient {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers,
+                rowids,
+                engine,
+                fts,
+                sync_interval: config.sync_interval,
+                background: Mutex::new(None),
+                listener: Mutex::new(None),
+                remote,
+            }),
+        })
+    }
+
+    /// Replaces the transport (tests inject faults around the real HTTP transport this way).
+    #[doc(hidden)]
+    pub fn with_transport(self, transport: Arc<dyn Transport>) -> Result<SyncClient> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| Error::new(ErrorKind::Internal, "with_transport needs the only handle"))?;
+        let engine = inner.engine.map(|e| Engine::new(e.writer, transport, e.rowids, e.config));
+        Ok(SyncClient {
+            inner: Arc::new(Inner { engine, ..inner }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in a write transaction on the writer thread and captures its changes into the
+    /// outbox atomically. `f` gets the writer connection inside the transaction; nested
+    /// [`sync_core::savepoint()`] calls compose. When `Ok` returns, the rows and their
+    /// changeset are committed together.
+    pub fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let rowids = Arc::clone(&self.inner.rowids);
+        let (value, changed) = self.inner.writer.run(move |conn| {
+            rowids.take_exhausted();
+            let result = sync_core::capture(conn, |c| {
+                let value = f(c)?;
+                rowids.persist(c)?;
+                Ok::<_, Error>(value)
+            });
+            match result {
+                Ok(captured) => Ok((captured.value, captured.outbox_seq.is_some())),
+                Err(sync_core::CaptureError::Write(_)) if rowids.take_exhausted() => {
+                    Err(exhausted(Exhausted))
+                }
+                Err(sync_core::CaptureError::Write(e)) => Err(e),
+                Err(e) => Err(Error::new(ErrorKind::InvalidSql, e.to_string()).with_source(e)),
+            }
+        })??;
+        if changed {
+            self.notify_local_write();
+        }
+        Ok(value)
+    }
+
+    /// Runs `f` with a read-only connection from the pool (SQLite refuses writes on it).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.inner.readers.with(f)
+    }
+
+    /// A new id for an `INTEGER PRIMARY KEY`, from the configured strategy (the SQL function
+    /// `sync_id()` gives the same inside `write`).
+    pub fn new_id(&self) -> Result<i64> {
+        let rowids = Arc::clone(&self.inner.rowids);
+        let id = self.inner.writer.run(move |conn| -> Result<i64> {
+            let id = rowids.next().map_err(exhausted)?;
+            rowids.persist(conn)?;
+            Ok(id)
+        })??;
+        if self.inner.rowids.wants_lease().is_some() {
+            self.notify_local_write();
+        }
+        Ok(id)
+    }
+
+    /// Syncs once now: push, pull and rebase. Fails with [`ErrorKind::Config`] when no server
+    /// is configured.
+    pub fn sync_now(&self) -> Result<SyncReport> {
+        run_sync(&self.inner)
+    }
+
+    /// Where the database stands.
+    pub fn status(&self) -> Result<Status> {
+        let fts_lag = match &self.inner.fts {
+            Some(f) => f.lag(&self.inner.readers)?,
+            None => 0,
+        };
+        let remote = self.inner.remote.clone();
+        let mut status = self.read(|c| {
+            let (pending_changesets, pending_bytes) = sync_core::outbox::stats(c)?;
+            let note = |k: &str| -> rusqlite::Result<Option<String>> {
+                c.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| r.get(0))
+                    .optional()
+            };
+            Ok(Status {
+                cursor: client::cursor(c)?,
+                schema_version: client::schema_version(c)?,
+                pending_changesets,
+                pending_bytes,
+                inflight_batch: client::inflight(c)?.map(|f| f.batch_id),
+                last_sync_ms: note("last_sync_ms")?.and_then(|v| v.parse().ok()),
+                last_error: note("last_error")?,
+                local_conflicts: client::local_conflicts(c, 0)?,
+                fts_lag,
+                rowids_remaining: None,
+                server: remote.as_ref().map(|r| r.url.clone()),
+                database: remote.as_ref().map(|r| r.database.clone()),
+            })
+        })?;
+        status.rowids_remaining = self.inner.rowids.remaining();
+        Ok(status)
+    }
+
+    /// Full-text search over the configured tables, best first. The index may lag; see
+    /// `status().fts_lag` and [`SyncClient::index_now`].
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        let fts = self.inner.fts.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::Config, "no full-text search is configured for this database")
+        })?;
+        fts.search(&self.inner.readers, query, limit)
+    }
+
+    /// Indexes everything pending for search now; returns the rows indexed.
+    pub fn index_now(&self) -> Result<usize> {
+        let Some(fts) = &self.inner.fts else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        loop {
+            let n = fts.index_batch(&self.inner.readers, &self.inner.writer)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Registers a listener told which tables changed after remote changes were applied.
+    pub fn set_change_listener(&self, listener: Option<ChangeListener>) {
+        *self.inner.listener.lock().unwrap_or_else(|p| p.into_inner()) = listener;
+    }
+
+    /// Starts background sync (on an interval, after local writes, on server events) and
+    /// background indexing. Idempotent.
+    pub fn start_background(&self) -> Result<()> {
+        let mut bg = self.inner.background.lock().unwrap_or_else(|p| p.into_inner());
+        if bg.is_none() {
+            *bg = Some(Background::start(Arc::downgrade(&self.inner))?);
+        }
+        Ok(())
+    }
+
+    /// Stops background work, finishes queued writes and closes every connection.
+    pub fn close(&self) {
+        if let Some(bg) = self.inner.background.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bg.stop();
+        }
+        self.inner.writer.close();
+        self.inner.readers.close();
+    }
+
+    fn notify_local_write(&self) {
+        if let Some(bg) = self.inner.background.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bg.wake_sync();
+            bg.wake_indexer();
+        }
+    }
+}
+
+/// One sync with its bookkeeping: the outcome noted for `status`, listeners and the indexer
+/// told about remote changes. Used by `sync_now` and the background loop.
+pub(crate) fn run_sync(inner: &Inner) -> Result<SyncReport> {
+    let engine = inner.engine.as_ref().ok_or_else(|| {
+        Error::new(ErrorKind::Config, "no server configured for this database (run init)")
+    })?;
+    let result = engine.sync_once();
+    let note = result.as_ref().err().map(|e| e.to_string());
+    let ok = result.is_ok();
+    let _ = inner.writer.run(move |c| -> rusqlite::Result<()> {
+        set_note(c, "last_error", note.as_deref())?;
+        if ok {
+            set_note(c, "last_sync_ms", Some(&now_ms().to_string()))?;
+        }
+        Ok(())
+    });
+    let report = result?;
+    if !report.changed_tables.is_empty() {
+        let listener = inner.listener.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(l) = listener {
+            l(&report.changed_tables);
+        }
+        if let Some(bg) = inner.background.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bg.wake_indexer();
+        }
+    }
+    Ok(report)
+}
+
+fn exhausted(e: Exhausted) -> Error {
+    Error::new(ErrorKind::RowidsExhausted, e.to_string())
+}

@@ -1,0 +1,95 @@
+//! Client configuration.
+
+use std::time::Duration;
+
+/// Where and as whom to sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// Base URL of the server, e.g. `http://127.0.0.1:8787`.
+    pub url: String,
+    /// Bearer token for this device.
+    pub token: String,
+    /// Database name on the server.
+    pub database: String,
+}
+
+/// How `INTEGER PRIMARY KEY` values are chosen so devices do not collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowidStrategy {
+    /// Uniformly random positive 63-bit ids. Two devices collide with probability about
+    /// n² / 2⁶⁴ for n ids in one table (1 in 18 million for a million rows); a collision is a
+    /// CONFLICT on the server, resolved by policy and reported, never silently merged.
+    Random,
+    /// Ids from ranges leased from the server and persisted locally. A new range is leased
+    /// when fewer than `refill_below` ids remain; offline, the client works until the lease is
+    /// used up, then `new_id` fails with [`crate::ErrorKind::RowidsExhausted`].
+    Ranges {
+        /// Ids per lease.
+        lease_size: i64,
+        /// Lease more when fewer than this remain.
+        refill_below: i64,
+    },
+}
+
+/// One table indexed for full-text search (in a separate attached database that is never
+/// synced). The table must have an `INTEGER PRIMARY KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtsTable {
+    /// The app table.
+    pub table: String,
+    /// Its text columns to index.
+    pub columns: Vec<String>,
+}
+
+/// How hard each local commit is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a write that returned Ok survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives an app crash; the last writes may be lost on power loss.
+    Normal,
+}
+
+/// Everything [`crate::SyncClient::open`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server; `None` reads the settings stored by `init`, or works local-only.
+    pub remote: Option<RemoteConfig>,
+    /// Rowid strategy.
+    pub rowids: RowidStrategy,
+    /// Full-text indexed tables.
+    pub fts: Vec<FtsTable>,
+    /// Read-only connections in the pool.
+    pub read_connections: usize,
+    /// Durability of local commits.
+    pub durability: Durability,
+    /// How long a connection waits for a lock before failing (SQLite's busy handler backs off
+    /// within this bound).
+    pub busy_timeout: Duration,
+    /// Background sync interval (also syncs on local writes and server events).
+    pub sync_interval: Duration,
+    /// Upper bound on one pushed batch, before compression.
+    pub push_max_bytes: usize,
+    /// Timeout of one HTTP request.
+    pub http_timeout: Duration,
+    /// Attempts per request for retryable failures within one sync (exponential backoff
+    /// with jitter between them).
+    pub retries: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            remote: None,
+            rowids: RowidStrategy::Random,
+            fts: Vec::new(),
+            read_connections: 4,
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            sync_interval: Duration::from_secs(30),
+            push_max_bytes: 1 << 20,
+            http_timeout: Duration::from_secs(30),
+            retries: 4,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The client's error: a struct with a `#[non_exhaustive]` kind, so callers match on what to do
+//! (retry, re-authenticate, upgrade, fix the SQL) and read the message for the details.
+
+use sync_core::protocol::error::{ErrorBody, ErrorCode};
+
+/// What went wrong, by what a caller should do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The server could not be reached or did not answer in time; retry later. Local writes
+    /// keep working offline.
+    Network,
+    /// The token is missing, unknown or revoked.
+    Auth,
+    /// The token's grant is read-only; local writes cannot be pushed.
+    ReadOnly,
+    /// The database does not exist on the server, or the token has no grant on it.
+    NotFound,
+    /// The local schema version differs from the server's: upgrade the app and re-initialise.
+    SchemaMismatch,
+    /// The local database cannot be synced as it is: a table without a primary key, a
+    /// virtual table in the main database, or a changeset the server found malformed.
+    Schema,
+    /// The server rejected a pushed batch (policy or foreign keys); see `status()` for the
+    /// dropped changes.
+    Rejected,
+    /// The SQL given to `write`/`read`/`query` failed (syntax, constraint, wrong parameter).
+    InvalidSql,
+    /// The local database is not consistent with the server (divergence) or is damaged.
+    Corruption,
+    /// Range rowids are used up and no new lease could be obtained (offline).
+    RowidsExhausted,
+    /// Bad configuration (missing server settings, invalid URL, unknown FTS table).
+    Config,
+    /// A file could not be read or written.
+    Io,
+    /// The client was closed.
+    Closed,
+    /// A bug or an unexpected server answer.
+    Internal,
+}
+
+/// A client error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    /// The server's error body, when the error came from the server.
+    server: Option<ErrorBody>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// A new error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            server: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The server's error envelope, when the server answered with one.
+    pub fn server_body(&self) -> Option<&ErrorBody> {
+        self.server.as_ref()
+    }
+
+    /// True for failures worth retrying later with backoff (network, server busy or failing).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Network
+    }
+
+    /// Maps a server error envelope to a client error.
+    pub fn from_server(status: u16, body: ErrorBody) -> Self {
+        let kind = match body.code {
+            ErrorCode::Unauthorized => ErrorKind::Auth,
+            ErrorCode::ReadOnly => ErrorKind::ReadOnly,
+            ErrorCode::DatabaseNotFound | ErrorCode::InvalidDatabaseName => ErrorKind::NotFound,
+            ErrorCode::SchemaMismatch => ErrorKind::SchemaMismatch,
+            ErrorCode::InvalidChangeset | ErrorCode::ChangesetSchemaMismatch => ErrorKind::Schema,
+            ErrorCode::PushRejected => ErrorKind::Rejected,
+            ErrorCode::Unavailable | ErrorCode::Internal => ErrorKind::Network,
+            _ => ErrorKind::Internal,
+        };
+        Error {
+            kind,
+            message: format!("server answered {status} {}: {}", body.code, body.message),
+            server: Some(body),
+            source: None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode as C;
+        let kind = match e.sqlite_error_code() {
+            Some(C::DatabaseCorrupt | C::NotADatabase) => ErrorKind::Corruption,
+            Some(C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::ReadOnly | C::PermissionDenied) => {
+                ErrorKind::Io
+            }
+            Some(C::DatabaseBusy | C::DatabaseLocked) => ErrorKind::Internal,
+            _ => ErrorKind::InvalidSql,
+        };
+        Error::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+impl From<sync_core::client::ClientError> for Error {
+    fn from(e: sync_core::client::ClientError) -> Self {
+        use sync_core::client::ClientError as E;
+        let kind = match &e {
+            E::Diverged { .. } | E::Gap { .. } => ErrorKind::Corruption,
+            E::InvalidSnapshot(_) | E::Schema(_) => ErrorKind::Schema,
+            E::Sqlite(_) => ErrorKind::Io,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+impl From<sync_core::SchemaError> for Error {
+    fn from(e: sync_core::SchemaError) -> Self {
+        Error::new(ErrorKind::Schema, e.to_string()).with_source(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, e.to_string()).with_source(e)
+    }
+}
+
+/// Result with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

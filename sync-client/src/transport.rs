@@ -1,0 +1,284 @@
+//! The boundary to the server: a [`Transport`] trait (so tests can inject faults around the
+//! real thing) and [`HttpTransport`], its implementation over HTTP with reqwest.
+
+use crate::config::RemoteConfig;
+use crate::error::{Error, ErrorKind, Result};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use sync_core::Changeset;
+use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::info::{DatabaseInfo, HEAD_EVENT, HeadEvent};
+use sync_core::protocol::log::{self, LogPage};
+use sync_core::protocol::push::{PushHeaders, PushResponse};
+use sync_core::protocol::rowid::{Lease, LeaseRequest};
+use sync_core::protocol::{self, CHANGESET_MEDIA_TYPE, HEADER_SCHEMA_VERSION, HEADER_SEQ, VERSION};
+
+/// Bodies smaller than this are sent uncompressed (zstd would not pay).
+const COMPRESS_ABOVE: usize = 512;
+
+/// What the sync engine needs from a server.
+pub trait Transport: Send + Sync {
+    /// `GET /v1/databases/{db}`.
+    fn info(&self) -> Result<DatabaseInfo>;
+    /// `POST /v1/databases/{db}/push`. A rejected batch (409 `push_rejected`) is an `Ok`
+    /// answer with status `rejected`.
+    fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse>;
+    /// `GET /v1/databases/{db}/pull`.
+    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage>;
+    /// `GET /v1/databases/{db}/snapshot`, written to `dest`; returns (seq, schema version).
+    fn snapshot(&self, dest: &Path) -> Result<(i64, u32)>;
+    /// `POST /v1/databases/{db}/rowid-ranges`.
+    fn lease(&self, size: i64) -> Result<Lease>;
+    /// `GET /v1/databases/{db}/events`: a blocking stream of head seqs.
+    fn events(&self) -> Result<Box<dyn EventStream>>;
+}
+
+/// Server-sent head events.
+pub trait EventStream: Send {
+    /// Blocks until the next head seq; `Ok(None)` when the server closed the stream.
+    fn next_head(&mut self) -> Result<Option<i64>>;
+}
+
+/// Bytes moved by a transport, for benchmarks and status.
+#[derive(Debug, Default)]
+pub struct TransferStats {
+    /// Request body bytes sent (after compression).
+    pub bytes_up: AtomicU64,
+    /// Response body bytes received (before decompression).
+    pub bytes_down: AtomicU64,
+}
+
+/// [`Transport`] over HTTP/1.1 (TLS by rustls when the URL is `https`).
+pub struct HttpTransport {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+    streaming: reqwest::blocking::Client,
+    stats: TransferStats,
+}
+
+impl HttpTransport {
+    /// A transport for `remote`, with `timeout` per request.
+    pub fn new(remote: &RemoteConfig, timeout: Duration) -> Result<HttpTransport> {
+        if !protocol::valid_database_name(&remote.database) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("invalid database name {:?}", remote.database),
+            ));
+        }
+        let url = remote.url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("server URL must start with http:// or https://, got {url:?}"),
+            ));
+        }
+        let build = |timeout: Option<Duration>| {
+            let mut b = reqwest::blocking::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .tcp_nodelay(true);
+            b = b.timeout(timeout);
+            b.build()
+                .map_err(|e| Error::new(ErrorKind::Config, format!("HTTP client: {e}")).with_source(e))
+        };
+        Ok(HttpTransport {
+            base: format!("{url}/v1/databases/{}", remote.database),
+            token: remote.token.clone(),
+            http: build(Some(timeout))?,
+            streaming: build(None)?,
+            stats: TransferStats::default(),
+        })
+    }
+
+    /// Bytes moved so far.
+    pub fn stats(&self) -> &TransferStats {
+        &self.stats
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends, maps transport failures and error statuses, returns the successful response.
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let resp = req.send().map_err(network)?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(error_response(resp))
+    }
+
+    fn body(&self, resp: reqwest::blocking::Response) -> Result<Vec<u8>> {
+        let zstd = resp
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"));
+        let raw = resp.bytes().map_err(network)?;
+        self.stats.bytes_down.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        if zstd {
+            zstd::stream::decode_all(raw.as_ref()).map_err(|e| {
+                Error::new(ErrorKind::Network, format!("bad zstd body from server: {e}")).with_source(e)
+            })
+        } else {
+            Ok(raw.to_vec())
+        }
+    }
+}
+
+fn network(e: reqwest::Error) -> Error {
+    Error::new(ErrorKind::Network, format!("cannot reach the server: {e}")).with_source(e)
+}
+
+fn error_response(resp: reqwest::blocking::Response) -> Error {
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => Error::from_server(status, body),
+        Err(_) if status >= 500 || status == 429 => Error::new(
+            ErrorKind::Network,
+            format!("server answered {status}: {}", text.chars().take(200).collect::<String>()),
+        ),
+        Err(_) => Error::new(
+            ErrorKind::Internal,
+            format!("unexpected answer {status}: {}", text.chars().take(200).collect::<String>()),
+        ),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("unreadable answer from server: {e}")).with_source(e))
+}
+
+impl Transport for HttpTransport {
+    fn info(&self) -> Result<DatabaseInfo> {
+        let resp = self.send(self.get(""))?;
+        json(&self.body(resp)?)
+    }
+
+    fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse> {
+        let mut req = self
+            .post("/push")
+            .header(reqwest::header::CONTENT_TYPE, CHANGESET_MEDIA_TYPE);
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        let body = if changeset.len() > COMPRESS_ABOVE {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
+            zstd::bulk::compress(changeset.as_bytes(), 3)?
+        } else {
+            changeset.as_bytes().to_vec()
+        };
+        self.stats.bytes_up.fetch_add(body.len() as u64, Ordering::Relaxed);
+        match self.send(req.body(body)) {
+            Ok(resp) => json(&self.body(resp)?),
+            Err(e) => match e.server_body().and_then(PushResponse::from_rejection) {
+                Some(rejected) => Ok(rejected),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage> {
+        let req = self
+            .get(&format!("/pull?since={since}&limit={limit}&max_bytes={max_bytes}"))
+            .header(reqwest::header::ACCEPT_ENCODING, "zstd");
+        let resp = self.send(req)?;
+        let bytes = self.body(resp)?;
+        log::decode(&bytes)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("unreadable log page: {e}")).with_source(e))
+    }
+
+    fn snapshot(&self, dest: &Path) -> Result<(i64, u32)> {
+        let resp = self.send(self.streaming.get(format!("{}/snapshot", self.base)).bearer_auth(&self.token))?;
+        let header = |name: &str| -> Result<i64> {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::new(ErrorKind::Internal, format!("snapshot without a valid {name} header")))
+        };
+        let seq = header(HEADER_SEQ)?;
+        let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
+            .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
+        let mut file = std::fs::File::create(dest)?;
+        let mut reader = resp;
+        let n = std::io::copy(&mut reader, &mut file).map_err(|e| {
+            Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
+        })?;
+        file.sync_all()?;
+        self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
+        Ok((seq, version))
+    }
+
+    fn lease(&self, size: i64) -> Result<Lease> {
+        let body = serde_json::to_vec(&LeaseRequest { v: VERSION, size }).expect("serializable");
+        let resp = self.send(
+            self.post("/rowid-ranges")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )?;
+        json(&self.body(resp)?)
+    }
+
+    fn events(&self) -> Result<Box<dyn EventStream>> {
+        let resp = self.send(
+            self.streaming
+                .get(format!("{}/events", self.base))
+                .bearer_auth(&self.token)
+                .header(reqwest::header::ACCEPT, "text/event-stream"),
+        )?;
+        Ok(Box::new(SseStream {
+            reader: BufReader::new(Box::new(resp)),
+        }))
+    }
+}
+
+/// Parses `text/event-stream`: `event:` and `data:` lines, events ended by a blank line.
+struct SseStream {
+    reader: BufReader<Box<dyn Read + Send>>,
+}
+
+impl EventStream for SseStream {
+    fn next_head(&mut self) -> Result<Option<i64>> {
+        let mut event = String::new();
+        let mut data = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.reader.read_line(&mut line).map_err(|e| {
+                Error::new(ErrorKind::Network, format!("event stream broke: {e}")).with_source(e)
+            })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                if event == HEAD_EVENT
+                    && let Ok(head) = serde_json::from_str::<HeadEvent>(&data)
+                {
+                    return Ok(Some(head.head_seq));
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(v) = l.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = l.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+}
