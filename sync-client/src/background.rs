@@ -57,13 +57,23 @@ impl Background {
         let has_engine = inner.upgrade().is_some_and(|i| i.engine.is_some());
         if has_engine {
             let (s, w) = (Arc::clone(&shared), inner.clone());
-            threads.push(std::thread::Builder::new().name("sync-loop".into()).spawn(move || sync_loop(&s, &w))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sync-loop".into())
+                    .spawn(move || sync_loop(&s, &w))?,
+            );
             let (s, w) = (Arc::clone(&shared), inner.clone());
             // Not joined on stop: it may sit in a blocking read until the next keep-alive.
-            std::thread::Builder::new().name("sync-events".into()).spawn(move || event_loop(&s, &w))?;
+            std::thread::Builder::new()
+                .name("sync-events".into())
+                .spawn(move || event_loop(&s, &w))?;
         }
         let (s, w) = (Arc::clone(&shared), inner);
-        threads.push(std::thread::Builder::new().name("sync-indexer".into()).spawn(move || index_loop(&s, &w))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("sync-indexer".into())
+                .spawn(move || index_loop(&s, &w))?,
+        );
         shared.sync.wake();
         shared.index.wake();
         Ok(Background { shared, threads })
@@ -111,7 +121,11 @@ fn sync_loop(shared: &Shared, inner: &Weak<Inner>) {
             Err(e) => {
                 tracing::warn!("background sync failed: {e}");
                 // Errors that retrying will not fix (auth, schema) wait for the interval.
-                wait = if e.is_retryable() { jittered(backoff).min(interval) } else { interval };
+                wait = if e.is_retryable() {
+                    jittered(backoff).min(interval)
+                } else {
+                    interval
+                };
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
@@ -121,7 +135,10 @@ fn sync_loop(shared: &Shared, inner: &Weak<Inner>) {
 fn event_loop(shared: &Shared, inner: &Weak<Inner>) {
     let mut backoff = Duration::from_millis(200);
     while !shared.stop.load(Ordering::SeqCst) {
-        let Some(transport) = inner.upgrade().and_then(|i| i.engine.as_ref().map(|e| Arc::clone(&e.transport))) else {
+        let Some(transport) = inner
+            .upgrade()
+            .and_then(|i| i.engine.as_ref().map(|e| Arc::clone(&e.transport)))
+        else {
             return;
         };
         match transport.events() {
@@ -132,7 +149,10 @@ fn event_loop(shared: &Shared, inner: &Weak<Inner>) {
                         return;
                     }
                     let Some(i) = inner.upgrade() else { return };
-                    let cursor = i.readers.with(|c| Ok(sync_core::client::cursor(c)?)).unwrap_or(0);
+                    let cursor = i
+                        .readers
+                        .with(|c| Ok(sync_core::client::cursor(c)?))
+                        .unwrap_or(0);
                     if head > cursor {
                         shared.sync.wake();
                     }

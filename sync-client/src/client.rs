@@ -73,17 +73,24 @@ const REMOTE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sync_remote (key TEXT PR
 
 fn stored_remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>> {
     let get = |k: &str| -> rusqlite::Result<Option<String>> {
-        conn.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| r.get(0))
-            .optional()
+        conn.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| {
+            r.get(0)
+        })
+        .optional()
     };
     Ok(match (get("url")?, get("token")?, get("database")?) {
-        (Some(url), Some(token), Some(database)) => Some(RemoteConfig { url, token, database }),
+        (Some(url), Some(token), Some(database)) => Some(RemoteConfig {
+            url,
+            token,
+            database,
+        }),
         _ => None,
     })
 }
 
 fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)")?;
+    let mut stmt =
+        conn.prepare("INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)")?;
     stmt.execute(["url", remote.url.as_str()])?;
     stmt.execute(["token", remote.token.as_str()])?;
     stmt.execute(["database", remote.database.as_str()])?;
@@ -92,7 +99,10 @@ fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()
 
 fn set_note(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
     match value {
-        Some(v) => conn.execute("INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)", params![key, v])?,
+        Some(v) => conn.execute(
+            "INSERT OR REPLACE INTO _sync_remote(key, value) VALUES (?1, ?2)",
+            params![key, v],
+        )?,
         None => conn.execute("DELETE FROM _sync_remote WHERE key = ?1", [key])?,
     };
     Ok(())
@@ -102,18 +112,30 @@ impl SyncClient {
     /// Creates a new local copy of a server database at `path` (which must not exist): reads
     /// the database's info, downloads a snapshot, and stores the server settings in the
     /// database so later opens need no remote configuration.
-    pub fn init(path: impl AsRef<Path>, remote: RemoteConfig, mut config: ClientConfig) -> Result<SyncClient> {
+    pub fn init(
+        path: impl AsRef<Path>,
+        remote: RemoteConfig,
+        mut config: ClientConfig,
+    ) -> Result<SyncClient> {
         let path = path.as_ref();
         if path.exists() {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("{} already exists; init creates a new local copy", path.display()),
+                format!(
+                    "{} already exists; init creates a new local copy",
+                    path.display()
+                ),
             ));
         }
         let transport = HttpTransport::new(&remote, config.http_timeout)?;
         transport.info()?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let scratch = tempfile::Builder::new().prefix(".sync-init").tempdir_in(dir)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let scratch = tempfile::Builder::new()
+            .prefix(".sync-init")
+            .tempdir_in(dir)?;
         let snap = scratch.path().join("snapshot.db");
         transport.snapshot(&snap)?;
         {
@@ -174,7 +196,8 @@ impl SyncClient {
         );
         let engine = match &remote {
             Some(r) => {
-                let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(r, config.http_timeout)?);
+                let transport: Arc<dyn Transport> =
+                    Arc::new(HttpTransport::new(r, config.http_timeout)?);
                 Some(Engine::new(
                     Arc::clone(&writer),
                     transport,
@@ -213,7 +236,9 @@ impl SyncClient {
     pub fn with_transport(self, transport: Arc<dyn Transport>) -> Result<SyncClient> {
         let inner = Arc::try_unwrap(self.inner)
             .map_err(|_| Error::new(ErrorKind::Internal, "with_transport needs the only handle"))?;
-        let engine = inner.engine.map(|e| Engine::new(e.writer, transport, e.rowids, e.config));
+        let engine = inner
+            .engine
+            .map(|e| Engine::new(e.writer, transport, e.rowids, e.config));
         Ok(SyncClient {
             inner: Arc::new(Inner { engine, ..inner }),
         })
@@ -292,8 +317,10 @@ impl SyncClient {
         let mut status = self.read(|c| {
             let (pending_changesets, pending_bytes) = sync_core::outbox::stats(c)?;
             let note = |k: &str| -> rusqlite::Result<Option<String>> {
-                c.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| r.get(0))
-                    .optional()
+                c.query_row("SELECT value FROM _sync_remote WHERE key = ?1", [k], |r| {
+                    r.get(0)
+                })
+                .optional()
             };
             Ok(Status {
                 cursor: client::cursor(c)?,
@@ -318,7 +345,10 @@ impl SyncClient {
     /// `status().fts_lag` and [`SyncClient::index_now`].
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let fts = self.inner.fts.as_ref().ok_or_else(|| {
-            Error::new(ErrorKind::Config, "no full-text search is configured for this database")
+            Error::new(
+                ErrorKind::Config,
+                "no full-text search is configured for this database",
+            )
         })?;
         fts.search(&self.inner.readers, query, limit)
     }
@@ -340,13 +370,21 @@ impl SyncClient {
 
     /// Registers a listener told which tables changed after remote changes were applied.
     pub fn set_change_listener(&self, listener: Option<ChangeListener>) {
-        *self.inner.listener.lock().unwrap_or_else(|p| p.into_inner()) = listener;
+        *self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = listener;
     }
 
     /// Starts background sync (on an interval, after local writes, on server events) and
     /// background indexing. Idempotent.
     pub fn start_background(&self) -> Result<()> {
-        let mut bg = self.inner.background.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bg = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if bg.is_none() {
             *bg = Some(Background::start(Arc::downgrade(&self.inner))?);
         }
@@ -355,7 +393,13 @@ impl SyncClient {
 
     /// Stops background work, finishes queued writes and closes every connection.
     pub fn close(&self) {
-        if let Some(bg) = self.inner.background.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(bg) = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             bg.stop();
         }
         self.inner.writer.close();
@@ -363,7 +407,13 @@ impl SyncClient {
     }
 
     fn notify_local_write(&self) {
-        if let Some(bg) = self.inner.background.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(bg) = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             bg.wake_sync();
             bg.wake_indexer();
         }
@@ -374,7 +424,10 @@ impl SyncClient {
 /// told about remote changes. Used by `sync_now` and the background loop.
 pub(crate) fn run_sync(inner: &Inner) -> Result<SyncReport> {
     let engine = inner.engine.as_ref().ok_or_else(|| {
-        Error::new(ErrorKind::Config, "no server configured for this database (run init)")
+        Error::new(
+            ErrorKind::Config,
+            "no server configured for this database (run init)",
+        )
     })?;
     let result = engine.sync_once();
     let note = result.as_ref().err().map(|e| e.to_string());
@@ -388,11 +441,20 @@ pub(crate) fn run_sync(inner: &Inner) -> Result<SyncReport> {
     });
     let report = result?;
     if !report.changed_tables.is_empty() {
-        let listener = inner.listener.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let listener = inner
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Some(l) = listener {
             l(&report.changed_tables);
         }
-        if let Some(bg) = inner.background.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(bg) = inner
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             bg.wake_indexer();
         }
     }

@@ -179,16 +179,17 @@ impl Engine {
             let mut more = true;
             while more && bytes < INTEGRATE_BUDGET {
                 let since = entries.last().map_or(cursor, |e| e.seq);
-                let page = match self.retry(|| self.transport.pull(since, PULL_LIMIT, PULL_MAX_BYTES)) {
-                    Ok(page) => page,
-                    Err(e) if needs_bootstrap(&e) && entries.is_empty() && bootstraps < 2 => {
-                        bootstraps += 1;
-                        self.bootstrap(report)?;
-                        cursor = report.cursor;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
+                let page =
+                    match self.retry(|| self.transport.pull(since, PULL_LIMIT, PULL_MAX_BYTES)) {
+                        Ok(page) => page,
+                        Err(e) if needs_bootstrap(&e) && entries.is_empty() && bootstraps < 2 => {
+                            bootstraps += 1;
+                            self.bootstrap(report)?;
+                            cursor = report.cursor;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                 more = page.more;
                 bytes += page.entries.iter().map(|e| e.effect.len()).sum::<usize>();
                 entries.extend(page.entries);
@@ -202,10 +203,14 @@ impl Engine {
                 .run(move |c| client::integrate(c, &entries, now_ms()))?;
             let r = match result {
                 Ok(r) => r,
-                Err(e @ (ClientError::Diverged { .. } | ClientError::Gap { .. })) if bootstraps < 2 => {
+                Err(e @ (ClientError::Diverged { .. } | ClientError::Gap { .. }))
+                    if bootstraps < 2 =>
+                {
                     bootstraps += 1;
                     // Reported in the log and the status; recovered from the server's copy.
-                    tracing::error!("local database diverged from the server ({e}); re-basing on a snapshot");
+                    tracing::error!(
+                        "local database diverged from the server ({e}); re-basing on a snapshot"
+                    );
                     self.bootstrap(report)?;
                     cursor = report.cursor;
                     continue;
@@ -216,7 +221,9 @@ impl Engine {
             report.pulled_entries += n;
             report.new_conflicts += r.new_conflicts;
             if r.own_batch == Some(PushStatus::Rejected) {
-                tracing::warn!("the server rejected a pushed batch; see status for the dropped changes");
+                tracing::warn!(
+                    "the server rejected a pushed batch; see status for the dropped changes"
+                );
             }
             report
                 .changed_tables
@@ -235,9 +242,12 @@ impl Engine {
         if let Some(f) = self.writer.run(|c| client::inflight(c))??
             && f.acked_seq.is_none()
         {
-            let batch = self.writer.run(|c| client::prepare_push(c, usize::MAX, new_batch_id))??;
+            let batch = self
+                .writer
+                .run(|c| client::prepare_push(c, usize::MAX, new_batch_id))??;
             if let Some(batch) = batch {
-                let response = self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?;
+                let response =
+                    self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?;
                 self.writer
                     .run(move |c| client::on_push_response(c, &response))??;
             }

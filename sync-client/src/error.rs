@@ -110,9 +110,13 @@ impl From<rusqlite::Error> for Error {
         use rusqlite::ffi::ErrorCode as C;
         let kind = match e.sqlite_error_code() {
             Some(C::DatabaseCorrupt | C::NotADatabase) => ErrorKind::Corruption,
-            Some(C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::ReadOnly | C::PermissionDenied) => {
-                ErrorKind::Io
-            }
+            Some(
+                C::CannotOpen
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::ReadOnly
+                | C::PermissionDenied,
+            ) => ErrorKind::Io,
             Some(C::DatabaseBusy | C::DatabaseLocked) => ErrorKind::Internal,
             _ => ErrorKind::InvalidSql,
         };

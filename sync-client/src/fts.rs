@@ -64,10 +64,17 @@ impl Fts {
     /// Checks the configuration against the schema, installs the dirty table and the
     /// triggers on the writer connection, and opens (or rebuilds) the index file. Returns
     /// whether a rebuild was started.
-    pub(crate) fn open(db_path: &Path, tables: Vec<FtsTable>, writer_conn: &Connection) -> Result<(Fts, bool)> {
+    pub(crate) fn open(
+        db_path: &Path,
+        tables: Vec<FtsTable>,
+        writer_conn: &Connection,
+    ) -> Result<(Fts, bool)> {
         for t in &tables {
             let shape = schema::table_shape(writer_conn, &t.table)?.ok_or_else(|| {
-                Error::new(ErrorKind::Config, format!("FTS table {:?} does not exist", t.table))
+                Error::new(
+                    ErrorKind::Config,
+                    format!("FTS table {:?} does not exist", t.table),
+                )
             })?;
             if shape.rowid_alias().is_none() {
                 return Err(Error::new(
@@ -76,7 +83,10 @@ impl Fts {
                 ));
             }
             if t.columns.is_empty() {
-                return Err(Error::new(ErrorKind::Config, format!("FTS table {:?} has no columns", t.table)));
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("FTS table {:?} has no columns", t.table),
+                ));
             }
             for c in &t.columns {
                 if !shape.columns.iter().any(|sc| &sc.name == c) {
@@ -121,7 +131,13 @@ impl Fts {
         let fingerprint = Fts::fingerprint(&tables);
         let existing: Option<String> = if path.exists() {
             Connection::open(&path)
-                .and_then(|c| c.query_row("SELECT value FROM _fts_meta WHERE key = 'config'", [], |r| r.get(0)))
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT value FROM _fts_meta WHERE key = 'config'",
+                        [],
+                        |r| r.get(0),
+                    )
+                })
                 .ok()
         } else {
             None
@@ -137,9 +153,16 @@ impl Fts {
         let conn = Connection::open(&path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         if rebuild {
-            let mut ddl = String::from("BEGIN; CREATE TABLE _fts_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);");
+            let mut ddl = String::from(
+                "BEGIN; CREATE TABLE _fts_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            );
             for t in &tables {
-                let cols = t.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+                let cols = t
+                    .columns
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 ddl.push_str(&format!(
                     "CREATE VIRTUAL TABLE {} USING fts5({cols}, content='', contentless_delete=1);",
                     quote(&t.table)
@@ -147,7 +170,10 @@ impl Fts {
             }
             ddl.push_str("COMMIT;");
             conn.execute_batch(&ddl)?;
-            conn.execute("INSERT INTO _fts_meta(key, value) VALUES ('config', ?1)", [&fingerprint])?;
+            conn.execute(
+                "INSERT INTO _fts_meta(key, value) VALUES ('config', ?1)",
+                [&fingerprint],
+            )?;
             // Everything must be (re)indexed.
             for t in &tables {
                 writer_conn.execute(
@@ -178,7 +204,11 @@ impl Fts {
     /// Rows waiting to be indexed.
     pub(crate) fn lag(&self, readers: &Readers) -> Result<u64> {
         readers.with(|c| {
-            Ok(c.query_row("SELECT count(*) FROM _sync_fts_dirty", [], |r| r.get::<_, i64>(0))? as u64)
+            Ok(
+                c.query_row("SELECT count(*) FROM _sync_fts_dirty", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
         })
     }
 
@@ -191,22 +221,40 @@ impl Fts {
             values: Option<Vec<Value>>,
         }
         let jobs: Vec<Job> = readers.with(|c| {
-            let mut dirty = c.prepare_cached("SELECT tbl, rid, seq FROM _sync_fts_dirty ORDER BY seq LIMIT ?1")?;
+            let mut dirty = c.prepare_cached(
+                "SELECT tbl, rid, seq FROM _sync_fts_dirty ORDER BY seq LIMIT ?1",
+            )?;
             let rows = dirty
-                .query_map([BATCH as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+                .query_map([BATCH as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             let mut jobs = Vec::with_capacity(rows.len());
             for (table, rid, seq) in rows {
                 let values = match self.tables.iter().find(|t| t.table == table) {
                     Some(t) => {
-                        let cols = t.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-                        let sql = format!("SELECT {cols} FROM main.{} WHERE rowid = ?1", quote(&t.table));
+                        let cols = t
+                            .columns
+                            .iter()
+                            .map(|c| quote(c))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let sql = format!(
+                            "SELECT {cols} FROM main.{} WHERE rowid = ?1",
+                            quote(&t.table)
+                        );
                         let mut stmt = c.prepare_cached(&sql)?;
                         let mut rows = stmt.query([rid])?;
                         match rows.next()? {
                             Some(row) => Some(
                                 (0..t.columns.len())
-                                    .map(|i| row.get::<_, rusqlite::types::Value>(i).map(Value::from))
+                                    .map(|i| {
+                                        row.get::<_, rusqlite::types::Value>(i).map(Value::from)
+                                    })
                                     .collect::<Result<Vec<_>, _>>()?,
                             ),
                             None => None,
@@ -214,7 +262,12 @@ impl Fts {
                     }
                     None => None, // a table no longer configured: just clear its marks
                 };
-                jobs.push(Job { table, rid, seq, values });
+                jobs.push(Job {
+                    table,
+                    rid,
+                    seq,
+                    values,
+                });
             }
             Ok(jobs)
         })?;
@@ -229,11 +282,22 @@ impl Fts {
                     let Some(t) = self.tables.iter().find(|t| t.table == job.table) else {
                         continue;
                     };
-                    conn.prepare_cached(&format!("DELETE FROM {} WHERE rowid = ?1", quote(&t.table)))?
-                        .execute([job.rid])?;
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM {} WHERE rowid = ?1",
+                        quote(&t.table)
+                    ))?
+                    .execute([job.rid])?;
                     if let Some(values) = &job.values {
-                        let cols = t.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-                        let marks = (2..=t.columns.len() + 1).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+                        let cols = t
+                            .columns
+                            .iter()
+                            .map(|c| quote(c))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let marks = (2..=t.columns.len() + 1)
+                            .map(|i| format!("?{i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         let mut stmt = conn.prepare_cached(&format!(
                             "INSERT INTO {}(rowid, {cols}) VALUES (?1, {marks})",
                             quote(&t.table)
@@ -253,13 +317,18 @@ impl Fts {
                 }
             }
         }
-        let done: Vec<(String, i64, i64)> = jobs.iter().map(|j| (j.table.clone(), j.rid, j.seq)).collect();
+        let done: Vec<(String, i64, i64)> = jobs
+            .iter()
+            .map(|j| (j.table.clone(), j.rid, j.seq))
+            .collect();
         let n = done.len();
         writer.run(move |c| -> rusqlite::Result<()> {
             let tx = c.transaction()?;
             {
                 // Only marks not renewed meanwhile: a row changed again stays dirty.
-                let mut stmt = tx.prepare_cached("DELETE FROM _sync_fts_dirty WHERE tbl = ?1 AND rid = ?2 AND seq = ?3")?;
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM _sync_fts_dirty WHERE tbl = ?1 AND rid = ?2 AND seq = ?3",
+                )?;
                 for (t, rid, seq) in &done {
                     stmt.execute(params![t, rid, seq])?;
                 }
@@ -270,7 +339,12 @@ impl Fts {
     }
 
     /// Searches every indexed table; best matches first.
-    pub(crate) fn search(&self, readers: &Readers, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    pub(crate) fn search(
+        &self,
+        readers: &Readers,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let mut hits = Vec::new();
         readers.with(|c| {
             for t in &self.tables {

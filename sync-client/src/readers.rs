@@ -27,7 +27,12 @@ pub(crate) struct Readers {
 impl Readers {
     /// A pool of up to `size` connections to `path`, each with the FTS database (if any)
     /// attached read-only as `fts`.
-    pub(crate) fn new(path: &Path, fts_path: Option<PathBuf>, size: usize, busy_timeout: Duration) -> Readers {
+    pub(crate) fn new(
+        path: &Path,
+        fts_path: Option<PathBuf>,
+        size: usize,
+        busy_timeout: Duration,
+    ) -> Readers {
         Readers {
             path: path.to_path_buf(),
             fts_path,
@@ -45,7 +50,9 @@ impl Readers {
     fn open_one(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         if let Some(fts) = &self.fts_path {

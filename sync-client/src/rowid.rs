@@ -53,7 +53,9 @@ impl Rowids {
              );",
         )?;
         let ranges = conn
-            .prepare("SELECT start, next, end FROM _sync_rowid_ranges WHERE next < end ORDER BY start")?
+            .prepare(
+                "SELECT start, next, end FROM _sync_rowid_ranges WHERE next < end ORDER BY start",
+            )?
             .query_map([], |r| {
                 Ok(Range {
                     start: r.get(0)?,
@@ -64,11 +66,13 @@ impl Rowids {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Rowids {
             strategy,
-            state: Mutex::new(State { ranges, dirty: false }),
+            state: Mutex::new(State {
+                ranges,
+                dirty: false,
+            }),
             exhausted: AtomicBool::new(false),
         }))
     }
-
 
     /// The next id, from memory.
     pub(crate) fn next(&self) -> Result<i64, Exhausted> {
@@ -121,7 +125,8 @@ impl Rowids {
         if !state.dirty {
             return Ok(());
         }
-        let mut stmt = conn.prepare_cached("UPDATE _sync_rowid_ranges SET next = ?2 WHERE start = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("UPDATE _sync_rowid_ranges SET next = ?2 WHERE start = ?1")?;
         for r in &state.ranges {
             stmt.execute(params![r.start, r.next])?;
         }
@@ -133,7 +138,10 @@ impl Rowids {
     /// Records a new lease (in its own transaction).
     pub(crate) fn add_lease(&self, conn: &Connection, start: i64, end: i64) -> Result<()> {
         if start >= end {
-            return Err(Error::new(ErrorKind::Internal, format!("empty lease {start}..{end}")));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("empty lease {start}..{end}"),
+            ));
         }
         conn.execute(
             "INSERT OR IGNORE INTO _sync_rowid_ranges(start, next, end) VALUES (?1, ?1, ?2)",
@@ -141,7 +149,11 @@ impl Rowids {
         )?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !state.ranges.iter().any(|r| r.start == start) {
-            state.ranges.push(Range { start, next: start, end });
+            state.ranges.push(Range {
+                start,
+                next: start,
+                end,
+            });
             state.ranges.sort_by_key(|r| r.start);
         }
         Ok(())

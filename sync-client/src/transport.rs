@@ -80,8 +80,9 @@ impl HttpTransport {
                 .connect_timeout(Duration::from_secs(10))
                 .tcp_nodelay(true);
             b = b.timeout(timeout);
-            b.build()
-                .map_err(|e| Error::new(ErrorKind::Config, format!("HTTP client: {e}")).with_source(e))
+            b.build().map_err(|e| {
+                Error::new(ErrorKind::Config, format!("HTTP client: {e}")).with_source(e)
+            })
         };
         Ok(HttpTransport {
             base: format!("{url}/v1/databases/{}", remote.database),
@@ -124,10 +125,16 @@ impl HttpTransport {
             .get(reqwest::header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"));
         let raw = resp.bytes().map_err(network)?;
-        self.stats.bytes_down.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_down
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
         if zstd {
             zstd::stream::decode_all(raw.as_ref()).map_err(|e| {
-                Error::new(ErrorKind::Network, format!("bad zstd body from server: {e}")).with_source(e)
+                Error::new(
+                    ErrorKind::Network,
+                    format!("bad zstd body from server: {e}"),
+                )
+                .with_source(e)
             })
         } else {
             Ok(raw.to_vec())
@@ -146,18 +153,29 @@ fn error_response(resp: reqwest::blocking::Response) -> Error {
         Ok(body) => Error::from_server(status, body),
         Err(_) if status >= 500 || status == 429 => Error::new(
             ErrorKind::Network,
-            format!("server answered {status}: {}", text.chars().take(200).collect::<String>()),
+            format!(
+                "server answered {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
         ),
         Err(_) => Error::new(
             ErrorKind::Internal,
-            format!("unexpected answer {status}: {}", text.chars().take(200).collect::<String>()),
+            format!(
+                "unexpected answer {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
         ),
     }
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("unreadable answer from server: {e}")).with_source(e))
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("unreadable answer from server: {e}"),
+        )
+        .with_source(e)
+    })
 }
 
 impl Transport for HttpTransport {
@@ -179,7 +197,9 @@ impl Transport for HttpTransport {
         } else {
             changeset.as_bytes().to_vec()
         };
-        self.stats.bytes_up.fetch_add(body.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_up
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
         match self.send(req.body(body)) {
             Ok(resp) => json(&self.body(resp)?),
             Err(e) => match e.server_body().and_then(PushResponse::from_rejection) {
@@ -191,22 +211,34 @@ impl Transport for HttpTransport {
 
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage> {
         let req = self
-            .get(&format!("/pull?since={since}&limit={limit}&max_bytes={max_bytes}"))
+            .get(&format!(
+                "/pull?since={since}&limit={limit}&max_bytes={max_bytes}"
+            ))
             .header(reqwest::header::ACCEPT_ENCODING, "zstd");
         let resp = self.send(req)?;
         let bytes = self.body(resp)?;
-        log::decode(&bytes)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("unreadable log page: {e}")).with_source(e))
+        log::decode(&bytes).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("unreadable log page: {e}")).with_source(e)
+        })
     }
 
     fn snapshot(&self, dest: &Path) -> Result<(i64, u32)> {
-        let resp = self.send(self.streaming.get(format!("{}/snapshot", self.base)).bearer_auth(&self.token))?;
+        let resp = self.send(
+            self.streaming
+                .get(format!("{}/snapshot", self.base))
+                .bearer_auth(&self.token),
+        )?;
         let header = |name: &str| -> Result<i64> {
             resp.headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Error::new(ErrorKind::Internal, format!("snapshot without a valid {name} header")))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("snapshot without a valid {name} header"),
+                    )
+                })
         };
         let seq = header(HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
