@@ -1,6 +1,6 @@
 //! Two and three devices syncing through a real server.
 
-use crate::common::*;
+use session_sync_tests::*;
 use sync_client::ClientConfig;
 
 #[test]
