@@ -1,0 +1,257 @@
+//! [`SyncDatabase`]: the object apps hold.
+
+use crate::error::SyncError;
+use crate::types::*;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use sync_client::{ClientConfig, FtsTable, RemoteConfig, RowidStrategy, SyncClient};
+
+/// Told which tables changed after remote changes arrived, so a UI can refresh. Implemented
+/// in Swift/Kotlin/Python. Called on a background thread.
+#[uniffi::export(foreign)]
+pub trait ChangeListener: Send + Sync {
+    /// `tables` changed.
+    fn on_change(&self, tables: Vec<String>);
+}
+
+/// A local SQLite database that syncs.
+#[derive(uniffi::Object)]
+pub struct SyncDatabase {
+    client: Mutex<Option<SyncClient>>,
+}
+
+/// Runs `f`, turning a panic into [`SyncError::Internal`]: no panic crosses the FFI.
+fn guard<T>(f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Err(SyncError::Internal { reason })
+    })
+}
+
+fn params(values: Vec<SqlValue>) -> Vec<rusqlite::types::Value> {
+    values.into_iter().map(Into::into).collect()
+}
+
+impl SyncDatabase {
+    fn client(&self) -> Result<SyncClient, SyncError> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(SyncError::Closed)
+    }
+}
+
+#[uniffi::export]
+impl SyncDatabase {
+    /// Opens the database at `path`. With server settings and no file yet, first makes a
+    /// local copy of the server's database (needs the network once); afterwards it opens
+    /// offline.
+    #[uniffi::constructor]
+    pub fn open(path: String, config: DatabaseConfig) -> Result<Arc<Self>, SyncError> {
+        guard(|| {
+            let remote = match (&config.server_url, &config.token, &config.database) {
+                (Some(url), Some(token), Some(database)) => Some(RemoteConfig {
+                    url: url.clone(),
+                    token: token.clone(),
+                    database: database.clone(),
+                }),
+                (None, None, None) => None,
+                _ => {
+                    return Err(SyncError::Config {
+                        reason: "server_url, token and database go together".into(),
+                    });
+                }
+            };
+            let client_config = ClientConfig {
+                remote: remote.clone(),
+                rowids: match config.rowids {
+                    RowidMode::Random => RowidStrategy::Random,
+                    RowidMode::Ranges {
+                        lease_size,
+                        refill_below,
+                    } => RowidStrategy::Ranges {
+                        lease_size,
+                        refill_below,
+                    },
+                },
+                fts: config
+                    .fts
+                    .iter()
+                    .map(|f| FtsTable {
+                        table: f.table.clone(),
+                        columns: f.columns.clone(),
+                    })
+                    .collect(),
+                sync_interval: Duration::from_millis(config.sync_interval_ms.max(100)),
+                ..ClientConfig::default()
+            };
+            let client = match remote {
+                Some(remote) if !Path::new(&path).exists() => {
+                    SyncClient::init(&path, remote, client_config)?
+                }
+                _ => SyncClient::open(&path, client_config)?,
+            };
+            if config.background_sync {
+                client.start_background()?;
+            }
+            Ok(Arc::new(SyncDatabase {
+                client: Mutex::new(Some(client)),
+            }))
+        })
+    }
+
+    /// Runs one write statement as its own captured transaction; returns rows changed.
+    pub fn execute(&self, sql: String, params: Vec<SqlValue>) -> Result<u64, SyncError> {
+        self.execute_batch(vec![Statement { sql, params }])
+    }
+
+    /// Runs statements in one captured transaction (all or nothing); returns rows changed.
+    pub fn execute_batch(&self, statements: Vec<Statement>) -> Result<u64, SyncError> {
+        guard(|| {
+            let client = self.client()?;
+            let changed = client.write(move |conn| {
+                let mut total = 0u64;
+                for s in statements {
+                    let values = self::params(s.params);
+                    let n = conn.execute(&s.sql, rusqlite::params_from_iter(values.iter()))?;
+                    total += n as u64;
+                }
+                Ok(total)
+            })?;
+            Ok(changed)
+        })
+    }
+
+    /// Runs a query on a read-only connection; writes are refused by SQLite.
+    pub fn query(&self, sql: String, params: Vec<SqlValue>) -> Result<QueryResult, SyncError> {
+        guard(|| {
+            let client = self.client()?;
+            let values = self::params(params);
+            let result = client.read(|conn| {
+                let mut stmt = conn.prepare(&sql)?;
+                let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+                let n = columns.len();
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                        (0..n)
+                            .map(|i| r.get::<_, rusqlite::types::Value>(i).map(SqlValue::from))
+                            .collect::<Result<Vec<_>, _>>()
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(QueryResult { columns, rows })
+            })?;
+            Ok(result)
+        })
+    }
+
+    /// Syncs now: pushes local changes, pulls and applies remote ones.
+    pub fn sync_now(&self) -> Result<SyncReport, SyncError> {
+        guard(|| Ok(self.client()?.sync_now()?.into()))
+    }
+
+    /// Starts background sync (interval, after local writes, on server events).
+    pub fn start_background_sync(&self) -> Result<(), SyncError> {
+        guard(|| Ok(self.client()?.start_background()?))
+    }
+
+    /// Where the database stands.
+    pub fn status(&self) -> Result<SyncStatus, SyncError> {
+        guard(|| {
+            let s = self.client()?.status()?;
+            Ok(SyncStatus {
+                cursor: s.cursor,
+                pending_changesets: s.pending_changesets,
+                pending_bytes: s.pending_bytes,
+                last_sync_ms: s.last_sync_ms,
+                last_error: s.last_error,
+                conflicts: s
+                    .local_conflicts
+                    .into_iter()
+                    .map(|c| ConflictInfo {
+                        kind: serde_name(&c.kind),
+                        table: c.table,
+                        pk: c.pk.into_iter().map(SqlValue::from).collect(),
+                        detail: c.detail,
+                        at_ms: c.at_ms,
+                    })
+                    .collect(),
+                fts_lag: s.fts_lag,
+                rowids_remaining: s.rowids_remaining,
+            })
+        })
+    }
+
+    /// Full-text search, best matches first. Indexes pending rows first.
+    pub fn search(&self, query: String, limit: u32) -> Result<Vec<SearchResult>, SyncError> {
+        guard(|| {
+            let client = self.client()?;
+            client.index_now()?;
+            Ok(client
+                .search(&query, limit as usize)?
+                .into_iter()
+                .map(|h| SearchResult {
+                    table: h.table,
+                    id: h.id,
+                    rank: h.rank,
+                    columns: h
+                        .columns
+                        .into_iter()
+                        .map(|(name, value)| NamedValue {
+                            name,
+                            value: value.into(),
+                        })
+                        .collect(),
+                })
+                .collect())
+        })
+    }
+
+    /// A new id for an `INTEGER PRIMARY KEY` (also `sync_id()` in SQL).
+    pub fn new_id(&self) -> Result<i64, SyncError> {
+        guard(|| Ok(self.client()?.new_id()?))
+    }
+
+    /// Sets (or clears) the listener told about remote changes.
+    pub fn set_change_listener(
+        &self,
+        listener: Option<Arc<dyn ChangeListener>>,
+    ) -> Result<(), SyncError> {
+        guard(|| {
+            let client = self.client()?;
+            client.set_change_listener(listener.map(|l| {
+                let f: sync_client::ChangeListener = Arc::new(move |tables: &[String]| {
+                    // A failing foreign callback must not take the sync thread down.
+                    let _ = catch_unwind(AssertUnwindSafe(|| l.on_change(tables.to_vec())));
+                });
+                f
+            }));
+            Ok(())
+        })
+    }
+
+    /// Stops background work and closes the database. Later calls fail with `Closed`.
+    pub fn close(&self) {
+        let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(c) = client {
+            let _ = catch_unwind(AssertUnwindSafe(|| c.close()));
+        }
+    }
+}
+
+fn serde_name(kind: &sync_core::client::LocalConflictKind) -> String {
+    use sync_core::client::LocalConflictKind as K;
+    match kind {
+        K::RowDeletedRemotely => "row_deleted_remotely",
+        K::Constraint => "constraint",
+        K::ForeignKey => "foreign_key",
+        K::BatchRejected => "batch_rejected",
+    }
+    .to_string()
+}

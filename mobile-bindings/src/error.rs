@@ -1,0 +1,92 @@
+//! The public error: a few actionable variants, mapped from the client's rich errors in
+//! exactly one function ([`From<sync_client::Error>`]).
+
+use sync_client::ErrorKind;
+
+/// What went wrong, by what the app should do about it.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The server is unreachable or failed; retry later. Local work continues offline.
+    #[error("network: {reason}")]
+    Network {
+        /// Details.
+        reason: String,
+    },
+    /// The token is missing, unknown or revoked, or may not write.
+    #[error("auth: {reason}")]
+    Auth {
+        /// Details.
+        reason: String,
+    },
+    /// The database does not exist on the server, or this token has no grant on it.
+    #[error("not found: {reason}")]
+    NotFound {
+        /// Details.
+        reason: String,
+    },
+    /// The app's schema does not match the server's (upgrade the app), or the local schema
+    /// cannot be synced (a table without a primary key).
+    #[error("schema mismatch: {reason}")]
+    SchemaMismatch {
+        /// Details.
+        reason: String,
+    },
+    /// The server rejected local changes; see `status().conflicts`.
+    #[error("conflict: {reason}")]
+    Conflict {
+        /// Details.
+        reason: String,
+    },
+    /// The SQL failed: syntax, constraint, wrong parameters, or a write through `query`.
+    #[error("invalid SQL: {reason}")]
+    InvalidSql {
+        /// Details.
+        reason: String,
+    },
+    /// No leased ids are left; sync to lease more.
+    #[error("rowids exhausted: {reason}")]
+    RowidsExhausted {
+        /// Details.
+        reason: String,
+    },
+    /// The configuration is invalid (missing server settings, bad URL, unknown FTS table).
+    #[error("configuration: {reason}")]
+    Config {
+        /// Details.
+        reason: String,
+    },
+    /// The database was closed.
+    #[error("closed")]
+    Closed,
+    /// Anything else: a bug, local corruption, an unexpected server answer, a panic.
+    #[error("internal: {reason}")]
+    Internal {
+        /// Details.
+        reason: String,
+    },
+}
+
+impl From<sync_client::Error> for SyncError {
+    fn from(e: sync_client::Error) -> Self {
+        let reason = e.to_string();
+        match e.kind() {
+            ErrorKind::Network => SyncError::Network { reason },
+            ErrorKind::Auth | ErrorKind::ReadOnly => SyncError::Auth { reason },
+            ErrorKind::NotFound => SyncError::NotFound { reason },
+            ErrorKind::SchemaMismatch | ErrorKind::Schema => SyncError::SchemaMismatch { reason },
+            ErrorKind::Rejected => SyncError::Conflict { reason },
+            ErrorKind::InvalidSql => SyncError::InvalidSql { reason },
+            ErrorKind::RowidsExhausted => SyncError::RowidsExhausted { reason },
+            ErrorKind::Config => SyncError::Config { reason },
+            ErrorKind::Closed => SyncError::Closed,
+            _ => SyncError::Internal { reason },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for SyncError {
+    fn from(e: rusqlite::Error) -> Self {
+        SyncError::from(sync_client::Error::from(e))
+    }
+}

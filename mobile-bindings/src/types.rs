@@ -1,0 +1,217 @@
+//! Records and enums that cross the FFI boundary.
+
+/// One SQLite value.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum SqlValue {
+    /// SQL NULL.
+    Null,
+    /// 64-bit integer.
+    Integer {
+        /// The value.
+        value: i64,
+    },
+    /// Double.
+    Real {
+        /// The value.
+        value: f64,
+    },
+    /// UTF-8 text.
+    Text {
+        /// The value.
+        value: String,
+    },
+    /// Bytes.
+    Blob {
+        /// The value.
+        value: Vec<u8>,
+    },
+}
+
+impl From<sync_core::Value> for SqlValue {
+    fn from(v: sync_core::Value) -> Self {
+        match v {
+            sync_core::Value::Null => SqlValue::Null,
+            sync_core::Value::Integer(value) => SqlValue::Integer { value },
+            sync_core::Value::Real(value) => SqlValue::Real { value },
+            sync_core::Value::Text(value) => SqlValue::Text { value },
+            sync_core::Value::Blob(value) => SqlValue::Blob { value },
+        }
+    }
+}
+
+impl From<SqlValue> for rusqlite::types::Value {
+    fn from(v: SqlValue) -> Self {
+        use rusqlite::types::Value as V;
+        match v {
+            SqlValue::Null => V::Null,
+            SqlValue::Integer { value } => V::Integer(value),
+            SqlValue::Real { value } => V::Real(value),
+            SqlValue::Text { value } => V::Text(value),
+            SqlValue::Blob { value } => V::Blob(value),
+        }
+    }
+}
+
+impl From<rusqlite::types::Value> for SqlValue {
+    fn from(v: rusqlite::types::Value) -> Self {
+        sync_core::Value::from(v).into()
+    }
+}
+
+/// How new `INTEGER PRIMARY KEY` values are chosen.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum RowidMode {
+    /// Random positive 63-bit ids.
+    Random,
+    /// Ranges leased from the server.
+    Ranges {
+        /// Ids per lease.
+        lease_size: i64,
+        /// Lease more when fewer remain.
+        refill_below: i64,
+    },
+}
+
+/// A table indexed for full-text search.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct FtsIndex {
+    /// The table (it needs an `INTEGER PRIMARY KEY`).
+    pub table: String,
+    /// Its text columns.
+    pub columns: Vec<String>,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct DatabaseConfig {
+    /// Server base URL, e.g. `https://sync.example.com`; `None` = use stored settings or stay
+    /// local-only.
+    #[uniffi(default = None)]
+    pub server_url: Option<String>,
+    /// Device token.
+    #[uniffi(default = None)]
+    pub token: Option<String>,
+    /// Database name on the server.
+    #[uniffi(default = None)]
+    pub database: Option<String>,
+    /// Rowid strategy.
+    pub rowids: RowidMode,
+    /// Full-text indexes.
+    #[uniffi(default = [])]
+    pub fts: Vec<FtsIndex>,
+    /// Sync in the background (interval, local writes, server events).
+    #[uniffi(default = false)]
+    pub background_sync: bool,
+    /// Background sync interval in milliseconds.
+    #[uniffi(default = 30000)]
+    pub sync_interval_ms: u64,
+}
+
+/// One statement of a batch.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Statement {
+    /// SQL.
+    pub sql: String,
+    /// Positional parameters (`?1`, `?2`, …).
+    pub params: Vec<SqlValue>,
+}
+
+/// Rows from `query`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct QueryResult {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<SqlValue>>,
+}
+
+/// What `sync_now` did.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SyncReport {
+    /// Batches the server processed.
+    pub pushed_batches: u64,
+    /// Of which rejected.
+    pub rejected_batches: u64,
+    /// Log entries applied.
+    pub pulled_entries: u64,
+    /// Re-based on a snapshot.
+    pub bootstrapped: bool,
+    /// Local conflicts recorded.
+    pub new_conflicts: u64,
+    /// Cursor afterwards.
+    pub cursor: i64,
+    /// Tables changed by remote changes.
+    pub changed_tables: Vec<String>,
+}
+
+impl From<sync_client::SyncReport> for SyncReport {
+    fn from(r: sync_client::SyncReport) -> Self {
+        SyncReport {
+            pushed_batches: r.pushed_batches as u64,
+            rejected_batches: r.rejected_batches as u64,
+            pulled_entries: r.pulled_entries as u64,
+            bootstrapped: r.bootstrapped,
+            new_conflicts: r.new_conflicts as u64,
+            cursor: r.cursor,
+            changed_tables: r.changed_tables,
+        }
+    }
+}
+
+/// A local change that could not be kept.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ConflictInfo {
+    /// `row_deleted_remotely`, `constraint`, `foreign_key` or `batch_rejected`.
+    pub kind: String,
+    /// The table (empty when a whole batch was dropped).
+    pub table: String,
+    /// Key of the row.
+    pub pk: Vec<SqlValue>,
+    /// Explanation.
+    pub detail: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
+/// Where the database stands.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SyncStatus {
+    /// Last log seq applied.
+    pub cursor: i64,
+    /// Local changesets waiting to be pushed.
+    pub pending_changesets: u64,
+    /// Their size in bytes.
+    pub pending_bytes: u64,
+    /// Last successful sync (ms since the Unix epoch).
+    pub last_sync_ms: Option<i64>,
+    /// Last sync error.
+    pub last_error: Option<String>,
+    /// Local changes that could not be kept.
+    pub conflicts: Vec<ConflictInfo>,
+    /// Rows waiting to be indexed for search.
+    pub fts_lag: u64,
+    /// Leased ids left (ranges only).
+    pub rowids_remaining: Option<i64>,
+}
+
+/// A named value.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct NamedValue {
+    /// Column name.
+    pub name: String,
+    /// Its value.
+    pub value: SqlValue,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SearchResult {
+    /// Table.
+    pub table: String,
+    /// Row id.
+    pub id: i64,
+    /// FTS5 rank (lower is better).
+    pub rank: f64,
+    /// The indexed columns.
+    pub columns: Vec<NamedValue>,
+}
