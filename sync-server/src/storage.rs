@@ -283,6 +283,31 @@ fn open_snapshot(path: &Path, seq: i64, schema_version: u32) -> std::io::Result<
     })
 }
 
+/// Turns off SQLite's process-wide memory statistics. With them on (SQLite's default), every
+/// allocation takes one global mutex, which serialises all connections of the process — the
+/// largest single cost under many concurrent pushes. The server reads no SQLite memory
+/// statistics, so nothing is lost.
+///
+/// Must run before SQLite is first used in the process; call it first thing in `main`, before
+/// any thread is started. Later it changes nothing (SQLite refuses reconfiguration once
+/// initialised). Returns whether it took effect.
+pub fn tune_sqlite_process() -> bool {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        // SAFETY: `sqlite3_config` must not run concurrently with other SQLite calls. It is
+        // called once (OnceLock), documented to be called from `main` before other threads
+        // exist; and if SQLite is already initialised it returns SQLITE_MISUSE without
+        // touching any state.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            )
+        };
+        rc == rusqlite::ffi::SQLITE_OK
+    })
+}
+
 fn configure(conn: &Connection, page_cache_kib: u32) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(32);

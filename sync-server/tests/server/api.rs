@@ -2,7 +2,6 @@
 //! info, rowid leases, events, health and metrics.
 
 use crate::common::*;
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use std::time::Duration;
 use sync_core::protocol::log;
@@ -243,15 +242,11 @@ async fn rowid_ranges_are_disjoint_and_above_existing_ids() {
 }
 
 /// Reads SSE frames until one carries `head_seq == want`.
-async fn next_head(
-    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    buf: &mut String,
-    want: i64,
-) {
+async fn next_head(response: &mut reqwest::Response, buf: &mut String, want: i64) {
     let needle = format!("event: head\ndata: {{\"v\":1,\"head_seq\":{want}}}");
     tokio::time::timeout(Duration::from_secs(10), async {
         while !buf.contains(&needle) {
-            let chunk = stream.next().await.expect("stream ended").unwrap();
+            let chunk = response.chunk().await.unwrap().expect("stream ended");
             buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     })
@@ -277,13 +272,13 @@ async fn events_announce_the_head_on_connect_and_after_each_push() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut stream = r.bytes_stream();
+    let mut r = r;
     let mut buf = String::new();
-    next_head(&mut stream, &mut buf, 0).await;
+    next_head(&mut r, &mut buf, 0).await;
     let device = Local::new();
     let cs = device.change("INSERT INTO notes VALUES (1, 't', '', 1)");
     s.push_ok(&token, "notes", "b1", 0, &cs).await;
-    next_head(&mut stream, &mut buf, 1).await;
+    next_head(&mut r, &mut buf, 1).await;
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -297,7 +292,7 @@ async fn events_announce_the_head_on_connect_and_after_each_push() {
     // Shutdown ends the stream (and does not wait for the client to hang up).
     let stop = tokio::spawn(s.stop());
     tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(_)) = stream.next().await {}
+        while let Ok(Some(_)) = r.chunk().await {}
     })
     .await
     .expect("the event stream ends at shutdown");

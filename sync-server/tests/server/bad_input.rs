@@ -2,7 +2,6 @@
 //! ones included) and the log head are the same before and after.
 
 use crate::common::*;
-use futures_util::stream;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 
@@ -246,18 +245,27 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     )
     .await;
     assert_eq!(j["limit"], LIMIT as u64);
-    // Streamed without a length: refused once the limit is crossed.
-    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![0u8; 16 * 1024]));
-    let streamed = reqwest::Body::wrap_stream(stream::iter(chunks));
-    refused(
-        &s,
-        &token,
-        "chunked",
-        Req::new(streamed),
-        413,
-        "payload_too_large",
+    // Streamed without a length (chunked): refused once the limit is crossed.
+    let before = dump(&s.db_path("notes"));
+    let mut request = format!(
+        "POST /v1/databases/notes/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Sync-Batch-Id: chunked\r\nSync-Cursor: 1\r\nSync-Schema-Version: 1\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
-    .await;
+    .into_bytes();
+    for _ in 0..64 {
+        request.extend_from_slice(format!("{:x}\r\n", 16 * 1024).as_bytes());
+        request.extend_from_slice(&[b'T'; 16 * 1024]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, json) = raw_request(s.addr, &request).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{json}"
+    );
+    assert_eq!(dump(&s.db_path("notes")), before);
     // A zstd bomb: 1 KiB on the wire, 16 MiB decompressed.
     let bomb = zstd::encode_all(&vec![0u8; 16 << 20][..], 19).unwrap();
     assert!(bomb.len() < LIMIT);
