@@ -1,12 +1,13 @@
 //! [`SyncClient`]: a local SQLite database that syncs.
 
 use crate::background::Background;
-use crate::config::{ClientConfig, Durability, RemoteConfig};
+use crate::config::{ClientConfig, Durability, FtsTable, RemoteConfig};
 use crate::engine::{Engine, EngineConfig, SyncReport, now_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fts::{Fts, SearchHit};
 use crate::readers::Readers;
 use crate::rowid::{Exhausted, Rowids};
+use crate::server_conflicts::{self, ServerConflict};
 use crate::transport::{HttpTransport, Transport};
 use crate::writer::Writer;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -36,6 +37,9 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Pending changes that could not be kept (most recent last).
     pub local_conflicts: Vec<LocalConflict>,
+    /// Conflicts the server reported for this device's own pushed batches, with the server's
+    /// resolution (most recent last): a change of ours that lost, or a rowid collision.
+    pub server_conflicts: Vec<ServerConflict>,
     /// Rows waiting to be indexed for search.
     pub fts_lag: u64,
     /// Leased rowids left (range strategy only).
@@ -97,6 +101,33 @@ fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()
     Ok(())
 }
 
+/// The key under which the FTS configuration is stored (JSON, a list of [`FtsTable`]).
+const FTS_KEY: &str = "fts";
+
+fn stored_fts(conn: &Connection) -> Result<Vec<FtsTable>> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT value FROM _sync_remote WHERE key = ?1",
+            [FTS_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match json {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("the stored full-text search configuration is unreadable: {e}"),
+            )
+        }),
+    }
+}
+
+fn store_fts(conn: &Connection, tables: &[FtsTable]) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(tables).expect("FTS tables serialize");
+    set_note(conn, FTS_KEY, Some(&json))
+}
+
 fn set_note(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
     match value {
         Some(v) => conn.execute(
@@ -152,7 +183,8 @@ impl SyncClient {
     /// Sets WAL mode, installs the internal tables, refuses schemas with tables sync cannot
     /// track (naming them), registers `sync_id()`, starts the writer thread, and — with FTS
     /// configured — opens or rebuilds the index. Sync settings come from `config.remote`, else
-    /// from what `init` stored; without either the database works local-only.
+    /// from what `init` stored; without either the database works local-only. FTS tables
+    /// likewise come from `config.fts` (then stored), else from the stored list.
     pub fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<SyncClient> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open_with_flags(
@@ -180,12 +212,21 @@ impl SyncClient {
             }
             None => stored_remote(&conn)?,
         };
+        server_conflicts::install(&conn)?;
+        let fts_tables = if config.fts.is_empty() {
+            stored_fts(&conn)?
+        } else {
+            config.fts.clone()
+        };
         let rowids = Rowids::load(&conn, config.rowids)?;
         rowids.register_function(&conn)?;
-        let fts = if config.fts.is_empty() {
+        let fts = if fts_tables.is_empty() {
             None
         } else {
-            Some(Fts::open(&path, config.fts.clone(), &conn)?.0)
+            let fts = Fts::open(&path, fts_tables.clone(), &conn)?.0;
+            // Stored only once the tables proved valid, so a typo is not remembered.
+            store_fts(&conn, &fts_tables)?;
+            Some(fts)
         };
         let writer = Arc::new(Writer::start(conn)?);
         let readers = Readers::new(
@@ -331,6 +372,7 @@ impl SyncClient {
                 last_sync_ms: note("last_sync_ms")?.and_then(|v| v.parse().ok()),
                 last_error: note("last_error")?,
                 local_conflicts: client::local_conflicts(c, 0)?,
+                server_conflicts: server_conflicts::list(c)?,
                 fts_lag,
                 rowids_remaining: None,
                 server: remote.as_ref().map(|r| r.url.clone()),
@@ -339,6 +381,11 @@ impl SyncClient {
         })?;
         status.rowids_remaining = self.inner.rowids.remaining();
         Ok(status)
+    }
+
+    /// The tables indexed for full-text search (empty when search is not configured).
+    pub fn fts_tables(&self) -> &[FtsTable] {
+        self.inner.fts.as_ref().map_or(&[], |f| f.tables())
     }
 
     /// Full-text search over the configured tables, best first. The index may lag; see

@@ -1,5 +1,8 @@
 //! Client configuration.
 
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Where and as whom to sync.
@@ -33,12 +36,43 @@ pub enum RowidStrategy {
 
 /// One table indexed for full-text search (in a separate attached database that is never
 /// synced). The table must have an `INTEGER PRIMARY KEY`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Written `TABLE:COLUMN,COLUMN…` on command lines (`notes:title,body`); [`FromStr`] and
+/// [`Display`](fmt::Display) convert between the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FtsTable {
     /// The app table.
     pub table: String,
     /// Its text columns to index.
     pub columns: Vec<String>,
+}
+
+impl FromStr for FtsTable {
+    type Err = String;
+
+    /// Parses `TABLE:COLUMN,COLUMN…`; names are taken as written (no quoting), so a name
+    /// cannot contain `:` or `,`.
+    fn from_str(s: &str) -> Result<FtsTable, String> {
+        let (table, columns) = s
+            .split_once(':')
+            .ok_or_else(|| format!("expected TABLE:COLUMN,COLUMN…, got {s:?}"))?;
+        let columns: Vec<String> = columns.split(',').map(|c| c.trim().to_string()).collect();
+        if table.trim().is_empty() || columns.iter().any(String::is_empty) {
+            return Err(format!(
+                "expected TABLE:COLUMN,COLUMN… with no empty names, got {s:?}"
+            ));
+        }
+        Ok(FtsTable {
+            table: table.trim().to_string(),
+            columns,
+        })
+    }
+}
+
+impl fmt::Display for FtsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.table, self.columns.join(","))
+    }
 }
 
 /// How hard each local commit is made durable.
@@ -57,7 +91,9 @@ pub struct ClientConfig {
     pub remote: Option<RemoteConfig>,
     /// Rowid strategy.
     pub rowids: RowidStrategy,
-    /// Full-text indexed tables.
+    /// Full-text indexed tables. A non-empty list is also stored in the database; an empty
+    /// list uses the stored one (if any). So every program that opens the database — the app,
+    /// `sync-cli` — installs the same change tracking and keeps the one index up to date.
     pub fts: Vec<FtsTable>,
     /// Read-only connections in the pool.
     pub read_connections: usize,

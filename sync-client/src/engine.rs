@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::rowid::Rowids;
+use crate::server_conflicts;
 use crate::transport::Transport;
 use crate::writer::Writer;
 use rand::RngExt;
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sync_core::client::{self, ClientError, PushOutcome};
 use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::log::LogEntry;
-use sync_core::protocol::push::PushStatus;
+use sync_core::protocol::push::{PushResponse, PushStatus};
 
 /// Entries are pulled in pages of this many…
 const PULL_LIMIT: usize = 1000;
@@ -35,6 +36,9 @@ pub struct SyncReport {
     pub bootstrapped: bool,
     /// Local conflicts recorded by this sync.
     pub new_conflicts: usize,
+    /// Conflicts the server met in this sync's pushed batches and resolved by its policy
+    /// (details in `status().server_conflicts`).
+    pub server_conflicts: usize,
     /// Cursor afterwards.
     pub cursor: i64,
     /// Tables with rows changed by remote changes (for UI refresh).
@@ -159,13 +163,21 @@ impl Engine {
             if response.status == PushStatus::Rejected {
                 report.rejected_batches += 1;
             }
-            let outcome = self
-                .writer
-                .run(move |c| client::on_push_response(c, &response))??;
+            let (outcome, conflicts) = self.settle(response)?;
+            report.server_conflicts += conflicts;
             if let PushOutcome::AwaitPull { .. } = outcome {
                 return Ok(processed);
             }
         }
+    }
+
+    /// Records the conflicts a push answer reports (idempotently: a repeated answer adds
+    /// nothing), then settles the answer. Returns the outcome and the conflicts newly recorded.
+    fn settle(&self, response: PushResponse) -> Result<(PushOutcome, usize)> {
+        self.writer.run(move |c| -> Result<(PushOutcome, usize)> {
+            let recorded = server_conflicts::record(c, &response, now_ms())?;
+            Ok((client::on_push_response(c, &response)?, recorded))
+        })?
     }
 
     /// Pulls until the cursor reaches the head, integrating in bounded transactions.
@@ -248,8 +260,7 @@ impl Engine {
             if let Some(batch) = batch {
                 let response =
                     self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?;
-                self.writer
-                    .run(move |c| client::on_push_response(c, &response))??;
+                report.server_conflicts += self.settle(response)?.1;
             }
         }
         let dir = tempfile::Builder::new()

@@ -196,6 +196,11 @@ impl Fts {
         ))
     }
 
+    /// The indexed tables.
+    pub(crate) fn tables(&self) -> &[FtsTable] {
+        &self.tables
+    }
+
     /// The index file.
     pub(crate) fn file(&self) -> &Path {
         &self.path

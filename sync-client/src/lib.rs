@@ -13,6 +13,7 @@
 //! | `writer` | the writer thread: the only read-write connection |
 //! | `readers` | the pool of read-only connections |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
+//! | [`server_conflicts`] | conflicts the server reported for this device's own batches |
 //! | `fts` | full-text index in a separate, never-synced database |
 //! | `background` | the sync loop, server events and the indexer |
 //! | `src/bin/sync-cli/` | `sync-cli`: changeset tools and a client at the terminal (`docs/cli.md`) |
@@ -27,6 +28,7 @@ pub mod error;
 mod fts;
 mod readers;
 mod rowid;
+pub mod server_conflicts;
 pub mod transport;
 mod writer;
 
@@ -35,4 +37,5 @@ pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy
 pub use engine::SyncReport;
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
+pub use server_conflicts::ServerConflict;
 pub use transport::{EventStream, HttpTransport, Transport};
