@@ -69,6 +69,16 @@ pub enum CliError {
         #[source]
         source: ApplyError,
     },
+    /// The client library failed on a local database (client commands).
+    #[error("{}: {source}", path.display())]
+    Client {
+        /// The local database.
+        path: PathBuf,
+        /// Why; its kind says what to do (network: retry later; auth: new token; …). Boxed:
+        /// the library's error is large and this enum travels on every `Result`.
+        #[source]
+        source: Box<sync_client::Error>,
+    },
     /// Arguments that parse but do not make sense together.
     #[error("{0}")]
     Usage(String),

@@ -3,6 +3,8 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
+//! | [`client_cmds`] | the client commands: init, exec, query, sync, status, search |
+//! | [`sql_values`] | SQL parameters from the command line; result rows as text and JSON |
 //! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
 //! | [`error`] | [`CliError`](error::CliError): everything that exits with status 2 |
@@ -14,19 +16,24 @@
 //! aborted apply from other failures, and every message already names its file.
 
 mod changeset_cmds;
+mod client_cmds;
 mod error;
 mod files;
 mod output;
+mod sql_values;
 
 use changeset_cmds::Outcome;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Changeset tools for session-sync: diff two SQLite databases into a changeset; inspect,
-/// validate, apply, invert and concatenate changesets (SQLite session extension format).
+/// session-sync at the terminal. Changeset tools: diff two SQLite databases into a changeset;
+/// inspect, validate, apply, invert and concatenate changesets (SQLite session extension
+/// format). A sync client: init a local copy of a server database, exec and query SQL on it
+/// (offline too), sync, status, search.
 ///
-/// Exit status: 0 ok, 1 differences (diff) or conflicts (apply), 2 error.
+/// Exit status: 0 ok, 1 differences (diff), conflicts (apply, sync) or no match (search),
+/// 2 error.
 #[derive(Debug, Parser)]
 #[command(name = "sync-cli", version, propagate_version = true)]
 struct Cli {
@@ -42,6 +49,12 @@ enum Command {
     Apply(changeset_cmds::ApplyArgs),
     Invert(changeset_cmds::InvertArgs),
     Concat(changeset_cmds::ConcatArgs),
+    Init(client_cmds::InitArgs),
+    Exec(client_cmds::ExecArgs),
+    Query(client_cmds::QueryArgs),
+    Sync(client_cmds::SyncArgs),
+    Status(client_cmds::StatusArgs),
+    Search(client_cmds::SearchArgs),
 }
 
 impl Command {
@@ -53,6 +66,12 @@ impl Command {
             Command::Apply(args) => changeset_cmds::apply(args),
             Command::Invert(args) => changeset_cmds::invert(args),
             Command::Concat(args) => changeset_cmds::concat(args),
+            Command::Init(args) => client_cmds::init(args),
+            Command::Exec(args) => client_cmds::exec(args),
+            Command::Query(args) => client_cmds::query(args),
+            Command::Sync(args) => client_cmds::sync(args),
+            Command::Status(args) => client_cmds::status(args),
+            Command::Search(args) => client_cmds::search(args),
         }
     }
 }

@@ -50,6 +50,12 @@ impl Stdout {
         self.line(&line)
     }
 
+    /// Flushes what was written so far (a long-running command shows each line as it
+    /// happens).
+    pub fn flush(&mut self) -> Result<(), CliError> {
+        self.inner.flush().map_err(write_error)
+    }
+
     /// Flushes; a command must call this before reporting success.
     pub fn finish(mut self) -> Result<(), CliError> {
         self.inner.flush().map_err(write_error)
