@@ -79,6 +79,14 @@ impl Error {
         self.server.as_ref()
     }
 
+    /// The SQLite error code behind this error, if SQLite produced it.
+    pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+            .and_then(rusqlite::Error::sqlite_error_code)
+    }
+
     /// True for failures worth retrying later with backoff (network, server busy or failing).
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Network

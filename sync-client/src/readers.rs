@@ -86,7 +86,16 @@ impl Readers {
                 pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let result = f(&conn);
+        let result = f(&conn).map_err(|e| {
+            if e.sqlite_code() == Some(rusqlite::ErrorCode::ReadOnly) {
+                Error::new(
+                    ErrorKind::InvalidSql,
+                    format!("{e}: reads use read-only connections; write through write()"),
+                )
+            } else {
+                e
+            }
+        });
         // A read that left a transaction open (BEGIN without COMMIT) would pin an old
         // snapshot for the next user: end it.
         if !conn.is_autocommit() {

@@ -1,0 +1,185 @@
+"""Drives the generated Python bindings (not Rust) against a live sync-server."""
+
+import threading
+
+import pytest
+
+import session_sync as ss
+
+
+def config(server=None, token=None, db=None, **kw):
+    return ss.DatabaseConfig(
+        server_url=server.url if server else None,
+        token=token,
+        database=db,
+        rowids=kw.pop("rowids", ss.RowidMode.RANDOM()),
+        **kw,
+    )
+
+
+def text(v):
+    return ss.SqlValue.TEXT(value=v)
+
+
+def integer(v):
+    return ss.SqlValue.INTEGER(value=v)
+
+
+def notes(db):
+    rows = db.query("SELECT id, title, body FROM notes ORDER BY id", []).rows
+    return [tuple(v.value for v in row) for row in rows]
+
+
+def two_devices(server, workdir):
+    server.new_database("alice", "notes")
+    a = ss.SyncDatabase.open(str(workdir / "a.db"), config(server, server.token("alice", "a"), "notes"))
+    b = ss.SyncDatabase.open(str(workdir / "b.db"), config(server, server.token("alice", "b"), "notes"))
+    return a, b
+
+
+def test_two_devices_edit_offline_then_converge(server, workdir):
+    a, b = two_devices(server, workdir)
+    insert = "INSERT INTO notes(id, title, body, updated_at) VALUES (?1, ?2, ?3, 1)"
+    a.execute(insert, [integer(1), text("from a"), text("")])
+    b.execute_batch(
+        [
+            ss.Statement(sql=insert, params=[integer(2), text("from b"), text("")]),
+            ss.Statement(sql=insert, params=[integer(3), text("also b"), text("")]),
+        ]
+    )
+    for db in (a, b, a):
+        db.sync_now()
+    assert len(notes(a)) == 3 and notes(a) == notes(b)
+    # Same row, different columns, edited on both devices offline: both edits survive.
+    a.execute("UPDATE notes SET title = 'a title' WHERE id = 2", [])
+    b.execute("UPDATE notes SET body = 'b body' WHERE id = 2", [])
+    for db in (a, b, a, b):
+        db.sync_now()
+    assert notes(a) == notes(b)
+    assert (2, "a title", "b body") in notes(a)
+    assert len(notes(a)) == 3
+    assert a.status().pending_changesets == 0
+    assert b.status().cursor == a.status().cursor
+    a.close()
+    b.close()
+
+
+def test_values_round_trip_with_their_types(workdir):
+    db = ss.SyncDatabase.open(str(workdir / "local.db"), config())
+    db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v)", [])
+    values = [
+        ss.SqlValue.NULL(),
+        integer(-(2**63)),
+        ss.SqlValue.REAL(value=1.5),
+        text("héllo"),
+        ss.SqlValue.BLOB(value=b"\x00\xff"),
+    ]
+    for i, v in enumerate(values):
+        db.execute("INSERT INTO t(id, v) VALUES (?1, ?2)", [integer(i), v])
+    got = [row[0] for row in db.query("SELECT v FROM t ORDER BY id", []).rows]
+    assert got == values
+    db.close()
+
+
+def test_new_ids_are_positive_and_distinct(workdir):
+    db = ss.SyncDatabase.open(str(workdir / "ids.db"), config())
+    ids = {db.new_id() for _ in range(100)}
+    assert len(ids) == 100 and min(ids) > 0
+    db.close()
+
+
+def test_bad_token_is_auth(server, workdir):
+    server.new_database("bob", "notes")
+    with pytest.raises(ss.SyncError.Auth):
+        ss.SyncDatabase.open(str(workdir / "x.db"), config(server, "ss1_not-a-real-token", "notes"))
+
+
+def test_server_down_is_network_and_local_writes_continue(server, workdir):
+    a, _ = two_devices(server, workdir)
+    server.stop()
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (7, 'offline', '', 1)", [])
+    with pytest.raises(ss.SyncError.Network):
+        a.sync_now()
+    status = a.status()
+    assert status.pending_changesets == 1
+    assert status.last_error
+    a.close()
+
+
+def test_bad_sql_is_invalid_sql_and_changes_nothing(workdir):
+    db = ss.SyncDatabase.open(str(workdir / "sql.db"), config())
+    db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)", [])
+    with pytest.raises(ss.SyncError.InvalidSql):
+        db.execute("INSER INTO t VALUES (1, 'x')", [])
+    with pytest.raises(ss.SyncError.InvalidSql):
+        db.execute_batch(
+            [
+                ss.Statement(sql="INSERT INTO t VALUES (1, 'x')", params=[]),
+                ss.Statement(sql="INSERT INTO t VALUES (1, 'duplicate')", params=[]),
+            ]
+        )
+    assert db.query("SELECT count(*) FROM t", []).rows == [[integer(0)]]
+    with pytest.raises(ss.SyncError.InvalidSql):
+        db.query("DELETE FROM t", [])  # readers are read-only
+    db.close()
+
+
+def test_closed_database_says_closed(workdir):
+    db = ss.SyncDatabase.open(str(workdir / "c.db"), config())
+    db.close()
+    with pytest.raises(ss.SyncError.Closed):
+        db.query("SELECT 1", [])
+
+
+class Recorder(ss.ChangeListener):
+    def __init__(self):
+        self.calls = []
+        self.event = threading.Event()
+
+    def on_change(self, tables):
+        self.calls.append(tables)
+        self.event.set()
+
+
+def test_change_listener_hears_remote_changes(server, workdir):
+    a, b = two_devices(server, workdir)
+    recorder = Recorder()
+    b.set_change_listener(recorder)
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'hi', '', 1)", [])
+    a.sync_now()
+    report = b.sync_now()
+    assert report.changed_tables == ["notes"]
+    assert recorder.event.wait(10)
+    assert ["notes"] in recorder.calls
+    a.close()
+    b.close()
+
+
+def test_background_sync_delivers_without_sync_now(server, workdir):
+    server.new_database("carol", "notes")
+    cfg = lambda dev: config(  # noqa: E731
+        server, server.token("carol", dev), "notes", background_sync=True, sync_interval_ms=60000
+    )
+    a = ss.SyncDatabase.open(str(workdir / "a.db"), cfg("a"))
+    b = ss.SyncDatabase.open(str(workdir / "b.db"), cfg("b"))
+    recorder = Recorder()
+    b.set_change_listener(recorder)
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (5, 'pushed', '', 1)", [])
+    assert recorder.event.wait(15), "the write on a reached b through server events"
+    assert notes(b) == [(5, "pushed", "")]
+    a.close()
+    b.close()
+
+
+def test_search_finds_rows_from_another_device(server, workdir):
+    server.new_database("dave", "notes")
+    fts = [ss.FtsIndex(table="notes", columns=["title", "body"])]
+    a = ss.SyncDatabase.open(str(workdir / "a.db"), config(server, server.token("dave", "a"), "notes"))
+    b = ss.SyncDatabase.open(str(workdir / "b.db"), config(server, server.token("dave", "b"), "notes", fts=fts))
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (9, 'grocery list', 'apples', 1)", [])
+    a.sync_now()
+    b.sync_now()
+    hits = b.search("apples", 10)
+    assert [(h.table, h.id) for h in hits] == [("notes", 9)]
+    a.close()
+    b.close()
