@@ -211,7 +211,8 @@ pub fn table_shape_in(
 ) -> Result<Option<TableShape>, SchemaError> {
     let without_rowid: Option<bool> = conn
         .query_row(
-            "SELECT wr FROM pragma_table_list WHERE schema = ?1 AND name = ?2 AND type = 'table'",
+            "SELECT wr FROM pragma_table_list WHERE schema = ?1 AND name = ?2 COLLATE NOCASE \
+             AND type = 'table'",
             [schema, table],
             |r| Ok(r.get::<_, i64>(0)? != 0),
         )
