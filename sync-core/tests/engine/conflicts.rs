@@ -883,3 +883,15 @@ fn undecodable_changeset_changes_nothing() {
     before.assert_unchanged(&d.target);
     assert!(matches!(err, ApplyError::Decode(_)), "{err:?}");
 }
+
+#[test]
+fn table_names_match_without_regard_to_case_as_in_sqlite() {
+    // SQLite resolves `Item` and `item` to the same table, and so does its apply.
+    let source = TempDb::new("CREATE TABLE Item(id INTEGER PRIMARY KEY, v TEXT);");
+    let cs = record(&source.conn, "INSERT INTO item VALUES (1, 'x')");
+    assert_eq!(cs.inspect().unwrap()[0].table, "Item");
+    let target = TempDb::new("CREATE TABLE item(id INTEGER PRIMARY KEY, v TEXT);");
+    let report = apply(&target.conn, &cs, &uniform(Policy::Abort)).unwrap();
+    assert_eq!((report.changes, report.applied), (1, 1));
+    assert_eq!(target.rows("item"), vec![vec![int(1), text("x")]]);
+}

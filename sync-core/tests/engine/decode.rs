@@ -747,3 +747,25 @@ fn invert_swaps_operations_and_restores_the_original_rows() {
     assert_eq!(dump(&db.conn), before);
     assert_eq!(rows(&db.conn, "child").len(), 3);
 }
+
+#[test]
+fn generated_columns_are_left_out_and_recomputed_by_the_target() {
+    let schema = "CREATE TABLE g(id INTEGER PRIMARY KEY, a INTEGER NOT NULL,
+                                 twice INTEGER GENERATED ALWAYS AS (a * 2) STORED,
+                                 b TEXT,
+                                 label TEXT GENERATED ALWAYS AS ('#' || id) VIRTUAL);";
+    let source = TempDb::new(schema);
+    let cs = record(
+        &source.conn,
+        "INSERT INTO g (id, a, b) VALUES (1, 21, 'x'); UPDATE g SET a = 5 WHERE id = 1;",
+    );
+    let changes = assert_decoders_agree(&cs);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].pk, vec![1, 0, 0], "only id, a and b are recorded");
+    let target = TempDb::new(schema);
+    apply(&target.conn, &cs, &ApplyOptions::default()).unwrap();
+    assert_eq!(
+        target.rows("g"),
+        vec![vec![int(1), int(5), int(10), text("x"), text("#1")]]
+    );
+}
