@@ -34,6 +34,13 @@ pub enum SchemaError {
         /// The table.
         table: String,
     },
+    /// The changeset changes one of the library's own tables (`_sync_*`) or SQLite's
+    /// (`sqlite_*`); those are never synced, and a changeset must not rewrite them.
+    #[error("table {table:?} is internal to session-sync or SQLite and is never synced")]
+    InternalTable {
+        /// The table.
+        table: String,
+    },
     /// The changeset's column count for a table differs from the database's.
     #[error(
         "table {table:?} has {database} columns in the database but {changeset} in the changeset"
@@ -309,11 +316,17 @@ pub fn check_trackable(conn: &Connection) -> Result<(), SchemaError> {
     }
 }
 
-/// Checks that every table of a changeset exists in `main` with the same column count and
+/// Checks that every table of a changeset is a synced table (not internal: see
+/// [`is_internal_table`]) and exists in `main` with the same column count and
 /// primary-key columns. (Key *order* flags are not compared: `sqldiff` writes 1 for every
 /// key column while sessions write the key position.)
 pub fn check_changeset_fits(conn: &Connection, summary: &Summary) -> Result<(), SchemaError> {
     for (table, t) in &summary.tables {
+        if is_internal_table(table) {
+            return Err(SchemaError::InternalTable {
+                table: table.clone(),
+            });
+        }
         let shape = table_shape(conn, table)?.ok_or_else(|| SchemaError::UnknownTable {
             table: table.clone(),
         })?;
