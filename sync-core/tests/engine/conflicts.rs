@@ -895,3 +895,62 @@ fn table_names_match_without_regard_to_case_as_in_sqlite() {
     assert_eq!((report.changes, report.applied), (1, 1));
     assert_eq!(target.rows("item"), vec![vec![int(1), text("x")]]);
 }
+
+#[test]
+fn conflicts_while_undoing_describe_the_inverted_change() {
+    // A device undoes its own insert (ApplyOptions::invert) after the row was edited remotely:
+    // the undo is a DELETE whose old values no longer match.
+    let d = devices();
+    let cs = d.source_writes("INSERT INTO item VALUES (3, 'pear', 1, 300)");
+    d.target_writes("INSERT INTO item VALUES (3, 'pear', 2, 400)");
+    let options = ApplyOptions {
+        invert: true,
+        ..uniform(Policy::Omit)
+    };
+    let report = d.apply_ok(&cs, &options);
+    assert_eq!((report.changes, report.applied), (1, 0));
+    assert_eq!(
+        report.conflicts,
+        vec![conflict(
+            ConflictKind::Data,
+            "item",
+            Op::Delete,
+            vec![int(3)],
+            Resolution::Omit,
+            Some(item_row(3, "pear", 2, 400)),
+        )]
+    );
+    assert_eq!(d.item(3), Some(item_row(3, "pear", 2, 400)));
+
+    // Replace forces the undo through.
+    let options = ApplyOptions {
+        invert: true,
+        ..uniform(Policy::Replace)
+    };
+    let report = d.apply_ok(&cs, &options);
+    assert_eq!((report.changes, report.applied), (1, 1));
+    assert_eq!(d.item(3), None);
+}
+
+#[test]
+fn changesets_may_not_touch_internal_tables() {
+    // A session that does not filter internal tables (a buggy or hostile client) records its
+    // outbox; applied on a server, it would rewrite the server's own bookkeeping.
+    let schema = "CREATE TABLE _sync_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                  INSERT INTO _sync_meta VALUES ('head_seq', 7);
+                  CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);";
+    let source = TempDb::new(schema);
+    let cs = record(
+        &source.conn,
+        "UPDATE _sync_meta SET value = 0 WHERE key = 'head_seq';
+         INSERT INTO notes VALUES (1, 'hello');",
+    );
+    let target = TempDb::new(schema);
+    let before = target.snapshot();
+    let err = apply(&target.conn, &cs, &uniform(Policy::Replace)).unwrap_err();
+    before.assert_unchanged(&target);
+    assert!(
+        matches!(&err, ApplyError::Schema(SchemaError::InternalTable { table }) if table == "_sync_meta"),
+        "{err:?}"
+    );
+}
