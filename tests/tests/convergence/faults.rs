@@ -1,0 +1,283 @@
+//! A [`Transport`] that wraps the real [`HttpTransport`] and injects the failures a phone on a
+//! bad network meets: a request that never leaves, an answer lost *after* the server acted on
+//! the request, and a local write landing while a request is on the wire.
+//!
+//! Decisions come from a seeded generator, and the sync engine calls the transport from the
+//! test's own thread (no background sync), so a case replays exactly from its seed.
+//!
+//! It also watches for a bootstrap nobody asked for: the engine re-bases on a snapshot when an
+//! integrate finds the local database diverged, which would hide the very bug this test hunts.
+//! A snapshot requested without a preceding `cursor_too_old`/`cursor_ahead` answer is recorded
+//! as a divergence.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use sync_client::transport::EventStream;
+use sync_client::{Error, ErrorKind, HttpTransport, Transport};
+use sync_core::Changeset;
+use sync_core::protocol::error::ErrorCode;
+use sync_core::protocol::info::DatabaseInfo;
+use sync_core::protocol::log::LogPage;
+use sync_core::protocol::push::{PushHeaders, PushResponse};
+use sync_core::protocol::rowid::Lease;
+
+/// Percent chances of each fault, per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultRates {
+    /// A request that is never sent.
+    pub drop_request: u32,
+    /// A push, pull or snapshot whose answer is lost after the server produced it.
+    pub lose_answer: u32,
+}
+
+/// The step log shared by the world and every transport of a case (printed on failure).
+pub type Trace = Arc<Mutex<Vec<String>>>;
+
+/// A local write to run while a request is on the wire.
+pub type Hook = Box<dyn FnOnce() + Send>;
+
+/// Which request a [`Hook`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAt {
+    /// After the server answered a push, before the engine sees the answer.
+    Push,
+    /// After the server answered a pull, before the engine integrates it.
+    Pull,
+}
+
+struct State {
+    rng: StdRng,
+    rates: FaultRates,
+    hook: Option<(HookAt, Hook)>,
+    /// A pull was answered `cursor_too_old`/`cursor_ahead` and no pull succeeded since.
+    bootstrap_expected: bool,
+    /// Snapshots requested while no bootstrap was expected.
+    unexpected_bootstraps: usize,
+}
+
+/// The fault-injecting transport of one device.
+pub struct FaultyTransport {
+    inner: HttpTransport,
+    name: String,
+    trace: Trace,
+    state: Mutex<State>,
+}
+
+enum Fate {
+    Deliver,
+    Drop,
+    LoseAnswer,
+}
+
+impl FaultyTransport {
+    pub fn new(inner: HttpTransport, name: String, seed: u64, trace: Trace) -> FaultyTransport {
+        FaultyTransport {
+            inner,
+            name,
+            trace,
+            state: Mutex::new(State {
+                rng: StdRng::seed_from_u64(seed),
+                rates: FaultRates::default(),
+                hook: None,
+                bootstrap_expected: false,
+                unexpected_bootstraps: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the fault rates (all zero: faults off).
+    pub fn set_rates(&self, rates: FaultRates) {
+        self.state().rates = rates;
+    }
+
+    /// Runs `hook` during the next request of kind `at` (replacing any hook not yet run).
+    pub fn set_hook(&self, at: HookAt, hook: Hook) {
+        self.state().hook = Some((at, hook));
+    }
+
+    /// Removes a hook that did not run (the engine made no such request); true if one was
+    /// pending. Also breaks the reference cycle a hook holding the client would make.
+    pub fn clear_hook(&self) -> bool {
+        self.state().hook.take().is_some()
+    }
+
+    /// Snapshots requested that no `cursor_too_old`/`cursor_ahead` explained.
+    pub fn unexpected_bootstraps(&self) -> usize {
+        self.state().unexpected_bootstraps
+    }
+
+    fn note(&self, what: String) {
+        self.trace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(format!("  {} {what}", self.name));
+    }
+
+    fn fate(&self) -> Fate {
+        let mut s = self.state();
+        let rates = s.rates;
+        let roll = s.rng.random_range(0..100);
+        if roll < rates.drop_request {
+            Fate::Drop
+        } else if roll < rates.drop_request + rates.lose_answer {
+            Fate::LoseAnswer
+        } else {
+            Fate::Deliver
+        }
+    }
+
+    fn run_hook(&self, at: HookAt) {
+        let hook = {
+            let mut s = self.state();
+            match s.hook.take() {
+                Some((when, hook)) if when == at => Some(hook),
+                other => {
+                    s.hook = other;
+                    None
+                }
+            }
+        };
+        if let Some(hook) = hook {
+            self.note(format!("write during {at:?}"));
+            hook();
+        }
+    }
+}
+
+fn injected(what: &str) -> Error {
+    Error::new(ErrorKind::Network, format!("injected fault: {what}"))
+}
+
+impl Transport for FaultyTransport {
+    fn info(&self) -> sync_client::Result<DatabaseInfo> {
+        self.inner.info()
+    }
+
+    fn push(
+        &self,
+        headers: &PushHeaders,
+        changeset: &Changeset,
+    ) -> sync_client::Result<PushResponse> {
+        let fate = self.fate();
+        if let Fate::Drop = fate {
+            self.note(format!("push {} dropped", short(&headers.batch_id)));
+            return Err(injected("push request dropped"));
+        }
+        let result = self.inner.push(headers, changeset);
+        self.note(match &result {
+            Ok(r) => format!(
+                "push {} cursor {} -> seq {} {:?} clean={} dup={} conflicts={}{}",
+                short(&headers.batch_id),
+                headers.cursor,
+                r.seq,
+                r.status,
+                r.clean,
+                r.duplicate,
+                r.conflicts.len(),
+                if matches!(fate, Fate::LoseAnswer) {
+                    " (answer lost)"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => format!("push {} failed: {e}", short(&headers.batch_id)),
+        });
+        self.run_hook(HookAt::Push);
+        match fate {
+            Fate::LoseAnswer => Err(injected("push answer lost after the server committed")),
+            _ => result,
+        }
+    }
+
+    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> sync_client::Result<LogPage> {
+        let fate = self.fate();
+        if let Fate::Drop = fate {
+            self.note(format!("pull since {since} dropped"));
+            return Err(injected("pull request dropped"));
+        }
+        let result = self.inner.pull(since, limit, max_bytes);
+        {
+            let mut s = self.state();
+            match &result {
+                Ok(_) => s.bootstrap_expected = false,
+                Err(e)
+                    if e.server_body().is_some_and(|b| {
+                        matches!(b.code, ErrorCode::CursorTooOld | ErrorCode::CursorAhead)
+                    }) =>
+                {
+                    s.bootstrap_expected = true
+                }
+                Err(_) => {}
+            }
+        }
+        self.note(match &result {
+            Ok(page) => format!(
+                "pull since {since}: {:?}{}",
+                page.entries
+                    .iter()
+                    .map(|e| (e.seq, e.origin.clone(), short(&e.batch_id)))
+                    .collect::<Vec<_>>(),
+                if matches!(fate, Fate::LoseAnswer) {
+                    " (answer lost)"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => format!("pull since {since} failed: {e}"),
+        });
+        self.run_hook(HookAt::Pull);
+        match fate {
+            Fate::LoseAnswer => Err(injected("pull answer lost")),
+            _ => result,
+        }
+    }
+
+    fn snapshot(&self, dest: &Path) -> sync_client::Result<(i64, u32)> {
+        {
+            let mut s = self.state();
+            if !s.bootstrap_expected {
+                s.unexpected_bootstraps += 1;
+            }
+        }
+        let fate = self.fate();
+        if let Fate::Drop = fate {
+            self.note("snapshot dropped".into());
+            return Err(injected("snapshot request dropped"));
+        }
+        let result = self.inner.snapshot(dest);
+        self.note(match &result {
+            Ok((seq, _)) => format!(
+                "snapshot at seq {seq}{}",
+                if matches!(fate, Fate::LoseAnswer) {
+                    " (download lost)"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => format!("snapshot failed: {e}"),
+        });
+        match fate {
+            Fate::LoseAnswer => Err(injected("snapshot download broke")),
+            _ => result,
+        }
+    }
+
+    fn lease(&self, size: i64) -> sync_client::Result<Lease> {
+        self.inner.lease(size)
+    }
+
+    fn events(&self) -> sync_client::Result<Box<dyn EventStream>> {
+        self.inner.events()
+    }
+}
+
+/// The first 8 characters of a batch id (enough to tell batches apart in a trace).
+fn short(batch_id: &str) -> &str {
+    &batch_id[..batch_id.len().min(8)]
+}

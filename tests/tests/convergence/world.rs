@@ -1,0 +1,780 @@
+//! One case of the HTTP convergence test: a fresh server database, 3–5 real `SyncClient`
+//! databases on disk talking to it over HTTP through [`FaultyTransport`]s, a seeded sequence of
+//! steps, then quiescence and the checks.
+//!
+//! Servers are shared between cases ([`Fleet`]): conflict policies are server-wide settings, so
+//! there is one lazily started server per policy combination, and every case gets a new
+//! database on it.
+
+use crate::faults::{FaultRates, FaultyTransport, HookAt, Trace};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rusqlite::{Connection, OpenFlags};
+use session_sync_tests::{Server, dump, sqldiff};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use sync_client::{ClientConfig, Durability, HttpTransport, RemoteConfig, SyncClient};
+use sync_core::apply::{Policy, PolicySet};
+use sync_core::{Op, Value};
+use sync_server::catalog;
+
+/// The demo schema plus a journal: every write transaction also inserts one journal row that
+/// nothing ever modifies, so each acknowledged write can be traced to the server.
+const SCHEMA: &str = concat!(
+    include_str!("../../../sync-server/schema/0001_init.sql"),
+    "\nCREATE TABLE journal (id INTEGER PRIMARY KEY, device INTEGER NOT NULL, n INTEGER NOT NULL);\n"
+);
+
+/// The server keeps this few log entries when it compacts (every 64 seqs), so long cases also
+/// meet the server's own compaction.
+const LOG_KEEP: i64 = 4;
+
+const USER: &str = "fleet";
+const MAX_DEVICES: usize = 5;
+
+/// Policies of the notes table a case may run under (the other tables use the default).
+const NOTES_POLICIES: [&str; 4] = [
+    "last-push-wins",
+    "first-write-wins",
+    "newest-wins:updated_at",
+    "reject",
+];
+/// Default policies.
+const DEFAULT_POLICIES: [&str; 2] = ["last-push-wins", "first-write-wins"];
+
+/// A running server with the fleet's user and device tokens.
+struct Host {
+    server: Server,
+    catalog: Connection,
+    data_dir: PathBuf,
+    tokens: Vec<String>,
+}
+
+/// The servers of a test run, one per policy combination, started on first use.
+pub struct Fleet {
+    schema_dir: tempfile::TempDir,
+    hosts: Vec<Option<Host>>,
+    cases: usize,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        let schema_dir = tempfile::tempdir().unwrap();
+        std::fs::write(schema_dir.path().join("0001_init.sql"), SCHEMA).unwrap();
+        Fleet {
+            schema_dir,
+            hosts: (0..NOTES_POLICIES.len() * DEFAULT_POLICIES.len())
+                .map(|_| None)
+                .collect(),
+            cases: 0,
+        }
+    }
+
+    fn host(&mut self, default: usize, notes: usize) -> &Host {
+        let schema = self.schema_dir.path().to_path_buf();
+        self.hosts[default * NOTES_POLICIES.len() + notes].get_or_insert_with(|| {
+            let server = Server::start_with(|cfg| {
+                cfg.schema_dir = Some(schema);
+                cfg.log_keep = LOG_KEEP;
+                cfg.policies =
+                    PolicySet::uniform(Policy::parse(DEFAULT_POLICIES[default]).unwrap())
+                        .with_table("notes", Policy::parse(NOTES_POLICIES[notes]).unwrap());
+            });
+            let data_dir = server.state.shared().config.data_dir.clone();
+            let catalog = catalog::open(&data_dir).unwrap();
+            catalog::add_user(&catalog, USER).unwrap();
+            let tokens = (0..MAX_DEVICES)
+                .map(|d| {
+                    catalog::issue_token(&catalog, USER, &format!("dev{d}"))
+                        .unwrap()
+                        .token
+                })
+                .collect();
+            Host {
+                server,
+                catalog,
+                data_dir,
+                tokens,
+            }
+        })
+    }
+}
+
+/// Knobs of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseOptions {
+    pub steps: usize,
+    /// Also compare every device with the server by `sqldiff --primarykey` (slower: a process
+    /// per table and device).
+    pub sqldiff: bool,
+}
+
+/// Totals over cases, to show what the cases exercised.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub cases: u64,
+    pub writes: u64,
+    pub syncs: u64,
+    pub failed_syncs: u64,
+    pub pushed_batches: u64,
+    pub rejected_batches: u64,
+    pub bootstraps: u64,
+    pub local_conflicts: u64,
+    pub server_conflicts: u64,
+    pub writes_during_requests: u64,
+    pub reopens: u64,
+    pub late_joins: u64,
+    pub compactions: u64,
+    pub dropped_journal_rows: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.cases += o.cases;
+        self.writes += o.writes;
+        self.syncs += o.syncs;
+        self.failed_syncs += o.failed_syncs;
+        self.pushed_batches += o.pushed_batches;
+        self.rejected_batches += o.rejected_batches;
+        self.bootstraps += o.bootstraps;
+        self.local_conflicts += o.local_conflicts;
+        self.server_conflicts += o.server_conflicts;
+        self.writes_during_requests += o.writes_during_requests;
+        self.reopens += o.reopens;
+        self.late_joins += o.late_joins;
+        self.compactions += o.compactions;
+        self.dropped_journal_rows += o.dropped_journal_rows;
+    }
+}
+
+/// What a device's writes left behind; shared with write hooks that run inside a request.
+#[derive(Default)]
+struct Ledger {
+    /// Journal ids of writes whose `write` returned Ok.
+    acknowledged: Vec<i64>,
+    /// Writes that failed (none should).
+    errors: Vec<String>,
+}
+
+struct Device {
+    id: usize,
+    path: PathBuf,
+    /// `None` until the device joins.
+    client: Option<(SyncClient, Arc<FaultyTransport>)>,
+    ledger: Arc<Mutex<Ledger>>,
+    writes: i64,
+    /// Transports made so far (each reopen makes one), to seed each differently.
+    incarnations: u64,
+    config: ClientConfig,
+}
+
+/// One local change inside a write transaction.
+#[derive(Debug, Clone, Copy)]
+struct Mutation {
+    kind: u8,
+    note: i64,
+    tag: i64,
+    r: i64,
+}
+
+/// A failed case: what went wrong, with the trace.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+/// One case.
+pub struct Case<'f> {
+    seed: u64,
+    rng: StdRng,
+    host: &'f Host,
+    db: String,
+    server_db: PathBuf,
+    dir: tempfile::TempDir,
+    devices: Vec<Device>,
+    trace: Trace,
+    rates: FaultRates,
+    policies: String,
+    now: i64,
+    stats: Stats,
+}
+
+impl Fleet {
+    /// Sets up the case of `seed`: policies, a new server database, devices (some join later).
+    pub fn case(&mut self, seed: u64) -> Case<'_> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let notes = match rng.random_range(0..10) {
+            0..=4 => 0,
+            5 | 6 => 1,
+            7 | 8 => 2,
+            _ => 3,
+        };
+        let default = usize::from(rng.random_range(0..4) == 0);
+        let policies = format!(
+            "default={} notes={}",
+            DEFAULT_POLICIES[default], NOTES_POLICIES[notes]
+        );
+        self.cases += 1;
+        let db = format!("case{}", self.cases);
+        let host = self.host(default, notes);
+        let id = catalog::create_database(&host.catalog, &db, USER).unwrap();
+        let server_db = host.data_dir.join("dbs").join(format!("{id}.db"));
+        let rates = FaultRates {
+            drop_request: rng.random_range(0..=15),
+            lose_answer: rng.random_range(0..=20),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let n = rng.random_range(3..=MAX_DEVICES);
+        let devices = (0..n)
+            .map(|id| Device {
+                id,
+                path: dir.path().join(format!("dev{id}.db")),
+                client: None,
+                ledger: Arc::default(),
+                writes: 0,
+                incarnations: 0,
+                config: ClientConfig {
+                    durability: Durability::Normal,
+                    read_connections: 1,
+                    // Every failure reaches the test; the next sync is the retry.
+                    retries: 1,
+                    http_timeout: Duration::from_secs(30),
+                    // Small batches: a sync pushes several, and a rebase meets a batch in
+                    // flight behind later pending entries.
+                    push_max_bytes: rng.random_range(64..=2048),
+                    ..ClientConfig::default()
+                },
+            })
+            .collect();
+        let mut case = Case {
+            seed,
+            rng,
+            host,
+            db,
+            server_db,
+            dir,
+            devices,
+            trace: Trace::default(),
+            rates,
+            policies,
+            now: 1,
+            stats: Stats {
+                cases: 1,
+                ..Stats::default()
+            },
+        };
+        case.note(format!(
+            "seed {seed}: {n} devices, {}, faults {:?}",
+            case.policies, case.rates
+        ));
+        let initial = case.rng.random_range(1..=n);
+        for d in 0..initial {
+            case.join(d);
+        }
+        case
+    }
+}
+
+impl Case<'_> {
+    fn note(&self, s: String) {
+        self.trace.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+    }
+
+    fn failure(&self, what: String) -> Failure {
+        let trace = self.trace.lock().unwrap_or_else(|p| p.into_inner());
+        let skipped = trace.len().saturating_sub(80);
+        let mut out = format!(
+            "HTTP convergence seed {} failed: {what}\n{}\nlast steps (oldest first{}):\n",
+            self.seed,
+            self.policies,
+            if skipped > 0 {
+                format!(", {skipped} earlier omitted")
+            } else {
+                String::new()
+            }
+        );
+        for line in &trace[skipped..] {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = write!(
+            out,
+            "replay with SYNC_HTTP_CONVERGENCE_SEED={} cargo test -p session-sync-tests --test convergence -- --nocapture",
+            self.seed
+        );
+        Failure(out)
+    }
+
+    fn remote(&self, d: usize) -> RemoteConfig {
+        self.host.server.remote(&self.host.tokens[d], &self.db)
+    }
+
+    /// Wraps a freshly opened client's transport in a fault injector.
+    fn attach(&mut self, d: usize, client: SyncClient) -> (SyncClient, Arc<FaultyTransport>) {
+        let remote = self.remote(d);
+        let dev = &mut self.devices[d];
+        dev.incarnations += 1;
+        let http = HttpTransport::new(&remote, dev.config.http_timeout).unwrap();
+        let transport = Arc::new(FaultyTransport::new(
+            http,
+            format!("d{d}"),
+            self.seed ^ ((d as u64 + 1) << 56) ^ (dev.incarnations << 40),
+            Arc::clone(&self.trace),
+        ));
+        transport.set_rates(self.rates);
+        let client = client
+            .with_transport(Arc::clone(&transport) as Arc<dyn sync_client::Transport>)
+            .unwrap();
+        (client, transport)
+    }
+
+    /// A new device: `init` from the server's current snapshot.
+    fn join(&mut self, d: usize) {
+        let client = SyncClient::init(
+            &self.devices[d].path,
+            self.remote(d),
+            self.devices[d].config.clone(),
+        )
+        .unwrap_or_else(|e| panic!("seed {}: init of device {d} failed: {e}", self.seed));
+        let attached = self.attach(d, client);
+        let cursor = attached.0.status().unwrap().cursor;
+        self.devices[d].client = Some(attached);
+        self.note(format!("d{d} joins at seq {cursor}"));
+    }
+
+    /// Closes and reopens a device's database (its outbox, cursor and batch in flight must
+    /// survive).
+    fn reopen(&mut self, d: usize) {
+        let Some((client, transport)) = self.devices[d].client.take() else {
+            return;
+        };
+        transport.clear_hook();
+        client.close();
+        drop(client);
+        let config = ClientConfig {
+            remote: None,
+            ..self.devices[d].config.clone()
+        };
+        let client = SyncClient::open(&self.devices[d].path, config).unwrap();
+        let attached = self.attach(d, client);
+        self.devices[d].client = Some(attached);
+        self.stats.reopens += 1;
+        self.note(format!("d{d} reopened"));
+    }
+
+    pub fn run(mut self, opts: CaseOptions) -> Result<Stats, Failure> {
+        for _ in 0..opts.steps {
+            self.step()?;
+        }
+        self.quiesce()?;
+        self.check(opts)?;
+        Ok(self.stats.clone())
+    }
+
+    fn step(&mut self) -> Result<(), Failure> {
+        self.now += 1;
+        let d = self.rng.random_range(0..self.devices.len());
+        if self.devices[d].client.is_none() {
+            // A device joins late (from a snapshot of whatever the server has by now).
+            if self.rng.random_range(0..4) == 0 {
+                self.join(d);
+                self.stats.late_joins += 1;
+            }
+            return Ok(());
+        }
+        match self.rng.random_range(0..100) {
+            0..=44 => self.write(d),
+            45..=84 => self.sync(d, None),
+            85..=92 => {
+                let at = if self.rng.random() {
+                    HookAt::Push
+                } else {
+                    HookAt::Pull
+                };
+                self.sync(d, Some(at))
+            }
+            93..=96 => {
+                self.compact();
+                Ok(())
+            }
+            _ => {
+                self.reopen(d);
+                Ok(())
+            }
+        }
+    }
+
+    fn mutations(&mut self) -> Vec<Mutation> {
+        (0..self.rng.random_range(1..=3))
+            .map(|_| Mutation {
+                kind: self.rng.random_range(0..9u8),
+                note: self.rng.random_range(1..=6i64),
+                tag: self.rng.random_range(1..=3i64),
+                r: self.rng.random_range(0..1000i64),
+            })
+            .collect()
+    }
+
+    /// A write transaction of 1–3 random changes and its journal row, run now (`None`) or
+    /// handed to the transport to run during the next push or pull.
+    fn write_job(&mut self, d: usize) -> (String, Box<dyn FnOnce() + Send>) {
+        let mutations = self.mutations();
+        let now = self.now;
+        let dev = &mut self.devices[d];
+        dev.writes += 1;
+        let journal = (dev.id as i64 + 1) * 1_000_000 + dev.writes;
+        let (n, id) = (dev.writes, dev.id as i64);
+        let client = dev.client.as_ref().expect("joined").0.clone();
+        let ledger = Arc::clone(&dev.ledger);
+        let what = format!("write {mutations:?} journal {journal}");
+        let job = Box::new(move || {
+            let result = client.write(move |c| {
+                for m in &mutations {
+                    apply_mutation(c, m, now)?;
+                }
+                c.execute(
+                    "INSERT INTO journal(id, device, n) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![journal, id, n],
+                )?;
+                Ok(())
+            });
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(()) => ledger.acknowledged.push(journal),
+                Err(e) => ledger.errors.push(format!("journal {journal}: {e}")),
+            }
+        });
+        (what, job)
+    }
+
+    fn write(&mut self, d: usize) -> Result<(), Failure> {
+        let (what, job) = self.write_job(d);
+        self.note(format!("d{d} {what}"));
+        job();
+        self.stats.writes += 1;
+        self.check_ledger(d)
+    }
+
+    fn check_ledger(&self, d: usize) -> Result<(), Failure> {
+        let ledger = self.devices[d].ledger.lock().unwrap();
+        match ledger.errors.first() {
+            Some(e) => Err(self.failure(format!("device {d}: a local write failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// One `sync_now` with faults on; `hook` runs a local write while a request is out.
+    fn sync(&mut self, d: usize, hook: Option<HookAt>) -> Result<(), Failure> {
+        if let Some(at) = hook {
+            let (what, job) = self.write_job(d);
+            self.note(format!("d{d} sync, with a {what} during the next {at:?}"));
+            let transport = &self.devices[d].client.as_ref().expect("joined").1;
+            transport.set_hook(at, job);
+        } else {
+            self.note(format!("d{d} sync"));
+        }
+        let (client, transport) = self.devices[d].client.as_ref().expect("joined");
+        let result = client.sync_now();
+        if hook.is_some() {
+            if transport.clear_hook() {
+                self.note(format!(
+                    "  d{d} (no such request: the write did not happen)"
+                ));
+            } else {
+                self.stats.writes += 1;
+                self.stats.writes_during_requests += 1;
+            }
+        }
+        self.stats.syncs += 1;
+        match result {
+            Ok(r) => {
+                self.note(format!(
+                    "  d{d} synced: cursor {} pushed {} rejected {} pulled {} bootstrapped {} conflicts {} local / {} server",
+                    r.cursor,
+                    r.pushed_batches,
+                    r.rejected_batches,
+                    r.pulled_entries,
+                    r.bootstrapped,
+                    r.new_conflicts,
+                    r.server_conflicts
+                ));
+                self.stats.pushed_batches += r.pushed_batches as u64;
+                self.stats.rejected_batches += r.rejected_batches as u64;
+                self.stats.bootstraps += u64::from(r.bootstrapped);
+                self.stats.local_conflicts += r.new_conflicts as u64;
+                self.stats.server_conflicts += r.server_conflicts as u64;
+            }
+            Err(e) if e.kind() == sync_client::ErrorKind::Network => {
+                self.stats.failed_syncs += 1;
+                self.note(format!("  d{d} sync failed: {e}"));
+            }
+            Err(e) => {
+                return Err(
+                    self.failure(format!("device {d}: sync failed with {:?}: {e}", e.kind()))
+                );
+            }
+        }
+        if transport.unexpected_bootstraps() > 0 {
+            return Err(self.failure(format!(
+                "device {d} re-based on a snapshot without being told its cursor was out of \
+                 the log: the engine found its database diverged from the server"
+            )));
+        }
+        self.check_ledger(d)
+    }
+
+    /// Compacts the server's log the way the server does every 64 pushes, but now, keeping
+    /// 0–3 entries: devices behind it must bootstrap from a snapshot.
+    fn compact(&mut self) {
+        let keep = self.rng.random_range(0..4);
+        let conn = Connection::open(&self.server_db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let oldest = sync_core::server::compact(&conn, keep).unwrap();
+        self.stats.compactions += 1;
+        self.note(format!(
+            "server log compacted, keep {keep}: oldest seq {oldest}"
+        ));
+    }
+
+    fn server_head(&self) -> i64 {
+        let conn = read_only(&self.server_db);
+        sync_core::server::bounds(&conn).unwrap().head_seq
+    }
+
+    /// Faults off, every device joined, sync until every outbox is empty and every cursor is
+    /// the server's head.
+    fn quiesce(&mut self) -> Result<(), Failure> {
+        self.note("quiescence: faults off".into());
+        for d in 0..self.devices.len() {
+            if self.devices[d].client.is_none() {
+                self.join(d);
+            }
+            let transport = &self.devices[d].client.as_ref().expect("joined").1;
+            transport.set_rates(FaultRates::default());
+        }
+        for _round in 0..6 {
+            for d in 0..self.devices.len() {
+                for attempt in 0.. {
+                    if attempt == 10 {
+                        return Err(self.failure(format!(
+                            "device {d} did not settle in 10 syncs without faults"
+                        )));
+                    }
+                    self.sync(d, None)?;
+                    let status = self.devices[d]
+                        .client
+                        .as_ref()
+                        .expect("joined")
+                        .0
+                        .status()
+                        .unwrap();
+                    if status.pending_changesets == 0
+                        && status.inflight_batch.is_none()
+                        && status.cursor == self.server_head()
+                    {
+                        break;
+                    }
+                }
+            }
+            let head = self.server_head();
+            let settled = self.devices.iter().all(|dev| {
+                let status = dev.client.as_ref().expect("joined").0.status().unwrap();
+                status.pending_changesets == 0
+                    && status.inflight_batch.is_none()
+                    && status.cursor == head
+            });
+            if settled {
+                return Ok(());
+            }
+        }
+        Err(self.failure("devices did not settle in 6 rounds without faults".into()))
+    }
+
+    fn check(&mut self, opts: CaseOptions) -> Result<(), Failure> {
+        for dev in &mut self.devices {
+            if let Some((client, transport)) = dev.client.take() {
+                transport.clear_hook();
+                client.close();
+            }
+        }
+        // Every device equals the server, row for row.
+        let expected = dump(&self.server_db);
+        for dev in &self.devices {
+            let got = dump(&dev.path);
+            if got != expected {
+                let mut diff = describe_diff(&expected, &got);
+                if let Some(out) = sqldiff_or_none(&self.server_db, &dev.path) {
+                    diff.push_str(&format!("\nsqldiff --primarykey server device:\n{out}"));
+                }
+                return Err(
+                    self.failure(format!("device {} differs from the server:{diff}", dev.id))
+                );
+            }
+            if opts.sqldiff {
+                let out = sqldiff(&self.server_db, &dev.path);
+                if !out.is_empty() {
+                    return Err(self.failure(format!(
+                        "sqldiff finds device {} different from the server:\n{out}",
+                        dev.id
+                    )));
+                }
+            }
+        }
+        // No acknowledged write is missing: its journal row is on the server, or inside a
+        // changeset the device recorded as a local conflict. And nothing is invented.
+        let on_server = journal_ids(&self.server_db);
+        let mut acknowledged_anywhere = HashSet::new();
+        for dev in &self.devices {
+            let dropped = dropped_journal_ids(&dev.path);
+            self.stats.dropped_journal_rows += dropped.len() as u64;
+            let ledger = dev.ledger.lock().unwrap();
+            for id in &ledger.acknowledged {
+                acknowledged_anywhere.insert(*id);
+                if !on_server.contains(id) && !dropped.contains(id) {
+                    return Err(self.failure(format!(
+                        "device {}: the acknowledged write with journal id {id} is neither on the \
+                         server nor recorded as a local conflict",
+                        dev.id
+                    )));
+                }
+            }
+        }
+        if let Some(id) = on_server.difference(&acknowledged_anywhere).next() {
+            return Err(self.failure(format!(
+                "the server has journal id {id}, which no device acknowledged"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        for dev in &mut self.devices {
+            if let Some((client, transport)) = dev.client.take() {
+                transport.clear_hook();
+                client.close();
+            }
+        }
+    }
+}
+
+fn apply_mutation(c: &Connection, m: &Mutation, now: i64) -> rusqlite::Result<()> {
+    let Mutation { kind, note, tag, r } = *m;
+    let updated = now * 10 + r % 10;
+    match kind {
+        0 | 1 => {
+            c.execute(
+                "INSERT OR IGNORE INTO notes(id, title, body, updated_at) VALUES (?1, ?2, '', ?3)",
+                rusqlite::params![note, format!("t{r}"), updated],
+            )?;
+        }
+        2 => {
+            c.execute(
+                "UPDATE notes SET title = ?2, updated_at = ?3 WHERE id = ?1",
+                rusqlite::params![note, format!("t{r}"), updated],
+            )?;
+        }
+        3 => {
+            c.execute(
+                "UPDATE notes SET body = ?2 WHERE id = ?1",
+                rusqlite::params![note, format!("b{r}")],
+            )?;
+        }
+        4 => {
+            c.execute("DELETE FROM notes WHERE id = ?1", [note])?;
+        }
+        5 => {
+            // Tag names are UNIQUE and drawn from a small pool: devices collide on them.
+            c.execute(
+                "INSERT OR IGNORE INTO tags(id, name) VALUES (?1, ?2)",
+                rusqlite::params![tag, format!("tag{}", r % 4)],
+            )?;
+        }
+        6 => {
+            c.execute(
+                "INSERT OR IGNORE INTO note_tags(note_id, tag_id)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM notes WHERE id = ?1)
+                                 AND EXISTS (SELECT 1 FROM tags WHERE id = ?2)",
+                rusqlite::params![note, tag],
+            )?;
+        }
+        7 => {
+            c.execute(
+                "UPDATE OR IGNORE tags SET name = ?2 WHERE id = ?1",
+                rusqlite::params![tag, format!("tag{}", r % 4)],
+            )?;
+        }
+        _ => {
+            if r % 2 == 0 {
+                c.execute("DELETE FROM tags WHERE id = ?1", [tag])?;
+            } else {
+                c.execute(
+                    "DELETE FROM note_tags WHERE note_id = ?1 AND tag_id = ?2",
+                    rusqlite::params![note, tag],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_only(path: &Path) -> Connection {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+fn journal_ids(path: &Path) -> HashSet<i64> {
+    read_only(path)
+        .prepare("SELECT id FROM journal")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Journal ids inside changesets a device recorded as dropped (local conflicts).
+fn dropped_journal_ids(path: &Path) -> HashSet<i64> {
+    let conn = read_only(path);
+    let mut out = HashSet::new();
+    for c in sync_core::client::local_conflicts(&conn, 0).unwrap() {
+        let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
+            continue;
+        };
+        for change in cs.inspect().unwrap() {
+            if change.table == "journal"
+                && change.op == Op::Insert
+                && let Some(Value::Integer(id)) = change.pk_values().first()
+            {
+                out.insert(*id);
+            }
+        }
+    }
+    out
+}
+
+type Dump = Vec<(String, Vec<Vec<rusqlite::types::Value>>)>;
+
+fn describe_diff(expected: &Dump, got: &Dump) -> String {
+    let mut out = String::new();
+    for ((table, want), (_, have)) in expected.iter().zip(got) {
+        for row in want {
+            if !have.contains(row) {
+                let _ = write!(out, "\n  {table}: server has {row:?}, device lacks it");
+            }
+        }
+        for row in have {
+            if !want.contains(row) {
+                let _ = write!(out, "\n  {table}: device has {row:?}, server lacks it");
+            }
+        }
+    }
+    out
+}
+
+/// `sqldiff` output for a failure report, if the tool is installed.
+fn sqldiff_or_none(a: &Path, b: &Path) -> Option<String> {
+    std::panic::catch_unwind(|| sqldiff(a, b)).ok()
+}
