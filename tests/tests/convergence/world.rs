@@ -191,7 +191,8 @@ pub struct Case<'f> {
     host: &'f Host,
     db: String,
     server_db: PathBuf,
-    dir: tempfile::TempDir,
+    /// Holds the device databases; removed when the case ends.
+    _dir: tempfile::TempDir,
     devices: Vec<Device>,
     trace: Trace,
     rates: FaultRates,
@@ -253,7 +254,7 @@ impl Fleet {
             host,
             db,
             server_db,
-            dir,
+            _dir: dir,
             devices,
             trace: Trace::default(),
             rates,
