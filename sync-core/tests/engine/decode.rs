@@ -761,7 +761,11 @@ fn generated_columns_are_left_out_and_recomputed_by_the_target() {
     );
     let changes = assert_decoders_agree(&cs);
     assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].pk, vec![1, 0, 0], "only id, a and b are recorded");
+    assert_eq!(
+        changes[0].pk,
+        vec![1, 0, 0],
+        "only id, a and b are recorded"
+    );
     let target = TempDb::new(schema);
     apply(&target.conn, &cs, &ApplyOptions::default()).unwrap();
     assert_eq!(
