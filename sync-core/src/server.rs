@@ -238,6 +238,10 @@ pub fn push(
     // tables fit is checked once, by `apply` below (it reads the schema, which costs more
     // than the apply itself for a small batch); its errors map to the same wire codes.
     changeset.validate()?;
+    // Read before the apply: the apply expires every prepared statement of the connection
+    // (it sets PRAGMA defer_foreign_keys), so each statement used after it is compiled again.
+    // The write transaction is held, so the head cannot move meanwhile.
+    let seq = meta(conn, "head_seq")? + 1;
 
     let options = ApplyOptions {
         policies: config.policies.clone(),
@@ -273,7 +277,6 @@ pub fn push(
         Err(e) => return Err(ServerError::Apply(e)),
     };
 
-    let seq = meta(conn, "head_seq")? + 1;
     conn.prepare_cached(
         "INSERT INTO _sync_log(seq, device, batch_id, status, effect, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -340,6 +343,9 @@ fn record_conflicts(
     report: &ApplyReport,
     now_ms: i64,
 ) -> Result<(), ServerError> {
+    if report.conflicts.is_empty() {
+        return Ok(()); // (not even compiling the statement: most batches meet no conflict)
+    }
     let mut stmt = conn.prepare_cached(
         "INSERT INTO _sync_conflicts(seq, batch_id, device, at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
