@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Idle read-only connections kept per open database [default: 2].
     #[arg(long, env = "SYNC_READERS", value_name = "N")]
     pub readers: Option<usize>,
+    /// Threads for SQLite work (tokio's blocking pool) [default: 64].
+    #[arg(long, env = "SYNC_BLOCKING_THREADS", value_name = "N")]
+    pub blocking_threads: Option<usize>,
     /// Log format [default: text].
     #[arg(long, env = "SYNC_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -123,6 +126,7 @@ impl ServeArgs {
             idle_secs: self.idle_secs.or(fallback.idle_secs),
             page_cache_kib: self.page_cache_kib.or(fallback.page_cache_kib),
             readers: self.readers.or(fallback.readers),
+            blocking_threads: self.blocking_threads.or(fallback.blocking_threads),
             log_format: self.log_format.or(fallback.log_format),
             log: self.log.or(fallback.log),
         }
@@ -152,6 +156,8 @@ pub struct FileConfig {
     pub page_cache_kib: Option<u32>,
     /// Idle readers per database.
     pub readers: Option<usize>,
+    /// Threads for SQLite work.
+    pub blocking_threads: Option<usize>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Log filter.
@@ -202,6 +208,9 @@ pub struct ServerConfig {
     pub page_cache_kib: u32,
     /// Idle readers kept per database.
     pub readers: usize,
+    /// Threads of the blocking pool, where all SQLite work runs (the binary's runtime; an
+    /// embedder sizes its own runtime).
+    pub blocking_threads: usize,
     /// Interval of SSE keep-alive comments.
     pub events_keepalive: Duration,
     /// Interval of maintenance passes.
@@ -225,6 +234,7 @@ impl Default for ServerConfig {
             idle: Duration::from_secs(300),
             page_cache_kib: 256,
             readers: 2,
+            blocking_threads: 64,
             events_keepalive: Duration::from_secs(15),
             maintenance: Duration::from_secs(30),
             log_format: LogFormat::Text,
@@ -322,6 +332,10 @@ impl ServerConfig {
                 .or(file.page_cache_kib)
                 .unwrap_or(d.page_cache_kib),
             readers: serve.readers.or(file.readers).unwrap_or(d.readers),
+            blocking_threads: serve
+                .blocking_threads
+                .or(file.blocking_threads)
+                .unwrap_or(d.blocking_threads),
             events_keepalive: file
                 .events_keepalive_secs
                 .map(Duration::from_secs)
@@ -348,6 +362,9 @@ impl ServerConfig {
         }
         if self.cache_capacity == 0 {
             return bad("cache_capacity must be at least 1");
+        }
+        if self.blocking_threads == 0 {
+            return bad("blocking_threads must be at least 1");
         }
         if self.events_keepalive.is_zero() || self.maintenance.is_zero() {
             return bad("events_keepalive_secs and maintenance_secs must be at least 1");

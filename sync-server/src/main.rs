@@ -97,6 +97,7 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .context("cannot create the demo user and database")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(config.blocking_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -38,6 +38,9 @@ struct Args {
     /// Worker threads of the server's runtime [default: the number of CPUs].
     #[arg(long)]
     server_threads: Option<usize>,
+    /// Threads of the server's blocking pool (SQLite work) [default: the server's default].
+    #[arg(long)]
+    blocking_threads: Option<usize>,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -206,6 +209,10 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
     let state = AppState::new(config).context("server state")?;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads.unwrap_or(cpus))
+        .max_blocking_threads(
+            args.blocking_threads
+                .unwrap_or(ServerConfig::default().blocking_threads),
+        )
         .thread_name("server")
         .enable_all()
         .build()?;
