@@ -7,8 +7,12 @@
 //! `sync-client/tests/cli/`.
 
 use rusqlite::Connection;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use sync_client::{ClientConfig, RemoteConfig, SyncClient};
+use sync_core::Changeset;
+use sync_core::protocol::conflicts::ConflictRecord;
 use sync_server::{AppState, ServerConfig, catalog, serve};
 
 /// A sync server on its own tokio runtime (the client library is blocking).
@@ -16,6 +20,7 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     pub state: AppState,
+    addr: SocketAddr,
     data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -27,36 +32,45 @@ impl Server {
         Server::start_with(|_| {})
     }
 
+    /// A server whose configuration `f` adjusts (policies, schema directory, …).
     pub fn start_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig {
-            data_dir: data.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        };
-        f(&mut config);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let state = AppState::new(config).unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (base, state, addr, stop, task, rt) = launch(data.path(), listen, f);
         Server {
-            base: format!("http://{addr}"),
+            base,
             state,
+            addr,
             data,
             stop: Some(stop),
             task: Some(task),
             rt: Some(rt),
         }
+    }
+
+    /// Stops serving (graceful: requests in flight finish, event streams end, databases
+    /// close). Clients then get "connection refused" until [`Server::restart_with`].
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let (Some(rt), Some(task)) = (self.rt.take(), self.task.take()) {
+            let _ = rt.block_on(task);
+            rt.shutdown_background();
+        }
+    }
+
+    /// Stops the server if running and starts it again on the same data directory and port
+    /// (so clients' stored URL stays valid), with the configuration `f` adjusts.
+    pub fn restart_with(&mut self, f: impl FnOnce(&mut ServerConfig)) {
+        self.stop();
+        let (base, state, addr, stop, task, rt) = launch(self.data.path(), self.addr, f);
+        assert_eq!(addr, self.addr);
+        self.base = base;
+        self.state = state;
+        self.stop = Some(stop);
+        self.task = Some(task);
+        self.rt = Some(rt);
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -95,17 +109,72 @@ impl Server {
             database: db.to_string(),
         }
     }
+
+    /// The conflicts the server recorded for `db` (what `GET …/conflicts` serves), oldest
+    /// first.
+    pub fn conflicts(&self, db: &str) -> Vec<ConflictRecord> {
+        let conn = read_only(&self.db_path(db));
+        sync_core::server::conflicts(&conn, 0, 10_000).unwrap().0
+    }
+
+    /// The log of `db`: (seq, device, applied?, effect) per entry.
+    pub fn log(&self, db: &str) -> Vec<(i64, String, bool, Changeset)> {
+        let conn = read_only(&self.db_path(db));
+        let mut stmt = conn
+            .prepare("SELECT seq, device, status, effect FROM _sync_log ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)? == 0,
+                Changeset::from_bytes(r.get(3)?),
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+}
+
+type Launched = (
+    String,
+    AppState,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::runtime::Runtime,
+);
+
+fn launch(data: &Path, listen: SocketAddr, f: impl FnOnce(&mut ServerConfig)) -> Launched {
+    let mut config = ServerConfig {
+        data_dir: data.to_path_buf(),
+        listen,
+        ..ServerConfig::default()
+    };
+    f(&mut config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = AppState::new(config).unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(listen)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}"), state, addr, stop, task, rt)
+}
+
+fn read_only(path: &Path) -> Connection {
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let (Some(rt), Some(task)) = (self.rt.take(), self.task.take()) {
-            let _ = rt.block_on(task);
-            rt.shutdown_background();
-        }
+        self.stop();
     }
 }
 
@@ -165,4 +234,69 @@ pub fn sqldiff(a: &Path, b: &Path) -> String {
         out.push_str(&String::from_utf8_lossy(&o.stdout));
     }
     out
+}
+
+/// Asserts that `sqldiff` finds no difference between any two of `dbs` (every pair, in both
+/// roles), naming the pair that differs.
+#[track_caller]
+pub fn assert_all_equal(dbs: &[&Path]) {
+    for (i, a) in dbs.iter().enumerate() {
+        for b in &dbs[i + 1..] {
+            let diff = sqldiff(a, b);
+            assert!(
+                diff.is_empty(),
+                "{} and {} differ:\n{diff}",
+                a.display(),
+                b.display()
+            );
+        }
+    }
+}
+
+/// Polls `cond` until it holds, failing the test with `what` if `timeout` passes first. For
+/// outcomes that arrive on their own (background sync, indexing); never sleep instead.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One integer from a read-only query on the client (`SELECT count(*) …`).
+pub fn query_i64(client: &SyncClient, sql: &str) -> i64 {
+    let sql = sql.to_string();
+    client
+        .read(move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+/// One optional text value from a read-only query on the client.
+pub fn query_text(client: &SyncClient, sql: &str) -> Option<String> {
+    let sql = sql.to_string();
+    client
+        .read(move |c| {
+            Ok(c.query_row(&sql, [], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?)
+        })
+        .unwrap()
+}
+
+/// Runs `sql` as one captured local write.
+pub fn exec(client: &SyncClient, sql: &str) {
+    let sql = sql.to_string();
+    client
+        .write(move |c| Ok(c.execute_batch(&sql)?))
+        .unwrap_or_else(|e| panic!("write failed: {e}"));
 }

@@ -1,4 +1,20 @@
 //! End-to-end tests: real `sync-server`s on 127.0.0.1:0 (in-process), real client databases
-//! on disk, real HTTP.
+//! on disk, real HTTP. Helpers are in the crate's library (`session_sync_tests`).
+//!
+//! | module | what a user would notice |
+//! |---|---|
+//! | `sync` | devices that edited offline end equal to the server and to each other; edits to different columns of a row merge |
+//! | `policies` | delete vs update and update vs update end as the server's policy says on every device, the losing device included; a pulled delete turns a pending update into a local conflict |
+//! | `crash` | a client killed with SIGKILL loses no acknowledged write |
+//! | `fts` | rows from other devices become searchable; the index is rebuilt when deleted and never synced |
+//! | `rowids` | leased ranges never collide; an exhausted lease is a typed error; an id collision is reported |
+//! | `errors` | bad token, server down, schema mismatch, untrackable table, writes through `read` |
+//! | `background` | a write on one device appears on another without `sync_now` (server events) |
 
+mod background;
+mod crash;
+mod errors;
+mod fts;
+mod policies;
+mod rowids;
 mod sync;

@@ -1,0 +1,185 @@
+//! Typed errors a client app can act on, and local work that keeps going through them.
+
+use session_sync_tests::*;
+use sync_client::{ClientConfig, ErrorKind, SyncClient};
+
+/// Fewer retries: these tests expect the failure.
+fn quick() -> ClientConfig {
+    ClientConfig {
+        retries: 2,
+        ..ClientConfig::default()
+    }
+}
+
+#[test]
+fn a_bad_token_is_an_auth_error_and_init_leaves_no_file() {
+    let server = Server::start();
+    let token = server.setup("alice", "notes", "laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let err = SyncClient::init(&path, server.remote("sst_not-a-token", "notes"), quick())
+        .err()
+        .expect("init with a bad token fails");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(!path.exists());
+
+    // An existing copy whose token is wrong: sync fails with Auth, local writes still work.
+    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    a.close();
+    let a = SyncClient::open(
+        &path,
+        ClientConfig {
+            remote: Some(server.remote("sst_revoked", "notes")),
+            ..quick()
+        },
+    )
+    .unwrap();
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'offline', 1)",
+    );
+    let err = a.sync_now().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(!err.is_retryable());
+    let status = a.status().unwrap();
+    assert_eq!(status.pending_changesets, 1);
+    assert!(status.last_error.is_some());
+
+    // Another database's name: not found, exactly like a database without a grant.
+    let err = SyncClient::init(
+        dir.path().join("x.db"),
+        server.remote(&token, "someone-elses"),
+        quick(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+#[test]
+fn with_the_server_down_sync_is_a_network_error_and_writes_keep_working() {
+    let mut server = Server::start();
+    let token = server.setup("alice", "notes", "laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    server.stop();
+
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'written offline', 1)",
+    );
+    let err = a.sync_now().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    assert!(err.is_retryable());
+    exec(&a, "UPDATE notes SET body = 'still offline' WHERE id = 1");
+    let status = a.status().unwrap();
+    assert_eq!(status.pending_changesets, 2);
+    assert!(
+        status.last_error.as_deref().unwrap().contains("reach"),
+        "{status:?}"
+    );
+    assert_eq!(
+        query_text(&a, "SELECT body FROM notes WHERE id = 1").unwrap(),
+        "still offline"
+    );
+
+    server.restart_with(|_| {});
+    a.sync_now().unwrap();
+    let status = a.status().unwrap();
+    assert_eq!(status.pending_changesets, 0);
+    assert_eq!(status.last_error, None);
+    assert!(status.last_sync_ms.is_some());
+    a.close();
+    assert_all_equal(&[&server.db_path("notes"), &dir.path().join("a.db")]);
+}
+
+#[test]
+fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
+    let schema = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schema.path().join("0001_init.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL);",
+    )
+    .unwrap();
+    let schema_dir = schema.path().to_path_buf();
+    let mut server = Server::start_with(|cfg| cfg.schema_dir = Some(schema_dir.clone()));
+    let token = server.setup("alice", "notes", "laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    assert_eq!(a.status().unwrap().schema_version, 1);
+
+    // The operator ships migration 2; the server migrates the database when it opens it.
+    std::fs::write(
+        schema.path().join("0002_color.sql"),
+        "ALTER TABLE notes ADD COLUMN color TEXT;",
+    )
+    .unwrap();
+    server.restart_with(|cfg| cfg.schema_dir = Some(schema_dir.clone()));
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'made at version 1', 1)",
+    );
+    let err = a.sync_now().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaMismatch, "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("schema"), "{err}");
+    // Nothing is lost: the write waits in the outbox.
+    assert_eq!(a.status().unwrap().pending_changesets, 1);
+
+    // A new device starts at the new version.
+    let b = init_client(dir.path(), "b.db", server.remote(&token, "notes"), quick());
+    assert_eq!(b.status().unwrap().schema_version, 2);
+}
+
+#[test]
+fn a_table_without_a_primary_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);
+         CREATE TABLE audit_log (at INTEGER, message TEXT);",
+    )
+    .unwrap();
+    drop(conn);
+    let err = SyncClient::open(&path, ClientConfig::default())
+        .err()
+        .expect("open refuses a table sync cannot track");
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    assert!(err.to_string().contains("audit_log"), "{err}");
+    assert!(!err.to_string().contains("notes"), "{err}");
+}
+
+#[test]
+fn read_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
+        .unwrap();
+    let client = SyncClient::open(&path, ClientConfig::default()).unwrap();
+    let err = client
+        .read(|c| {
+            c.execute("INSERT INTO notes(id, title) VALUES (1, 'sneaky')", [])?;
+            Ok(())
+        })
+        .unwrap_err();
+    // SQLite itself refused: the connection is read-only.
+    assert_eq!(err.kind(), ErrorKind::InvalidSql, "{err}");
+    assert!(
+        err.to_string()
+            .contains("attempt to write a readonly database"),
+        "{err}"
+    );
+    // Not even a transaction opened on a reader can write.
+    let err = client
+        .read(|c| {
+            c.execute_batch("BEGIN IMMEDIATE; DELETE FROM notes; COMMIT;")?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    assert_eq!(query_i64(&client, "SELECT count(*) FROM notes"), 0);
+    assert_eq!(client.status().unwrap().pending_changesets, 0);
+}
