@@ -3,7 +3,7 @@
 //! ([`sync_core::client`]); this module moves bytes between them and a [`Transport`], with
 //! retries, and never holds the writer across a network call.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::rowid::Rowids;
 use crate::server_conflicts;
 use crate::transport::Transport;
@@ -117,7 +117,9 @@ impl Engine {
         self.refill_rowids();
         for _ in 0..4 {
             let pushed = self.push_phase(&mut report)?;
-            let pulled = self.pull_phase(&mut report)?;
+            let pulled = self
+                .pull_phase(&mut report)
+                .map_err(|e| self.explain_schema_error(e))?;
             let pending = self.writer.run(|c| sync_core::outbox::stats(c))??.0;
             if pending == 0 || (pushed == 0 && pulled == 0) {
                 break;
@@ -178,6 +180,30 @@ impl Engine {
             let recorded = server_conflicts::record(c, &response, now_ms())?;
             Ok((client::on_push_response(c, &response)?, recorded))
         })?
+    }
+
+    /// A pulled change or snapshot that does not fit the local schema is, when the server's
+    /// database is at another schema version than the local copy, a schema mismatch (the app
+    /// must be upgraded), not a local schema problem: say so. Pushes learn it from the
+    /// server's `schema_mismatch` answer; a device with nothing to push learns it here.
+    fn explain_schema_error(&self, e: Error) -> Error {
+        if e.kind() != ErrorKind::Schema {
+            return e;
+        }
+        let Ok(Ok(local)) = self.writer.run(|c| client::schema_version(c)) else {
+            return e;
+        };
+        match self.transport.info() {
+            Ok(info) if info.schema_version != local => Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "the server's database is at schema version {}, this local copy at {local}; \
+                     upgrade the app and initialise a new local copy ({e})",
+                    info.schema_version
+                ),
+            ),
+            _ => e,
+        }
     }
 
     /// Pulls until the cursor reaches the head, integrating in bounded transactions.

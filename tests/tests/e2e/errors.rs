@@ -107,6 +107,8 @@ fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
     assert_eq!(a.status().unwrap().schema_version, 1);
+    let c = init_client(dir.path(), "c.db", server.remote(&token, "notes"), quick());
+    assert_eq!(c.status().unwrap().schema_version, 1);
 
     // The operator ships migration 2; the server migrates the database when it opens it.
     std::fs::write(
@@ -129,6 +131,18 @@ fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
     // A new device starts at the new version.
     let b = init_client(dir.path(), "b.db", server.remote(&token, "notes"), quick());
     assert_eq!(b.status().unwrap().schema_version, 2);
+
+    // A version-1 device with nothing to push learns it from the first version-2 change it
+    // pulls — as a schema mismatch (upgrade the app), not as a broken local schema.
+    exec(
+        &b,
+        "INSERT INTO notes(id, title, updated_at, color) VALUES (2, 'made at version 2', 1, 'red')",
+    );
+    b.sync_now().unwrap();
+    let err = c.sync_now().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.to_string().contains("schema version 2"), "{err}");
+    assert_eq!(query_i64(&c, "SELECT count(*) FROM notes"), 0);
 }
 
 #[test]
