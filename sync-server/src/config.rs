@@ -1,6 +1,6 @@
 //! Configuration: command-line flags, `SYNC_*` environment variables and an optional TOML file
 //! (`--config PATH`), with that precedence (flags > env > file > defaults). clap handles flags
-//! and env; the file and the defaults fill what neither set. `docs/server-config.md` is the
+//! and env; the file and the defaults fill what neither set. `docs/operations.md` has the
 //! reference.
 
 use serde::Deserialize;
@@ -45,6 +45,30 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// How hard a commit waits for the disk (`PRAGMA synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous = NORMAL`: a commit is in the WAL (the OS page cache) before the answer;
+    /// it survives a killed server, and the WAL is synced at checkpoints. A power loss or OS
+    /// crash can lose the last commits.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: the WAL is synced at every commit; survives power loss, costs an
+    /// fsync per push.
+    Full,
+}
+
+impl Durability {
+    /// The `PRAGMA synchronous` value.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
 }
 
 /// Options every command takes.
@@ -97,6 +121,10 @@ pub struct ServeArgs {
     /// Idle read-only connections kept per open database [default: 2].
     #[arg(long, env = "SYNC_READERS", value_name = "N")]
     pub readers: Option<usize>,
+    /// normal: commits survive a killed process; full: also power loss (fsync per push)
+    /// [default: normal].
+    #[arg(long, env = "SYNC_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
     /// Threads for SQLite work (tokio's blocking pool) [default: 64].
     #[arg(long, env = "SYNC_BLOCKING_THREADS", value_name = "N")]
     pub blocking_threads: Option<usize>,
@@ -126,6 +154,7 @@ impl ServeArgs {
             idle_secs: self.idle_secs.or(fallback.idle_secs),
             page_cache_kib: self.page_cache_kib.or(fallback.page_cache_kib),
             readers: self.readers.or(fallback.readers),
+            durability: self.durability.or(fallback.durability),
             blocking_threads: self.blocking_threads.or(fallback.blocking_threads),
             log_format: self.log_format.or(fallback.log_format),
             log: self.log.or(fallback.log),
@@ -156,6 +185,8 @@ pub struct FileConfig {
     pub page_cache_kib: Option<u32>,
     /// Idle readers per database.
     pub readers: Option<usize>,
+    /// `normal` or `full`.
+    pub durability: Option<Durability>,
     /// Threads for SQLite work.
     pub blocking_threads: Option<usize>,
     /// Log format.
@@ -208,6 +239,8 @@ pub struct ServerConfig {
     pub page_cache_kib: u32,
     /// Idle readers kept per database.
     pub readers: usize,
+    /// Commit durability.
+    pub durability: Durability,
     /// Threads of the blocking pool, where all SQLite work runs (the binary's runtime; an
     /// embedder sizes its own runtime).
     pub blocking_threads: usize,
@@ -234,6 +267,7 @@ impl Default for ServerConfig {
             idle: Duration::from_secs(300),
             page_cache_kib: 256,
             readers: 2,
+            durability: Durability::Normal,
             blocking_threads: 64,
             events_keepalive: Duration::from_secs(15),
             maintenance: Duration::from_secs(30),
@@ -332,6 +366,7 @@ impl ServerConfig {
                 .or(file.page_cache_kib)
                 .unwrap_or(d.page_cache_kib),
             readers: serve.readers.or(file.readers).unwrap_or(d.readers),
+            durability: serve.durability.or(file.durability).unwrap_or(d.durability),
             blocking_threads: serve
                 .blocking_threads
                 .or(file.blocking_threads)

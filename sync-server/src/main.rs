@@ -92,6 +92,7 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
 fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::resolve(global, args)?;
     init_logging(&config)?;
+    ensure_open_files(&config);
     let state = AppState::new(config.clone()).context("cannot start the server")?;
     let demo_token = admin::bootstrap_demo(&config.data_dir)
         .context("cannot create the demo user and database")?;
@@ -131,6 +132,23 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         serve(listener, state, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Raises the open-files limit towards what a full database cache needs, and warns if that is
+/// still not enough.
+fn ensure_open_files(config: &ServerConfig) {
+    let needed = sync_server::storage::files_needed(config.cache_capacity, config.readers);
+    if let Some(now) = sync_server::storage::raise_open_files_limit(needed)
+        && now < needed
+    {
+        tracing::warn!(
+            open_files_limit = now,
+            needed,
+            cache_capacity = config.cache_capacity,
+            "the open-files limit is too low for a full database cache: raise the hard limit \
+             (ulimit -Hn, systemd LimitNOFILE=) or lower --cache-capacity"
+        );
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -75,6 +75,7 @@ impl AppState {
                 capacity: config.cache_capacity,
                 idle: config.idle,
                 page_cache_kib: config.page_cache_kib,
+                synchronous: config.durability.pragma(),
                 readers: config.readers,
             },
             Arc::new(schema),

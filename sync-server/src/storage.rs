@@ -1,9 +1,10 @@
 //! Database files and the bounded cache of open ones.
 //!
 //! Each database is `dbs/<id>.db` in the data directory (`id` from the catalog, never a
-//! client string), in WAL mode with `synchronous = NORMAL`: a commit is in the WAL before the
-//! server answers, so it survives a killed process; only an OS crash or power loss can lose
-//! the last commits (the WAL is synced at checkpoints).
+//! client string), in WAL mode with `synchronous = NORMAL` by default: a commit is in the WAL
+//! before the server answers, so it survives a killed process; only an OS crash or power loss
+//! can lose the last commits (the WAL is synced at checkpoints). `--durability full` syncs the
+//! WAL at every commit instead.
 //!
 //! An open [`Database`] has one writer connection behind a mutex (all writes: push, leases,
 //! compaction) and a few read-only connections (pull, info, snapshot, conflicts) that SQLite
@@ -82,6 +83,8 @@ pub struct StorageConfig {
     pub page_cache_kib: u32,
     /// Idle read-only connections kept per database (more are opened under load and closed).
     pub readers: usize,
+    /// `PRAGMA synchronous` of writers: `NORMAL` or `FULL`.
+    pub synchronous: &'static str,
 }
 
 /// Counters the cache keeps for `/metrics`.
@@ -149,9 +152,10 @@ impl Database {
         .map_err(sqlite)?;
         configure(&writer, config.page_cache_kib).map_err(sqlite)?;
         writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                config.synchronous
+            ))
             .map_err(sqlite)?;
         schema
             .migrate(&writer)
@@ -306,6 +310,41 @@ pub fn tune_sqlite_process() -> bool {
         };
         rc == rusqlite::ffi::SQLITE_OK
     })
+}
+
+/// File descriptors a full cache may hold: each open database has its file, its WAL and its
+/// shared-memory index open on the writer, and its readers hold the file and the WAL again.
+pub fn files_needed(capacity: usize, readers: usize) -> u64 {
+    (capacity * (3 + 2 * readers) + 256) as u64
+}
+
+/// Raises this process's soft limit on open files towards `needed` (never above the hard
+/// limit, never lowering it). Returns the limit in force afterwards; `None` where unsupported.
+#[cfg(unix)]
+pub fn raise_open_files_limit(needed: u64) -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= needed {
+        return Some(soft);
+    }
+    let target = limit.maximum.map_or(needed, |hard| hard.min(needed));
+    let raised = target > soft
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        )
+        .is_ok();
+    Some(if raised { target } else { soft })
+}
+
+/// Raises this process's soft limit on open files (not supported on this platform).
+#[cfg(not(unix))]
+pub fn raise_open_files_limit(_needed: u64) -> Option<u64> {
+    None
 }
 
 fn configure(conn: &Connection, page_cache_kib: u32) -> rusqlite::Result<()> {
@@ -491,6 +530,7 @@ mod tests {
                 idle: Duration::from_secs(3600),
                 page_cache_kib: 128,
                 readers: 2,
+                synchronous: "NORMAL",
             },
             Arc::new(AppSchema::embedded()),
         )

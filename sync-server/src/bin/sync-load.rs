@@ -44,6 +44,10 @@ struct Args {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Instead of the HTTP load, time `sync_core::server::push` alone on one database file
+    /// (no HTTP, no threads) for this many pushes, to show what the protocol step costs.
+    #[arg(long, value_name = "PUSHES")]
+    step_only: Option<usize>,
     /// Data directory to use (must not exist) [default: a temporary directory, removed after].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -115,6 +119,21 @@ fn cpu_seconds() -> (f64, f64, f64) {
     (server, client, total)
 }
 
+/// Peak resident memory of this process (server and load generator), in MiB, and the number
+/// of open file descriptors.
+fn memory_and_files() -> (f64, usize) {
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    (hwm / 1024.0, fds)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -150,7 +169,10 @@ fn run(args: Args) -> anyhow::Result<bool> {
         ))
     });
     anyhow::ensure!(!data.exists(), "{} already exists", data.display());
-    let result = run_in(&args, &data);
+    let result = match args.step_only {
+        Some(n) => step_only(&data, n),
+        None => run_in(&args, &data),
+    };
     if temp {
         let _ = std::fs::remove_dir_all(&data);
     }
@@ -174,6 +196,10 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
     );
 
     // Databases and tokens, through the catalog as the admin CLI would.
+    sync_server::storage::raise_open_files_limit(sync_server::storage::files_needed(
+        args.databases + 64,
+        ServerConfig::default().readers,
+    ));
     let setup = Instant::now();
     let targets: Vec<Arc<Target>> = {
         let c = catalog::open(data)?;
@@ -311,6 +337,7 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = cpu_seconds();
+    let (peak_mib, open_files) = memory_and_files();
     let mut lat: Vec<u32> = latencies.into_iter().flatten().collect();
     lat.sort_unstable();
     let pushes = lat.len();
@@ -357,6 +384,9 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
     {
         println!("server: {line}");
     }
+    println!(
+        "memory: peak RSS {peak_mib:.0} MiB (server and load generator together); open files {open_files}"
+    );
     println!("errors: {errors}");
 
     // Every acknowledged push is in its log exactly once: entries = acks (warm-up included).
@@ -386,6 +416,39 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
         targets.len()
     );
     Ok(errors == 0 && lost == 0)
+}
+
+/// Times the push step alone: same files, pragmas and schema as the server, no HTTP.
+fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
+    use sync_core::changeset::Changeset;
+    use sync_core::protocol::push::PushHeaders;
+    use sync_core::server::{PushConfig, push};
+    std::fs::create_dir_all(data)?;
+    let conn = Connection::open(data.join("step.db"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
+    )?;
+    sync_server::migrations::AppSchema::embedded().migrate(&conn)?;
+    let config = PushConfig {
+        policies: ServerConfig::default().policies,
+    };
+    let started = Instant::now();
+    for i in 0..pushes {
+        let headers = PushHeaders {
+            batch_id: format!("b{i}"),
+            cursor: i as i64,
+            schema_version: 1,
+        };
+        let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
+        let r = push(&conn, "dev", &headers, &cs, &config, 0)?;
+        anyhow::ensure!(r.seq == i as i64 + 1);
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;
+    println!(
+        "sync_core::server::push alone: {pushes} pushes, {per:.0} µs each ({:.0} pushes/s on one thread)",
+        1e6 / per
+    );
+    Ok(true)
 }
 
 /// One push of a fresh batch; counts the ack. Returns whether it was acknowledged.
