@@ -26,10 +26,10 @@ use sync_client::{
 use sync_core::Value;
 use sync_core::client::LocalConflict;
 
-/// Create a local copy of a server database: download a snapshot of DATABASE and store the
-/// server settings (and the search configuration) in DB, so later commands need only DB.
+/// Create DB, a local copy of a server database, from a snapshot.
 ///
-/// DB must not exist. The token is a device token from `sync-server token issue USER DEVICE`;
+/// Downloads a snapshot of DATABASE and stores the server settings (and the search
+/// configuration) in DB, so later commands need only DB. DB must not exist. The token is a device token from `sync-server token issue USER DEVICE`;
 /// pass it with --token or in the SYNC_TOKEN environment variable (keeps it out of `ps` and
 /// the shell history).
 ///
@@ -526,11 +526,11 @@ fn watch(
     }
 }
 
-/// Show where DB stands: server and database, cursor, pending changes, the batch in flight,
-/// the last sync and its error, recorded conflicts (local, and those the server reported for
-/// our batches), search index lag, leased rowids left.
+/// Show where DB stands: pending changes, cursor, last sync, conflicts, search lag.
 ///
-/// Reads only; works offline. JSON: one object (see docs/cli.md).
+/// Server and database, cursor, pending changes, the batch in flight, the last sync and its
+/// error, recorded conflicts (local ones, and those the server reported for our batches),
+/// search index lag, leased rowids left. Reads only; works offline. JSON: one object (see docs/cli.md).
 ///
 /// Exit status: 0 ok, 2 error.
 #[derive(Debug, clap::Args)]
