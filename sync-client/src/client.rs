@@ -139,10 +139,33 @@ fn set_note(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Resu
     Ok(())
 }
 
+/// Removes a database `init` created (with its WAL files and search index) unless kept.
+struct Created<'a> {
+    path: &'a Path,
+    keep: bool,
+}
+
+impl Drop for Created<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let fts = Fts::path_for(self.path);
+        for base in [self.path, fts.as_path()] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut p = base.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+        }
+    }
+}
+
 impl SyncClient {
     /// Creates a new local copy of a server database at `path` (which must not exist): reads
     /// the database's info, downloads a snapshot, and stores the server settings in the
-    /// database so later opens need no remote configuration.
+    /// database so later opens need no remote configuration. On failure nothing is left at
+    /// `path`.
     pub fn init(
         path: impl AsRef<Path>,
         remote: RemoteConfig,
@@ -169,13 +192,18 @@ impl SyncClient {
             .tempdir_in(dir)?;
         let snap = scratch.path().join("snapshot.db");
         transport.snapshot(&snap)?;
+        // From here on the file exists: a failure (a bad FTS table, say) must not leave a
+        // half-made copy behind that the retry would refuse as "already exists".
+        let mut created = Created { path, keep: false };
         {
             let conn = client::init_from_snapshot(&snap, path)?;
             conn.execute_batch(REMOTE_TABLE)?;
             store_remote(&conn, &remote)?;
         }
         config.remote = Some(remote);
-        SyncClient::open(path, config)
+        let client = SyncClient::open(path, config)?;
+        created.keep = true;
+        Ok(client)
     }
 
     /// Opens (creating if needed) the local database at `path`.
@@ -293,7 +321,7 @@ impl SyncClient {
     /// Runs `f` in a write transaction on the writer thread and captures its changes into the
     /// outbox atomically. `f` gets the writer connection inside the transaction; nested
     /// [`sync_core::savepoint()`] calls compose. When `Ok` returns, the rows and their
-    /// changeset are committed together.
+    /// changeset are committed together; when `f` fails, nothing is written.
     pub fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

@@ -45,6 +45,34 @@ fn a_bad_token_is_an_auth_error_and_init_leaves_no_file() {
     assert_eq!(status.pending_changesets, 1);
     assert!(status.last_error.is_some());
 
+    // A failure after the download (a search column that does not exist) leaves no file
+    // behind either, so the corrected retry works.
+    let c_path = dir.path().join("c.db");
+    let err = SyncClient::init(
+        &c_path,
+        server.remote(&token, "notes"),
+        ClientConfig {
+            fts: vec![sync_client::FtsTable {
+                table: "notes".into(),
+                columns: vec!["colour".into()],
+            }],
+            ..quick()
+        },
+    )
+    .err()
+    .expect("an unknown FTS column is refused");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("colour"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("c.db") || n.starts_with(".sync-init"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    SyncClient::init(&c_path, server.remote(&token, "notes"), quick())
+        .unwrap()
+        .close();
+
     // Another database's name: not found, exactly like a database without a grant.
     let err = SyncClient::init(
         dir.path().join("x.db"),
