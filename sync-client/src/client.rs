@@ -320,8 +320,42 @@ impl SyncClient {
 
     /// Runs `f` in a write transaction on the writer thread and captures its changes into the
     /// outbox atomically. `f` gets the writer connection inside the transaction; nested
-    /// [`sync_core::savepoint()`] calls compose. When `Ok` returns, the rows and their
+    /// [`savepoint()`](crate::savepoint()) calls compose. When `Ok` returns, the rows and their
     /// changeset are committed together; when `f` fails, nothing is written.
+    ///
+    /// ```
+    /// # fn main() -> sync_client::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("app.db");
+    /// # rusqlite::Connection::open(&path)?.execute_batch(
+    /// #     "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL)")?;
+    /// use sync_client::{ClientConfig, SyncClient, savepoint};
+    ///
+    /// let client = SyncClient::open(&path, ClientConfig::default())?;
+    /// let id = client.write(|tx| {
+    ///     tx.execute("INSERT INTO notes(id, title) VALUES (sync_id(), 'kept')", [])?;
+    ///     let id = tx.last_insert_rowid();
+    ///     // A failing inner step undoes only its own writes.
+    ///     let inner = savepoint(tx, |sp| -> sync_client::Result<()> {
+    ///         sp.execute("INSERT INTO notes(id, title) VALUES (sync_id(), 'undone')", [])?;
+    ///         sp.execute("INSERT INTO notes(id, title) VALUES (?1, 'duplicate')", [id])?;
+    ///         Ok(())
+    ///     });
+    ///     assert!(inner.is_err());
+    ///     Ok(id)
+    /// })?;
+    /// let titles: Vec<String> = client.read(|c| {
+    ///     let mut stmt = c.prepare("SELECT title FROM notes")?;
+    ///     let rows = stmt.query_map([], |r| r.get(0))?;
+    ///     Ok(rows.collect::<Result<_, _>>()?)
+    /// })?;
+    /// assert_eq!(titles, ["kept"]);
+    /// assert_eq!(client.status()?.pending_changesets, 1);
+    /// # let _ = id;
+    /// # client.close();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

@@ -38,4 +38,7 @@ pub use engine::SyncReport;
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
 pub use server_conflicts::ServerConflict;
+/// Nested transactional steps inside [`SyncClient::write`]: `savepoint(conn, |conn| …)` keeps
+/// its writes on `Ok` and undoes only them on `Err` (re-exported from sync-core).
+pub use sync_core::savepoint;
 pub use transport::{EventStream, HttpTransport, Transport};
