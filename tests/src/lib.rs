@@ -117,6 +117,45 @@ impl Server {
         sync_core::server::conflicts(&conn, 0, 10_000).unwrap().0
     }
 
+    /// `GET path` with `token` over a plain HTTP/1.1 connection, as any HTTP client would
+    /// send it: the status and the body (for checking endpoints the client library does not
+    /// call, like `/v1/databases/{db}/conflicts`).
+    pub fn http_get(&self, token: &str, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            let mut out = String::new();
+            let mut rest = body;
+            loop {
+                let (size, after) = rest.split_once("\r\n").unwrap();
+                let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                if size == 0 {
+                    break;
+                }
+                out.push_str(&after[..size]);
+                rest = &after[size + 2..];
+            }
+            out
+        } else {
+            body.to_string()
+        };
+        (status, body)
+    }
+
     /// The log of `db`: (seq, device, applied?, effect) per entry.
     pub fn log(&self, db: &str) -> Vec<(i64, String, bool, Changeset)> {
         let conn = read_only(&self.db_path(db));

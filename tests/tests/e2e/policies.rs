@@ -23,6 +23,7 @@ use sync_client::transport::{EventStream, Transport};
 use sync_client::{ClientConfig, HttpTransport, SyncClient};
 use sync_core::apply::{ConflictKind, Policy, PolicySet, Resolution};
 use sync_core::client::LocalConflictKind;
+use sync_core::protocol::conflicts::ConflictPage;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::log::LogPage;
 use sync_core::protocol::push::{PushHeaders, PushResponse};
@@ -33,6 +34,8 @@ use sync_core::{Changeset, Op, Value};
 /// everywhere.
 struct Setup {
     server: Server,
+    /// Device a's token (for the server's HTTP API).
+    token: String,
     dir: tempfile::TempDir,
     a: SyncClient,
     b: SyncClient,
@@ -70,6 +73,7 @@ impl Setup {
         let c = device("tablet");
         Setup {
             server,
+            token: ta,
             dir,
             a,
             b,
@@ -157,6 +161,13 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
         }
         let records = s.server.conflicts("notes");
         assert_eq!(records.len(), 1, "{case}: {records:?}");
+        // The same record over the API (`GET …/conflicts`).
+        let (status, body) = s
+            .server
+            .http_get(&s.token, "/v1/databases/notes/conflicts?after=0");
+        assert_eq!(status, 200, "{body}");
+        let page: ConflictPage = serde_json::from_str(&body).unwrap();
+        assert_eq!(page.conflicts, records, "{case}");
         let record = &records[0];
         assert_eq!(
             (
