@@ -142,7 +142,7 @@ impl Shared {
         }
     }
 
-    /// Like [`authorize`](Self::authorize), and the grant must allow writes.
+    /// Refuses a read-only grant with `403 read_only` (pushes, rowid leases).
     pub fn authorize_write(&self, grant: &Grant, database: &str) -> Result<(), ApiError> {
         if grant.access == Access::ReadWrite {
             Ok(())
@@ -151,7 +151,7 @@ impl Shared {
         }
     }
 
-    /// After a push recorded `seq`: every [`COMPACT_EVERY`] seqs, drops log entries beyond
+    /// After a push recorded `seq`: every 64th seq, drops log entries beyond
     /// the configured window. Runs on the writer, after the push committed; a failure is
     /// logged and retried at the next opportunity, never failing the push.
     pub fn maybe_compact(&self, conn: &Connection, seq: i64) {

@@ -16,11 +16,11 @@ use sync_core::protocol::VERSION;
 use sync_core::protocol::info::{HEAD_EVENT, HeadEvent};
 use tokio::sync::watch;
 
-/// Query of `…/events` (`since` is accepted for symmetry with pull; every stream starts with
-/// the current head).
+/// Query of `…/events`.
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
-    #[allow(dead_code)]
+    /// The client's cursor. Accepted (and checked) for symmetry with pull; every stream
+    /// starts with the current head whatever it is.
     since: Option<i64>,
 }
 
@@ -54,7 +54,11 @@ pub async fn events(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    q.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    if q.since.is_some_and(|s| s < 0) {
+        return Err(ApiError::bad_request("since must not be negative"));
+    }
     let token = crate::state::bearer(&headers)?;
     let head = state
         .blocking(move |s: &Shared| {

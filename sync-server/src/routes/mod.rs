@@ -3,10 +3,10 @@
 //!
 //! | module | endpoints |
 //! |---|---|
-//! | [`push`] | `POST …/push`, `POST …/rowid-ranges` (writes) |
-//! | [`read`] | `GET …/{db}`, `GET …/pull`, `GET …/conflicts` |
-//! | [`snapshot`] | `GET …/snapshot` |
-//! | [`events`] | `GET …/events` (server-sent events) |
+//! | `push` | `POST …/push`, `POST …/rowid-ranges` (writes) |
+//! | `read` | `GET …/{db}`, `GET …/pull`, `GET …/conflicts` |
+//! | `snapshot` | `GET …/snapshot` |
+//! | `events` | `GET …/events` (server-sent events) |
 
 mod events;
 mod push;

@@ -171,7 +171,14 @@ pub async fn push(
             Ok(response)
         })
         .await?;
-    tracing::debug!(database = %name, device = %response.batch_id, seq = response.seq, status = ?response.status, duplicate = response.duplicate, "push");
+    tracing::debug!(
+        database = %name,
+        batch = %response.batch_id,
+        seq = response.seq,
+        status = ?response.status,
+        duplicate = response.duplicate,
+        "push"
+    );
     match response.status {
         PushStatus::Applied => Ok(Json(response).into_response()),
         PushStatus::Rejected => Err(ApiError::Wire(response.to_rejection())),
