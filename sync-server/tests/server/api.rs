@@ -354,3 +354,31 @@ async fn healthz_and_metrics() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_failures_answer_500_without_details() {
+    let s = TestServer::start().await;
+    let token = s.setup("alice", "notes");
+    // A damaged database file: opening it fails inside SQLite.
+    std::fs::write(
+        s.db_path("notes"),
+        b"this is not an SQLite database, just bytes....",
+    )
+    .unwrap();
+    let r = s
+        .http
+        .get(s.url("notes", ""))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, json) = json_of(r).await;
+    assert_error(status, &json, 500, "internal");
+    assert_eq!(json["message"], "internal error", "no internals: {json}");
+    assert_eq!(
+        json.as_object().unwrap().len(),
+        3,
+        "v, code, message only: {json}"
+    );
+    s.stop().await;
+}
