@@ -182,7 +182,9 @@ struct Time {
     cpu: Duration,
 }
 
-/// This thread's time on CPU so far (`/proc/thread-self/schedstat`, nanoseconds).
+/// This thread's time on CPU so far (`/proc/thread-self/schedstat`, nanoseconds). The kernel
+/// updates it at scheduler ticks and context switches, so it lags by up to a tick (~4 ms):
+/// fine for runs of tenths of a second.
 fn cpu_now() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
     let ns = stat
@@ -252,9 +254,16 @@ fn ratio(a: Time, b: Time) -> (f64, f64) {
     )
 }
 
-/// `1.23x (cpu 1.20x)`.
+/// `1.23x (cpu 1.20x)`; `n/a` when a run was too short to register CPU time.
 fn times(r: (f64, f64)) -> String {
-    format!("{:.2}x (cpu {:.2}x)", r.0, r.1)
+    let x = |v: f64| {
+        if v.is_finite() && v > 0.0 {
+            format!("{v:.2}x")
+        } else {
+            "n/a".to_string()
+        }
+    };
+    format!("{} (cpu {})", x(r.0), x(r.1))
 }
 
 /// Times `modes` over `reps` interleaved repetitions; returns the medians in `modes` order.
@@ -315,9 +324,12 @@ fn section(dir: &Path, rows: &[Row], per_tx: usize, reps: usize, target: f64) ->
 }
 
 fn main() {
-    let n = env_usize("SYNC_BENCH_ROWS", 100_000);
-    let n_single = env_usize("SYNC_BENCH_SINGLE_ROWS", 20_000).min(n);
-    let reps = env_usize("SYNC_BENCH_REPS", 3).max(1);
+    // `cargo bench` passes `--bench`; `cargo test --benches` / `--all-targets` does not, and
+    // then a small smoke run checks that the benchmark still works without taking minutes.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = env_usize("SYNC_BENCH_ROWS", if full { 100_000 } else { 2_000 });
+    let n_single = env_usize("SYNC_BENCH_SINGLE_ROWS", if full { 20_000 } else { 200 }).min(n);
+    let reps = env_usize("SYNC_BENCH_REPS", if full { 3 } else { 1 }).max(1);
     // For profiling one part: SYNC_BENCH_ONLY=batch|single|apply.
     let only = std::env::var("SYNC_BENCH_ONLY").ok();
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
