@@ -107,6 +107,7 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
         let mut out = std::io::stdout().lock();
         if let Some(token) = demo_token {
             let host = if addr.ip().is_unspecified() {
@@ -129,7 +130,7 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         tracing::info!(%addr, data = %config.data_dir.display(), "listening");
-        serve(listener, state, shutdown_signal()).await?;
+        serve(listener, state, shutdown).await?;
         Ok(())
     })
 }
@@ -151,24 +152,26 @@ fn ensure_open_files(config: &ServerConfig) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (not when
+/// the future is first polled), so a signal that arrives once the server said it listens is
+/// always a graceful shutdown.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
