@@ -17,7 +17,7 @@ use sync_core::protocol::info::Access;
 use sync_core::server::{self, PushConfig};
 use tokio::sync::watch;
 
-/// Push every this many seqs, the log is compacted down to the configured window.
+/// Every this many seqs, the push that reached it compacts the log to the configured window.
 const COMPACT_EVERY: i64 = 64;
 
 /// Why a server cannot start.
