@@ -236,8 +236,9 @@ impl SyncDatabase {
         })
     }
 
-    /// Stops background work and closes the database. Later calls fail with `Closed`.
-    pub fn close(&self) {
+    /// Stops background work and closes the database; later calls fail with `Closed`. (Not
+    /// named `close`: Kotlin objects already have `close()`, which frees the handle.)
+    pub fn shutdown(&self) {
         let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = client {
             let _ = catch_unwind(AssertUnwindSafe(|| c.close()));

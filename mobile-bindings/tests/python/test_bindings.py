@@ -60,8 +60,8 @@ def test_two_devices_edit_offline_then_converge(server, workdir):
     assert len(notes(a)) == 3
     assert a.status().pending_changesets == 0
     assert b.status().cursor == a.status().cursor
-    a.close()
-    b.close()
+    a.shutdown()
+    b.shutdown()
 
 
 def test_values_round_trip_with_their_types(workdir):
@@ -78,14 +78,14 @@ def test_values_round_trip_with_their_types(workdir):
         db.execute("INSERT INTO t(id, v) VALUES (?1, ?2)", [integer(i), v])
     got = [row[0] for row in db.query("SELECT v FROM t ORDER BY id", []).rows]
     assert got == values
-    db.close()
+    db.shutdown()
 
 
 def test_new_ids_are_positive_and_distinct(workdir):
     db = ss.SyncDatabase.open(str(workdir / "ids.db"), config())
     ids = {db.new_id() for _ in range(100)}
     assert len(ids) == 100 and min(ids) > 0
-    db.close()
+    db.shutdown()
 
 
 def test_bad_token_is_auth(server, workdir):
@@ -103,7 +103,7 @@ def test_server_down_is_network_and_local_writes_continue(server, workdir):
     status = a.status()
     assert status.pending_changesets == 1
     assert status.last_error
-    a.close()
+    a.shutdown()
 
 
 def test_bad_sql_is_invalid_sql_and_changes_nothing(workdir):
@@ -121,12 +121,12 @@ def test_bad_sql_is_invalid_sql_and_changes_nothing(workdir):
     assert db.query("SELECT count(*) FROM t", []).rows == [[integer(0)]]
     with pytest.raises(ss.SyncError.InvalidSql):
         db.query("DELETE FROM t", [])  # readers are read-only
-    db.close()
+    db.shutdown()
 
 
 def test_closed_database_says_closed(workdir):
     db = ss.SyncDatabase.open(str(workdir / "c.db"), config())
-    db.close()
+    db.shutdown()
     with pytest.raises(ss.SyncError.Closed):
         db.query("SELECT 1", [])
 
@@ -151,8 +151,8 @@ def test_change_listener_hears_remote_changes(server, workdir):
     assert report.changed_tables == ["notes"]
     assert recorder.event.wait(10)
     assert ["notes"] in recorder.calls
-    a.close()
-    b.close()
+    a.shutdown()
+    b.shutdown()
 
 
 def test_background_sync_delivers_without_sync_now(server, workdir):
@@ -167,8 +167,8 @@ def test_background_sync_delivers_without_sync_now(server, workdir):
     a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (5, 'pushed', '', 1)", [])
     assert recorder.event.wait(15), "the write on a reached b through server events"
     assert notes(b) == [(5, "pushed", "")]
-    a.close()
-    b.close()
+    a.shutdown()
+    b.shutdown()
 
 
 def test_search_finds_rows_from_another_device(server, workdir):
@@ -181,5 +181,5 @@ def test_search_finds_rows_from_another_device(server, workdir):
     b.sync_now()
     hits = b.search("apples", 10)
     assert [(h.table, h.id) for h in hits] == [("notes", 9)]
-    a.close()
-    b.close()
+    a.shutdown()
+    b.shutdown()
