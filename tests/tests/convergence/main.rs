@@ -31,7 +31,7 @@ use std::time::Instant;
 use world::{CaseOptions, Fleet, Stats};
 
 /// Cases in a default (CI) run.
-const DEFAULT_CASES: u64 = 200;
+const DEFAULT_CASES: u64 = 100;
 /// Steps of random activity per case before quiescence.
 const STEPS: usize = 100;
 

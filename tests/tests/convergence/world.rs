@@ -645,6 +645,17 @@ impl Case<'_> {
                 "the server has journal id {id}, which no device acknowledged"
             )));
         }
+        // No write reached the server twice: journal ids are unique and never updated, so a
+        // conflict on a journal row means a batch was applied again under another batch id.
+        let (records, _) =
+            sync_core::server::conflicts(&read_only(&self.server_db), 0, 10_000).unwrap();
+        if let Some(r) = records.iter().find(|r| r.conflict.table == "journal") {
+            return Err(self.failure(format!(
+                "journal row {:?} met a {} conflict on the server (log seq {}, batch {} of {}): \
+                 a write was applied twice",
+                r.conflict.pk, r.conflict.kind, r.seq, r.batch_id, r.device
+            )));
+        }
         Ok(())
     }
 }
