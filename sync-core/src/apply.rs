@@ -265,6 +265,9 @@ pub enum ApplyError {
     Panicked,
 }
 
+/// Changesets with at least this many changes are sorted by key before they are applied.
+const SORT_ABOVE: u64 = 256;
+
 /// Applies `changeset` to the `main` database of `conn` under `options`.
 ///
 /// The changeset is validated and checked against the database's schema first (unknown
@@ -290,13 +293,16 @@ pub fn apply(
     } else {
         None
     };
-    let report = apply_checked(
-        conn,
-        changeset.as_bytes(),
-        summary.changes(),
-        options,
-        &newest_columns,
-    )?;
+    // Large changesets are applied in key order (see `decode::sorted_by_key`): same result,
+    // and SQLite's B-trees grow at their ends instead of splitting pages everywhere.
+    let sorted;
+    let bytes = if summary.changes() >= SORT_ABOVE {
+        sorted = crate::decode::sorted_by_key(changeset.as_bytes())?;
+        sorted.as_slice()
+    } else {
+        changeset.as_bytes()
+    };
+    let report = apply_checked(conn, bytes, summary.changes(), options, &newest_columns)?;
     if let Some(tx) = tx {
         tx.commit()?;
     }

@@ -1,8 +1,11 @@
 //! The outbox: captured local changesets waiting to be pushed, kept in the *main* database so
 //! that a write and its changeset commit in one transaction (DESIGN invariant 1).
 //!
-//! Entries are ordered by `seq`, an AUTOINCREMENT key: SQLite never reuses it, even after the
-//! outbox empties, so an entry's identity is stable for the life of the database.
+//! Entries are ordered by `seq`, which is never reused, even after the outbox empties, so an
+//! entry's identity is stable for the life of the database (a batch in flight refers to its
+//! entries by seq). Not with AUTOINCREMENT, which writes `sqlite_sequence` in every capture
+//! transaction: a new seq is one past the larger of the newest entry and a *floor* that
+//! records the largest seq ever removed — written only when entries are removed, at sync time.
 
 use crate::changeset::Changeset;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,10 +17,15 @@ pub const TABLE: &str = "_sync_outbox";
 pub fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sync_outbox (
-             seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+             seq        INTEGER PRIMARY KEY,
              changeset  BLOB    NOT NULL,
              created_ms INTEGER NOT NULL
-         );",
+         );
+         CREATE TABLE IF NOT EXISTS _sync_outbox_floor (
+             id  INTEGER PRIMARY KEY CHECK (id = 1),
+             seq INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO _sync_outbox_floor (id, seq) VALUES (1, 0);",
     )
 }
 
@@ -34,8 +42,12 @@ pub struct OutboxEntry {
 
 /// Appends a changeset and returns its `seq`. Call inside the write transaction.
 pub fn push(conn: &Connection, changeset: &[u8], created_ms: i64) -> rusqlite::Result<i64> {
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO _sync_outbox (changeset, created_ms) VALUES (?1, ?2)")?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO _sync_outbox (seq, changeset, created_ms) VALUES (
+             max(coalesce((SELECT max(seq) FROM _sync_outbox), 0),
+                 (SELECT seq FROM _sync_outbox_floor WHERE id = 1)) + 1,
+             ?1, ?2)",
+    )?;
     stmt.execute(params![changeset, created_ms])?;
     Ok(conn.last_insert_rowid())
 }
@@ -94,6 +106,7 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
 /// removes the entry.
 pub fn replace(conn: &Connection, seq: i64, changeset: &Changeset) -> rusqlite::Result<()> {
     if changeset.is_empty() {
+        raise_floor(conn, seq)?;
         conn.execute("DELETE FROM _sync_outbox WHERE seq = ?1", [seq])?;
     } else {
         conn.execute(
@@ -106,5 +119,20 @@ pub fn replace(conn: &Connection, seq: i64, changeset: &Changeset) -> rusqlite::
 
 /// Removes every entry with `seq <= through` (acknowledged by the server).
 pub fn remove_through(conn: &Connection, through: i64) -> rusqlite::Result<usize> {
+    let newest_removed: Option<i64> = conn.query_row(
+        "SELECT max(seq) FROM _sync_outbox WHERE seq <= ?1",
+        [through],
+        |r| r.get(0),
+    )?;
+    if let Some(seq) = newest_removed {
+        raise_floor(conn, seq)?;
+    }
     conn.execute("DELETE FROM _sync_outbox WHERE seq <= ?1", [through])
+}
+
+/// Records that seqs up to `seq` were used, so they are never handed out again.
+fn raise_floor(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE _sync_outbox_floor SET seq = max(seq, ?1) WHERE id = 1")?
+        .execute([seq])?;
+    Ok(())
 }

@@ -773,3 +773,67 @@ fn generated_columns_are_left_out_and_recomputed_by_the_target() {
         vec![vec![int(1), int(5), int(10), text("x"), text("#1")]]
     );
 }
+
+#[test]
+fn key_ordering_keeps_every_change_and_the_result() {
+    let mut rng = StdRng::seed_from_u64(seed("SYNC_DECODE_SEED"));
+    for _ in 0..10 {
+        let source = TempDb::new(VARIED);
+        let mut session = rusqlite::session::Session::new(&source.conn).unwrap();
+        session.attach::<&str>(None).unwrap();
+        for _ in 0..rng.random_range(1..300) {
+            random_write(&source.conn, &mut rng);
+        }
+        let mut bytes = Vec::new();
+        session.changeset_strm(&mut bytes).unwrap();
+        drop(session);
+        if bytes.is_empty() {
+            continue;
+        }
+        let original = Changeset::from_bytes(bytes);
+        let sorted =
+            Changeset::from_bytes(sync_core::decode::sorted_by_key(original.as_bytes()).unwrap());
+        let (mut a, mut b) = (original.inspect().unwrap(), sorted.inspect().unwrap());
+        assert_eq!(a.len(), b.len());
+        // Same changes, grouped by table in the same order; keys ascending within a table.
+        let tables = |cs: &[Change]| {
+            let mut t: Vec<String> = cs.iter().map(|c| c.table.clone()).collect();
+            t.dedup();
+            t
+        };
+        assert_eq!(tables(&a), tables(&b));
+        // Key values in key order (the PRIMARY KEY's column order, not the table's).
+        let ordered_key = |c: &Change| {
+            let mut flagged: Vec<(u8, Value)> =
+                c.pk.iter()
+                    .filter(|f| **f != 0)
+                    .copied()
+                    .zip(c.pk_values())
+                    .collect();
+            flagged.sort_by_key(|(f, _)| *f);
+            flagged.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+        };
+        for pair in b.windows(2) {
+            if pair[0].table == pair[1].table {
+                let (x, y) = (ordered_key(&pair[0]), ordered_key(&pair[1]));
+                let ordering = x
+                    .iter()
+                    .zip(&y)
+                    .map(|(x, y)| sync_core::apply::sql_cmp(x, y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                assert_ne!(ordering, std::cmp::Ordering::Greater, "{x:?} after {y:?}");
+            }
+        }
+        let key = |c: &Change| format!("{} {:?} {:?}", c.table, c.op, c.pk_values());
+        a.sort_by_key(key);
+        b.sort_by_key(key);
+        assert_eq!(a, b);
+        // Applying either gives the same database, equal to the source.
+        let (x, y) = (TempDb::new(VARIED), TempDb::new(VARIED));
+        sync_core::apply(&x.conn, &original, &sync_core::ApplyOptions::default()).unwrap();
+        sync_core::apply(&y.conn, &sorted, &sync_core::ApplyOptions::default()).unwrap();
+        assert_eq!(x.dump(), y.dump());
+        assert_eq!(x.dump(), source.dump());
+    }
+}
