@@ -395,7 +395,7 @@ impl<'a> Changes<'a> {
             .table
             .as_ref()
             .expect("a change follows a table header");
-        let owned = |fields: &[Field<'_>]| fields.iter().map(Field::to_value).collect();
+        let owned = |fields: &[Field<'_>]| fields.iter().map(|f| f.to_value()).collect();
         Ok(Some(Change {
             table: table.name.clone(),
             op,
@@ -456,8 +456,8 @@ enum Field<'a> {
 }
 
 impl Field<'_> {
-    fn to_value(&self) -> Option<Value> {
-        Some(match *self {
+    fn to_value(self) -> Option<Value> {
+        Some(match self {
             Field::Undefined => return None,
             Field::Null => Value::Null,
             Field::Integer(i) => Value::Integer(i),
