@@ -12,16 +12,17 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use sync_client::transport::EventStream;
 use sync_client::{Error, ErrorKind, HttpTransport, Transport};
-use sync_core::Changeset;
 use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::log::LogPage;
 use sync_core::protocol::push::{PushHeaders, PushResponse};
 use sync_core::protocol::rowid::Lease;
+use sync_core::{Changeset, Op, Value};
 
 /// Percent chances of each fault, per request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +35,13 @@ pub struct FaultRates {
 
 /// The step log shared by the world and every transport of a case (printed on failure).
 pub type Trace = Arc<Mutex<Vec<String>>>;
+
+/// For every journal id, the ids of the batches that carried its row and that the server
+/// processed (answered, whether or not the answer reached the client). Shared by the
+/// transports of a case. More than one batch id for a journal row means the same write was
+/// pushed again under a new id — applied twice, which DESIGN invariant 2 forbids (the server's
+/// idempotency only catches a retry under the *same* id).
+pub type Carriers = Arc<Mutex<HashMap<i64, BTreeSet<String>>>>;
 
 /// A local write to run while a request is on the wire.
 pub type Hook = Box<dyn FnOnce() + Send>;
@@ -62,6 +70,7 @@ pub struct FaultyTransport {
     inner: HttpTransport,
     name: String,
     trace: Trace,
+    carriers: Carriers,
     state: Mutex<State>,
 }
 
@@ -72,11 +81,18 @@ enum Fate {
 }
 
 impl FaultyTransport {
-    pub fn new(inner: HttpTransport, name: String, seed: u64, trace: Trace) -> FaultyTransport {
+    pub fn new(
+        inner: HttpTransport,
+        name: String,
+        seed: u64,
+        trace: Trace,
+        carriers: Carriers,
+    ) -> FaultyTransport {
         FaultyTransport {
             inner,
             name,
             trace,
+            carriers,
             state: Mutex::new(State {
                 rng: StdRng::seed_from_u64(seed),
                 rates: FaultRates::default(),
@@ -132,6 +148,22 @@ impl FaultyTransport {
         }
     }
 
+    /// Notes which journal rows a batch the server processed carried.
+    fn record_carried(&self, batch_id: &str, changeset: &Changeset) {
+        let mut carriers = self.carriers.lock().unwrap_or_else(|p| p.into_inner());
+        for change in changeset.inspect().expect("a pushed changeset decodes") {
+            if change.table == "journal"
+                && change.op == Op::Insert
+                && let Some(Value::Integer(id)) = change.pk_values().first()
+            {
+                carriers
+                    .entry(*id)
+                    .or_default()
+                    .insert(batch_id.to_string());
+            }
+        }
+    }
+
     fn run_hook(&self, at: HookAt) {
         let hook = {
             let mut s = self.state();
@@ -170,6 +202,9 @@ impl Transport for FaultyTransport {
             return Err(injected("push request dropped"));
         }
         let result = self.inner.push(headers, changeset);
+        if result.is_ok() {
+            self.record_carried(&headers.batch_id, changeset);
+        }
         self.note(match &result {
             Ok(r) => format!(
                 "push {} cursor {} -> seq {} {:?} clean={} dup={} conflicts={}{}",

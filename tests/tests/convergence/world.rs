@@ -6,7 +6,7 @@
 //! there is one lazily started server per policy combination, and every case gets a new
 //! database on it.
 
-use crate::faults::{FaultRates, FaultyTransport, HookAt, Trace};
+use crate::faults::{Carriers, FaultRates, FaultyTransport, HookAt, Trace};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
@@ -195,6 +195,7 @@ pub struct Case<'f> {
     _dir: tempfile::TempDir,
     devices: Vec<Device>,
     trace: Trace,
+    carriers: Carriers,
     rates: FaultRates,
     policies: String,
     now: i64,
@@ -257,6 +258,7 @@ impl Fleet {
             _dir: dir,
             devices,
             trace: Trace::default(),
+            carriers: Carriers::default(),
             rates,
             policies,
             now: 1,
@@ -321,6 +323,7 @@ impl Case<'_> {
             format!("d{d}"),
             self.seed ^ ((d as u64 + 1) << 56) ^ (dev.incarnations << 40),
             Arc::clone(&self.trace),
+            Arc::clone(&self.carriers),
         ));
         transport.set_rates(self.rates);
         let client = client
@@ -645,14 +648,28 @@ impl Case<'_> {
                 "the server has journal id {id}, which no device acknowledged"
             )));
         }
-        // No write reached the server twice: journal ids are unique and never updated, so a
-        // conflict on a journal row means a batch was applied again under another batch id.
+        // No write was pushed twice: every journal row travelled in at most one batch the
+        // server processed (a retry reuses the batch id; a new id would apply it again).
+        let carriers = self.carriers.lock().unwrap();
+        let mut twice: Vec<_> = carriers.iter().filter(|(_, b)| b.len() > 1).collect();
+        twice.sort();
+        if let Some((id, batches)) = twice.first() {
+            let what = format!(
+                "the write with journal id {id} reached the server in {} batches with different \
+                 ids ({batches:?}): it was applied twice",
+                batches.len()
+            );
+            drop(carriers);
+            return Err(self.failure(what));
+        }
+        drop(carriers);
+        // Journal rows are written once and never changed, so the server never meets a
+        // conflict on one (an identical re-insert is a no-op, not a conflict).
         let (records, _) =
             sync_core::server::conflicts(&read_only(&self.server_db), 0, 10_000).unwrap();
         if let Some(r) = records.iter().find(|r| r.conflict.table == "journal") {
             return Err(self.failure(format!(
-                "journal row {:?} met a {} conflict on the server (log seq {}, batch {} of {}): \
-                 a write was applied twice",
+                "journal row {:?} met a {} conflict on the server (log seq {}, batch {} of {})",
                 r.conflict.pk, r.conflict.kind, r.seq, r.batch_id, r.device
             )));
         }
