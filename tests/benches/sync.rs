@@ -16,7 +16,8 @@
 //!   raw and zstd-compressed.
 //!
 //! Knobs: `SYNC_BENCH_SAMPLES` (latency samples per mode, default 500), `SYNC_BENCH_ROWS`
-//! (rows for the byte counts, default 1000), `SYNC_BENCH_ONLY=latency|bytes`.
+//! (rows for the byte counts, default 1000), `SYNC_BENCH_ONLY=latency|bytes`,
+//! `SYNC_BENCH_DURABILITY=full|normal` (the latency clients' commits; default full, as apps).
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -28,7 +29,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_client::transport::TransferStats;
-use sync_client::{ClientConfig, HttpTransport, RemoteConfig, SyncClient, Transport};
+use sync_client::{ClientConfig, Durability, HttpTransport, RemoteConfig, SyncClient, Transport};
 
 const USER: &str = "bench";
 
@@ -88,6 +89,16 @@ fn new_database(server: &Server, db: &str) {
     server.setup(USER, db, "setup");
 }
 
+/// The clients' durability: `full` (the default: every commit is fsynced) unless
+/// `SYNC_BENCH_DURABILITY=normal`.
+fn durability() -> Durability {
+    match std::env::var("SYNC_BENCH_DURABILITY").as_deref() {
+        Ok("normal") => Durability::Normal,
+        Ok("full") | Err(_) => Durability::Full,
+        Ok(other) => panic!("SYNC_BENCH_DURABILITY must be full or normal, not {other:?}"),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Pusher {
     /// A calls `sync_now()` after each write.
@@ -105,7 +116,10 @@ fn ms(d: Duration) -> String {
 }
 
 fn latency(server: &Server, dir: &Path, samples: usize) {
-    println!("\n## write-on-A to visible-on-B latency ({samples} samples per mode, 50 warm-up)");
+    println!(
+        "\n## write-on-A to visible-on-B latency ({samples} samples per mode, 50 warm-up; client durability {:?})",
+        durability()
+    );
     // Baseline: one HTTP round trip (GET database info) against the same server.
     new_database(server, "latency-base");
     let token = server.token(USER, "base");
@@ -129,8 +143,9 @@ fn latency(server: &Server, dir: &Path, samples: usize) {
         ms(percentile(&base, 99))
     );
     for pusher in [Pusher::SyncNow, Pusher::Background] {
-        let mut v = latency_run(server, dir, pusher, samples);
+        let (mut v, mut a_sync) = latency_run(server, dir, pusher, samples);
         v.sort();
+        a_sync.sort();
         let (p50, p99) = (percentile(&v, 50), percentile(&v, 99));
         println!(
             "A {pusher:?}: p50 {} ({:.1}x baseline) p99 {} ({:.1}x) max {} — target p50 <= 20 ms, p99 <= 100 ms: {}",
@@ -145,15 +160,29 @@ fn latency(server: &Server, dir: &Path, samples: usize) {
                 "NOT met"
             }
         );
+        if !a_sync.is_empty() {
+            println!(
+                "  of which A's sync_now (push, then pull): p50 {} p99 {}",
+                ms(percentile(&a_sync, 50)),
+                ms(percentile(&a_sync, 99))
+            );
+        }
     }
 }
 
-fn latency_run(server: &Server, dir: &Path, pusher: Pusher, samples: usize) -> Vec<Duration> {
+/// Latency samples, and (SyncNow mode) how long A's `sync_now` took.
+fn latency_run(
+    server: &Server,
+    dir: &Path,
+    pusher: Pusher,
+    samples: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
     let db = format!("latency-{}", format!("{pusher:?}").to_lowercase());
     new_database(server, &db);
     let config = ClientConfig {
         // Only events (on B) and local writes (on A) wake the background loops.
         sync_interval: Duration::from_secs(3600),
+        durability: durability(),
         ..ClientConfig::default()
     };
     let (a, _) = client(server, dir, &db, &format!("{db}-a"), config.clone());
@@ -178,6 +207,8 @@ fn latency_run(server: &Server, dir: &Path, pusher: Pusher, samples: usize) -> V
         a.start_background().unwrap();
     }
     let mut out = Vec::with_capacity(samples);
+    // How long A's own `sync_now` (push, then pull) took, in the SyncNow mode.
+    let mut a_sync = Vec::with_capacity(samples);
     for i in 1..=(samples + 50) as i64 {
         while rx.try_recv().is_ok() {}
         a.write(move |c| {
@@ -191,6 +222,9 @@ fn latency_run(server: &Server, dir: &Path, pusher: Pusher, samples: usize) -> V
         let written = Instant::now();
         if pusher == Pusher::SyncNow {
             a.sync_now().unwrap();
+            if i > 50 {
+                a_sync.push(written.elapsed());
+            }
         }
         let deadline = written + Duration::from_secs(10);
         let seen = loop {
@@ -207,7 +241,7 @@ fn latency_run(server: &Server, dir: &Path, pusher: Pusher, samples: usize) -> V
     }
     a.close();
     b.close();
-    out
+    (out, a_sync)
 }
 
 /// Prose-like text: words from a vocabulary of 2,000 made-up words of 1–4 syllables, drawn
