@@ -8,14 +8,16 @@
 //! devices, under random conflict policies. Failures are injected by a [`faults`] transport
 //! around the real HTTP transport: requests dropped before sending, answers lost after the
 //! server committed, local writes landing while a push or pull is on the wire, clients
-//! closed and reopened, the server's log compacted so devices must bootstrap. Then faults go
-//! off and every device syncs until its outbox is empty and its cursor is the server's head,
-//! and:
+//! closed and reopened, the server restarted, the server's log compacted so devices must
+//! bootstrap. Then faults go off and every device syncs until its outbox is empty and its
+//! cursor is the server's head, and:
 //!
 //! * every device's app tables equal the server's, row for row;
 //! * no acknowledged write is lost: each write transaction also inserts a never-modified
 //!   `journal` row, which must be on the server or inside a changeset the device recorded as
 //!   a local conflict — and the server has no journal row nobody wrote;
+//! * no write is applied twice: a journal row travels in at most one batch id the server
+//!   processed (the transport decodes every push), and never meets a conflict on the server;
 //! * no device ever re-based on a snapshot to recover from a divergence.
 //!
 //! `SYNC_HTTP_CONVERGENCE_SEED=N` replays one case; `SYNC_HTTP_CONVERGENCE_CASES=N` sets the

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sync_client::{ClientConfig, Durability, HttpTransport, RemoteConfig, SyncClient};
 use sync_core::apply::{Policy, PolicySet};
 use sync_core::{Op, Value};
-use sync_server::catalog;
+use sync_server::{ServerConfig, catalog};
 
 /// The demo schema plus a journal: every write transaction also inserts one journal row that
 /// nothing ever modifies, so each acknowledged write can be traced to the server.
@@ -48,6 +48,9 @@ const DEFAULT_POLICIES: [&str; 2] = ["last-push-wins", "first-write-wins"];
 /// A running server with the fleet's user and device tokens.
 struct Host {
     server: Server,
+    /// Indexes into [`DEFAULT_POLICIES`] and [`NOTES_POLICIES`].
+    policies: (usize, usize),
+    schema_dir: PathBuf,
     catalog: Connection,
     data_dir: PathBuf,
     tokens: Vec<String>,
@@ -73,16 +76,10 @@ impl Fleet {
         }
     }
 
-    fn host(&mut self, default: usize, notes: usize) -> &Host {
-        let schema = self.schema_dir.path().to_path_buf();
+    fn host(&mut self, default: usize, notes: usize) -> &mut Host {
+        let schema_dir = self.schema_dir.path().to_path_buf();
         self.hosts[default * NOTES_POLICIES.len() + notes].get_or_insert_with(|| {
-            let server = Server::start_with(|cfg| {
-                cfg.schema_dir = Some(schema);
-                cfg.log_keep = LOG_KEEP;
-                cfg.policies =
-                    PolicySet::uniform(Policy::parse(DEFAULT_POLICIES[default]).unwrap())
-                        .with_table("notes", Policy::parse(NOTES_POLICIES[notes]).unwrap());
-            });
+            let server = Server::start_with(|cfg| configure(cfg, &schema_dir, (default, notes)));
             let data_dir = server.state.shared().config.data_dir.clone();
             let catalog = catalog::open(&data_dir).unwrap();
             catalog::add_user(&catalog, USER).unwrap();
@@ -95,11 +92,30 @@ impl Fleet {
                 .collect();
             Host {
                 server,
+                policies: (default, notes),
+                schema_dir,
                 catalog,
                 data_dir,
                 tokens,
             }
         })
+    }
+}
+
+/// The configuration of the server for one policy combination.
+fn configure(cfg: &mut ServerConfig, schema_dir: &Path, (default, notes): (usize, usize)) {
+    cfg.schema_dir = Some(schema_dir.to_path_buf());
+    cfg.log_keep = LOG_KEEP;
+    cfg.policies = PolicySet::uniform(Policy::parse(DEFAULT_POLICIES[default]).unwrap())
+        .with_table("notes", Policy::parse(NOTES_POLICIES[notes]).unwrap());
+}
+
+impl Host {
+    /// Stops the server (gracefully) and starts it again on the same data and port.
+    fn restart(&mut self) {
+        let (schema_dir, policies) = (self.schema_dir.clone(), self.policies);
+        self.server
+            .restart_with(|cfg| configure(cfg, &schema_dir, policies));
     }
 }
 
@@ -128,6 +144,7 @@ pub struct Stats {
     pub reopens: u64,
     pub late_joins: u64,
     pub compactions: u64,
+    pub server_restarts: u64,
     pub dropped_journal_rows: u64,
 }
 
@@ -146,6 +163,7 @@ impl Stats {
         self.reopens += o.reopens;
         self.late_joins += o.late_joins;
         self.compactions += o.compactions;
+        self.server_restarts += o.server_restarts;
         self.dropped_journal_rows += o.dropped_journal_rows;
     }
 }
@@ -188,7 +206,7 @@ pub struct Failure(pub String);
 pub struct Case<'f> {
     seed: u64,
     rng: StdRng,
-    host: &'f Host,
+    host: &'f mut Host,
     db: String,
     server_db: PathBuf,
     /// Holds the device databases; removed when the case ends.
@@ -397,8 +415,16 @@ impl Case<'_> {
                 };
                 self.sync(d, Some(at))
             }
-            93..=96 => {
+            93..=95 => {
                 self.compact();
+                Ok(())
+            }
+            96 => {
+                // Its log, idempotency records and conflict records must survive; its
+                // snapshot cache and open databases do not.
+                self.host.restart();
+                self.stats.server_restarts += 1;
+                self.note("server restarted".into());
                 Ok(())
             }
             _ => {
