@@ -12,7 +12,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use sync_client::transport::EventStream;
@@ -58,6 +58,8 @@ pub enum HookAt {
 struct State {
     rng: StdRng,
     rates: FaultRates,
+    /// Fates of the next requests, used before the rates (scripted scenarios).
+    script: VecDeque<Fate>,
     hook: Option<(HookAt, Hook)>,
     /// A pull was answered `cursor_too_old`/`cursor_ahead` and no pull succeeded since.
     bootstrap_expected: bool,
@@ -74,9 +76,14 @@ pub struct FaultyTransport {
     state: Mutex<State>,
 }
 
-enum Fate {
+/// What happens to one push, pull or snapshot request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Sent and answered.
     Deliver,
+    /// Never sent.
     Drop,
+    /// Sent and acted on by the server; the answer is lost.
     LoseAnswer,
 }
 
@@ -96,6 +103,7 @@ impl FaultyTransport {
             state: Mutex::new(State {
                 rng: StdRng::seed_from_u64(seed),
                 rates: FaultRates::default(),
+                script: VecDeque::new(),
                 hook: None,
                 bootstrap_expected: false,
                 unexpected_bootstraps: 0,
@@ -110,6 +118,12 @@ impl FaultyTransport {
     /// Sets the fault rates (all zero: faults off).
     pub fn set_rates(&self, rates: FaultRates) {
         self.state().rates = rates;
+    }
+
+    /// The fates of the next push, pull and snapshot requests, in order; after them the rates
+    /// decide again.
+    pub fn script(&self, fates: impl IntoIterator<Item = Fate>) {
+        self.state().script.extend(fates);
     }
 
     /// Runs `hook` during the next request of kind `at` (replacing any hook not yet run).
@@ -137,6 +151,9 @@ impl FaultyTransport {
 
     fn fate(&self) -> Fate {
         let mut s = self.state();
+        if let Some(fate) = s.script.pop_front() {
+            return fate;
+        }
         let rates = s.rates;
         let roll = s.rng.random_range(0..100);
         if roll < rates.drop_request {

@@ -26,7 +26,7 @@
 //! docs/testing.md has the long-run command.
 
 mod faults;
-mod regressions;
+mod scenarios;
 mod world;
 
 use std::time::Instant;

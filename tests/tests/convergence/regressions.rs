@@ -1,2 +1,0 @@
-//! Deterministic regression cases found by the property test, each minimised to the steps
-//! that matter.
