@@ -29,7 +29,7 @@ use sync_core::client::LocalConflict;
 /// Create DB, a local copy of a server database, from a snapshot.
 ///
 /// Downloads a snapshot of DATABASE and stores the server settings (and the search
-/// configuration) in DB, so later commands need only DB. DB must not exist. The token is a device token from `sync-server token issue USER DEVICE`;
+/// configuration) in DB, so later commands need only DB. DB must not exist. The token is a device token from `sync-server token issue USER --device NAME`;
 /// pass it with --token or in the SYNC_TOKEN environment variable (keeps it out of `ps` and
 /// the shell history).
 ///
