@@ -22,7 +22,9 @@
 //!
 //! `SYNC_HTTP_CONVERGENCE_SEED=N` replays one case; `SYNC_HTTP_CONVERGENCE_CASES=N` sets the
 //! count, `SYNC_HTTP_CONVERGENCE_BASE=N` the first seed (default random),
-//! `SYNC_HTTP_CONVERGENCE_KEEP_GOING=1` runs every case and lists all failing seeds.
+//! `SYNC_HTTP_CONVERGENCE_KEEP_GOING=1` runs every case and lists all failing seeds,
+//! `SYNC_HTTP_CONVERGENCE_STEPS=N` makes each case longer or shorter (default 100; a replay
+//! needs the same value).
 //! docs/testing.md has the long-run command.
 
 mod faults;
@@ -49,7 +51,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn devices_converge_over_http_under_random_interleavings_and_faults() {
     let mut fleet = Fleet::new();
     let opts = CaseOptions {
-        steps: STEPS,
+        steps: env_u64("SYNC_HTTP_CONVERGENCE_STEPS").map_or(STEPS, |s| s as usize),
         sqldiff: false,
     };
     if let Some(seed) = env_u64("SYNC_HTTP_CONVERGENCE_SEED") {

@@ -216,6 +216,8 @@ pub struct Case<'f> {
     carriers: Carriers,
     rates: FaultRates,
     policies: String,
+    /// Steps of this run (for the replay command).
+    steps: usize,
     now: i64,
     stats: Stats,
 }
@@ -279,6 +281,7 @@ impl Fleet {
             carriers: Carriers::default(),
             rates,
             policies,
+            steps: 0,
             now: 1,
             stats: Stats {
                 cases: 1,
@@ -320,8 +323,9 @@ impl Case<'_> {
         }
         let _ = write!(
             out,
-            "replay with SYNC_HTTP_CONVERGENCE_SEED={} cargo test -p session-sync-tests --test convergence -- --nocapture",
-            self.seed
+            "replay with SYNC_HTTP_CONVERGENCE_SEED={} SYNC_HTTP_CONVERGENCE_STEPS={} \
+             cargo test -p session-sync-tests --test convergence -- --nocapture",
+            self.seed, self.steps
         );
         Failure(out)
     }
@@ -385,6 +389,7 @@ impl Case<'_> {
     }
 
     pub fn run(mut self, opts: CaseOptions) -> Result<Stats, Failure> {
+        self.steps = opts.steps;
         for _ in 0..opts.steps {
             self.step()?;
         }
