@@ -9,7 +9,7 @@
 use crate::changeset::Changeset;
 use crate::decode::{DecodeError, Op};
 use crate::ffi::{self, ApplyFlags, ConflictItem, RawApplyError};
-use crate::schema::{self, SchemaError};
+use crate::schema::{self, SchemaError, ShapeCache};
 use crate::tx::Tx;
 use crate::value::Value;
 use rusqlite::Connection;
@@ -279,12 +279,22 @@ pub fn apply(
     changeset: &Changeset,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_cached(conn, changeset, options, None)
+}
+
+/// [`apply`], reading table shapes through a [`ShapeCache`] kept for this database.
+pub fn apply_cached(
+    conn: &Connection,
+    changeset: &Changeset,
+    options: &ApplyOptions,
+    shapes: Option<&ShapeCache>,
+) -> Result<ApplyReport, ApplyError> {
     if changeset.is_empty() {
         return Ok(ApplyReport::default());
     }
     let summary = changeset.validate()?;
-    schema::check_changeset_fits(conn, &summary)?;
-    let newest_columns = resolve_newest_columns(conn, &summary, &options.policies)?;
+    schema::check_changeset_fits_cached(conn, &summary, shapes)?;
+    let newest_columns = resolve_newest_columns(conn, &summary, &options.policies, shapes)?;
     // Outside a transaction, SQLite's own savepoint commits when released, even after a
     // rollback to it — which rewrites the file header of an "unchanged" database. An explicit
     // transaction makes an abort leave the file exactly as it was.
@@ -314,14 +324,18 @@ fn resolve_newest_columns(
     conn: &Connection,
     summary: &crate::decode::Summary,
     policies: &PolicySet,
+    shapes: Option<&ShapeCache>,
 ) -> Result<BTreeMap<String, usize>, SchemaError> {
     let mut out = BTreeMap::new();
     for table in summary.tables.keys() {
         if let Policy::NewestWins { column } = policies.for_table(table) {
-            let shape =
-                schema::table_shape(conn, table)?.ok_or_else(|| SchemaError::UnknownTable {
-                    table: table.clone(),
-                })?;
+            let shape = match shapes {
+                Some(c) => c.shape(conn, table)?,
+                None => schema::table_shape(conn, table)?,
+            }
+            .ok_or_else(|| SchemaError::UnknownTable {
+                table: table.clone(),
+            })?;
             let index = shape
                 .columns
                 .iter()
@@ -448,11 +462,12 @@ pub fn apply_captured(
     conn: &Connection,
     changeset: &Changeset,
     options: &ApplyOptions,
+    shapes: Option<&ShapeCache>,
 ) -> Result<(ApplyReport, Changeset), ApplyError> {
     let mut session = rusqlite::session::Session::new(conn)?;
     session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
     session.attach::<&str>(None)?;
-    let report = apply(conn, changeset, options)?;
+    let report = apply_cached(conn, changeset, options, shapes)?;
     let mut effect = Vec::new();
     if !session.is_empty() {
         session.changeset_strm(&mut effect)?;

@@ -692,7 +692,7 @@ fn redo_one(
         invert: false,
         no_savepoint: false,
     };
-    let (report, effect) = match apply_captured(conn, changeset, &options) {
+    let (report, effect) = match apply_captured(conn, changeset, &options, None) {
         Ok(r) => r,
         Err(ApplyError::Aborted { report })
             if report

@@ -35,7 +35,7 @@ pub mod value;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplyReport, Conflict, ConflictKind, Policy, PolicySet, Resolution,
-    apply, apply_captured,
+    apply, apply_cached, apply_captured,
 };
 pub use capture::{CaptureError, Captured, capture};
 pub use changeset::{Changeset, ChangesetError};

@@ -25,7 +25,7 @@ use crate::protocol::error::{ErrorBody, ErrorCode};
 use crate::protocol::log::{LogEntry, LogPage, encoded_len};
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason};
 use crate::protocol::rowid::{Lease, MAX_LEASE};
-use crate::schema::{self, SchemaError};
+use crate::schema::{self, SchemaError, ShapeCache};
 use crate::tx::Tx;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -207,6 +207,15 @@ pub struct PushConfig {
     pub policies: PolicySet,
 }
 
+/// What [`push`] works on: the database's connection and the per-database state that outlives
+/// one request.
+pub struct PushTarget<'a> {
+    /// The database's writer connection.
+    pub conn: &'a Connection,
+    /// Table shapes of this database (one cache per database file).
+    pub shapes: &'a ShapeCache,
+}
+
 /// Processes one push in one transaction: a known batch gets its stored answer (`duplicate`);
 /// otherwise the changeset is validated, checked against the schema, applied under the
 /// policies with a session attached, and its effect appended to the log with the next seq,
@@ -215,13 +224,14 @@ pub struct PushConfig {
 ///
 /// Errors (bad input, schema mismatch) leave the database unchanged and record nothing.
 pub fn push(
-    conn: &Connection,
+    target: PushTarget<'_>,
     device: &str,
     headers: &PushHeaders,
     changeset: &Changeset,
     config: &PushConfig,
     now_ms: i64,
 ) -> Result<PushResponse, ServerError> {
+    let conn = target.conn;
     let tx = Tx::begin(conn)?;
     if let Some(mut stored) = stored_answer(conn, device, &headers.batch_id)? {
         stored.duplicate = true;
@@ -252,30 +262,31 @@ pub fn push(
         invert: false,
         no_savepoint: false,
     };
-    let (status, reason, report, effect) = match apply_captured(conn, changeset, &options) {
-        Ok((report, effect)) => (PushStatus::Applied, None, report, effect),
-        Err(ApplyError::Aborted { report }) => {
-            let fk = report
-                .conflicts
-                .last()
-                .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
-            let reason = if fk {
-                RejectReason::ForeignKey
-            } else {
-                RejectReason::Policy
-            };
-            (
-                PushStatus::Rejected,
-                Some(reason),
-                report,
-                Changeset::default(),
-            )
-        }
-        Err(ApplyError::Decode(e)) => return Err(e.into()),
-        Err(ApplyError::Schema(e)) => return Err(e.into()),
-        Err(ApplyError::Sqlite(e)) => return Err(e.into()),
-        Err(e) => return Err(ServerError::Apply(e)),
-    };
+    let (status, reason, report, effect) =
+        match apply_captured(conn, changeset, &options, Some(target.shapes)) {
+            Ok((report, effect)) => (PushStatus::Applied, None, report, effect),
+            Err(ApplyError::Aborted { report }) => {
+                let fk = report
+                    .conflicts
+                    .last()
+                    .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
+                let reason = if fk {
+                    RejectReason::ForeignKey
+                } else {
+                    RejectReason::Policy
+                };
+                (
+                    PushStatus::Rejected,
+                    Some(reason),
+                    report,
+                    Changeset::default(),
+                )
+            }
+            Err(ApplyError::Decode(e)) => return Err(e.into()),
+            Err(ApplyError::Schema(e)) => return Err(e.into()),
+            Err(ApplyError::Sqlite(e)) => return Err(e.into()),
+            Err(e) => return Err(ServerError::Apply(e)),
+        };
 
     conn.prepare_cached(
         "INSERT INTO _sync_log(seq, device, batch_id, status, effect, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -602,10 +613,32 @@ mod tests {
         let db = server_db();
         let cs = client_change("INSERT INTO notes VALUES (2, 'x', 'y')");
         let cfg = config(Policy::Replace);
-        let first = push(&db, "d1", &headers("b1", 0), &cs, &cfg, 1).unwrap();
+        let first = push(
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
+            "d1",
+            &headers("b1", 0),
+            &cs,
+            &cfg,
+            1,
+        )
+        .unwrap();
         assert_eq!(first.seq, 1);
         assert!(first.clean && !first.duplicate);
-        let again = push(&db, "d1", &headers("b1", 0), &Changeset::default(), &cfg, 2).unwrap();
+        let again = push(
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
+            "d1",
+            &headers("b1", 0),
+            &Changeset::default(),
+            &cfg,
+            2,
+        )
+        .unwrap();
         assert!(again.duplicate);
         assert_eq!(again.seq, 1);
         let page = pull(&db, 0, 100, 1 << 20).unwrap();
@@ -614,7 +647,10 @@ mod tests {
         assert_eq!(page.head_seq, 1);
         // Same batch id from another device is a different batch.
         let other = push(
-            &db,
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
             "d2",
             &headers("b1", 1),
             &client_change("DELETE FROM notes WHERE id = 1"),
@@ -630,7 +666,10 @@ mod tests {
         let db = server_db();
         let cfg = config(Policy::Replace);
         let err = push(
-            &db,
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
             "d",
             &headers("b", 0),
             &Changeset::from_bytes(vec![b'T', 1]),
@@ -641,7 +680,18 @@ mod tests {
         assert_eq!(err.to_body().code, ErrorCode::InvalidChangeset);
         let mut h = headers("b", 0);
         h.schema_version = 2;
-        let err = push(&db, "d", &h, &client_change("DELETE FROM notes"), &cfg, 1).unwrap_err();
+        let err = push(
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
+            "d",
+            &h,
+            &client_change("DELETE FROM notes"),
+            &cfg,
+            1,
+        )
+        .unwrap_err();
         assert_eq!(err.to_body().code, ErrorCode::SchemaMismatch);
         assert_eq!(bounds(&db).unwrap().head_seq, 0);
         let n: i64 = db
@@ -657,14 +707,36 @@ mod tests {
             .unwrap();
         let cfg = config(Policy::Abort);
         let cs = client_change("UPDATE notes SET title = 'client' WHERE id = 1");
-        let r = push(&db, "d", &headers("b", 0), &cs, &cfg, 1).unwrap();
+        let r = push(
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
+            "d",
+            &headers("b", 0),
+            &cs,
+            &cfg,
+            1,
+        )
+        .unwrap();
         assert_eq!(r.status, PushStatus::Rejected);
         assert_eq!(r.reason, Some(RejectReason::Policy));
         let title: String = db
             .query_row("SELECT title FROM notes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(title, "server");
-        let again = push(&db, "d", &headers("b", 0), &cs, &cfg, 2).unwrap();
+        let again = push(
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
+            "d",
+            &headers("b", 0),
+            &cs,
+            &cfg,
+            2,
+        )
+        .unwrap();
         assert_eq!(
             (again.seq, again.status, again.duplicate),
             (1, PushStatus::Rejected, true)
@@ -680,7 +752,18 @@ mod tests {
         let cfg = config(Policy::Replace);
         for i in 0..5 {
             let cs = client_change(&format!("INSERT INTO notes VALUES ({}, 't', 'b')", 10 + i));
-            push(&db, "d", &headers(&format!("b{i}"), i), &cs, &cfg, 1).unwrap();
+            push(
+                PushTarget {
+                    conn: &db,
+                    shapes: &ShapeCache::new(),
+                },
+                "d",
+                &headers(&format!("b{i}"), i),
+                &cs,
+                &cfg,
+                1,
+            )
+            .unwrap();
         }
         let page = pull(&db, 0, 2, 1 << 20).unwrap();
         assert_eq!(
@@ -724,7 +807,10 @@ mod tests {
         install(&db, 1).unwrap();
         let cfg = config(Policy::Replace);
         push(
-            &db,
+            PushTarget {
+                conn: &db,
+                shapes: &ShapeCache::new(),
+            },
             "d",
             &headers("b", 0),
             &client_change("INSERT INTO notes VALUES (3, 't', 'b')"),

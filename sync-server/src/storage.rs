@@ -110,6 +110,8 @@ pub struct Database {
     /// Serialises snapshot creation; holds the cached snapshot of the newest seq.
     snapshot: Mutex<Option<CachedSnapshot>>,
     snapshots_dir: PathBuf,
+    /// Table shapes, so a push does not re-read the schema (checked against its version).
+    shapes: sync_core::schema::ShapeCache,
 }
 
 #[derive(Debug)]
@@ -168,6 +170,7 @@ impl Database {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             snapshot: Mutex::new(None),
+            shapes: sync_core::schema::ShapeCache::new(),
             snapshots_dir: config.data_dir.join(SNAPSHOTS_DIR),
         })
     }
@@ -181,6 +184,11 @@ impl Database {
     pub fn write<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         let conn = lock(&self.writer);
         f(&conn)
+    }
+
+    /// The table shapes cached for this database (for `sync_core::server::push`).
+    pub fn shapes(&self) -> &sync_core::schema::ShapeCache {
+        &self.shapes
     }
 
     /// Runs `f` on a read-only connection. Blocks.

@@ -53,6 +53,7 @@ struct World {
     seed: u64,
     dir: tempfile::TempDir,
     server: Connection,
+    shapes: sync_core::schema::ShapeCache,
     config: PushConfig,
     devices: Vec<Device>,
     now: i64,
@@ -110,6 +111,7 @@ impl World {
             seed,
             dir: tempfile::tempdir().unwrap(),
             server,
+            shapes: sync_core::schema::ShapeCache::new(),
             config,
             devices,
             now: 1,
@@ -251,7 +253,10 @@ impl World {
             return;
         }
         let response = match server::push(
-            &self.server,
+            server::PushTarget {
+                conn: &self.server,
+                shapes: &self.shapes,
+            },
             &format!("device-{d}"),
             &batch.headers,
             &batch.changeset,

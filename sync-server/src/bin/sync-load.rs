@@ -422,7 +422,7 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
 fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
     use sync_core::changeset::Changeset;
     use sync_core::protocol::push::PushHeaders;
-    use sync_core::server::{PushConfig, push};
+    use sync_core::server::{PushConfig, PushTarget, push};
     std::fs::create_dir_all(data)?;
     let conn = Connection::open(data.join("step.db"))?;
     conn.execute_batch(
@@ -432,6 +432,7 @@ fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
     let config = PushConfig {
         policies: ServerConfig::default().policies,
     };
+    let shapes = sync_core::schema::ShapeCache::new();
     let started = Instant::now();
     for i in 0..pushes {
         let headers = PushHeaders {
@@ -440,7 +441,11 @@ fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
             schema_version: 1,
         };
         let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
-        let r = push(&conn, "dev", &headers, &cs, &config, 0)?;
+        let target = PushTarget {
+            conn: &conn,
+            shapes: &shapes,
+        };
+        let r = push(target, "dev", &headers, &cs, &config, 0)?;
         anyhow::ensure!(r.seq == i as i64 + 1);
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;

@@ -147,7 +147,10 @@ pub async fn push(
             let db = s.storage.get(grant.database_id)?;
             let response = db.write(|conn| {
                 let r = server::push(
-                    conn,
+                    server::PushTarget {
+                        conn,
+                        shapes: db.shapes(),
+                    },
                     &grant.device,
                     &push_headers,
                     &changeset,
