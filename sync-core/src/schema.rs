@@ -426,7 +426,8 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         let a = Connection::open(&path).unwrap();
         let b = Connection::open(&path).unwrap();
-        a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, x)").unwrap();
+        a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
+            .unwrap();
         let cache = ShapeCache::new();
         assert_eq!(cache.shape(&a, "T").unwrap().unwrap().columns.len(), 2);
         assert!(cache.shape(&a, "missing").unwrap().is_none());
