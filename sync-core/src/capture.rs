@@ -32,6 +32,14 @@ pub enum CaptureError<E> {
         "the write closure ended the transaction itself; use savepoint() instead of COMMIT/ROLLBACK"
     )]
     TransactionEnded,
+    /// The closure changed the schema of the main database (CREATE/ALTER/DROP). Sessions do
+    /// not record schema changes, so the change could never reach other devices; the schema
+    /// is the server's (its migrations). The transaction was rolled back.
+    #[error(
+        "the write changed the database schema (CREATE/ALTER/DROP); schema changes come from \
+         the server's migrations, not from captured writes — nothing was written"
+    )]
+    SchemaChanged,
     /// SQLite failed to begin, record or commit; the transaction was rolled back.
     #[error("could not record the write: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -52,7 +60,9 @@ pub struct Captured<T> {
 /// of `main` (internal `_sync_*` and `sqlite_*` tables excluded). If `f` succeeds, the
 /// session's changeset is appended to the outbox and the transaction commits: the rows and the
 /// changeset are durable together or not at all. If `f` fails or panics, everything is rolled
-/// back. The outbox table must exist ([`outbox::install`]).
+/// back. The outbox table must exist ([`outbox::install`]). A closure that changes the schema
+/// of `main` is rolled back with [`CaptureError::SchemaChanged`]. (`temp` objects, such as
+/// TEMP triggers, are not part of the synced schema and are allowed.)
 pub fn capture<T, E>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
@@ -61,6 +71,7 @@ pub fn capture<T, E>(
         return Err(CaptureError::NestedTransaction);
     }
     let tx = Tx::begin(conn)?;
+    let schema_before = schema_version(conn)?;
     let (value, bytes) = {
         let mut session = Session::new(conn)?;
         session.table_filter(Some(|table: &str| !is_internal_table(table)));
@@ -70,6 +81,9 @@ pub fn capture<T, E>(
             drop(session);
             tx.forget();
             return Err(CaptureError::TransactionEnded);
+        }
+        if schema_version(conn)? != schema_before {
+            return Err(CaptureError::SchemaChanged);
         }
         let mut bytes = Vec::new();
         if !session.is_empty() {
@@ -88,6 +102,12 @@ pub fn capture<T, E>(
         outbox_seq,
         changeset: Changeset::from_bytes(bytes),
     })
+}
+
+/// The schema cookie of `main`, which SQLite bumps on every schema change.
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA main.schema_version")?
+        .query_row([], |r| r.get(0))
 }
 
 fn now_ms() -> i64 {

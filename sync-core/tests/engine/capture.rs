@@ -98,6 +98,50 @@ fn nested_capture_is_refused_and_closing_the_transaction_is_detected() {
 }
 
 #[test]
+fn a_schema_change_inside_a_capture_is_refused_and_changes_nothing() {
+    let (_dir, conn) = db();
+    let schema = |c: &Connection| -> Vec<String> {
+        let mut stmt = c
+            .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let before = schema(&conn);
+    for ddl in [
+        "CREATE TABLE extra(id INTEGER PRIMARY KEY)",
+        "ALTER TABLE notes ADD COLUMN color TEXT",
+        "DROP TABLE nokey",
+        "CREATE INDEX notes_title ON notes(title)",
+    ] {
+        let err = capture(&conn, |c| {
+            c.execute("INSERT INTO notes VALUES (1, 'a', 'b')", [])?;
+            c.execute_batch(ddl)
+        })
+        .unwrap_err();
+        assert!(matches!(err, CaptureError::SchemaChanged), "{ddl}: {err}");
+        assert!(
+            conn.is_autocommit(),
+            "{ddl}: the transaction was rolled back"
+        );
+        assert_eq!(schema(&conn), before, "{ddl}");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "{ddl}: the row written with it was rolled back");
+        assert!(outbox::entries(&conn).unwrap().is_empty(), "{ddl}");
+    }
+    // TEMP objects are not part of the synced schema.
+    capture(&conn, |c| {
+        c.execute_batch("CREATE TEMP TABLE scratch(x); INSERT INTO notes VALUES (2, 'b', NULL)")
+    })
+    .unwrap();
+    assert_eq!(outbox::entries(&conn).unwrap().len(), 1);
+}
+
+#[test]
 fn outbox_seq_is_never_reused_after_the_outbox_empties() {
     let (_dir, conn) = db();
     let a = capture(&conn, |c| {

@@ -225,3 +225,44 @@ fn read_refuses_writes() {
     assert_eq!(query_i64(&client, "SELECT count(*) FROM notes"), 0);
     assert_eq!(client.status().unwrap().pending_changesets, 0);
 }
+
+#[test]
+fn a_schema_change_through_write_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
+        .unwrap();
+    let client = SyncClient::open(&path, ClientConfig::default()).unwrap();
+    let err = client
+        .write(|c| {
+            c.execute(
+                "INSERT INTO notes(id, title) VALUES (1, 'with a column')",
+                [],
+            )?;
+            c.execute_batch("ALTER TABLE notes ADD COLUMN color TEXT")?;
+            Ok(())
+        })
+        .unwrap_err();
+    // A session records no DDL: the new column would exist on this device only.
+    assert_eq!(err.kind(), ErrorKind::InvalidSql, "{err}");
+    assert!(err.to_string().contains("schema"), "{err}");
+    assert_eq!(query_i64(&client, "SELECT count(*) FROM notes"), 0);
+    assert_eq!(
+        query_i64(
+            &client,
+            "SELECT count(*) FROM pragma_table_info('notes') WHERE name = 'color'"
+        ),
+        0
+    );
+    assert_eq!(client.status().unwrap().pending_changesets, 0);
+    // The writer is fine afterwards.
+    client
+        .write(|c| {
+            c.execute("INSERT INTO notes(id, title) VALUES (2, 'plain')", [])?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(client.status().unwrap().pending_changesets, 1);
+}
