@@ -175,6 +175,7 @@ impl SyncDatabase {
                     .local_conflicts
                     .into_iter()
                     .map(|c| ConflictInfo {
+                        id: c.id,
                         kind: serde_name(&c.kind),
                         table: c.table,
                         pk: c.pk.into_iter().map(SqlValue::from).collect(),
@@ -185,6 +186,16 @@ impl SyncDatabase {
                 fts_lag: s.fts_lag,
                 rowids_remaining: s.rowids_remaining,
             })
+        })
+    }
+
+    /// Forgets the conflicts with `id <= through_id` (those the app has shown), so `status()`
+    /// stops listing them; conflicts recorded later stay. Returns how many were removed.
+    pub fn clear_conflicts(&self, through_id: i64) -> Result<u64, SyncError> {
+        guard(|| {
+            Ok(self
+                .client()?
+                .clear_conflicts_through(Some(through_id), None)? as u64)
         })
     }
 

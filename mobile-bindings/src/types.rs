@@ -161,6 +161,8 @@ impl From<sync_client::SyncReport> for SyncReport {
 /// A local change that could not be kept.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ConflictInfo {
+    /// Record id; ids only grow (see `SyncDatabase::clear_conflicts`).
+    pub id: i64,
     /// `row_deleted_remotely`, `constraint`, `foreign_key` or `batch_rejected`.
     pub kind: String,
     /// The table (empty when a whole batch was dropped).

@@ -362,9 +362,16 @@ impl SyncClient {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let rowids = Arc::clone(&self.inner.rowids);
+        // A session records no DDL: in a database that syncs, a schema change would exist on
+        // this device only. A local-only database creates its own tables.
+        let schema_changes = if self.inner.engine.is_some() {
+            sync_core::SchemaChanges::Refuse
+        } else {
+            sync_core::SchemaChanges::AllowTrackable
+        };
         let (value, changed) = self.inner.writer.run(move |conn| {
             rowids.take_exhausted();
-            let result = sync_core::capture(conn, |c| {
+            let result = sync_core::capture_with(conn, schema_changes, |c| {
                 let value = f(c)?;
                 rowids.persist(c)?;
                 Ok::<_, Error>(value)
@@ -375,6 +382,7 @@ impl SyncClient {
                     Err(exhausted(Exhausted))
                 }
                 Err(sync_core::CaptureError::Write(e)) => Err(e),
+                Err(sync_core::CaptureError::Untrackable(e)) => Err(e.into()),
                 Err(e) => Err(Error::new(ErrorKind::InvalidSql, e.to_string()).with_source(e)),
             }
         })??;
@@ -443,6 +451,38 @@ impl SyncClient {
         })?;
         status.rowids_remaining = self.inner.rowids.remaining();
         Ok(status)
+    }
+
+    /// Forgets the conflicts listed in `seen` — a [`Status`] whose `local_conflicts` and
+    /// `server_conflicts` the app has shown or handled — so `status()` stops reporting them.
+    /// Conflicts recorded after `seen` was taken stay. A local conflict's dropped changeset
+    /// goes with it. Returns how many records were removed.
+    pub fn clear_conflicts(&self, seen: &Status) -> Result<usize> {
+        let local = seen.local_conflicts.iter().map(|c| c.id).max();
+        let server = seen.server_conflicts.iter().map(|c| c.id).max();
+        self.clear_conflicts_through(local, server)
+    }
+
+    /// Forgets the local conflicts with `id <= local` and the server conflicts with
+    /// `id <= server` (`None`: none of that kind). Record ids only grow, so ids seen in an
+    /// earlier [`Status`] never name a newer conflict. Returns how many records were removed.
+    pub fn clear_conflicts_through(
+        &self,
+        local: Option<i64>,
+        server: Option<i64>,
+    ) -> Result<usize> {
+        self.inner.writer.run(move |conn| -> Result<usize> {
+            let tx = conn.unchecked_transaction()?;
+            let mut removed = 0;
+            if let Some(id) = local {
+                removed += client::clear_local_conflicts(&tx, id)?;
+            }
+            if let Some(id) = server {
+                removed += server_conflicts::clear(&tx, id)?;
+            }
+            tx.commit()?;
+            Ok(removed)
+        })?
     }
 
     /// The tables indexed for full-text search (empty when search is not configured).

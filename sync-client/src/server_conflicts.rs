@@ -84,6 +84,12 @@ pub(crate) fn record(
     Ok(added)
 }
 
+/// Forgets the recorded conflicts with `id <= through_id`; returns how many were removed.
+pub(crate) fn clear(conn: &Connection, through_id: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM _sync_server_conflicts WHERE id <= ?1")?
+        .execute([through_id])
+}
+
 /// Every recorded conflict, oldest first.
 pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<ServerConflict>> {
     let mut stmt = conn.prepare_cached(

@@ -9,7 +9,7 @@
 
 use crate::changeset::Changeset;
 use crate::outbox;
-use crate::schema::is_internal_table;
+use crate::schema::{SchemaError, check_trackable, is_internal_table};
 use crate::tx::Tx;
 use rusqlite::Connection;
 use rusqlite::session::Session;
@@ -40,9 +40,26 @@ pub enum CaptureError<E> {
          the server's migrations, not from captured writes — nothing was written"
     )]
     SchemaChanged,
+    /// The closure changed the schema ([`SchemaChanges::AllowTrackable`]) and left a table a
+    /// session cannot track; the transaction was rolled back.
+    #[error("{0}; nothing was written")]
+    Untrackable(SchemaError),
     /// SQLite failed to begin, record or commit; the transaction was rolled back.
     #[error("could not record the write: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// What [`capture_with`] does when the closure changes the schema of `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaChanges {
+    /// Roll back with [`CaptureError::SchemaChanged`]: the database syncs, and a session
+    /// records no DDL, so the change would exist on this device only.
+    #[default]
+    Refuse,
+    /// Allow it (a database that does not sync creates its own tables) as long as every table
+    /// stays trackable ([`check_trackable`]); otherwise roll back with
+    /// [`CaptureError::Untrackable`].
+    AllowTrackable,
 }
 
 /// The result of a captured write.
@@ -67,6 +84,15 @@ pub fn capture<T, E>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<Captured<T>, CaptureError<E>> {
+    capture_with(conn, SchemaChanges::Refuse, f)
+}
+
+/// [`capture`], with the closure's schema changes treated as `schema_changes` says.
+pub fn capture_with<T, E>(
+    conn: &Connection,
+    schema_changes: SchemaChanges,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<Captured<T>, CaptureError<E>> {
     if !conn.is_autocommit() {
         return Err(CaptureError::NestedTransaction);
     }
@@ -83,7 +109,12 @@ pub fn capture<T, E>(
             return Err(CaptureError::TransactionEnded);
         }
         if schema_version(conn)? != schema_before {
-            return Err(CaptureError::SchemaChanged);
+            match schema_changes {
+                SchemaChanges::Refuse => return Err(CaptureError::SchemaChanged),
+                SchemaChanges::AllowTrackable => {
+                    check_trackable(conn).map_err(CaptureError::Untrackable)?
+                }
+            }
         }
         let mut bytes = Vec::new();
         if !session.is_empty() {

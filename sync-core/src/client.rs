@@ -444,6 +444,13 @@ fn record_conflict(conn: &Connection, now_ms: i64, d: Dropped<'_>) -> rusqlite::
     Ok(())
 }
 
+/// Forgets the local conflicts with `id <= through_id` (the app has shown or handled them),
+/// changesets included; later ones stay. Returns how many were removed. Ids are never reused.
+pub fn clear_local_conflicts(conn: &Connection, through_id: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM _sync_local_conflicts WHERE id <= ?1")?
+        .execute([through_id])
+}
+
 /// Local conflicts with `id > after`, oldest first.
 pub fn local_conflicts(conn: &Connection, after: i64) -> rusqlite::Result<Vec<LocalConflict>> {
     let mut stmt = conn.prepare_cached(

@@ -37,7 +37,7 @@ pub use apply::{
     ApplyError, ApplyOptions, ApplyReport, Conflict, ConflictKind, Policy, PolicySet, Resolution,
     apply, apply_cached, apply_captured,
 };
-pub use capture::{CaptureError, Captured, capture};
+pub use capture::{CaptureError, Captured, SchemaChanges, capture, capture_with};
 pub use changeset::{Changeset, ChangesetError};
 pub use decode::{Change, DecodeError, DecodeErrorKind, Op, Summary};
 pub use diff::{DiffError, DiffOutput, diff};

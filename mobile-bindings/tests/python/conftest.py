@@ -27,9 +27,9 @@ class Server:
         )
         return out.stdout.strip()
 
-    def start(self):
+    def start(self, *serve_args: str):
         self.proc = subprocess.Popen(
-            [SERVER_BIN, "--data", str(self.data_dir), "serve", "--listen", "127.0.0.1:0"],
+            [SERVER_BIN, "--data", str(self.data_dir), "serve", "--listen", "127.0.0.1:0", *serve_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -62,6 +62,18 @@ def server():
     with tempfile.TemporaryDirectory() as d:
         s = Server(pathlib.Path(d) / "data")
         s.start()
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+@pytest.fixture
+def rejecting_server():
+    """A server whose `notes` policy rejects a conflicting push."""
+    with tempfile.TemporaryDirectory() as d:
+        s = Server(pathlib.Path(d) / "data")
+        s.start("--policy", "notes=reject")
         try:
             yield s
         finally:

@@ -124,6 +124,30 @@ def test_bad_sql_is_invalid_sql_and_changes_nothing(workdir):
     db.shutdown()
 
 
+def test_a_rejected_change_is_a_conflict_until_cleared(rejecting_server, workdir):
+    a, b = two_devices(rejecting_server, workdir)
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'first', '', 1)", [])
+    a.sync_now()
+    b.sync_now()
+    # Both edit the note offline; a pushes first, so the server rejects b's batch.
+    a.execute("UPDATE notes SET title = 'by a' WHERE id = 1", [])
+    b.execute("UPDATE notes SET title = 'by b' WHERE id = 1", [])
+    a.sync_now()
+    before = b.status()
+    report = b.sync_now()
+    assert report.rejected_batches == 1
+    assert notes(b) == notes(a) == [(1, "by a", "")]
+    conflicts = b.status().conflicts
+    assert [c.kind for c in conflicts] == ["batch_rejected"]
+    # Clearing through an id seen before the conflict leaves it; its own id clears it.
+    assert b.clear_conflicts(max([c.id for c in before.conflicts], default=0)) == 0
+    assert len(b.status().conflicts) == 1
+    assert b.clear_conflicts(conflicts[-1].id) == 1
+    assert b.status().conflicts == []
+    a.shutdown()
+    b.shutdown()
+
+
 def test_closed_database_says_closed(workdir):
     db = ss.SyncDatabase.open(str(workdir / "c.db"), config())
     db.shutdown()

@@ -1,7 +1,7 @@
 //! Capture, outbox and savepoint behaviour on real SQLite files.
 
 use rusqlite::Connection;
-use sync_core::{CaptureError, Op, Value, capture, outbox, savepoint};
+use sync_core::{CaptureError, Op, SchemaChanges, Value, capture, capture_with, outbox, savepoint};
 
 fn db() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +133,27 @@ fn a_schema_change_inside_a_capture_is_refused_and_changes_nothing() {
         assert_eq!(rows, 0, "{ddl}: the row written with it was rolled back");
         assert!(outbox::entries(&conn).unwrap().is_empty(), "{ddl}");
     }
+    // A database that does not sync may create tables, trackable ones only.
+    let allow = SchemaChanges::AllowTrackable;
+    conn.execute_batch("DROP TABLE nokey").unwrap();
+    capture_with(&conn, allow, |c| {
+        c.execute_batch("CREATE TABLE extra(id INTEGER PRIMARY KEY); INSERT INTO extra VALUES (7)")
+    })
+    .unwrap();
+    let err = capture_with(&conn, allow, |c| c.execute_batch("CREATE TABLE loose(x)")).unwrap_err();
+    assert!(matches!(err, CaptureError::Untrackable(_)), "{err}");
+    assert!(err.to_string().contains("loose"), "{err}");
+    assert!(conn.is_autocommit());
+    let loose: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'loose'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(loose, 0);
+    conn.execute_batch("DROP TABLE extra; DELETE FROM _sync_outbox")
+        .unwrap();
     // TEMP objects are not part of the synced schema.
     capture(&conn, |c| {
         c.execute_batch("CREATE TEMP TABLE scratch(x); INSERT INTO notes VALUES (2, 'b', NULL)")

@@ -227,18 +227,15 @@ fn read_refuses_writes() {
 }
 
 #[test]
-fn a_schema_change_through_write_is_refused_and_changes_nothing() {
+fn a_schema_change_through_write_is_refused_when_the_database_syncs() {
+    let server = Server::start();
+    let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
-        .unwrap();
-    let client = SyncClient::open(&path, ClientConfig::default()).unwrap();
+    let client = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
     let err = client
         .write(|c| {
             c.execute(
-                "INSERT INTO notes(id, title) VALUES (1, 'with a column')",
+                "INSERT INTO notes(id, title, updated_at) VALUES (1, 'with a column', 1)",
                 [],
             )?;
             c.execute_batch("ALTER TABLE notes ADD COLUMN color TEXT")?;
@@ -257,12 +254,42 @@ fn a_schema_change_through_write_is_refused_and_changes_nothing() {
         0
     );
     assert_eq!(client.status().unwrap().pending_changesets, 0);
-    // The writer is fine afterwards.
-    client
+    // The writer is fine afterwards, and the database still syncs.
+    exec(
+        &client,
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'plain', 1)",
+    );
+    client.sync_now().unwrap();
+    assert_eq!(client.status().unwrap().pending_changesets, 0);
+    client.close();
+    assert_all_equal(&[&server.db_path("notes"), &dir.path().join("a.db")]);
+}
+
+#[test]
+fn a_local_only_database_creates_its_tables_but_only_trackable_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = SyncClient::open(dir.path().join("local.db"), ClientConfig::default()).unwrap();
+    exec(
+        &client,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO notes VALUES (1, 'a')",
+    );
+    assert_eq!(query_i64(&client, "SELECT count(*) FROM notes"), 1);
+    let err = client
         .write(|c| {
-            c.execute("INSERT INTO notes(id, title) VALUES (2, 'plain')", [])?;
+            c.execute_batch("CREATE TABLE audit_log (at INTEGER, msg TEXT)")?;
             Ok(())
         })
-        .unwrap();
-    assert_eq!(client.status().unwrap().pending_changesets, 1);
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    assert!(err.to_string().contains("audit_log"), "{err}");
+    assert_eq!(
+        query_i64(
+            &client,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'audit_log'"
+        ),
+        0
+    );
+    // So the database still opens.
+    client.close();
+    SyncClient::open(dir.path().join("local.db"), ClientConfig::default()).unwrap();
 }

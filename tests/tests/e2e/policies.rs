@@ -152,6 +152,7 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
             First::Update => (&s.b, &s.a, "laptop"),
         };
         winner.sync_now().unwrap();
+        let before_conflicts = loser.status().unwrap();
         let report = loser.sync_now().unwrap();
         winner.sync_now().unwrap();
         s.c.sync_now().unwrap();
@@ -214,6 +215,21 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
             winner.status().unwrap().server_conflicts.is_empty(),
             "{case}"
         );
+
+        // The app clears what it has shown: a status taken before the conflicts clears none
+        // of them, the status that listed them clears exactly those.
+        assert_eq!(
+            loser.clear_conflicts(&before_conflicts).unwrap(),
+            0,
+            "{case}"
+        );
+        assert_eq!(loser.status().unwrap().server_conflicts.len(), 1, "{case}");
+        let listed = status.local_conflicts.len() + status.server_conflicts.len();
+        assert_eq!(loser.clear_conflicts(&status).unwrap(), listed, "{case}");
+        let cleared = loser.status().unwrap();
+        assert!(cleared.local_conflicts.is_empty(), "{case}");
+        assert!(cleared.server_conflicts.is_empty(), "{case}");
+        assert_eq!(loser.clear_conflicts(&status).unwrap(), 0, "{case}");
         s.assert_converged();
     }
 }
