@@ -59,6 +59,13 @@ pub enum SyncError {
     /// The database was closed.
     #[error("closed")]
     Closed,
+    /// The database file is already open (another `SyncDatabase`, here or in another
+    /// process); a file has one writer. Shut the other one down first.
+    #[error("in use: {reason}")]
+    InUse {
+        /// Details.
+        reason: String,
+    },
     /// Anything else: a bug, local corruption, an unexpected server answer, a panic.
     #[error("internal: {reason}")]
     Internal {
@@ -80,6 +87,7 @@ impl From<sync_client::Error> for SyncError {
             ErrorKind::RowidsExhausted => SyncError::RowidsExhausted { reason },
             ErrorKind::Config => SyncError::Config { reason },
             ErrorKind::Closed => SyncError::Closed,
+            ErrorKind::InUse => SyncError::InUse { reason },
             _ => SyncError::Internal { reason },
         }
     }

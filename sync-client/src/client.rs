@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) background: Mutex<Option<Background>>,
     pub(crate) listener: Mutex<Option<ChangeListener>>,
     remote: Option<RemoteConfig>,
+    /// Held from open until close (or drop): no other client may open this file meanwhile.
+    writer_lock: Mutex<Option<crate::lock::WriterLock>>,
 }
 
 /// A local database that syncs with a session-sync server.
@@ -158,6 +160,8 @@ impl Drop for Created<'_> {
                 let _ = std::fs::remove_file(PathBuf::from(p));
             }
         }
+        // The failed open released its lock; the file was new, so its lock file is ours.
+        let _ = std::fs::remove_file(crate::lock::lock_path(self.path));
     }
 }
 
@@ -213,8 +217,14 @@ impl SyncClient {
     /// configured — opens or rebuilds the index. Sync settings come from `config.remote`, else
     /// from what `init` stored; without either the database works local-only. FTS tables
     /// likewise come from `config.fts` (then stored), else from the stored list.
+    ///
+    /// A database has exactly one writer: while a client has the file open (until
+    /// [`close`](Self::close) or drop), another `open` of it — in this process or another —
+    /// fails with [`ErrorKind::InUse`].
     pub fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<SyncClient> {
         let path = path.as_ref().to_path_buf();
+        // Before anything touches the file: one writer per database (see `lock`).
+        let writer_lock = crate::lock::acquire(&path)?;
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -296,6 +306,7 @@ impl SyncClient {
                 background: Mutex::new(None),
                 listener: Mutex::new(None),
                 remote,
+                writer_lock: Mutex::new(writer_lock),
             }),
         })
     }
@@ -556,6 +567,12 @@ impl SyncClient {
         }
         self.inner.writer.close();
         self.inner.readers.close();
+        // The writer's connection is closed: another client may open the file now.
+        self.inner
+            .writer_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     fn notify_local_write(&self) {

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     Io,
     /// The client was closed.
     Closed,
+    /// The database file is already open by another client, in this process or another
+    /// (one writer per database); close that one first.
+    InUse,
     /// A bug or an unexpected server answer.
     Internal,
 }

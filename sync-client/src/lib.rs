@@ -11,6 +11,7 @@
 //! | [`engine`] | one sync cycle: push, pull + rebase, bootstrap, retries |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
 //! | `writer` | the writer thread: the only read-write connection |
+//! | `lock` | one writer per database file: an OS lock held while the client is open |
 //! | `readers` | the pool of read-only connections |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
 //! | [`server_conflicts`] | conflicts the server reported for this device's own batches |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 mod fts;
+mod lock;
 mod readers;
 mod rowid;
 pub mod server_conflicts;

@@ -148,6 +148,19 @@ def test_a_rejected_change_is_a_conflict_until_cleared(rejecting_server, workdir
     b.shutdown()
 
 
+def test_a_second_open_of_the_same_file_is_in_use_until_shutdown(workdir):
+    path = str(workdir / "one.db")
+    first = ss.SyncDatabase.open(path, config())
+    first.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)", [])
+    with pytest.raises(ss.SyncError.InUse):
+        ss.SyncDatabase.open(path, config())
+    first.execute("INSERT INTO t VALUES (1, 'still works')", [])
+    first.shutdown()
+    second = ss.SyncDatabase.open(path, config())
+    assert second.query("SELECT v FROM t", []).rows == [[text("still works")]]
+    second.shutdown()
+
+
 def test_closed_database_says_closed(workdir):
     db = ss.SyncDatabase.open(str(workdir / "c.db"), config())
     db.shutdown()

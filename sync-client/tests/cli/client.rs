@@ -490,10 +490,29 @@ fn sync_watch_prints_remote_changes_as_they_arrive() {
     .expect(0);
     wait_for("remote changes in: notes");
     wait_for("cursor 0 -> 1");
+    // One writer per database: while the watcher has b open, another process cannot.
+    let busy = sync_cli([
+        "exec",
+        s(&b),
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'second writer', 1)",
+    ])
+    .expect(2);
+    assert!(busy.stderr.contains("already open"), "{}", busy.stderr);
     watcher.kill().unwrap();
     watcher.wait().unwrap();
     assert_eq!(
         query_value(&b, "SELECT title FROM notes"),
         SqlValue::Text("live".into())
+    );
+    // The killed watcher's lock went with its process.
+    sync_cli([
+        "exec",
+        s(&b),
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'after the watcher', 1)",
+    ])
+    .expect(0);
+    assert_eq!(
+        query_value(&b, "SELECT count(*) FROM notes"),
+        SqlValue::Integer(2)
     );
 }

@@ -36,7 +36,12 @@ fn a_write_on_one_device_appears_on_another_without_sync_now() {
         query_i64(&b, "SELECT count(*) FROM notes") == 1
     });
     let latency = started.elapsed();
-    assert!(changed.lock().unwrap().contains(&"notes".to_string()));
+    // The listener runs right after the commit that made the row visible: wait for it too.
+    wait_until(
+        Duration::from_secs(10),
+        "b's listener hears of notes",
+        || changed.lock().unwrap().contains(&"notes".to_string()),
+    );
 
     // And back, to an edit of the same row.
     exec(&b, "UPDATE notes SET title = 'edited on b' WHERE id = 1");

@@ -293,3 +293,33 @@ fn a_local_only_database_creates_its_tables_but_only_trackable_ones() {
     client.close();
     SyncClient::open(dir.path().join("local.db"), ClientConfig::default()).unwrap();
 }
+
+#[test]
+fn a_database_has_one_writer_a_second_open_is_in_use_until_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
+        .unwrap();
+    let first = SyncClient::open(&path, ClientConfig::default()).unwrap();
+    exec(&first, "INSERT INTO notes VALUES (1, 'first')");
+    // Two writers would mean two sync engines over one outbox.
+    let err = SyncClient::open(&path, ClientConfig::default())
+        .err()
+        .expect("a second open of the same file is refused");
+    assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    assert!(err.to_string().contains("app.db"), "{err}");
+    // Refused before touching anything: the first client goes on as before.
+    exec(&first, "INSERT INTO notes VALUES (2, 'still first')");
+    assert_eq!(first.status().unwrap().pending_changesets, 2);
+    first.close();
+    let second = SyncClient::open(&path, ClientConfig::default()).unwrap();
+    assert_eq!(query_i64(&second, "SELECT count(*) FROM notes"), 2);
+    assert_eq!(second.status().unwrap().pending_changesets, 2);
+    drop(second);
+    // Dropping without close releases it too.
+    SyncClient::open(&path, ClientConfig::default())
+        .unwrap()
+        .close();
+}
