@@ -236,8 +236,26 @@ async fn rowid_ranges_are_disjoint_and_above_existing_ids() {
     );
     let (_, b) = lease(10).await;
     assert_eq!(b["start"], 601);
-    let (status, json) = lease(0).await;
+    // Bad requests are refused and lease nothing: the next range starts where b ended.
+    for size in [0, -5, 1_048_577] {
+        let (status, json) = lease(size).await;
+        assert_error(status, &json, 400, "bad_request");
+    }
+    let r = s
+        .http
+        .post(s.url("notes", "/rowid-ranges"))
+        .bearer_auth(&token)
+        .body("{\"v\": 1, \"size\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, json) = json_of(r).await;
     assert_error(status, &json, 400, "bad_request");
+    let (_, c) = lease(5).await;
+    assert_eq!(
+        (c["start"].as_i64(), c["end"].as_i64()),
+        (Some(611), Some(616))
+    );
     s.stop().await;
 }
 

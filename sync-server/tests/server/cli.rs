@@ -51,6 +51,26 @@ fn admin_commands_and_token_issue_prints_only_the_token() {
         tokens.contains(&token[..12]) && !tokens.contains(token),
         "secret never listed"
     );
+    // Stored hashed: no file of the data directory holds the token, or any 13 characters of
+    // it (only the 12 shown ones name it); its SHA-256 is there.
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(d).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            stored.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    let holds = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(&token.as_bytes()[..12]), "the shown part names it");
+    assert!(
+        !holds(&token.as_bytes()[..13]),
+        "no more of the token is stored"
+    );
+    assert!(!holds(&token.as_bytes()[20..]), "nor its tail");
+    assert!(
+        holds(&sync_server::catalog::token_hash(token)),
+        "its hash is"
+    );
     assert!(
         admin(d, &["token", "revoke", &token[..12]])
             .status

@@ -168,8 +168,9 @@ async fn reject_answers_409_changes_nothing_and_answers_the_same_on_retry() {
     s.push_ok(&a, "shared", "a1", 1, &ca).await;
     let before = rows(
         &rusqlite::Connection::open(s.db_path("shared")).unwrap(),
-        "SELECT * FROM notes, tags",
+        "SELECT 'note', id, title FROM notes UNION ALL SELECT 'tag', id, name FROM tags ORDER BY 1, 2",
     );
+    assert!(!before.is_empty());
     let (status, json) = s.push(&b, "shared", "b1", 1, &cb).await;
     assert_error(status, &json, 409, "push_rejected");
     assert_eq!(json["status"], "rejected");
@@ -180,7 +181,7 @@ async fn reject_answers_409_changes_nothing_and_answers_the_same_on_retry() {
     assert_eq!(json["conflicts"][0]["resolution"], "abort");
     let after = rows(
         &rusqlite::Connection::open(s.db_path("shared")).unwrap(),
-        "SELECT * FROM notes, tags",
+        "SELECT 'note', id, title FROM notes UNION ALL SELECT 'tag', id, name FROM tags ORDER BY 1, 2",
     );
     assert_eq!(before, after, "nothing of the rejected batch was applied");
     let (status, again) = s.push(&b, "shared", "b1", 1, &cb).await;

@@ -157,7 +157,18 @@ fn a_write_during_a_push_is_kept_and_pushed_next() {
     let writer = a.clone();
     ta.set_hook(
         HookAt::Push,
-        Box::new(move || insert_note(&writer, 2, "written during the push")),
+        Box::new(move || {
+            // Were the writer held across the request, this write would wait forever: give
+            // it a deadline so that fails instead of hanging.
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                insert_note(&writer, 2, "written during the push");
+                let _ = done.send(());
+            });
+            finished
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a local write completes while a push is on the wire");
+        }),
     );
     a.sync_now().unwrap();
     assert!(!ta.clear_hook(), "the hook ran during the push");

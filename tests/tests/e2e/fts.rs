@@ -147,6 +147,14 @@ fn rows_from_another_device_become_searchable_and_the_index_is_never_synced() {
         fts_virtual && fts_tables.contains("notes"),
         "{fts_tables:?}"
     );
+    // Remote applies are not captured (invariant 5): b only ever received rows — applied them,
+    // indexed them, rebuilt its index — and pushed nothing back.
+    let devices: BTreeSet<String> = server.log("notes").into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        devices,
+        ["laptop".to_string()].into(),
+        "only a pushed; b echoed nothing back"
+    );
     let mut logged = BTreeSet::new();
     for (_, _, _, effect) in server.log("notes") {
         for change in effect.changes() {
