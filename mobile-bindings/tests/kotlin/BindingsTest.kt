@@ -103,13 +103,25 @@ fun typedErrors() = withServer { server, dir ->
         a.execute("INSER INTO notes VALUES (1)", listOf())
         error("bad SQL was accepted")
     } catch (e: SyncException.InvalidSql) {}
+    a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (2, 'kept', '', 1)", listOf())
+    try {
+        a.query("DELETE FROM notes", listOf())
+        error("a write through query was accepted")
+    } catch (e: SyncException.InvalidSql) {
+        check(e.message!!.contains("readonly")) { "not refused by SQLite: ${e.message}" }
+    }
+    check(a.query("SELECT count(*) FROM notes", listOf()).rows == listOf(listOf(SqlValue.Integer(1L))))
+    try {
+        SyncDatabase.open(File(dir, "a.db").path, config(server, server.token("bob", "a2"), "notes"))
+        error("a second open of the same file was accepted")
+    } catch (e: SyncException.InUse) {}
     server.stop()
     a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (3, 'offline', '', 1)", listOf())
     try {
         a.syncNow()
         error("sync with the server down succeeded")
     } catch (e: SyncException.Network) {}
-    check(a.status().pendingChangesets == 1uL)
+    check(a.status().pendingChangesets == 2uL)
     a.shutdown()
 }
 
