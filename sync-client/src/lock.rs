@@ -35,7 +35,8 @@ pub(crate) fn acquire(db: &Path) -> Result<Option<WriterLock>> {
     if text.is_empty() || text == ":memory:" || text.starts_with("file:") {
         return Ok(None);
     }
-    let path = lock_path(db);
+    // The same file under another name (a symlink) must meet the same lock.
+    let path = lock_path(&std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -81,6 +82,18 @@ mod tests {
         drop(first);
         assert!(acquire(&db).unwrap().is_some());
         assert!(lock_path(&db).ends_with("app.db.sync-lock"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_to_the_database_meets_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        std::fs::write(&db, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let _held = acquire(&db).unwrap().expect("locked");
+        assert_eq!(acquire(&link).unwrap_err().kind(), ErrorKind::InUse);
     }
 
     #[test]
