@@ -160,8 +160,6 @@ impl Drop for Created<'_> {
                 let _ = std::fs::remove_file(PathBuf::from(p));
             }
         }
-        // The failed open released its lock; the file was new, so its lock file is ours.
-        let _ = std::fs::remove_file(crate::lock::lock_path(self.path));
     }
 }
 
@@ -173,9 +171,27 @@ impl SyncClient {
     pub fn init(
         path: impl AsRef<Path>,
         remote: RemoteConfig,
-        mut config: ClientConfig,
+        config: ClientConfig,
     ) -> Result<SyncClient> {
         let path = path.as_ref();
+        // The writer lock first: a concurrent first open of the same path fails here with
+        // `InUse` and never reaches any clean-up, which would delete the winner's files.
+        let mut writer_lock = crate::lock::acquire(path)?;
+        let result = SyncClient::init_locked(path, remote, config, &mut writer_lock);
+        if result.is_err() && writer_lock.is_some() && !path.exists() {
+            // Nothing was made, and the lock is still ours: its file goes too (before the
+            // lock is released, so nobody can be holding it).
+            let _ = std::fs::remove_file(crate::lock::lock_path(path));
+        }
+        result
+    }
+
+    fn init_locked(
+        path: &Path,
+        remote: RemoteConfig,
+        mut config: ClientConfig,
+        writer_lock: &mut Option<crate::lock::WriterLock>,
+    ) -> Result<SyncClient> {
         if path.exists() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -205,7 +221,7 @@ impl SyncClient {
             store_remote(&conn, &remote)?;
         }
         config.remote = Some(remote);
-        let client = SyncClient::open(path, config)?;
+        let client = SyncClient::open_locked(path.to_path_buf(), config, writer_lock)?;
         created.keep = true;
         Ok(client)
     }
@@ -224,7 +240,17 @@ impl SyncClient {
     pub fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<SyncClient> {
         let path = path.as_ref().to_path_buf();
         // Before anything touches the file: one writer per database (see `lock`).
-        let writer_lock = crate::lock::acquire(&path)?;
+        let mut writer_lock = crate::lock::acquire(&path)?;
+        SyncClient::open_locked(path, config, &mut writer_lock)
+    }
+
+    /// [`open`](Self::open) with the writer lock already held; the lock moves into the client
+    /// on success and stays with the caller on failure.
+    fn open_locked(
+        path: PathBuf,
+        config: ClientConfig,
+        writer_lock: &mut Option<crate::lock::WriterLock>,
+    ) -> Result<SyncClient> {
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -306,7 +332,7 @@ impl SyncClient {
                 background: Mutex::new(None),
                 listener: Mutex::new(None),
                 remote,
-                writer_lock: Mutex::new(writer_lock),
+                writer_lock: Mutex::new(writer_lock.take()),
             }),
         })
     }
@@ -567,6 +593,9 @@ impl SyncClient {
         }
         self.inner.writer.close();
         self.inner.readers.close();
+        if let Some(fts) = &self.inner.fts {
+            fts.close();
+        }
         // The writer's connection is closed: another client may open the file now.
         self.inner
             .writer_lock

@@ -42,7 +42,7 @@ fn quote(ident: &str) -> String {
 pub(crate) struct Fts {
     path: PathBuf,
     tables: Vec<FtsTable>,
-    conn: Mutex<Connection>,
+    conn: Mutex<Option<Connection>>,
 }
 
 impl Fts {
@@ -190,7 +190,7 @@ impl Fts {
             Fts {
                 path,
                 tables,
-                conn: Mutex::new(conn),
+                conn: Mutex::new(Some(conn)),
             },
             rebuild,
         ))
@@ -280,7 +280,10 @@ impl Fts {
             return Ok(0);
         }
         {
-            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(conn) = guard.as_ref() else {
+                return Err(Error::new(ErrorKind::Closed, "the database was closed"));
+            };
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = (|| -> rusqlite::Result<()> {
                 for job in &jobs {
@@ -341,6 +344,11 @@ impl Fts {
             tx.commit()
         })??;
         Ok(n)
+    }
+
+    /// Closes the index's read-write connection (indexing fails with `Closed` afterwards).
+    pub(crate) fn close(&self) {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Searches every indexed table; best matches first.

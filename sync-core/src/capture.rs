@@ -32,7 +32,7 @@ pub enum CaptureError<E> {
         "the write closure ended the transaction itself; use savepoint() instead of COMMIT/ROLLBACK"
     )]
     TransactionEnded,
-    /// The closure changed the schema of the main database (CREATE/ALTER/DROP). Sessions do
+    /// The closure changed the schema (CREATE/ALTER/DROP, TEMP objects included). Sessions do
     /// not record schema changes, so the change could never reach other devices; the schema
     /// is the server's (its migrations). The transaction was rolled back.
     #[error(
@@ -56,8 +56,8 @@ pub enum SchemaChanges {
     /// records no DDL, so the change would exist on this device only.
     #[default]
     Refuse,
-    /// Allow it (a database that does not sync creates its own tables) as long as every table
-    /// stays trackable ([`check_trackable`]); otherwise roll back with
+    /// Allow it (a database that does not sync creates its own tables, TEMP objects included)
+    /// as long as every table stays trackable ([`check_trackable`]); otherwise roll back with
     /// [`CaptureError::Untrackable`].
     AllowTrackable,
 }
@@ -78,8 +78,8 @@ pub struct Captured<T> {
 /// session's changeset is appended to the outbox and the transaction commits: the rows and the
 /// changeset are durable together or not at all. If `f` fails or panics, everything is rolled
 /// back. The outbox table must exist ([`outbox::install`]). A closure that changes the schema
-/// of `main` is rolled back with [`CaptureError::SchemaChanged`]. (`temp` objects, such as
-/// TEMP triggers, are not part of the synced schema and are allowed.)
+/// — of `main`, or TEMP objects, which would outlive the write on this connection — is rolled
+/// back with [`CaptureError::SchemaChanged`] (see [`capture_with`] for local-only databases).
 pub fn capture<T, E>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
@@ -97,7 +97,7 @@ pub fn capture_with<T, E>(
         return Err(CaptureError::NestedTransaction);
     }
     let tx = Tx::begin(conn)?;
-    let schema_before = schema_version(conn)?;
+    let schema_before = schema_cookies(conn, schema_changes)?;
     let (value, bytes) = {
         let mut session = Session::new(conn)?;
         session.table_filter(Some(|table: &str| !is_internal_table(table)));
@@ -108,7 +108,7 @@ pub fn capture_with<T, E>(
             tx.forget();
             return Err(CaptureError::TransactionEnded);
         }
-        if schema_version(conn)? != schema_before {
+        if schema_cookies(conn, schema_changes)? != schema_before {
             match schema_changes {
                 SchemaChanges::Refuse => return Err(CaptureError::SchemaChanged),
                 SchemaChanges::AllowTrackable => {
@@ -135,10 +135,20 @@ pub fn capture_with<T, E>(
     })
 }
 
-/// The schema cookie of `main`, which SQLite bumps on every schema change.
-fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("PRAGMA main.schema_version")?
-        .query_row([], |r| r.get(0))
+/// The schema cookies SQLite bumps on every schema change: of `main`, and — when schema
+/// changes are refused — of `temp`, because a TEMP trigger made in a write would stay on the
+/// writer connection and fire, uncaptured, during later remote applies.
+fn schema_cookies(conn: &Connection, mode: SchemaChanges) -> rusqlite::Result<(i64, i64)> {
+    let main = conn
+        .prepare_cached("PRAGMA main.schema_version")?
+        .query_row([], |r| r.get(0))?;
+    let temp = match mode {
+        SchemaChanges::Refuse => conn
+            .prepare_cached("PRAGMA temp.schema_version")?
+            .query_row([], |r| r.get(0))?,
+        SchemaChanges::AllowTrackable => 0,
+    };
+    Ok((main, temp))
 }
 
 fn now_ms() -> i64 {

@@ -136,16 +136,22 @@ def test_a_rejected_change_is_a_conflict_until_cleared(rejecting_server, workdir
     a.execute("UPDATE notes SET title = 'by a' WHERE id = 1", [])
     b.execute("UPDATE notes SET title = 'by b' WHERE id = 1", [])
     a.sync_now()
-    before = b.status()
     report = b.sync_now()
     assert report.rejected_batches == 1
     assert notes(b) == notes(a) == [(1, "by a", "")]
-    conflicts = b.status().conflicts
-    assert [c.kind for c in conflicts] == ["batch_rejected"]
-    # Clearing through an id seen before the conflict leaves it; its own id clears it.
-    assert b.clear_conflicts(max([c.id for c in before.conflicts], default=0)) == 0
-    assert len(b.status().conflicts) == 1
-    assert b.clear_conflicts(conflicts[-1].id) == 1
+    shown = b.status().conflicts
+    assert [c.kind for c in shown] == ["batch_rejected"]
+    # A second clash after the app showed the first one.
+    a.execute("UPDATE notes SET title = 'by a again' WHERE id = 1", [])
+    b.execute("UPDATE notes SET title = 'by b again' WHERE id = 1", [])
+    a.sync_now()
+    assert b.sync_now().rejected_batches == 1
+    assert len(b.status().conflicts) == 2
+    # Clearing through what was shown leaves the newer one; its own id clears it.
+    assert b.clear_conflicts(shown[-1].id) == 1
+    left = b.status().conflicts
+    assert len(left) == 1 and left[0].id > shown[-1].id
+    assert b.clear_conflicts(left[-1].id) == 1
     assert b.status().conflicts == []
     a.shutdown()
     b.shutdown()

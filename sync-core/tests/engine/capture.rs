@@ -154,8 +154,21 @@ fn a_schema_change_inside_a_capture_is_refused_and_changes_nothing() {
     assert_eq!(loose, 0);
     conn.execute_batch("DROP TABLE extra; DELETE FROM _sync_outbox")
         .unwrap();
-    // TEMP objects are not part of the synced schema.
-    capture(&conn, |c| {
+    // A TEMP trigger would outlive the write and fire, uncaptured, during remote applies.
+    let err = capture(&conn, |c| {
+        c.execute_batch(
+            "CREATE TEMP TRIGGER sneaky AFTER INSERT ON main.notes BEGIN SELECT 1; END;
+             INSERT INTO notes VALUES (2, 'b', NULL)",
+        )
+    })
+    .unwrap_err();
+    assert!(matches!(err, CaptureError::SchemaChanged), "{err}");
+    let triggers: i64 = conn
+        .query_row("SELECT count(*) FROM temp.sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(triggers, 0);
+    // A local-only database may make TEMP objects.
+    capture_with(&conn, allow, |c| {
         c.execute_batch("CREATE TEMP TABLE scratch(x); INSERT INTO notes VALUES (2, 'b', NULL)")
     })
     .unwrap();

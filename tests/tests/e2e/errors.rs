@@ -310,6 +310,18 @@ fn a_database_has_one_writer_a_second_open_is_in_use_until_close() {
         .expect("a second open of the same file is refused");
     assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
     assert!(err.to_string().contains("app.db"), "{err}");
+    // So is a concurrent first-run `init` of the same path, before it could clean anything
+    // up: the open database and its lock stay.
+    let remote = sync_client::RemoteConfig {
+        url: "http://127.0.0.1:9".into(),
+        token: "t".into(),
+        database: "notes".into(),
+    };
+    let err = SyncClient::init(&path, remote, ClientConfig::default())
+        .err()
+        .expect("init of an open database is refused");
+    assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    assert!(path.exists() && dir.path().join("app.db.sync-lock").exists());
     // Refused before touching anything: the first client goes on as before.
     exec(&first, "INSERT INTO notes VALUES (2, 'still first')");
     assert_eq!(first.status().unwrap().pending_changesets, 2);

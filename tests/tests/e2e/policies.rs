@@ -152,7 +152,6 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
             First::Update => (&s.b, &s.a, "laptop"),
         };
         winner.sync_now().unwrap();
-        let before_conflicts = loser.status().unwrap();
         let report = loser.sync_now().unwrap();
         winner.sync_now().unwrap();
         s.c.sync_now().unwrap();
@@ -216,14 +215,7 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
             "{case}"
         );
 
-        // The app clears what it has shown: a status taken before the conflicts clears none
-        // of them, the status that listed them clears exactly those.
-        assert_eq!(
-            loser.clear_conflicts(&before_conflicts).unwrap(),
-            0,
-            "{case}"
-        );
-        assert_eq!(loser.status().unwrap().server_conflicts.len(), 1, "{case}");
+        // The app clears what it has shown.
         let listed = status.local_conflicts.len() + status.server_conflicts.len();
         assert_eq!(loser.clear_conflicts(&status).unwrap(), listed, "{case}");
         let cleared = loser.status().unwrap();
@@ -382,6 +374,51 @@ fn an_update_of_a_row_deleted_remotely_becomes_a_local_conflict() {
     // The server never saw the update: no conflict there.
     assert!(s.server.conflicts("notes").is_empty());
     s.b = b;
+    s.c.sync_now().unwrap();
+    s.assert_converged();
+}
+
+/// Clearing conflicts removes exactly those of the status the app was shown: one recorded
+/// after that status stays until a later status lists it.
+#[test]
+fn clearing_conflicts_keeps_those_recorded_after_the_status() {
+    let s = Setup::new(Policy::Abort);
+    let clash = |title_a: &str, title_b: &str| {
+        exec(
+            &s.a,
+            &format!("UPDATE notes SET title = '{title_a}' WHERE id = 1"),
+        );
+        exec(
+            &s.b,
+            &format!("UPDATE notes SET title = '{title_b}' WHERE id = 1"),
+        );
+        s.a.sync_now().unwrap();
+        assert_eq!(s.b.sync_now().unwrap().rejected_batches, 1);
+    };
+    clash("a1", "b1");
+    let shown = s.b.status().unwrap();
+    assert_eq!(
+        (shown.local_conflicts.len(), shown.server_conflicts.len()),
+        (1, 1)
+    );
+    clash("a2", "b2");
+    assert_eq!(s.b.status().unwrap().local_conflicts.len(), 2);
+    assert_eq!(s.b.clear_conflicts(&shown).unwrap(), 2);
+    let left = s.b.status().unwrap();
+    assert_eq!(
+        (left.local_conflicts.len(), left.server_conflicts.len()),
+        (1, 1),
+        "the newer conflicts stay"
+    );
+    assert!(left.local_conflicts[0].id > shown.local_conflicts[0].id);
+    assert!(left.server_conflicts[0].id > shown.server_conflicts[0].id);
+    assert_eq!(s.b.clear_conflicts(&left).unwrap(), 2);
+    let none = s.b.status().unwrap();
+    assert!(none.local_conflicts.is_empty() && none.server_conflicts.is_empty());
+    assert_eq!(
+        query_text(&s.b, "SELECT title FROM notes WHERE id = 1").as_deref(),
+        Some("a2")
+    );
     s.c.sync_now().unwrap();
     s.assert_converged();
 }
