@@ -183,19 +183,38 @@ impl SyncDatabase {
                         at_ms: c.at_ms,
                     })
                     .collect(),
+                server_conflicts: s
+                    .server_conflicts
+                    .into_iter()
+                    .map(|c| ServerConflictInfo {
+                        id: c.id,
+                        kind: c.conflict.kind.as_str().to_string(),
+                        resolution: c.conflict.resolution.as_str().to_string(),
+                        table: c.conflict.table,
+                        pk: c.conflict.pk.into_iter().map(SqlValue::from).collect(),
+                        current: c
+                            .conflict
+                            .current
+                            .map(|row| row.into_iter().map(SqlValue::from).collect()),
+                        batch_id: c.batch_id,
+                        seq: c.seq,
+                        at_ms: c.at_ms,
+                    })
+                    .collect(),
                 fts_lag: s.fts_lag,
                 rowids_remaining: s.rowids_remaining,
             })
         })
     }
 
-    /// Forgets the conflicts with `id <= through_id` (those the app has shown), so `status()`
-    /// stops listing them; conflicts recorded later stay. Returns how many were removed.
-    pub fn clear_conflicts(&self, through_id: i64) -> Result<u64, SyncError> {
+    /// Forgets the conflicts listed in `seen` — a `status()` the app has shown — local and
+    /// server ones, so later statuses stop listing them; conflicts recorded after `seen` was
+    /// taken stay. Returns how many were removed.
+    pub fn clear_conflicts(&self, seen: SyncStatus) -> Result<u64, SyncError> {
         guard(|| {
-            Ok(self
-                .client()?
-                .clear_conflicts_through(Some(through_id), None)? as u64)
+            let local = seen.conflicts.iter().map(|c| c.id).max();
+            let server = seen.server_conflicts.iter().map(|c| c.id).max();
+            Ok(self.client()?.clear_conflicts_through(local, server)? as u64)
         })
     }
 

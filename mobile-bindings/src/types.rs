@@ -175,6 +175,31 @@ pub struct ConflictInfo {
     pub at_ms: i64,
 }
 
+/// A conflict the server met while applying one of this device's own pushed batches, and
+/// how its policy resolved it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ServerConflictInfo {
+    /// Record id; ids only grow.
+    pub id: i64,
+    /// `DATA`, `NOTFOUND`, `CONFLICT`, `CONSTRAINT` or `FOREIGN_KEY`.
+    pub kind: String,
+    /// `replace` (this device's change won), `omit` (the server's row was kept) or `abort`
+    /// (the batch was rejected; see the local conflicts for the dropped changes).
+    pub resolution: String,
+    /// The table (empty for `FOREIGN_KEY`).
+    pub table: String,
+    /// Key of the row.
+    pub pk: Vec<SqlValue>,
+    /// The server's row the change met, when the server reported it.
+    pub current: Option<Vec<SqlValue>>,
+    /// The pushed batch and its log seq on the server.
+    pub batch_id: String,
+    /// Log seq of the batch.
+    pub seq: i64,
+    /// When the answer was received (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
 /// Where the database stands.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct SyncStatus {
@@ -190,6 +215,8 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Local changes that could not be kept.
     pub conflicts: Vec<ConflictInfo>,
+    /// What the server's policies did with this device's changes where they met others.
+    pub server_conflicts: Vec<ServerConflictInfo>,
     /// Rows waiting to be indexed for search.
     pub fts_lag: u64,
     /// Leased ids left (ranges only).

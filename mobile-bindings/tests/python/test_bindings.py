@@ -139,20 +139,25 @@ def test_a_rejected_change_is_a_conflict_until_cleared(rejecting_server, workdir
     report = b.sync_now()
     assert report.rejected_batches == 1
     assert notes(b) == notes(a) == [(1, "by a", "")]
-    shown = b.status().conflicts
-    assert [c.kind for c in shown] == ["batch_rejected"]
+    shown = b.status()
+    assert [c.kind for c in shown.conflicts] == ["batch_rejected"]
+    # The server's side of it: b's update met a's row and the policy aborted the batch.
+    [met] = shown.server_conflicts
+    assert (met.kind, met.resolution, met.table) == ("DATA", "abort", "notes")
+    assert met.pk == [integer(1)] and text("by a") in met.current
     # A second clash after the app showed the first one.
     a.execute("UPDATE notes SET title = 'by a again' WHERE id = 1", [])
     b.execute("UPDATE notes SET title = 'by b again' WHERE id = 1", [])
     a.sync_now()
     assert b.sync_now().rejected_batches == 1
     assert len(b.status().conflicts) == 2
-    # Clearing through what was shown leaves the newer one; its own id clears it.
-    assert b.clear_conflicts(shown[-1].id) == 1
-    left = b.status().conflicts
-    assert len(left) == 1 and left[0].id > shown[-1].id
-    assert b.clear_conflicts(left[-1].id) == 1
-    assert b.status().conflicts == []
+    # Clearing what was shown leaves the newer ones; clearing a later status clears them.
+    assert b.clear_conflicts(shown) == 2
+    left = b.status()
+    assert len(left.conflicts) == 1 and left.conflicts[0].id > shown.conflicts[0].id
+    assert len(left.server_conflicts) == 1 and left.server_conflicts[0].id > met.id
+    assert b.clear_conflicts(left) == 2
+    assert b.status().conflicts == [] and b.status().server_conflicts == []
     a.shutdown()
     b.shutdown()
 
