@@ -286,3 +286,45 @@ fn serde_name(kind: &sync_core::client::LocalConflictKind) -> String {
     }
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_internal_with_its_message() {
+        let err = guard::<()>(|| panic!("boom {}", 7)).unwrap_err();
+        assert!(
+            matches!(&err, SyncError::Internal { reason } if reason == "boom 7"),
+            "{err:?}"
+        );
+        let err = guard::<()>(|| std::panic::panic_any(3_u8)).unwrap_err();
+        assert!(matches!(err, SyncError::Internal { .. }));
+        assert_eq!(guard(|| Ok(5)).unwrap(), 5);
+    }
+
+    #[test]
+    fn every_call_after_shutdown_is_closed_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db").to_string_lossy().into_owned();
+        let config = DatabaseConfig {
+            server_url: None,
+            token: None,
+            database: None,
+            rowids: RowidMode::Random,
+            fts: vec![],
+            background_sync: false,
+            sync_interval_ms: 30_000,
+        };
+        let db = SyncDatabase::open(path, config).unwrap();
+        db.shutdown();
+        db.shutdown();
+        assert!(matches!(
+            db.query("SELECT 1".into(), vec![]),
+            Err(SyncError::Closed)
+        ));
+        assert!(matches!(db.sync_now(), Err(SyncError::Closed)));
+        assert!(matches!(db.status(), Err(SyncError::Closed)));
+        assert!(matches!(db.new_id(), Err(SyncError::Closed)));
+    }
+}
