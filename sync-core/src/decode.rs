@@ -716,8 +716,22 @@ fn check_change(
 /// pages all over them, which makes large applies markedly faster. Changes to different rows
 /// of one table do not depend on each other, and table blocks keep their order.
 pub fn sorted_by_key(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    /// A change's primary key: one INTEGER (rowid tables, the common case: no allocation,
+    /// cheap comparisons) or the key fields in key order.
+    enum Key<'a> {
+        Int(i64),
+        Fields(Vec<Field<'a>>),
+    }
+    impl<'a> Key<'a> {
+        fn fields(&self) -> std::borrow::Cow<'_, [Field<'a>]> {
+            match self {
+                Key::Int(k) => std::borrow::Cow::Owned(vec![Field::Integer(*k)]),
+                Key::Fields(f) => std::borrow::Cow::Borrowed(f),
+            }
+        }
+    }
     struct Entry<'a> {
-        key: Vec<Field<'a>>,
+        key: Key<'a>,
         range: std::ops::Range<usize>,
     }
     fn flush(
@@ -727,7 +741,18 @@ pub fn sorted_by_key(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
         block: &mut Vec<Entry<'_>>,
     ) {
         out.extend_from_slice(&bytes[header]);
-        block.sort_by(|a, b| compare_keys(&a.key, &b.key));
+        // Stable sorts: changes to one row keep their relative order.
+        if block.iter().all(|e| matches!(e.key, Key::Int(_))) {
+            block.sort_by_key(|e| match e.key {
+                Key::Int(k) => k,
+                Key::Fields(_) => unreachable!("checked above"),
+            });
+        } else {
+            block.sort_by(|a, b| match (&a.key, &b.key) {
+                (Key::Int(x), Key::Int(y)) => x.cmp(y),
+                _ => compare_keys(&a.key.fields(), &b.key.fields()),
+            });
+        }
         for e in block.drain(..) {
             out.extend_from_slice(&bytes[e.range]);
         }
@@ -750,16 +775,27 @@ pub fn sorted_by_key(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
         }
         let table = it.table.as_ref().expect("a change follows a table header");
         let record = if op == Op::Insert { &new } else { &old };
-        let mut ordinals: Vec<(u8, Field<'_>)> = table
+        let mut keyed = table
             .pk
             .iter()
             .zip(record.iter())
-            .filter(|(flag, _)| **flag != 0)
-            .map(|(flag, field)| (*flag, *field))
-            .collect();
-        ordinals.sort_by_key(|(flag, _)| *flag);
+            .filter(|(flag, _)| **flag != 0);
+        let key = match (keyed.next(), keyed.next()) {
+            (Some((_, Field::Integer(k))), None) => Key::Int(*k),
+            _ => {
+                let mut ordinals: Vec<(u8, Field<'_>)> = table
+                    .pk
+                    .iter()
+                    .zip(record.iter())
+                    .filter(|(flag, _)| **flag != 0)
+                    .map(|(flag, field)| (*flag, *field))
+                    .collect();
+                ordinals.sort_by_key(|(flag, _)| *flag);
+                Key::Fields(ordinals.into_iter().map(|(_, f)| f).collect())
+            }
+        };
         block.push(Entry {
-            key: ordinals.into_iter().map(|(_, f)| f).collect(),
+            key,
             range: it.change_start..it.reader.pos,
         });
     }

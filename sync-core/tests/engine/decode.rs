@@ -837,3 +837,47 @@ fn key_ordering_keeps_every_change_and_the_result() {
         assert_eq!(x.dump(), source.dump());
     }
 }
+
+#[test]
+fn key_ordering_of_a_key_column_holding_mixed_types_follows_sqlite() {
+    // A key column without type affinity holds integers, reals, text and blobs; SQLite orders
+    // them numbers (by value) < text < blob. Integer keys take a fast path; mixed with the
+    // others they must still compare by value.
+    let schema = "CREATE TABLE m(k NOT NULL PRIMARY KEY, v) WITHOUT ROWID;";
+    let source = TempDb::new(schema);
+    let mut session = rusqlite::session::Session::new(&source.conn).unwrap();
+    session.attach::<&str>(None).unwrap();
+    source
+        .conn
+        .execute_batch(
+            "INSERT INTO m VALUES (3, 1), ('b', 2), (1.5, 3), (x'00', 4), (2, 5), ('a', 6),
+                                  (-7, 7), (2.5, 8);",
+        )
+        .unwrap();
+    let mut bytes = Vec::new();
+    session.changeset_strm(&mut bytes).unwrap();
+    drop(session);
+    let sorted = Changeset::from_bytes(sync_core::decode::sorted_by_key(&bytes).unwrap());
+    let keys: Vec<Value> = sorted
+        .inspect()
+        .unwrap()
+        .iter()
+        .map(|c| c.pk_values()[0].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            int(-7),
+            real(1.5),
+            int(2),
+            real(2.5),
+            int(3),
+            text("a"),
+            text("b"),
+            blob(&[0])
+        ]
+    );
+    let target = TempDb::new(schema);
+    apply(&target.conn, &sorted, &ApplyOptions::default()).unwrap();
+    assert_eq!(target.rows("m").len(), 8);
+}
