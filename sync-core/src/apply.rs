@@ -312,7 +312,17 @@ pub fn apply_cached(
     } else {
         changeset.as_bytes()
     };
-    let report = apply_checked(conn, bytes, summary.changes(), options, &newest_columns)?;
+    // Inside our own transaction SQLite's savepoint is redundant — an abort or error drops
+    // `tx`, which rolls everything back — and costs a statement journal of every page the
+    // apply touches, so it is skipped.
+    let report = apply_checked(
+        conn,
+        bytes,
+        summary.changes(),
+        options,
+        &newest_columns,
+        tx.is_some(),
+    )?;
     if let Some(tx) = tx {
         tx.commit()?;
     }
@@ -356,6 +366,7 @@ fn apply_checked(
     changes: u64,
     options: &ApplyOptions,
     newest_columns: &BTreeMap<String, usize>,
+    in_own_transaction: bool,
 ) -> Result<ApplyReport, ApplyError> {
     let mut report = ApplyReport {
         changes,
@@ -372,7 +383,7 @@ fn apply_checked(
         resolution
     };
     let flags = ApplyFlags {
-        no_savepoint: options.no_savepoint,
+        no_savepoint: options.no_savepoint || in_own_transaction,
         fk_no_action: options.fk_no_action,
         ignore_noop: options.ignore_noop,
         invert: options.invert,
