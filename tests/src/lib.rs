@@ -102,6 +102,18 @@ impl Server {
         self.data.path().join("dbs").join(format!("{id}.db"))
     }
 
+    /// A new local copy of the `notes` database at `dir/file`, initialised from this server
+    /// with `token` (see [`Server::setup`] and [`Server::token`]).
+    pub fn notes_client(
+        &self,
+        dir: &Path,
+        file: &str,
+        token: &str,
+        config: ClientConfig,
+    ) -> SyncClient {
+        init_client(dir, file, self.remote(token, "notes"), config)
+    }
+
     pub fn remote(&self, token: &str, db: &str) -> RemoteConfig {
         RemoteConfig {
             url: self.base.clone(),

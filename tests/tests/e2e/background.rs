@@ -17,8 +17,8 @@ fn a_write_on_one_device_appears_on_another_without_sync_now() {
         sync_interval: Duration::from_secs(3600),
         ..ClientConfig::default()
     };
-    let a = init_client(dir.path(), "a.db", server.remote(&ta, "notes"), config());
-    let b = init_client(dir.path(), "b.db", server.remote(&tb, "notes"), config());
+    let a = server.notes_client(dir.path(), "a.db", &ta, config());
+    let b = server.notes_client(dir.path(), "b.db", &tb, config());
     let changed: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = Arc::clone(&changed);
     b.set_change_listener(Some(Arc::new(move |tables: &[String]| {

@@ -25,12 +25,7 @@ fn writes_acknowledged_before_sigkill_are_kept_and_synced() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
     a.close();
     let path = dir.path().join("a.db");
 
@@ -92,12 +87,7 @@ fn writes_acknowledged_before_sigkill_are_kept_and_synced() {
     let report = a.sync_now().unwrap();
     assert!(report.pushed_batches >= 1);
     assert_eq!(a.status().unwrap().pending_changesets, 0);
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ClientConfig::default(),
-    );
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
     assert_eq!(
         query_i64(&b, "SELECT count(*) FROM notes"),
         ids.len() as i64
@@ -149,12 +139,7 @@ fn a_client_killed_while_syncing_loses_nothing_and_converges() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
     for id in 1..=10 {
         exec(
             &a,
@@ -164,12 +149,7 @@ fn a_client_killed_while_syncing_loses_nothing_and_converges() {
     a.sync_now().unwrap();
     a.close();
     let path = dir.path().join("a.db");
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ClientConfig::default(),
-    );
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
     // The other device keeps editing the shared rows and syncing throughout.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let editor = {

@@ -24,7 +24,7 @@ fn a_bad_token_is_an_auth_error_and_init_leaves_no_file() {
     assert!(!path.exists());
 
     // An existing copy whose token is wrong: sync fails with Auth, local writes still work.
-    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    let a = server.notes_client(dir.path(), "a.db", &token, quick());
     a.close();
     let a = SyncClient::open(
         &path,
@@ -89,7 +89,7 @@ fn with_the_server_down_sync_is_a_network_error_and_writes_keep_working() {
     let mut server = Server::start();
     let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    let a = server.notes_client(dir.path(), "a.db", &token, quick());
     server.stop();
 
     exec(
@@ -133,9 +133,9 @@ fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
     let mut server = Server::start_with(|cfg| cfg.schema_dir = Some(schema_dir.clone()));
     let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    let a = server.notes_client(dir.path(), "a.db", &token, quick());
     assert_eq!(a.status().unwrap().schema_version, 1);
-    let c = init_client(dir.path(), "c.db", server.remote(&token, "notes"), quick());
+    let c = server.notes_client(dir.path(), "c.db", &token, quick());
     assert_eq!(c.status().unwrap().schema_version, 1);
 
     // The operator ships migration 2; the server migrates the database when it opens it.
@@ -157,7 +157,7 @@ fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
     assert_eq!(a.status().unwrap().pending_changesets, 1);
 
     // A new device starts at the new version.
-    let b = init_client(dir.path(), "b.db", server.remote(&token, "notes"), quick());
+    let b = server.notes_client(dir.path(), "b.db", &token, quick());
     assert_eq!(b.status().unwrap().schema_version, 2);
 
     // A version-1 device with nothing to push learns it from the first version-2 change it
@@ -231,7 +231,7 @@ fn a_schema_change_through_write_is_refused_when_the_database_syncs() {
     let server = Server::start();
     let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let client = init_client(dir.path(), "a.db", server.remote(&token, "notes"), quick());
+    let client = server.notes_client(dir.path(), "a.db", &token, quick());
     let err = client
         .write(|c| {
             c.execute(

@@ -59,19 +59,9 @@ fn rows_from_another_device_become_searchable_and_the_index_is_never_synced() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        fts_config(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, fts_config());
     let b_path = dir.path().join("b.db");
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        fts_config(),
-    );
+    let b = server.notes_client(dir.path(), "b.db", &tb, fts_config());
     b.start_background().unwrap();
 
     exec(

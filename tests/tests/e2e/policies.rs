@@ -49,12 +49,7 @@ impl Setup {
         });
         let ta = server.setup("alice", "notes", "laptop");
         let dir = tempfile::tempdir().unwrap();
-        let a = init_client(
-            dir.path(),
-            "a.db",
-            server.remote(&ta, "notes"),
-            ClientConfig::default(),
-        );
+        let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
         exec(
             &a,
             "INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'orig', '', 1)",
@@ -62,10 +57,10 @@ impl Setup {
         a.sync_now().unwrap();
         let device = |name: &str| {
             let t = server.token("alice", name);
-            init_client(
+            server.notes_client(
                 dir.path(),
                 &format!("{name}.db"),
-                server.remote(&t, "notes"),
+                &t,
                 ClientConfig::default(),
             )
         };

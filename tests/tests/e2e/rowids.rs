@@ -63,18 +63,8 @@ fn leased_ranges_from_two_offline_devices_never_collide() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ranges(100, 10),
-    );
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ranges(100, 10),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ranges(100, 10));
+    let b = server.notes_client(dir.path(), "b.db", &tb, ranges(100, 10));
     // The first sync leases a range.
     a.sync_now().unwrap();
     b.sync_now().unwrap();
@@ -111,12 +101,7 @@ fn using_up_the_lease_offline_is_a_typed_error_until_the_next_sync() {
     let mut server = Server::start();
     let ta = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ranges(5, 2),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ranges(5, 2));
     a.sync_now().unwrap();
     server.stop();
 
@@ -154,18 +139,8 @@ fn a_rowid_collision_is_detected_and_reported_to_the_device() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ClientConfig::default(),
-    );
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
     exec(
         &a,
         "INSERT INTO notes(id, title, updated_at) VALUES (777, 'a''s note', 1)",

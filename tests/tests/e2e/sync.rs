@@ -10,18 +10,8 @@ fn offline_edits_on_two_devices_converge_with_the_server() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ClientConfig::default(),
-    );
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
     a.write(|c| {
         c.execute(
             "INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'from a', '', 1)",
@@ -65,12 +55,7 @@ fn three_devices_with_overlapping_offline_edits_converge() {
     let server = Server::start();
     let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&token, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &token, ClientConfig::default());
     exec(
         &a,
         "INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'one', 'x', 1), (2, 'two', 'y', 1), (3, 'three', 'z', 1);
@@ -82,10 +67,10 @@ fn three_devices_with_overlapping_offline_edits_converge() {
         .iter()
         .map(|device| {
             let t = server.token("alice", device);
-            init_client(
+            server.notes_client(
                 dir.path(),
                 &format!("{device}.db"),
-                server.remote(&t, "notes"),
+                &t,
                 ClientConfig::default(),
             )
         })
@@ -150,23 +135,13 @@ fn edits_to_different_columns_of_one_row_merge() {
     let ta = server.setup("alice", "notes", "laptop");
     let tb = server.token("alice", "phone");
     let dir = tempfile::tempdir().unwrap();
-    let a = init_client(
-        dir.path(),
-        "a.db",
-        server.remote(&ta, "notes"),
-        ClientConfig::default(),
-    );
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
     exec(
         &a,
         "INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'title', 'body', 1)",
     );
     a.sync_now().unwrap();
-    let b = init_client(
-        dir.path(),
-        "b.db",
-        server.remote(&tb, "notes"),
-        ClientConfig::default(),
-    );
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
     exec(&a, "UPDATE notes SET title = 'title by a' WHERE id = 1");
     exec(&b, "UPDATE notes SET body = 'body by b' WHERE id = 1");
     a.sync_now().unwrap();
