@@ -602,6 +602,23 @@ mod tests {
         }
     }
 
+    /// `push` with a fresh shape cache (a database the server has just opened).
+    fn push_to(
+        db: &Connection,
+        device: &str,
+        headers: &PushHeaders,
+        changeset: &Changeset,
+        config: &PushConfig,
+        now_ms: i64,
+    ) -> Result<PushResponse, ServerError> {
+        let shapes = ShapeCache::new();
+        let target = PushTarget {
+            conn: db,
+            shapes: &shapes,
+        };
+        push(target, device, headers, changeset, config, now_ms)
+    }
+
     fn config(p: Policy) -> PushConfig {
         PushConfig {
             policies: PolicySet::uniform(p),
@@ -613,32 +630,10 @@ mod tests {
         let db = server_db();
         let cs = client_change("INSERT INTO notes VALUES (2, 'x', 'y')");
         let cfg = config(Policy::Replace);
-        let first = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
-            "d1",
-            &headers("b1", 0),
-            &cs,
-            &cfg,
-            1,
-        )
-        .unwrap();
+        let first = push_to(&db, "d1", &headers("b1", 0), &cs, &cfg, 1).unwrap();
         assert_eq!(first.seq, 1);
         assert!(first.clean && !first.duplicate);
-        let again = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
-            "d1",
-            &headers("b1", 0),
-            &Changeset::default(),
-            &cfg,
-            2,
-        )
-        .unwrap();
+        let again = push_to(&db, "d1", &headers("b1", 0), &Changeset::default(), &cfg, 2).unwrap();
         assert!(again.duplicate);
         assert_eq!(again.seq, 1);
         let page = pull(&db, 0, 100, 1 << 20).unwrap();
@@ -646,11 +641,8 @@ mod tests {
         assert_eq!(page.entries[0].effect, cs);
         assert_eq!(page.head_seq, 1);
         // Same batch id from another device is a different batch.
-        let other = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
+        let other = push_to(
+            &db,
             "d2",
             &headers("b1", 1),
             &client_change("DELETE FROM notes WHERE id = 1"),
@@ -665,11 +657,8 @@ mod tests {
     fn bad_input_changes_nothing_and_records_nothing() {
         let db = server_db();
         let cfg = config(Policy::Replace);
-        let err = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
+        let err = push_to(
+            &db,
             "d",
             &headers("b", 0),
             &Changeset::from_bytes(vec![b'T', 1]),
@@ -680,18 +669,7 @@ mod tests {
         assert_eq!(err.to_body().code, ErrorCode::InvalidChangeset);
         let mut h = headers("b", 0);
         h.schema_version = 2;
-        let err = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
-            "d",
-            &h,
-            &client_change("DELETE FROM notes"),
-            &cfg,
-            1,
-        )
-        .unwrap_err();
+        let err = push_to(&db, "d", &h, &client_change("DELETE FROM notes"), &cfg, 1).unwrap_err();
         assert_eq!(err.to_body().code, ErrorCode::SchemaMismatch);
         assert_eq!(bounds(&db).unwrap().head_seq, 0);
         let n: i64 = db
@@ -707,36 +685,14 @@ mod tests {
             .unwrap();
         let cfg = config(Policy::Abort);
         let cs = client_change("UPDATE notes SET title = 'client' WHERE id = 1");
-        let r = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
-            "d",
-            &headers("b", 0),
-            &cs,
-            &cfg,
-            1,
-        )
-        .unwrap();
+        let r = push_to(&db, "d", &headers("b", 0), &cs, &cfg, 1).unwrap();
         assert_eq!(r.status, PushStatus::Rejected);
         assert_eq!(r.reason, Some(RejectReason::Policy));
         let title: String = db
             .query_row("SELECT title FROM notes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(title, "server");
-        let again = push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
-            "d",
-            &headers("b", 0),
-            &cs,
-            &cfg,
-            2,
-        )
-        .unwrap();
+        let again = push_to(&db, "d", &headers("b", 0), &cs, &cfg, 2).unwrap();
         assert_eq!(
             (again.seq, again.status, again.duplicate),
             (1, PushStatus::Rejected, true)
@@ -752,18 +708,7 @@ mod tests {
         let cfg = config(Policy::Replace);
         for i in 0..5 {
             let cs = client_change(&format!("INSERT INTO notes VALUES ({}, 't', 'b')", 10 + i));
-            push(
-                PushTarget {
-                    conn: &db,
-                    shapes: &ShapeCache::new(),
-                },
-                "d",
-                &headers(&format!("b{i}"), i),
-                &cs,
-                &cfg,
-                1,
-            )
-            .unwrap();
+            push_to(&db, "d", &headers(&format!("b{i}"), i), &cs, &cfg, 1).unwrap();
         }
         let page = pull(&db, 0, 2, 1 << 20).unwrap();
         assert_eq!(
@@ -806,11 +751,8 @@ mod tests {
         db.execute_batch(SCHEMA).unwrap();
         install(&db, 1).unwrap();
         let cfg = config(Policy::Replace);
-        push(
-            PushTarget {
-                conn: &db,
-                shapes: &ShapeCache::new(),
-            },
+        push_to(
+            &db,
             "d",
             &headers("b", 0),
             &client_change("INSERT INTO notes VALUES (3, 't', 'b')"),
