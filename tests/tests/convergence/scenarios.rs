@@ -77,6 +77,18 @@ impl Rig {
         self.trace.lock().unwrap().join("\n")
     }
 
+    /// No batch was pushed twice; then closes the devices and checks that their files equal
+    /// the server's database.
+    fn assert_converged(&self, devices: &[(&SyncClient, &str)]) {
+        self.assert_no_batch_resent();
+        let mut paths = vec![self.server.db_path(DB)];
+        for (client, device) in devices {
+            client.close();
+            paths.push(self.path(device));
+        }
+        assert_all_equal(&paths.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+    }
+
     /// Every pushed batch the server processed, by the rows it carried: none twice.
     fn assert_no_batch_resent(&self) {
         let carriers = self.carriers.lock().unwrap();
@@ -137,14 +149,7 @@ fn a_push_whose_answer_was_lost_is_not_applied_twice() {
         1,
         "one log entry for the phone's one batch: {log:?}"
     );
-    rig.assert_no_batch_resent();
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &rig.server.db_path(DB),
-        &rig.path("phone"),
-        &rig.path("laptop"),
-    ]);
+    rig.assert_converged(&[(&a, "phone"), (&b, "laptop")]);
 }
 
 /// A local write that commits while a push is on the wire is not part of that batch; it
@@ -177,14 +182,7 @@ fn a_write_during_a_push_is_kept_and_pushed_next() {
     assert_settled(&a);
     let (b, _) = rig.device("laptop");
     assert_eq!(query_i64(&b, "SELECT count(*) FROM notes"), 2);
-    rig.assert_no_batch_resent();
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &rig.server.db_path(DB),
-        &rig.path("phone"),
-        &rig.path("laptop"),
-    ]);
+    rig.assert_converged(&[(&a, "phone"), (&b, "laptop")]);
 }
 
 /// A device closed with a batch whose answer was lost, reopened, and synced: the batch in
@@ -223,12 +221,5 @@ fn a_batch_in_flight_survives_a_reopen_and_a_lost_pull() {
             rig.trace()
         );
     }
-    rig.assert_no_batch_resent();
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &rig.server.db_path(DB),
-        &rig.path("phone"),
-        &rig.path("laptop"),
-    ]);
+    rig.assert_converged(&[(&a, "phone"), (&b, "laptop")]);
 }
