@@ -11,6 +11,16 @@ fn quick() -> ClientConfig {
     }
 }
 
+/// A local database at `dir/app.db` with a `notes` table, as an app makes before syncing.
+fn local_notes_db(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
+        .unwrap();
+    path
+}
+
 #[test]
 fn a_bad_token_is_an_auth_error_and_init_leaves_no_file() {
     let server = Server::start();
@@ -195,11 +205,7 @@ fn a_table_without_a_primary_key_is_refused_by_name() {
 #[test]
 fn read_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
-        .unwrap();
+    let path = local_notes_db(dir.path());
     let client = SyncClient::open(&path, ClientConfig::default()).unwrap();
     let err = client
         .read(|c| {
@@ -297,11 +303,7 @@ fn a_local_only_database_creates_its_tables_but_only_trackable_ones() {
 #[test]
 fn a_database_has_one_writer_a_second_open_is_in_use_until_close() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);")
-        .unwrap();
+    let path = local_notes_db(dir.path());
     let first = SyncClient::open(&path, ClientConfig::default()).unwrap();
     exec(&first, "INSERT INTO notes VALUES (1, 'first')");
     // Two writers would mean two sync engines over one outbox.
