@@ -102,7 +102,9 @@ impl Error {
             ErrorCode::ReadOnly => ErrorKind::ReadOnly,
             ErrorCode::DatabaseNotFound | ErrorCode::InvalidDatabaseName => ErrorKind::NotFound,
             ErrorCode::SchemaMismatch => ErrorKind::SchemaMismatch,
-            ErrorCode::InvalidChangeset | ErrorCode::ChangesetSchemaMismatch => ErrorKind::Schema,
+            ErrorCode::InvalidChangeset
+            | ErrorCode::ChangesetSchemaMismatch
+            | ErrorCode::InternalTable => ErrorKind::Schema,
             ErrorCode::PushRejected => ErrorKind::Rejected,
             ErrorCode::Unavailable | ErrorCode::Internal => ErrorKind::Network,
             _ => ErrorKind::Internal,
@@ -139,7 +141,7 @@ impl From<sync_core::client::ClientError> for Error {
     fn from(e: sync_core::client::ClientError) -> Self {
         use sync_core::client::ClientError as E;
         let kind = match &e {
-            E::Diverged { .. } | E::Gap { .. } => ErrorKind::Corruption,
+            E::Diverged { .. } | E::Gap { .. } | E::CorruptEntry { .. } => ErrorKind::Corruption,
             E::InvalidSnapshot(_) | E::Schema(_) => ErrorKind::Schema,
             E::Sqlite(_) => ErrorKind::Io,
             _ => ErrorKind::Internal,

@@ -160,9 +160,18 @@ impl PolicySet {
         self
     }
 
-    /// The policy for `table`.
+    /// The policy for `table`. Table names match as SQLite matches them (ASCII
+    /// case-insensitively), so a changeset naming `NOTES` gets the policy of `notes`.
     pub fn for_table(&self, table: &str) -> &Policy {
-        self.tables.get(table).unwrap_or(&self.default)
+        self.tables
+            .get(table)
+            .or_else(|| {
+                self.tables
+                    .iter()
+                    .find(|(name, _)| schema::same_name(name, table))
+                    .map(|(_, p)| p)
+            })
+            .unwrap_or(&self.default)
     }
 }
 

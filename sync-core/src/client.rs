@@ -27,6 +27,7 @@ use crate::apply::{
 use crate::changeset::{Changeset, ChangesetError};
 use crate::decode::Op;
 use crate::outbox::{self, OutboxEntry};
+use crate::protocol::info::SNAPSHOT_META_TABLE;
 use crate::protocol::log::LogEntry;
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus};
 use crate::schema::{self, SchemaError};
@@ -58,6 +59,16 @@ pub enum ClientError {
         cursor: i64,
         /// The first seq received.
         got: i64,
+    },
+    /// A pulled log entry is not something the server can have logged: its effect does not
+    /// decode, or it writes one of the library's internal tables (`_sync_*`, `sqlite_*`, in
+    /// any letter case). Nothing of it was applied; the server's log is damaged or hostile.
+    #[error("pulled log entry {seq} is corrupt and was not applied: {what}")]
+    CorruptEntry {
+        /// The entry's seq.
+        seq: i64,
+        /// What is wrong with it.
+        what: String,
     },
     /// A push answer for a batch that is not in flight.
     #[error("the push answer is for batch {batch_id}, which is not in flight")]
@@ -520,6 +531,7 @@ pub fn integrate(
         if e.seq != cursor + 1 + i as i64 {
             return Err(ClientError::Gap { cursor, got: e.seq });
         }
+        check_pulled(e)?;
     }
     let last_seq = last.seq;
     let inflight = inflight(conn)?;
@@ -588,6 +600,32 @@ pub fn integrate(
     tx.commit()?;
     report.touched = touched.into_rows();
     Ok(report)
+}
+
+/// Refuses a pulled entry whose effect does not decode or writes an internal table: the
+/// server never logs such an effect (its apply refuses them), so one arriving means a damaged
+/// or hostile log, and applying it could rewrite this device's outbox or cursor.
+fn check_pulled(entry: &LogEntry) -> Result<(), ClientError> {
+    if entry.effect.is_empty() {
+        return Ok(());
+    }
+    let corrupt = |what: String| ClientError::CorruptEntry {
+        seq: entry.seq,
+        what,
+    };
+    let summary = entry
+        .effect
+        .validate()
+        .map_err(|e| corrupt(e.to_string()))?;
+    if entry.status == PushStatus::Rejected {
+        return Err(corrupt("a rejected batch with a non-empty effect".into()));
+    }
+    match summary.tables.keys().find(|t| schema::is_internal_table(t)) {
+        Some(table) => Err(corrupt(format!(
+            "it writes {table:?}, a table internal to session-sync or SQLite"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Options for applying changes that must apply exactly (undo, remote effects).
@@ -786,7 +824,44 @@ pub fn snapshot_meta(path: &Path) -> Result<(i64, u32), ClientError> {
     let seq = get("seq")?;
     let version = u32::try_from(get("schema_version")?)
         .map_err(|_| ClientError::InvalidSnapshot("schema_version out of range".into()))?;
+    check_snapshot_schema(&snap)?;
     Ok((seq, version))
+}
+
+/// A snapshot becomes (or replaces the rows of) the local database, so it may hold app tables
+/// only: a `_sync_*` table other than its marker would arrive as this device's own internal
+/// state (an outbox row pushed as ours, a forged cursor), and a trigger that names one would
+/// write it during later applies. Names are judged as SQLite judges them (any letter case).
+fn check_snapshot_schema(snap: &Connection) -> Result<(), ClientError> {
+    let mut stmt = snap
+        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema")
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    let objects = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    for (kind, name, sql) in objects {
+        if kind == "table"
+            && schema::is_library_table(&name)
+            && !schema::same_name(&name, SNAPSHOT_META_TABLE)
+        {
+            return Err(ClientError::InvalidSnapshot(format!(
+                "it holds table {name:?}, which is internal to session-sync"
+            )));
+        }
+        if kind == "trigger" && sql.to_ascii_lowercase().contains(schema::INTERNAL_PREFIX) {
+            return Err(ClientError::InvalidSnapshot(format!(
+                "its trigger {name:?} refers to a table internal to session-sync"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Makes a new local database at `dest` from a snapshot file: copies it, removes the
@@ -922,4 +997,45 @@ fn bootstrap_attached(
     tx.commit()?;
     report.touched = touched.into_rows();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot file as the server makes it, plus `extra` SQL.
+    fn snapshot_with(dir: &Path, extra: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("snap-{}.db", extra.len()));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT);
+             CREATE TABLE _sync_snapshot(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO _sync_snapshot VALUES ('seq', 0), ('schema_version', 1);
+             {extra}"
+        ))
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn snapshots_holding_internal_tables_or_triggers_on_them_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = snapshot_with(dir.path(), "");
+        assert_eq!(snapshot_meta(&ok).unwrap(), (0, 1));
+        for extra in [
+            "CREATE TABLE _SYNC_OUTBOX(seq INTEGER PRIMARY KEY, changeset BLOB, created_ms INTEGER);",
+            "CREATE TABLE _sync_client(key TEXT PRIMARY KEY, value INTEGER);",
+            "CREATE TABLE t2(id INTEGER PRIMARY KEY); CREATE TRIGGER tr AFTER INSERT ON notes \
+             BEGIN INSERT INTO _Sync_Outbox_x VALUES (1); END;",
+        ] {
+            let snap = snapshot_with(dir.path(), extra);
+            let dest = dir.path().join("local.db");
+            let err = init_from_snapshot(&snap, &dest).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidSnapshot(_)),
+                "{extra}: {err}"
+            );
+            assert!(!dest.exists(), "{extra}");
+        }
+    }
 }

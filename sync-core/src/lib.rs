@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`value`] | owned SQLite values, with a stable JSON form |
 //! | [`decode`] | a pure-Rust reader of the changeset format: `inspect`, `validate`, summaries, byte offsets in errors |
+//! | [`encode`] | the writer of the changeset format (the inverse of `decode`), for tools and tests |
 //! | [`changeset`] | [`Changeset`]: owned bytes; `invert`, `concat` through SQLite's changegroup |
 //! | [`apply`] | apply with conflict [`Policy`]s and an [`ApplyReport`] of every conflict |
 //! | [`capture`] | run a write transaction under a fresh session and store its changeset in the outbox atomically |
@@ -24,6 +25,7 @@ pub mod changeset;
 pub mod client;
 pub mod decode;
 pub mod diff;
+pub mod encode;
 pub mod ffi;
 pub mod outbox;
 pub mod protocol;

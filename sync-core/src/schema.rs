@@ -12,10 +12,34 @@ use serde::{Deserialize, Serialize};
 /// Tables whose names start with this prefix are the library's own and are never synced.
 pub const INTERNAL_PREFIX: &str = "_sync_";
 
-/// True for tables that sync never tracks: the library's `_sync_*` tables and SQLite's own
-/// `sqlite_*` tables.
+/// SQLite reserves names with this prefix for itself (`sqlite_sequence`, `sqlite_stat1`, …).
+pub const SQLITE_PREFIX: &str = "sqlite_";
+
+/// True for tables that sync never tracks and no changeset may write: the library's `_sync_*`
+/// tables and SQLite's own `sqlite_*` tables.
+///
+/// Judged the way SQLite judges names: ASCII case-insensitively (`_SYNC_LOG` *is*
+/// `_sync_log` to SQLite, so a changeset naming it writes the internal table). This is the one
+/// predicate every check of a table name uses: capture filters, schema checks, the server's
+/// apply and the client's apply of pulled entries.
 pub fn is_internal_table(name: &str) -> bool {
-    name.starts_with(INTERNAL_PREFIX) || name.starts_with("sqlite_")
+    is_library_table(name) || starts_with_ignore_ascii_case(name, SQLITE_PREFIX)
+}
+
+/// True for the library's own `_sync_*` names, in any letter case (see [`is_internal_table`]).
+pub fn is_library_table(name: &str) -> bool {
+    starts_with_ignore_ascii_case(name, INTERNAL_PREFIX)
+}
+
+/// True when two table (or column) names name the same object for SQLite: equal after ASCII
+/// case folding (SQLite folds only ASCII letters).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn starts_with_ignore_ascii_case(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// Schema problems.
@@ -419,6 +443,42 @@ impl ShapeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_names_are_judged_case_insensitively_like_sqlite() {
+        for name in [
+            "_sync_log",
+            "_SYNC_LOG",
+            "_Sync_Meta",
+            "_sYnC_outbox",
+            "sqlite_sequence",
+            "SQLITE_SEQUENCE",
+            "Sqlite_Stat1",
+        ] {
+            assert!(is_internal_table(name), "{name}");
+        }
+        for name in [
+            "notes",
+            "sync_log",
+            "_sync",
+            "sqlite",
+            "x_sync_log",
+            "_ſync_log",
+            "",
+        ] {
+            assert!(!is_internal_table(name), "{name}");
+        }
+        // SQLite agrees: the upper-case name writes the lower-case table.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _sync_meta(k PRIMARY KEY, v); INSERT INTO _SYNC_META VALUES (1, 2);",
+        )
+        .unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM _sync_meta", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 
     #[test]
     fn shape_cache_follows_schema_changes_made_by_any_connection() {

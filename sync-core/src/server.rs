@@ -95,6 +95,10 @@ impl ServerError {
             ServerError::ChangesetSchema(SchemaError::Sqlite(_)) => {
                 ErrorBody::new(ErrorCode::Internal, "internal error")
             }
+            ServerError::ChangesetSchema(SchemaError::InternalTable { table }) => {
+                ErrorBody::new(ErrorCode::InternalTable, self.to_string())
+                    .with("table", table.as_str())
+            }
             ServerError::ChangesetSchema(_) => {
                 ErrorBody::new(ErrorCode::ChangesetSchemaMismatch, self.to_string())
             }

@@ -56,6 +56,15 @@ pub enum MigrationError {
     /// The schema has tables the session extension cannot track.
     #[error("the schema cannot be synced: {0}")]
     Untrackable(SchemaError),
+    /// A migration creates a table whose name session-sync reserves (`_sync_*`, any case):
+    /// it would never sync, and it could collide with the library's own tables.
+    #[error(
+        "the schema creates table {table:?}, but names starting with _sync_ (in any letter case) are reserved for session-sync"
+    )]
+    Reserved {
+        /// The table.
+        table: String,
+    },
     /// A configured conflict policy names a table or column the schema lacks.
     #[error("conflict policy configuration: {0}")]
     Policy(String),
@@ -165,7 +174,15 @@ impl AppSchema {
     /// that a bad schema or configuration stops the server before it serves anything.
     pub fn validate(&self, policies: &PolicySet) -> Result<(), MigrationError> {
         let conn = Connection::open_in_memory()?;
+        server::install(&conn, 0)?;
+        let ours = all_tables(&conn)?;
         self.migrate(&conn)?;
+        if let Some(reserved) = all_tables(&conn)?
+            .into_iter()
+            .find(|t| schema::is_library_table(t) && !ours.contains(t))
+        {
+            return Err(MigrationError::Reserved { table: reserved });
+        }
         let tables = schema::user_tables(&conn).map_err(MigrationError::Untrackable)?;
         let column_exists = |table: &str, column: &str| -> Result<bool, MigrationError> {
             let shape = schema::table_shape(&conn, table).map_err(MigrationError::Untrackable)?;
@@ -176,7 +193,7 @@ impl AppSchema {
             }))
         };
         for (table, policy) in &policies.tables {
-            if !tables.iter().any(|t| t == table) {
+            if !tables.iter().any(|t| schema::same_name(t, table)) {
                 return Err(MigrationError::Policy(format!(
                     "a policy is set for table {table:?}, which the schema does not have (tables: {})",
                     tables.join(", ")
@@ -191,7 +208,12 @@ impl AppSchema {
             }
         }
         if let Policy::NewestWins { column } = &policies.default {
-            for table in tables.iter().filter(|t| !policies.tables.contains_key(*t)) {
+            for table in tables.iter().filter(|t| {
+                !policies
+                    .tables
+                    .keys()
+                    .any(|name| schema::same_name(name, t))
+            }) {
                 if !column_exists(table, column)? {
                     return Err(MigrationError::Policy(format!(
                         "the default policy newest-wins:{column} applies to table {table:?}, which has \
@@ -243,6 +265,12 @@ impl AppSchema {
         schema::check_trackable(conn).map_err(MigrationError::Untrackable)?;
         Ok(self.version())
     }
+}
+
+fn all_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?
+        .query_map([], |r| r.get(0))?
+        .collect()
 }
 
 #[cfg(test)]
@@ -305,6 +333,31 @@ mod tests {
             v1.migrate(&old),
             Err(MigrationError::TooNew { .. })
         ));
+    }
+
+    #[test]
+    fn reserved_table_names_are_refused_in_any_case_and_policies_match_any_case() {
+        for sql in [
+            "CREATE TABLE _sync_outbox(id INTEGER PRIMARY KEY);",
+            "CREATE TABLE _SYNC_Custom(id INTEGER PRIMARY KEY);",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("0001_init.sql"), sql).unwrap();
+            let s = AppSchema::from_dir(dir.path()).unwrap();
+            let err = s.validate(&PolicySet::default()).unwrap_err();
+            assert!(
+                matches!(err, MigrationError::Reserved { .. }),
+                "{sql}: {err}"
+            );
+        }
+        let policies = PolicySet::uniform(Policy::NewestWins {
+            column: "updated_at".into(),
+        })
+        .with_table("TAGS", Policy::Omit)
+        .with_table("Note_Tags", Policy::Omit);
+        AppSchema::embedded().validate(&policies).unwrap();
+        assert_eq!(policies.for_table("tags"), &Policy::Omit);
+        assert_eq!(policies.for_table("NOTE_TAGS"), &Policy::Omit);
     }
 
     #[test]

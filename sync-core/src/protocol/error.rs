@@ -22,6 +22,9 @@ pub enum ErrorCode {
     InvalidChangeset,
     /// 400: the changeset names an unknown table or has the wrong columns or key.
     ChangesetSchemaMismatch,
+    /// 400: the changeset writes a table internal to session-sync or SQLite (`_sync_*`,
+    /// `sqlite_*`, in any letter case); no client of this library produces one.
+    InternalTable,
     /// 409: the client's schema version is not the server's (`server_version`,
     /// `client_version`). Upgrade the app, then re-initialise.
     SchemaMismatch,
@@ -53,7 +56,8 @@ impl ErrorCode {
             ErrorCode::InvalidDatabaseName
             | ErrorCode::BadRequest
             | ErrorCode::InvalidChangeset
-            | ErrorCode::ChangesetSchemaMismatch => 400,
+            | ErrorCode::ChangesetSchemaMismatch
+            | ErrorCode::InternalTable => 400,
             ErrorCode::SchemaMismatch | ErrorCode::PushRejected | ErrorCode::CursorAhead => 409,
             ErrorCode::CursorTooOld => 410,
             ErrorCode::PayloadTooLarge => 413,
@@ -73,6 +77,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidChangeset => "invalid_changeset",
             ErrorCode::ChangesetSchemaMismatch => "changeset_schema_mismatch",
+            ErrorCode::InternalTable => "internal_table",
             ErrorCode::SchemaMismatch => "schema_mismatch",
             ErrorCode::PushRejected => "push_rejected",
             ErrorCode::CursorTooOld => "cursor_too_old",
@@ -163,6 +168,7 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::InvalidChangeset,
             ErrorCode::ChangesetSchemaMismatch,
+            ErrorCode::InternalTable,
             ErrorCode::SchemaMismatch,
             ErrorCode::PushRejected,
             ErrorCode::CursorTooOld,

@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use rusqlite::session::Session;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use sync_core::encode::{encode, put_varint};
 use sync_core::{ApplyError, ApplyOptions, Change, Changeset, Op, Policy, PolicySet, Value, apply};
 
 /// `cases` unless `PROPTEST_CASES` says otherwise.
@@ -234,68 +235,6 @@ fn apply_edit(changes: &mut Vec<Change>, edit: &Edit) {
             changes.remove(c.index(n));
         }
     }
-}
-
-/// Writes changes in the changeset format (see `sync_core::decode`'s module docs): a table
-/// header whenever the table changes, then op, indirect flag and records.
-fn encode(changes: &[Change]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut table: Option<(&str, &[u8])> = None;
-    for c in changes {
-        if table != Some((c.table.as_str(), c.pk.as_slice())) {
-            out.push(b'T');
-            put_varint(&mut out, c.pk.len() as u64);
-            out.extend_from_slice(&c.pk);
-            out.extend_from_slice(c.table.as_bytes());
-            out.push(0);
-            table = Some((c.table.as_str(), c.pk.as_slice()));
-        }
-        out.push(match c.op {
-            Op::Insert => 0x12,
-            Op::Update => 0x17,
-            Op::Delete => 0x09,
-        });
-        out.push(u8::from(c.indirect));
-        for record in [&c.old, &c.new].into_iter().flatten() {
-            for field in record {
-                match field {
-                    None => out.push(0),
-                    Some(Value::Integer(i)) => {
-                        out.push(1);
-                        out.extend_from_slice(&i.to_be_bytes());
-                    }
-                    Some(Value::Real(r)) => {
-                        out.push(2);
-                        out.extend_from_slice(&r.to_be_bytes());
-                    }
-                    Some(Value::Text(t)) => {
-                        out.push(3);
-                        put_varint(&mut out, t.len() as u64);
-                        out.extend_from_slice(t.as_bytes());
-                    }
-                    Some(Value::Blob(b)) => {
-                        out.push(4);
-                        put_varint(&mut out, b.len() as u64);
-                        out.extend_from_slice(b);
-                    }
-                    Some(Value::Null) => out.push(5),
-                }
-            }
-        }
-    }
-    out
-}
-
-/// SQLite's varint for values below 2^56 (big-endian 7-bit groups, high bit = more).
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    assert!(v < 1 << 56);
-    let mut groups = vec![(v & 0x7f) as u8];
-    let mut rest = v >> 7;
-    while rest > 0 {
-        groups.push((rest & 0x7f) as u8 | 0x80);
-        rest >>= 7;
-    }
-    out.extend(groups.iter().rev());
 }
 
 /// A real changeset with byte-level mutations, or with change-level edits (then perhaps a

@@ -8,5 +8,6 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod hostile;
 mod policies;
 mod snapshot;

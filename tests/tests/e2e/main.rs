@@ -9,12 +9,14 @@
 //! | `fts` | rows from other devices become searchable; the index is rebuilt when deleted and never synced |
 //! | `rowids` | leased ranges never collide; an exhausted lease is a typed error; an id collision is reported |
 //! | `errors` | bad token, server down, schema mismatch, untrackable table, writes through `read` |
+//! | `hostile` | a server's log entry that writes an internal table (any letter case) is refused as corruption and changes nothing |
 //! | `background` | a write on one device appears on another without `sync_now` (server events) |
 
 mod background;
 mod crash;
 mod errors;
 mod fts;
+mod hostile;
 mod policies;
 mod rowids;
 mod sync;

@@ -471,3 +471,31 @@ impl Spawned {
         self.child.wait().unwrap();
     }
 }
+
+/// One INSERT into `table` as changeset bytes, written by hand (so a test can name any table
+/// in any letter case, including ones no session would record). `pk` holds the key flag of
+/// each column (0 = not in the key).
+pub fn insert_changeset(table: &str, pk: &[u8], values: Vec<sync_core::Value>) -> Vec<u8> {
+    sync_core::encode::encode(&[sync_core::Change {
+        table: table.into(),
+        op: sync_core::Op::Insert,
+        indirect: false,
+        pk: pk.to_vec(),
+        old: None,
+        new: Some(values.into_iter().map(Some).collect()),
+    }])
+}
+
+/// The bytes of a database file and its WAL (the shared-memory index is left out: readers
+/// write their marks there). Equal fingerprints mean not a page was written.
+pub fn file_fingerprint(db: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for suffix in ["", "-wal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        hash.update(std::fs::read(PathBuf::from(p)).unwrap_or_default());
+        hash.update([0xff]);
+    }
+    hash.finalize().to_vec()
+}
