@@ -101,7 +101,11 @@ impl Engine {
                 Err(e) if e.is_retryable() && attempt + 1 < self.config.retries => {
                     attempt += 1;
                     let jitter = rand::rng().random_range(0.5..1.5);
-                    std::thread::sleep(delay.mul_f64(jitter));
+                    // A busy server says how long to wait; never retry sooner than that.
+                    let wait = delay
+                        .mul_f64(jitter)
+                        .max(e.retry_after().unwrap_or_default());
+                    std::thread::sleep(wait);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 other => return other,

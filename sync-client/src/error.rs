@@ -51,6 +51,8 @@ pub struct Error {
     message: String,
     /// The server's error body, when the error came from the server.
     server: Option<ErrorBody>,
+    /// How long the server asked the client to wait before retrying (`Retry-After`).
+    retry_after: Option<std::time::Duration>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -62,8 +64,20 @@ impl Error {
             kind,
             message: message.into(),
             server: None,
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Notes the server's `Retry-After`.
+    pub fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// How long the server asked to wait before a retry, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// Attaches the underlying cause.
@@ -90,7 +104,9 @@ impl Error {
             .and_then(rusqlite::Error::sqlite_error_code)
     }
 
-    /// True for failures worth retrying later with backoff (network, server busy or failing).
+    /// True for failures worth retrying later with backoff: the network, and a server that is
+    /// busy (`503 overloaded`/`unavailable`, `408`, `429`), out of disk (`507`) or failing
+    /// (`500`). Never bad input, auth or schema errors: those answer the same every time.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Network
     }
@@ -104,15 +120,22 @@ impl Error {
             ErrorCode::SchemaMismatch => ErrorKind::SchemaMismatch,
             ErrorCode::InvalidChangeset
             | ErrorCode::ChangesetSchemaMismatch
+            | ErrorCode::TypeMismatch
             | ErrorCode::InternalTable => ErrorKind::Schema,
             ErrorCode::PushRejected => ErrorKind::Rejected,
-            ErrorCode::Unavailable | ErrorCode::Internal => ErrorKind::Network,
+            ErrorCode::Unavailable
+            | ErrorCode::Overloaded
+            | ErrorCode::RequestTimeout
+            | ErrorCode::TooManyStreams
+            | ErrorCode::InsufficientStorage
+            | ErrorCode::Internal => ErrorKind::Network,
             _ => ErrorKind::Internal,
         };
         Error {
             kind,
             message: format!("server answered {status} {}: {}", body.code, body.message),
             server: Some(body),
+            retry_after: None,
             source: None,
         }
     }

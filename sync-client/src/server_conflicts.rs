@@ -130,6 +130,7 @@ mod tests {
             reason: None,
             clean: false,
             duplicate: false,
+            changes: 1,
             conflicts: vec![Conflict {
                 kind: ConflictKind::Conflict,
                 table: "notes".into(),

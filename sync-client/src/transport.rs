@@ -148,8 +148,14 @@ fn network(e: reqwest::Error) -> Error {
 
 fn error_response(resp: reqwest::blocking::Response) -> Error {
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs.min(300)));
     let text = resp.text().unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&text) {
+    let error = match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => Error::from_server(status, body),
         Err(_) if status >= 500 || status == 429 => Error::new(
             ErrorKind::Network,
@@ -165,7 +171,8 @@ fn error_response(resp: reqwest::blocking::Response) -> Error {
                 text.chars().take(200).collect::<String>()
             ),
         ),
-    }
+    };
+    error.with_retry_after(retry_after)
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {

@@ -10,6 +10,7 @@ use crate::changeset::Changeset;
 use crate::decode::{DecodeError, Op};
 use crate::ffi::{self, ApplyFlags, ConflictItem, RawApplyError};
 use crate::schema::{self, SchemaError, ShapeCache};
+use crate::spool::Source;
 use crate::tx::Tx;
 use crate::value::Value;
 use rusqlite::Connection;
@@ -269,6 +270,9 @@ pub enum ApplyError {
     /// SQLite failed (I/O, corruption, a busy database).
     #[error("SQLite failed while applying: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The changeset could not be read from its file; nothing was changed.
+    #[error("could not read the changeset: {0}")]
+    Io(std::io::Error),
     /// A conflict callback panicked; the apply was rolled back.
     #[error("internal error: a conflict handler panicked; nothing was changed")]
     Panicked,
@@ -298,10 +302,26 @@ pub fn apply_cached(
     options: &ApplyOptions,
     shapes: Option<&ShapeCache>,
 ) -> Result<ApplyReport, ApplyError> {
-    if changeset.is_empty() {
+    apply_source(conn, Source::Bytes(changeset.as_bytes()), options, shapes)
+}
+
+/// [`apply_cached`] for changeset bytes in memory or in a file ([`Source`]). A file is
+/// validated and applied in pieces (`decode::validate_reader`, SQLite's streaming apply), so
+/// a changeset spooled to disk is never read into memory whole.
+pub fn apply_source(
+    conn: &Connection,
+    source: Source<'_>,
+    options: &ApplyOptions,
+    shapes: Option<&ShapeCache>,
+) -> Result<ApplyReport, ApplyError> {
+    if source.is_empty() {
         return Ok(ApplyReport::default());
     }
-    let summary = changeset.validate()?;
+    let summary = match source.as_bytes() {
+        Some(bytes) => crate::decode::validate(bytes)?,
+        None => crate::decode::validate_reader(source.reader(), crate::decode::STREAM_WINDOW)
+            .map_err(ApplyError::Io)??,
+    };
     schema::check_changeset_fits_cached(conn, &summary, shapes)?;
     let newest_columns = resolve_newest_columns(conn, &summary, &options.policies, shapes)?;
     // Outside a transaction, SQLite's own savepoint commits when released, even after a
@@ -312,21 +332,24 @@ pub fn apply_cached(
     } else {
         None
     };
-    // Large changesets are applied in key order (see `decode::sorted_by_key`): same result,
-    // and SQLite's B-trees grow at their ends instead of splitting pages everywhere.
+    // Large changesets in memory are applied in key order (see `decode::sorted_by_key`): same
+    // result, and SQLite's B-trees grow at their ends instead of splitting pages everywhere.
+    // A changeset in a file is streamed in its own order: sorting would need it in memory.
     let sorted;
-    let bytes = if summary.changes() >= SORT_ABOVE {
-        sorted = crate::decode::sorted_by_key(changeset.as_bytes())?;
-        sorted.as_slice()
-    } else {
-        changeset.as_bytes()
+    let input = match source.as_bytes() {
+        Some(bytes) if summary.changes() >= SORT_ABOVE => {
+            sorted = crate::decode::sorted_by_key(bytes)?;
+            Input::Bytes(&sorted)
+        }
+        Some(bytes) => Input::Bytes(bytes),
+        None => Input::Source(source),
     };
     // Inside our own transaction SQLite's savepoint is redundant — an abort or error drops
     // `tx`, which rolls everything back — and costs a statement journal of every page the
     // apply touches, so it is skipped.
     let report = apply_checked(
         conn,
-        bytes,
+        input,
         summary.changes(),
         options,
         &newest_columns,
@@ -336,6 +359,12 @@ pub fn apply_cached(
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// What [`apply_checked`] hands SQLite.
+enum Input<'a> {
+    Bytes(&'a [u8]),
+    Source(Source<'a>),
 }
 
 /// Column index of each table's `NewestWins` column.
@@ -371,7 +400,7 @@ fn resolve_newest_columns(
 
 fn apply_checked(
     conn: &Connection,
-    bytes: &[u8],
+    input: Input<'_>,
     changes: u64,
     options: &ApplyOptions,
     newest_columns: &BTreeMap<String, usize>,
@@ -397,7 +426,12 @@ fn apply_checked(
         ignore_noop: options.ignore_noop,
         invert: options.invert,
     };
-    let result = ffi::apply_v2(conn, bytes, flags, None, &mut handler);
+    let result = match input {
+        Input::Bytes(bytes) => ffi::apply_v2(conn, bytes, flags, None, &mut handler),
+        Input::Source(source) => {
+            ffi::apply_v2_strm(conn, &mut source.reader(), flags, None, &mut handler)
+        }
+    };
     if result.is_err() {
         report.applied = 0; // rolled back
     }
@@ -484,13 +518,35 @@ pub fn apply_captured(
     options: &ApplyOptions,
     shapes: Option<&ShapeCache>,
 ) -> Result<(ApplyReport, Changeset), ApplyError> {
+    let mut effect = Vec::new();
+    let report = apply_captured_into(
+        conn,
+        Source::Bytes(changeset.as_bytes()),
+        options,
+        shapes,
+        &mut effect,
+    )?;
+    Ok((report, Changeset::from_bytes(effect)))
+}
+
+/// [`apply_captured`] for any [`Source`], writing the effect to `effect` as the session
+/// streams it out (a [`crate::spool::Spool`] keeps a large one out of memory). Nothing is
+/// written to `effect` when the apply fails. Call it inside a transaction when `effect` can
+/// fail (a full disk): the apply is committed with the caller's transaction, which an error
+/// while writing the effect must roll back.
+pub fn apply_captured_into(
+    conn: &Connection,
+    source: Source<'_>,
+    options: &ApplyOptions,
+    shapes: Option<&ShapeCache>,
+    effect: &mut dyn std::io::Write,
+) -> Result<ApplyReport, ApplyError> {
     let mut session = rusqlite::session::Session::new(conn)?;
     session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
     session.attach::<&str>(None)?;
-    let report = apply_cached(conn, changeset, options, shapes)?;
-    let mut effect = Vec::new();
+    let report = apply_source(conn, source, options, shapes)?;
     if !session.is_empty() {
-        session.changeset_strm(&mut effect)?;
+        session.changeset_strm(effect)?;
     }
-    Ok((report, Changeset::from_bytes(effect)))
+    Ok(report)
 }

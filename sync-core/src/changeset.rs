@@ -159,6 +159,12 @@ impl From<Vec<u8>> for Changeset {
     }
 }
 
+impl<'a> From<&'a Changeset> for crate::spool::Source<'a> {
+    fn from(changeset: &'a Changeset) -> Self {
+        crate::spool::Source::Bytes(changeset.as_bytes())
+    }
+}
+
 impl AsRef<[u8]> for Changeset {
     fn as_ref(&self) -> &[u8] {
         &self.bytes

@@ -331,13 +331,153 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
 /// first problem found. Values are checked in place, not copied: this is the fast path that
 /// guards every apply.
 pub fn validate(bytes: &[u8]) -> Result<Summary, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError {
+            offset: 0,
+            kind: DecodeErrorKind::Empty,
+        });
+    }
     let mut summary = Summary {
         bytes: bytes.len() as u64,
         tables: BTreeMap::new(),
     };
+    match walk(bytes, &mut summary).error {
+        None => Ok(summary),
+        Some(e) => Err(e),
+    }
+}
+
+/// Input read at a time by [`validate_reader`] (a window grows beyond it only to hold one
+/// change that is larger).
+pub const STREAM_WINDOW: usize = 1 << 20;
+
+/// [`validate`] over a reader, for changesets too large to hold in memory (a spooled upload):
+/// the same checks and the same summary, holding one `window` of input at a time (or the
+/// largest single change, if larger). Error offsets count from the start of the stream. The
+/// outer `Err` is a failure to read; the inner one, invalid content.
+pub fn validate_reader(
+    mut input: impl std::io::Read,
+    window: usize,
+) -> std::io::Result<Result<Summary, DecodeError>> {
+    let window = window.max(16);
+    let mut summary = Summary::default();
+    // `buf` = [a repeated table header (`carried` bytes)] + input from stream offset `base`.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut carried = 0usize;
+    let mut carried_from = 0u64;
+    let mut base = 0u64;
+    let mut total = 0u64;
+    let mut eof = false;
+    let mut want = window;
+    loop {
+        while !eof && buf.len() < carried + want {
+            let start = buf.len();
+            buf.resize(carried + want, 0);
+            let n = loop {
+                match input.read(&mut buf[start..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            buf.truncate(start + *n.as_ref().unwrap_or(&0));
+            let n = n?;
+            eof = n == 0;
+            total += n as u64;
+        }
+        if total == 0 {
+            return Ok(Err(DecodeError {
+                offset: 0,
+                kind: DecodeErrorKind::Empty,
+            }));
+        }
+        if buf.len() == carried {
+            break; // the input ended exactly after a complete change
+        }
+        let (c, cf, b) = (carried, carried_from, base);
+        let to_stream = move |offset: usize| {
+            if offset < c {
+                cf + offset as u64
+            } else {
+                b + (offset - c) as u64
+            }
+        };
+        let walked = walk(&buf, &mut summary);
+        match walked.error {
+            None if eof => break,
+            Some(e) if eof || !matches!(e.kind, DecodeErrorKind::Truncated { .. }) => {
+                return Ok(Err(DecodeError {
+                    offset: usize::try_from(to_stream(e.offset)).unwrap_or(usize::MAX),
+                    kind: e.kind,
+                }));
+            }
+            _ => {}
+        }
+        if walked.resume <= carried {
+            // Not one whole change in the window: read more before walking again.
+            want = want.saturating_mul(2);
+            continue;
+        }
+        let mut next = Vec::with_capacity(window + 1024);
+        match walked.header {
+            Some(h) => {
+                carried_from = to_stream(h.start);
+                carried = h.len();
+                next.extend_from_slice(&buf[h]);
+            }
+            None => carried = 0,
+        }
+        base = to_stream(walked.resume);
+        next.extend_from_slice(&buf[walked.resume..]);
+        buf = next;
+        want = window;
+    }
+    summary.bytes = total;
+    Ok(Ok(summary))
+}
+
+/// How far [`walk`] got.
+struct Walked {
+    /// Where the first incomplete or invalid item starts (the end, when all was valid).
+    resume: usize,
+    /// The table header that governs the change at `resume`, when `resume` is inside a
+    /// table's changes (a window starting there must repeat it).
+    header: Option<std::ops::Range<usize>>,
+    /// The first problem, if any.
+    error: Option<DecodeError>,
+}
+
+/// Validates the changes of `bytes`, adding them to `summary`, up to the first problem.
+fn walk(bytes: &[u8], summary: &mut Summary) -> Walked {
     let mut it = changes(bytes);
     let (mut old, mut new) = (Vec::new(), Vec::new());
-    while let Some((op, _)) = it.next_raw(&mut old, &mut new)? {
+    loop {
+        let step = it.next_raw(&mut old, &mut new);
+        // A header that was read completely ends after it starts; one that failed has not
+        // moved `header_end` yet.
+        let header_complete = it.table.is_some() && it.header_end > it.table_offset;
+        let current_header = header_complete.then_some(it.table_offset..it.header_end);
+        let op = match step {
+            Ok(Some((op, _))) => op,
+            Ok(None) => {
+                return Walked {
+                    resume: bytes.len(),
+                    header: current_header,
+                    error: None,
+                };
+            }
+            Err(e) => {
+                let resume = if header_complete {
+                    it.change_start.max(it.header_end)
+                } else {
+                    it.table_offset
+                };
+                return Walked {
+                    resume,
+                    header: current_header.filter(|h| h.end <= resume),
+                    error: Some(e),
+                };
+            }
+        };
         let table = it.table.as_ref().expect("a change follows a table header");
         let entry = match summary.tables.get_mut(table.name.as_str()) {
             Some(entry) => entry,
@@ -351,16 +491,19 @@ pub fn validate(bytes: &[u8]) -> Result<Summary, DecodeError> {
                 }),
         };
         if entry.pk != table.pk {
-            return Err(DecodeError {
-                offset: it.table_offset,
-                kind: DecodeErrorKind::TableShapeChanged {
-                    table: table.name.clone(),
-                },
-            });
+            return Walked {
+                resume: it.table_offset,
+                header: None,
+                error: Some(DecodeError {
+                    offset: it.table_offset,
+                    kind: DecodeErrorKind::TableShapeChanged {
+                        table: table.name.clone(),
+                    },
+                }),
+            };
         }
         entry.counts.add(op);
     }
-    Ok(summary)
 }
 
 impl Iterator for Changes<'_> {

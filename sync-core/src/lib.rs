@@ -14,6 +14,7 @@
 //! | [`outbox`] | the outbox table in the main database |
 //! | [`savepoint`](mod@savepoint) | nested transactional functions that compose |
 //! | [`diff`](mod@diff) | the changeset that turns one database file into another |
+//! | [`spool`] | bytes in memory while small, in an unlinked temporary file once large; read as a [`spool::Source`] |
 //! | [`schema`] | which tables a session can track; whether a changeset fits a database |
 //! | [`ffi`] | the only `unsafe`: `sqlite3changeset_apply_v2` and conflict accessors rusqlite lacks |
 
@@ -32,6 +33,7 @@ pub mod protocol;
 pub mod savepoint;
 pub mod schema;
 pub mod server;
+pub mod spool;
 mod tx;
 pub mod value;
 

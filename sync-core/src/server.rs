@@ -15,19 +15,20 @@
 //! | `_sync_leases` | rowid ranges granted to devices |
 
 use crate::apply::{
-    ApplyError, ApplyOptions, ApplyReport, ConflictKind, PolicySet, apply_captured,
+    ApplyError, ApplyOptions, ApplyReport, ConflictKind, PolicySet, apply_captured_into,
 };
-use crate::changeset::Changeset;
 use crate::decode::DecodeError;
 use crate::protocol::VERSION;
 use crate::protocol::conflicts::ConflictRecord;
 use crate::protocol::error::{ErrorBody, ErrorCode};
-use crate::protocol::log::{LogEntry, LogPage, encoded_len};
+use crate::protocol::log::{self, LogPage};
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason};
 use crate::protocol::rowid::{Lease, MAX_LEASE};
 use crate::schema::{self, SchemaError, ShapeCache};
+use crate::spool::{self, Source, Spool, Spooled};
 use crate::tx::Tx;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Errors of the server-side steps. Each maps to one wire code ([`ServerError::to_body`]).
@@ -77,6 +78,40 @@ pub enum ServerError {
     /// The apply failed inside SQLite or a handler panicked.
     #[error("apply failed: {0}")]
     Apply(ApplyError),
+    /// A value in the changeset has a type its column cannot hold (SQLite's
+    /// `SQLITE_MISMATCH`: TEXT for an `INTEGER PRIMARY KEY`); nothing was changed.
+    #[error("a value in the changeset does not fit its column: {0}")]
+    TypeMismatch(String),
+    /// Reading or writing a spooled body, effect or page failed.
+    #[error("spool I/O failed: {0}")]
+    Io(std::io::Error),
+    /// Something that cannot happen with a sound database did (an unreadable stored answer,
+    /// say): the server's fault, answered as `500 internal`.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    /// An [`ServerError::Internal`] with `what` for the log.
+    pub fn internal(what: impl std::fmt::Display) -> ServerError {
+        ServerError::Internal(what.to_string())
+    }
+
+    /// Sorts an apply's failure into the client's fault (bad input: 4xx) or the server's.
+    fn from_apply(e: ApplyError) -> ServerError {
+        match e {
+            ApplyError::Decode(e) => e.into(),
+            ApplyError::Schema(e) => e.into(),
+            ApplyError::Sqlite(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::TypeMismatch) =>
+            {
+                ServerError::TypeMismatch(e.to_string())
+            }
+            ApplyError::Sqlite(e) => e.into(),
+            ApplyError::Io(e) => ServerError::Io(e),
+            other => ServerError::Apply(other),
+        }
+    }
 }
 
 impl ServerError {
@@ -110,9 +145,13 @@ impl ServerError {
                 ErrorBody::new(ErrorCode::CursorAhead, self.to_string()).with("head_seq", *head)
             }
             ServerError::BadRequest(m) => ErrorBody::new(ErrorCode::BadRequest, m.clone()),
-            ServerError::Sqlite(_) | ServerError::Apply(_) => {
-                ErrorBody::new(ErrorCode::Internal, "internal error")
+            ServerError::TypeMismatch(_) => {
+                ErrorBody::new(ErrorCode::TypeMismatch, self.to_string())
             }
+            ServerError::Sqlite(_)
+            | ServerError::Apply(_)
+            | ServerError::Io(_)
+            | ServerError::Internal(_) => ErrorBody::new(ErrorCode::Internal, "internal error"),
         }
     }
 }
@@ -218,7 +257,13 @@ pub struct PushTarget<'a> {
     pub conn: &'a Connection,
     /// Table shapes of this database (one cache per database file).
     pub shapes: &'a ShapeCache,
+    /// Where an effect larger than [`spool::DEFAULT_THRESHOLD`] waits (as an unlinked
+    /// temporary file) between the apply and its log row; `None` keeps every effect in memory.
+    pub scratch: Option<&'a Path>,
 }
+
+/// Effects and pull pages are copied between SQLite and files in pieces of this size.
+const COPY_CHUNK: usize = 64 * 1024;
 
 /// Processes one push in one transaction: a known batch gets its stored answer (`duplicate`);
 /// otherwise the changeset is validated, checked against the schema, applied under the
@@ -226,12 +271,16 @@ pub struct PushTarget<'a> {
 /// together with the conflict records and the idempotency record. A batch rejected by policy
 /// or by foreign keys is recorded too (empty effect), so a retry is answered the same way.
 ///
+/// `body` may be in memory or in a file (a spooled upload): a file is validated and applied in
+/// pieces, and a large effect goes through a spool in `target.scratch` into the log row by
+/// incremental blob I/O, so memory does not grow with the size of the push.
+///
 /// Errors (bad input, schema mismatch) leave the database unchanged and record nothing.
 pub fn push(
     target: PushTarget<'_>,
     device: &str,
     headers: &PushHeaders,
-    changeset: &Changeset,
+    body: Source<'_>,
     config: &PushConfig,
     now_ms: i64,
 ) -> Result<PushResponse, ServerError> {
@@ -248,10 +297,16 @@ pub fn push(
             client: headers.schema_version,
         });
     }
-    // An empty body is not a changeset (apply would accept it as a no-op). Whether the
-    // tables fit is checked once, by `apply` below (it reads the schema, which costs more
-    // than the apply itself for a small batch); its errors map to the same wire codes.
-    changeset.validate()?;
+    // An empty body is not a changeset (apply would accept it as a no-op). Everything else
+    // — that it decodes, that its tables fit — is checked once, by the apply below (reading
+    // the schema costs more than the apply itself for a small batch); its errors map to the
+    // same wire codes.
+    if body.is_empty() {
+        return Err(ServerError::InvalidChangeset(DecodeError {
+            offset: 0,
+            kind: crate::decode::DecodeErrorKind::Empty,
+        }));
+    }
     // Read before the apply: the apply expires every prepared statement of the connection
     // (it sets PRAGMA defer_foreign_keys), so each statement used after it is compiled again.
     // The write transaction is held, so the head cannot move meanwhile.
@@ -266,43 +321,48 @@ pub fn push(
         invert: false,
         no_savepoint: false,
     };
-    let (status, reason, report, effect) =
-        match apply_captured(conn, changeset, &options, Some(target.shapes)) {
-            Ok((report, effect)) => (PushStatus::Applied, None, report, effect),
-            Err(ApplyError::Aborted { report }) => {
-                let fk = report
-                    .conflicts
-                    .last()
-                    .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
-                let reason = if fk {
-                    RejectReason::ForeignKey
-                } else {
-                    RejectReason::Policy
-                };
-                (
-                    PushStatus::Rejected,
-                    Some(reason),
-                    report,
-                    Changeset::default(),
-                )
-            }
-            Err(ApplyError::Decode(e)) => return Err(e.into()),
-            Err(ApplyError::Schema(e)) => return Err(e.into()),
-            Err(ApplyError::Sqlite(e)) => return Err(e.into()),
-            Err(e) => return Err(ServerError::Apply(e)),
-        };
-
-    conn.prepare_cached(
-        "INSERT INTO _sync_log(seq, device, batch_id, status, effect, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        seq,
-        device,
-        headers.batch_id,
-        status_code(status),
-        effect.as_bytes(),
-        now_ms
-    ])?;
+    let mut effect = match target.scratch {
+        Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
+        None => Spool::in_memory(),
+    };
+    let applied = apply_captured_into(conn, body, &options, Some(target.shapes), &mut effect);
+    let (status, reason, report, effect) = match applied {
+        Ok(report) => (
+            PushStatus::Applied,
+            None,
+            report,
+            effect.finish().map_err(ServerError::Io)?,
+        ),
+        Err(ApplyError::Aborted { report }) => {
+            let fk = report
+                .conflicts
+                .last()
+                .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
+            let reason = if fk {
+                RejectReason::ForeignKey
+            } else {
+                RejectReason::Policy
+            };
+            (
+                PushStatus::Rejected,
+                Some(reason),
+                report,
+                Spooled::from_bytes(Vec::new()),
+            )
+        }
+        Err(e) => return Err(ServerError::from_apply(e)),
+    };
+    append_log(
+        conn,
+        &LogRow {
+            seq,
+            device,
+            batch_id: &headers.batch_id,
+            status,
+            now_ms,
+        },
+        &effect,
+    )?;
     set_meta(conn, "head_seq", seq)?;
     record_conflicts(conn, seq, device, &headers.batch_id, &report, now_ms)?;
     let response = PushResponse {
@@ -315,16 +375,79 @@ pub fn push(
             && report.conflicts.is_empty()
             && seq == headers.cursor + 1,
         duplicate: false,
+        changes: if status == PushStatus::Applied {
+            report.changes
+        } else {
+            0
+        },
         conflicts: report.conflicts,
     };
-    let json =
-        serde_json::to_string(&response).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    let json = serde_json::to_string(&response).map_err(ServerError::internal)?;
     conn.prepare_cached(
         "INSERT INTO _sync_batches(device, batch_id, seq, response) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![device, headers.batch_id, seq, json])?;
     tx.commit()?;
     Ok(response)
+}
+
+/// The columns of a log row other than its effect.
+struct LogRow<'a> {
+    seq: i64,
+    device: &'a str,
+    batch_id: &'a str,
+    status: PushStatus,
+    now_ms: i64,
+}
+
+/// Appends a log row. A small effect is bound as one blob; a large one (in a file) gets a
+/// zero-filled blob of its size that is then written in pieces through incremental blob I/O,
+/// so it is never in memory whole.
+fn append_log(conn: &Connection, row: &LogRow<'_>, effect: &Spooled) -> Result<(), ServerError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO _sync_log(seq, device, batch_id, status, effect, at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    match effect.as_bytes() {
+        Some(bytes) => {
+            insert.execute(params![
+                row.seq,
+                row.device,
+                row.batch_id,
+                status_code(row.status),
+                bytes,
+                row.now_ms
+            ])?;
+        }
+        None => {
+            let len = i64::try_from(effect.len())
+                .ok()
+                .filter(|n| *n <= i64::from(i32::MAX))
+                .ok_or_else(|| {
+                    ServerError::internal(format!("an effect of {} bytes", effect.len()))
+                })?;
+            insert.execute(params![
+                row.seq,
+                row.device,
+                row.batch_id,
+                status_code(row.status),
+                rusqlite::blob::ZeroBlob(len as u64),
+                row.now_ms
+            ])?;
+            let mut blob =
+                conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", row.seq, false)?;
+            let mut reader = effect.source().reader();
+            let mut buf = vec![0u8; COPY_CHUNK];
+            loop {
+                let n = reader.read(&mut buf).map_err(ServerError::Io)?;
+                if n == 0 {
+                    break;
+                }
+                blob.write_all(&buf[..n]).map_err(ServerError::Io)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status_code(status: PushStatus) -> i64 {
@@ -345,7 +468,7 @@ fn stored_answer(
         .optional()?;
     json.map(|j| {
         serde_json::from_str(&j)
-            .map_err(|e| ServerError::BadRequest(format!("stored answer unreadable: {e}")))
+            .map_err(|e| ServerError::internal(format!("stored answer unreadable: {e}")))
     })
     .transpose()
 }
@@ -365,20 +488,47 @@ fn record_conflicts(
         "INSERT INTO _sync_conflicts(seq, batch_id, device, at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for c in &report.conflicts {
-        let json = serde_json::to_string(c).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        let json = serde_json::to_string(c).map_err(ServerError::internal)?;
         stmt.execute(params![seq, batch_id, device, now_ms, json])?;
     }
     Ok(())
 }
 
 /// Log entries after `since`, at most `limit` of them and about `max_bytes` (at least one
-/// entry is returned even if it alone is larger).
+/// entry is returned even if it alone is larger). Decoded from [`pull_into`]'s page.
 pub fn pull(
     conn: &Connection,
     since: i64,
     limit: usize,
     max_bytes: usize,
 ) -> Result<LogPage, ServerError> {
+    let mut bytes = Vec::new();
+    pull_into(conn, since, limit, max_bytes, &mut bytes)?;
+    log::decode(&bytes).map_err(ServerError::internal)
+}
+
+/// What [`pull_into`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageInfo {
+    /// The head when the page was read.
+    pub head_seq: i64,
+    /// Entries in the page.
+    pub entries: usize,
+    /// Whether more entries follow.
+    pub more: bool,
+}
+
+/// Writes the pull page of the entries after `since` (see [`pull`]) to `out` in the log
+/// framing (`protocol::log`), reading each effect from its row in pieces: a page holding a
+/// large effect is copied, not loaded. Run it on a read connection; the read transaction
+/// lasts only as long as writing to `out` (a spool, never the network).
+pub fn pull_into(
+    conn: &Connection,
+    since: i64,
+    limit: usize,
+    max_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<PageInfo, ServerError> {
     let tx = Tx::begin_read(conn)?;
     let b = bounds(conn)?;
     if since < b.oldest_seq {
@@ -393,24 +543,31 @@ pub fn pull(
             head: b.head_seq,
         });
     }
+    let io = ServerError::Io;
     let limit = limit.max(1);
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, device, batch_id, status, effect FROM _sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let mut rows = stmt.query(params![since, (limit + 1) as i64])?;
-    let mut page = LogPage {
+    let mut info = PageInfo {
         head_seq: b.head_seq,
-        entries: Vec::new(),
+        entries: 0,
         more: false,
     };
+    log::encode_header(b.head_seq, out).map_err(io)?;
+    // Effects up to a chunk come with the row; larger ones are copied through blob I/O.
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, device, batch_id, status, length(effect), \
+                CASE WHEN length(effect) <= ?3 THEN effect END \
+         FROM _sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![since, (limit + 1) as i64, COPY_CHUNK as i64])?;
     let mut bytes = 0usize;
+    let mut buf = Vec::new();
     while let Some(row) = rows.next()? {
-        if page.entries.len() == limit {
-            page.more = true;
+        if info.entries == limit {
+            info.more = true;
             break;
         }
-        let entry = LogEntry {
-            seq: row.get(0)?,
+        let seq: i64 = row.get(0)?;
+        let head = log::EntryHead {
+            seq,
             origin: row.get(1)?,
             batch_id: row.get(2)?,
             status: if row.get::<_, i64>(3)? == 0 {
@@ -418,20 +575,42 @@ pub fn pull(
             } else {
                 PushStatus::Rejected
             },
-            effect: Changeset::from_bytes(row.get(4)?),
+            effect_len: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
         };
-        let size = encoded_len(&entry);
-        if !page.entries.is_empty() && bytes + size > max_bytes {
-            page.more = true;
+        let size = head.encoded_len();
+        if info.entries > 0 && bytes + size > max_bytes {
+            info.more = true;
             break;
         }
         bytes += size;
-        page.entries.push(entry);
+        info.entries += 1;
+        head.encode(out).map_err(io)?;
+        match row
+            .get_ref(5)?
+            .as_blob_or_null()
+            .map_err(ServerError::internal)?
+        {
+            Some(effect) => out.write_all(effect).map_err(io)?,
+            None if head.effect_len == 0 => {}
+            None => {
+                let mut blob =
+                    conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", seq, true)?;
+                buf.resize(COPY_CHUNK, 0);
+                loop {
+                    let n = blob.read(&mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n]).map_err(io)?;
+                }
+            }
+        }
     }
     drop(rows);
     drop(stmt);
+    log::encode_trailer(info.more, out).map_err(io)?;
     tx.commit()?;
-    Ok(page)
+    Ok(info)
 }
 
 /// Drops log entries so that at least `keep` newest remain; returns the new `oldest_seq`.
@@ -519,9 +698,8 @@ pub fn conflicts(
     let mut out = Vec::new();
     for row in rows {
         let (id, seq, batch_id, device, at_ms, record) = row?;
-        let conflict = serde_json::from_str(&record).map_err(|e| {
-            ServerError::BadRequest(format!("conflict record {id} unreadable: {e}"))
-        })?;
+        let conflict = serde_json::from_str(&record)
+            .map_err(|e| ServerError::internal(format!("conflict record {id} unreadable: {e}")))?;
         out.push(ConflictRecord {
             id,
             seq,
@@ -542,7 +720,7 @@ pub fn conflicts(
 /// server's internal tables are dropped.
 pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerError> {
     if dest.exists() {
-        return Err(ServerError::BadRequest(format!(
+        return Err(ServerError::internal(format!(
             "snapshot destination {} already exists",
             dest.display()
         )));
@@ -578,6 +756,7 @@ mod tests {
     use super::*;
     use crate::apply::Policy;
     use crate::capture::capture;
+    use crate::changeset::Changeset;
     use crate::outbox;
 
     const SCHEMA: &str = "CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT, body TEXT);";
@@ -619,8 +798,9 @@ mod tests {
         let target = PushTarget {
             conn: db,
             shapes: &shapes,
+            scratch: None,
         };
-        push(target, device, headers, changeset, config, now_ms)
+        push(target, device, headers, changeset.into(), config, now_ms)
     }
 
     fn config(p: Policy) -> PushConfig {
@@ -655,6 +835,62 @@ mod tests {
         )
         .unwrap();
         assert_eq!(other.seq, 2);
+    }
+
+    #[test]
+    fn a_push_from_a_file_logs_a_large_effect_through_a_spool_and_pulls_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = server_db();
+        // ~2.3 MB of inserts: above the spool threshold, so body and effect go through files.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        outbox::install(&conn).unwrap();
+        let body = "x".repeat(200);
+        let cs = capture(&conn, |c| {
+            for i in 0..10_000 {
+                c.execute(
+                    "INSERT INTO notes VALUES (?1, 't', ?2)",
+                    params![i + 10, body],
+                )?;
+            }
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap()
+        .changeset;
+        assert!(cs.len() > 2 * spool::DEFAULT_THRESHOLD);
+        let mut spooled = Spool::new(dir.path(), 4096);
+        spooled.write_all(cs.as_bytes()).unwrap();
+        let spooled = spooled.finish().unwrap();
+        assert!(spooled.as_bytes().is_none());
+        let shapes = ShapeCache::new();
+        let target = PushTarget {
+            conn: &db,
+            shapes: &shapes,
+            scratch: Some(dir.path()),
+        };
+        let r = push(
+            target,
+            "d",
+            &headers("big", 0),
+            spooled.source(),
+            &config(Policy::Replace),
+            1,
+        )
+        .unwrap();
+        assert_eq!((r.seq, r.status), (1, PushStatus::Applied));
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 10_000);
+        let mut page = Spool::new(dir.path(), 4096);
+        let info = pull_into(&db, 0, 10, 1 << 30, &mut page).unwrap();
+        assert_eq!((info.entries, info.more), (1, false));
+        let page = log::decode(&page.finish().unwrap().into_bytes().unwrap()).unwrap();
+        let effect = &page.entries[0].effect;
+        assert_eq!(effect.len(), cs.len());
+        assert_eq!(effect.validate().unwrap(), cs.validate().unwrap());
+        // Nothing left behind in the scratch directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub enum AdminError {
 
 /// Runs `user …`.
 pub fn user(data_dir: &Path, cmd: &UserCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open(data_dir)?;
+    let conn = catalog::open_existing(data_dir)?;
     match cmd {
         UserCommand::Add { name } => {
             catalog::add_user(&conn, name)?;
@@ -128,7 +128,7 @@ fn access_name(a: Access) -> &'static str {
 
 /// Runs `db …`.
 pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open(data_dir)?;
+    let conn = catalog::open_existing(data_dir)?;
     match cmd {
         DbCommand::Create { name, owner } => {
             let id = catalog::create_database(&conn, name, owner)?;
@@ -185,7 +185,7 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
 
 /// Runs `token …`. `issue` writes only the token and a newline to `out`.
 pub fn token(data_dir: &Path, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open(data_dir)?;
+    let conn = catalog::open_existing(data_dir)?;
     match cmd {
         TokenCommand::Issue { user, device } => {
             let t = catalog::issue_token(&conn, user, device)?;

@@ -46,6 +46,15 @@ impl Auth {
         })
     }
 
+    /// Checkpoints and truncates the catalog's WAL (at shutdown, so that the data directory
+    /// holds no WAL content once the server has stopped). Blocks.
+    pub fn checkpoint(&self) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = inner.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(error = %e, "catalog checkpoint failed");
+        }
+    }
+
     /// May `token` use `database`? Blocks (SQLite).
     pub fn authorize(&self, token: &str, database: &str) -> Result<Authorization, CatalogError> {
         let hash = catalog::token_hash(token);

@@ -2,13 +2,14 @@
 //! databases (name → internal id) and grants. The admin CLI writes it; the server reads it.
 //!
 //! Both may run at once: the catalog is in WAL mode with a busy timeout, admin commands are
-//! short transactions, and the server only reads (see [`crate::auth`] for how it notices a
+//! short transactions that take the write lock up front (`BEGIN IMMEDIATE`, so they wait for
+//! each other instead of failing to upgrade a read lock), and the server only reads (see [`crate::auth`] for how it notices a
 //! change immediately). Database files are named by the internal id, never by a client string;
 //! ids come from `AUTOINCREMENT`, so a dropped database's id is never reused for another one.
 
 use base64::Engine;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
@@ -81,6 +82,14 @@ pub enum CatalogError {
         /// The version found.
         found: i64,
     },
+    /// An admin command was pointed at a data directory that does not exist.
+    #[error(
+        "no data directory at {path} (check --data / SYNC_DATA; `sync-server serve` creates it on first start)"
+    )]
+    NoDataDir {
+        /// The directory.
+        path: String,
+    },
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     Io {
@@ -121,12 +130,27 @@ pub fn now_ms() -> i64 {
 }
 
 /// Opens (creating if needed) the catalog in `data_dir`, in WAL mode, and installs or upgrades
-/// its tables.
+/// its tables. Creates `data_dir` if it is missing: for `serve`, which owns the directory.
 pub fn open(data_dir: &Path) -> Result<Connection, CatalogError> {
     std::fs::create_dir_all(data_dir).map_err(|source| CatalogError::Io {
         path: data_dir.display().to_string(),
         source,
     })?;
+    open_in(data_dir)
+}
+
+/// [`open`] for the admin commands: a data directory that does not exist is an error, never
+/// created (a mistyped `--data` must not make an empty catalog and report success).
+pub fn open_existing(data_dir: &Path) -> Result<Connection, CatalogError> {
+    if !data_dir.is_dir() {
+        return Err(CatalogError::NoDataDir {
+            path: data_dir.display().to_string(),
+        });
+    }
+    open_in(data_dir)
+}
+
+fn open_in(data_dir: &Path) -> Result<Connection, CatalogError> {
     let conn = Connection::open(data_dir.join(CATALOG_FILE))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
@@ -239,7 +263,7 @@ pub fn add_user(conn: &Connection, name: &str) -> Result<i64, CatalogError> {
 /// id. The file itself is created by the server when the database is first used.
 pub fn create_database(conn: &Connection, name: &str, owner: &str) -> Result<i64, CatalogError> {
     check_name("database", name)?;
-    let tx = conn.unchecked_transaction()?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let owner_id = user_id(&tx, owner)?;
     tx.execute(
         "INSERT INTO databases(name, owner_id, created_ms) VALUES (?1, ?2, ?3)",
@@ -286,7 +310,7 @@ pub fn grant(
     user: &str,
     access: Access,
 ) -> Result<(), CatalogError> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let db = database_id(&tx, database)?;
     let uid = user_id(&tx, user)?;
     tx.execute(
@@ -300,7 +324,7 @@ pub fn grant(
 
 /// Removes `user`'s grant on `database`; returns whether there was one.
 pub fn revoke_grant(conn: &Connection, database: &str, user: &str) -> Result<bool, CatalogError> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let db = database_id(&tx, database)?;
     let uid = user_id(&tx, user)?;
     let n = tx.execute(
@@ -332,7 +356,7 @@ pub fn issue_token(
     device: &str,
 ) -> Result<IssuedToken, CatalogError> {
     check_name("device", device)?;
-    let tx = conn.unchecked_transaction()?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let uid = user_id(&tx, user)?;
     let existing: Option<(i64, i64, String)> = tx
         .query_row(
@@ -388,7 +412,7 @@ pub enum TokenSelector {
 /// on the running server's next request (it checks the catalog's change counter per request).
 pub fn revoke_tokens(conn: &Connection, selector: &TokenSelector) -> Result<usize, CatalogError> {
     let now = now_ms();
-    let tx = conn.unchecked_transaction()?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let n = match selector {
         TokenSelector::Device(device) => {
             let id: i64 = tx

@@ -125,6 +125,38 @@ pub struct ServeArgs {
     /// [default: normal].
     #[arg(long, env = "SYNC_DURABILITY", value_enum)]
     pub durability: Option<Durability>,
+    /// Request-body bytes in flight across all requests (memory and spool files); past it
+    /// uploads get 503 overloaded with Retry-After [default: 268435456].
+    #[arg(long, env = "SYNC_BODY_BUDGET_BYTES", value_name = "BYTES")]
+    pub body_budget_bytes: Option<usize>,
+    /// Seconds a request body may take in all [default: 60].
+    #[arg(long, env = "SYNC_BODY_TIMEOUT_SECS", value_name = "SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Bytes per second a request body must keep up, in every 5-second window [default: 1024].
+    #[arg(long, env = "SYNC_BODY_MIN_RATE", value_name = "BYTES_PER_SEC")]
+    pub body_min_rate: Option<u64>,
+    /// Seconds from a request's first byte to the end of its headers [default: 10].
+    #[arg(long, env = "SYNC_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may sit idle between requests [default: 60].
+    #[arg(long, env = "SYNC_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a response may wait for a client that reads nothing [default: 60].
+    #[arg(long, env = "SYNC_SEND_TIMEOUT_SECS", value_name = "SECS")]
+    pub send_timeout_secs: Option<u64>,
+    /// Connections open at once; more get 503 overloaded [default: 4096].
+    #[arg(long, env = "SYNC_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Event streams open at once, server-wide; more get 503 overloaded [default: 2048].
+    #[arg(long, env = "SYNC_MAX_EVENT_STREAMS", value_name = "N")]
+    pub max_event_streams: Option<usize>,
+    /// Event streams one device may hold open; more get 429 too_many_streams [default: 4].
+    #[arg(long, env = "SYNC_MAX_EVENT_STREAMS_PER_DEVICE", value_name = "N")]
+    pub max_event_streams_per_device: Option<usize>,
+    /// Do not create the demo user, database and token on first start (they are created
+    /// only when the embedded demo schema is served, never with --schema).
+    #[arg(long, env = "SYNC_NO_DEMO")]
+    pub no_demo: bool,
     /// Threads for SQLite work (tokio's blocking pool) [default: 64].
     #[arg(long, env = "SYNC_BLOCKING_THREADS", value_name = "N")]
     pub blocking_threads: Option<usize>,
@@ -156,6 +188,18 @@ impl ServeArgs {
             readers: self.readers.or(fallback.readers),
             durability: self.durability.or(fallback.durability),
             blocking_threads: self.blocking_threads.or(fallback.blocking_threads),
+            body_budget_bytes: self.body_budget_bytes.or(fallback.body_budget_bytes),
+            body_timeout_secs: self.body_timeout_secs.or(fallback.body_timeout_secs),
+            body_min_rate: self.body_min_rate.or(fallback.body_min_rate),
+            header_timeout_secs: self.header_timeout_secs.or(fallback.header_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(fallback.idle_timeout_secs),
+            send_timeout_secs: self.send_timeout_secs.or(fallback.send_timeout_secs),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            max_event_streams: self.max_event_streams.or(fallback.max_event_streams),
+            max_event_streams_per_device: self
+                .max_event_streams_per_device
+                .or(fallback.max_event_streams_per_device),
+            no_demo: self.no_demo || fallback.no_demo,
             log_format: self.log_format.or(fallback.log_format),
             log: self.log.or(fallback.log),
         }
@@ -189,6 +233,26 @@ pub struct FileConfig {
     pub durability: Option<Durability>,
     /// Threads for SQLite work.
     pub blocking_threads: Option<usize>,
+    /// Request-body bytes in flight, server-wide.
+    pub body_budget_bytes: Option<usize>,
+    /// Seconds a body may take.
+    pub body_timeout_secs: Option<u64>,
+    /// Bytes per second a body must keep up.
+    pub body_min_rate: Option<u64>,
+    /// Seconds for a request's headers.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may be idle.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a response may wait for a client that reads nothing.
+    pub send_timeout_secs: Option<u64>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Event streams open at once.
+    pub max_event_streams: Option<usize>,
+    /// Event streams per device.
+    pub max_event_streams_per_device: Option<usize>,
+    /// `true` disables the first-start demo.
+    pub no_demo: Option<bool>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Log filter.
@@ -244,6 +308,26 @@ pub struct ServerConfig {
     /// Threads of the blocking pool, where all SQLite work runs (the binary's runtime; an
     /// embedder sizes its own runtime).
     pub blocking_threads: usize,
+    /// Request-body bytes in flight across all requests, in memory and spool files.
+    pub body_budget_bytes: usize,
+    /// Time a whole request body may take.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up in every 5-second window.
+    pub body_min_rate: u64,
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// Idle time of a keep-alive connection between requests.
+    pub idle_timeout: Duration,
+    /// How long a response may wait for a client that reads nothing.
+    pub send_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Event streams open at once, server-wide.
+    pub max_event_streams: usize,
+    /// Event streams one device may hold open.
+    pub max_event_streams_per_device: usize,
+    /// Create the demo user, database and token on a first start with the embedded schema.
+    pub demo: bool,
     /// Interval of SSE keep-alive comments.
     pub events_keepalive: Duration,
     /// Interval of maintenance passes.
@@ -269,6 +353,16 @@ impl Default for ServerConfig {
             readers: 2,
             durability: Durability::Normal,
             blocking_threads: 64,
+            body_budget_bytes: 256 * 1024 * 1024,
+            body_timeout: Duration::from_secs(60),
+            body_min_rate: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_event_streams: 2048,
+            max_event_streams_per_device: 4,
+            demo: true,
             events_keepalive: Duration::from_secs(15),
             maintenance: Duration::from_secs(30),
             log_format: LogFormat::Text,
@@ -300,6 +394,10 @@ pub fn data_dir(global: &GlobalArgs) -> Result<PathBuf, ConfigError> {
         .clone()
         .or_else(|| file.data.map(|p| relative_to(&base, p)))
         .unwrap_or_else(|| ServerConfig::default().data_dir))
+}
+
+fn secs(v: Option<u64>) -> Option<Duration> {
+    v.map(Duration::from_secs)
 }
 
 fn parse_policy(table: &str, text: &str) -> Result<Policy, ConfigError> {
@@ -371,6 +469,35 @@ impl ServerConfig {
                 .blocking_threads
                 .or(file.blocking_threads)
                 .unwrap_or(d.blocking_threads),
+            body_budget_bytes: serve
+                .body_budget_bytes
+                .or(file.body_budget_bytes)
+                .unwrap_or(d.body_budget_bytes),
+            body_timeout: secs(serve.body_timeout_secs.or(file.body_timeout_secs))
+                .unwrap_or(d.body_timeout),
+            body_min_rate: serve
+                .body_min_rate
+                .or(file.body_min_rate)
+                .unwrap_or(d.body_min_rate),
+            header_timeout: secs(serve.header_timeout_secs.or(file.header_timeout_secs))
+                .unwrap_or(d.header_timeout),
+            idle_timeout: secs(serve.idle_timeout_secs.or(file.idle_timeout_secs))
+                .unwrap_or(d.idle_timeout),
+            send_timeout: secs(serve.send_timeout_secs.or(file.send_timeout_secs))
+                .unwrap_or(d.send_timeout),
+            max_connections: serve
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_event_streams: serve
+                .max_event_streams
+                .or(file.max_event_streams)
+                .unwrap_or(d.max_event_streams),
+            max_event_streams_per_device: serve
+                .max_event_streams_per_device
+                .or(file.max_event_streams_per_device)
+                .unwrap_or(d.max_event_streams_per_device),
+            demo: !(serve.no_demo || file.no_demo.unwrap_or(false)),
             events_keepalive: file
                 .events_keepalive_secs
                 .map(Duration::from_secs)
@@ -403,6 +530,30 @@ impl ServerConfig {
         }
         if self.events_keepalive.is_zero() || self.maintenance.is_zero() {
             return bad("events_keepalive_secs and maintenance_secs must be at least 1");
+        }
+        if self.body_budget_bytes < self.max_body_bytes {
+            return bad("body_budget_bytes must be at least max_body_bytes");
+        }
+        if [
+            self.body_timeout,
+            self.header_timeout,
+            self.idle_timeout,
+            self.send_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
+            return bad(
+                "body_timeout_secs, header_timeout_secs, idle_timeout_secs and send_timeout_secs must be at least 1",
+            );
+        }
+        if self.max_connections == 0
+            || self.max_event_streams == 0
+            || self.max_event_streams_per_device == 0
+        {
+            return bad(
+                "max_connections, max_event_streams and max_event_streams_per_device must be at least 1",
+            );
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! disconnect its listeners; channels without receivers are pruned periodically.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// The per-database channels.
@@ -50,9 +50,95 @@ impl Hub {
     }
 }
 
+/// The caps on open event streams: server-wide and per device. A stream holds a
+/// [`StreamSlot`] for as long as it is connected.
+#[derive(Debug)]
+pub struct StreamSlots {
+    total: usize,
+    per_device: usize,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_device: HashMap<String, usize>,
+}
+
+/// Why a stream was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRefused {
+    /// The server holds as many streams as it allows.
+    ServerFull(usize),
+    /// The device holds as many streams as one device may.
+    DeviceFull(usize),
+}
+
+/// One admitted stream; released when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    device: String,
+    open: Arc<Mutex<Open>>,
+}
+
+impl StreamSlots {
+    /// Caps of `total` streams and `per_device` streams per device.
+    pub fn new(total: usize, per_device: usize) -> StreamSlots {
+        StreamSlots {
+            total,
+            per_device,
+            open: Arc::default(),
+        }
+    }
+
+    /// Admits a stream of `device`, or says which cap it hit.
+    pub fn admit(&self, device: &str) -> Result<StreamSlot, StreamRefused> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.total {
+            return Err(StreamRefused::ServerFull(self.total));
+        }
+        let mine = open.by_device.entry(device.to_string()).or_default();
+        if *mine >= self.per_device {
+            return Err(StreamRefused::DeviceFull(self.per_device));
+        }
+        *mine += 1;
+        open.total += 1;
+        Ok(StreamSlot {
+            device: device.to_string(),
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if let Some(n) = open.by_device.get_mut(&self.device) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_device.remove(&self.device);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_slots_cap_the_server_and_each_device_and_are_given_back() {
+        let slots = StreamSlots::new(3, 2);
+        let a1 = slots.admit("a").unwrap();
+        let _a2 = slots.admit("a").unwrap();
+        assert_eq!(slots.admit("a").unwrap_err(), StreamRefused::DeviceFull(2));
+        let _b1 = slots.admit("b").unwrap();
+        assert_eq!(slots.admit("c").unwrap_err(), StreamRefused::ServerFull(3));
+        drop(a1);
+        let _c1 = slots.admit("c").unwrap();
+        assert_eq!(slots.admit("a").unwrap_err(), StreamRefused::ServerFull(3));
+    }
 
     #[test]
     fn publish_reaches_subscribers_and_never_goes_back() {

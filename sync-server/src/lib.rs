@@ -12,6 +12,8 @@
 //! | [`migrations`] | the app schema: numbered SQL migrations or the embedded demo, applied at open |
 //! | [`catalog`] | `catalog.db`: users, devices, token hashes, databases (name → id), grants |
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
+//! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
+//! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
 //! | [`events`] | per-database `watch` channels carrying the head seq for SSE |
@@ -27,8 +29,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod catalog;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod events;
 pub mod metrics;
@@ -42,34 +46,41 @@ pub use error::ApiError;
 pub use routes::app;
 pub use state::{AppState, StartError};
 
-use axum::serve::ListenerExt;
 use std::future::Future;
 use tokio::net::TcpListener;
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, ends event
-/// streams, waits for requests in flight and closes every database (checkpointing its WAL).
-/// Also runs the periodic maintenance (idle databases closed, unused event channels dropped).
+/// streams, waits for requests in flight and closes every database (checkpointing and
+/// truncating its WAL). Also runs the periodic maintenance (idle databases closed, unused
+/// event channels dropped). Connections are limited and timed as [`conn`] describes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
-    let signal_state = state.clone();
-    // Small request/response exchanges: send each response at once (no Nagle delay).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            signal_state.begin_shutdown();
-        })
-        .await;
+    let c = &state.shared().config;
+    let limits = conn::ConnLimits {
+        max_connections: c.max_connections,
+        header_timeout: c.header_timeout,
+        idle_timeout: c.idle_timeout,
+        send_timeout: c.send_timeout,
+    };
+    let result = conn::serve(
+        listener,
+        app(state.clone()),
+        state.clone(),
+        limits,
+        shutdown,
+    )
+    .await;
     maintenance.abort();
     let closing = state.clone();
-    let _ = tokio::task::spawn_blocking(move || closing.shared().storage.close_all()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        closing.shared().storage.close_all();
+        closing.shared().auth.checkpoint();
+    })
+    .await;
     tracing::info!("stopped");
     result
 }

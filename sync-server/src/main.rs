@@ -29,8 +29,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server (the default). On first start with an empty data directory it creates
-    /// user `demo`, database `demo` and a device token, and prints how to connect.
+    /// Run the server (the default). On first start with an empty data directory and the
+    /// embedded demo schema it creates user `demo`, database `demo` and a device token, and
+    /// prints how to connect (never with --schema; --no-demo turns it off).
     Serve(Box<ServeArgs>),
     /// Manage users.
     #[command(subcommand)]
@@ -81,6 +82,10 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is dropped: the default
+        // reports the failure with eprintln!, which panics — and a panic in a request task
+        // would leave the client with no answer at all.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Json => builder.json().init(),
@@ -94,8 +99,15 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(&config)?;
     ensure_open_files(&config);
     let state = AppState::new(config.clone()).context("cannot start the server")?;
-    let demo_token = admin::bootstrap_demo(&config.data_dir)
-        .context("cannot create the demo user and database")?;
+    // The demo belongs to the embedded demo schema: a server with the operator's own schema
+    // never creates a user, a database or a token by itself (and never prints a token to a
+    // service manager's journal).
+    let demo_token = if config.demo && config.schema_dir.is_none() {
+        admin::bootstrap_demo(&config.data_dir)
+            .context("cannot create the demo user and database")?
+    } else {
+        None
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(config.blocking_threads)

@@ -12,6 +12,9 @@
 //! | `sync_open_databases` | gauge | — |
 //! | `sync_db_cache_total` | counter | `result` = `hit`, `miss`, `evicted` |
 //! | `sync_event_streams` | gauge | — (connected SSE clients) |
+//! | `sync_connections` | gauge | — (open client connections) |
+//! | `sync_refused_connections_total` | counter | — (refused past `max_connections`) |
+//! | `sync_body_bytes_in_flight` | gauge | — (request-body bytes held, against the budget) |
 //! | `sync_http_request_duration_seconds` | histogram | `route` |
 //! | `sync_http_responses_total` | counter | `route`, `class` = `2xx`, `3xx`, `4xx`, `5xx` |
 
@@ -90,6 +93,8 @@ pub struct Metrics {
     changes_applied: AtomicU64,
     conflicts: [AtomicU64; 5],
     event_streams: AtomicI64,
+    connections: AtomicI64,
+    refused_connections: AtomicU64,
     routes: [RouteMetrics; ROUTES.len() - 1],
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -143,6 +148,16 @@ impl Metrics {
         *errors.entry(code.as_str()).or_default() += 1;
     }
 
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts a connection refused because `max_connections` were open.
+    pub fn refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// An SSE client connected (`+1`) or left (`-1`).
     pub fn event_streams(&self, delta: i64) {
         self.event_streams.fetch_add(delta, Ordering::Relaxed);
@@ -166,7 +181,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, open_databases: usize, cache: &CacheStats) -> String {
+    pub fn render(
+        &self,
+        open_databases: usize,
+        cache: &CacheStats,
+        body_bytes_in_flight: usize,
+    ) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -241,6 +261,20 @@ impl Metrics {
             out,
             "# HELP sync_event_streams Connected event-stream (SSE) clients.\n# TYPE sync_event_streams gauge\nsync_event_streams {}",
             self.event_streams.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sync_connections Open client connections.\n# TYPE sync_connections gauge\nsync_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sync_refused_connections_total Connections answered 503 because max_connections were open.\n# TYPE sync_refused_connections_total counter\nsync_refused_connections_total {}",
+            get(&self.refused_connections)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sync_body_bytes_in_flight Request-body bytes held (memory and spool files), against body_budget_bytes.\n# TYPE sync_body_bytes_in_flight gauge\nsync_body_bytes_in_flight {body_bytes_in_flight}"
         );
         let _ = writeln!(
             out,

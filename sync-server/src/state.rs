@@ -3,12 +3,14 @@
 //! so that no SQLite work (disk I/O, locks) ever stalls the async threads.
 
 use crate::auth::Auth;
+use crate::body::{BodyLimits, Budget};
 use crate::catalog::{Authorization, CatalogError, Grant};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::migrations::{AppSchema, MigrationError};
+use crate::routes::RequestNote;
 use crate::storage::{Storage, StorageConfig, StorageError};
 use axum::http::HeaderMap;
 use rusqlite::Connection;
@@ -56,8 +58,18 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Conflict policies, as the push step takes them.
     pub push: PushConfig,
+    /// Limits every push body is received under.
+    pub body_limits: BodyLimits,
+    /// The server-wide budget of request-body bytes in flight.
+    pub budget: Arc<Budget>,
+    /// Event streams open, server-wide and per device.
+    pub streams: crate::events::StreamSlots,
     shutdown: watch::Sender<bool>,
 }
+
+/// Directory of spool files (large request bodies, effects, pull pages) inside the data
+/// directory. Its files are unlinked when created; it is emptied at startup anyway.
+pub const TMP_DIR: &str = "tmp";
 
 impl AppState {
     /// Loads the schema (the `--schema` directory or the embedded demo), checks it and the
@@ -69,6 +81,14 @@ impl AppState {
         };
         schema.validate(&config.policies)?;
         let auth = Auth::open(&config.data_dir)?;
+        let tmp = config.data_dir.join(TMP_DIR);
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|source| {
+            StartError::Storage(StorageError::Io {
+                path: tmp.clone(),
+                source,
+            })
+        })?;
         let storage = Storage::new(
             StorageConfig {
                 data_dir: config.data_dir.clone(),
@@ -85,6 +105,17 @@ impl AppState {
                 push: PushConfig {
                     policies: config.policies.clone(),
                 },
+                body_limits: BodyLimits {
+                    max_bytes: config.max_body_bytes,
+                    timeout: config.body_timeout,
+                    min_rate: config.body_min_rate,
+                    spool_dir: tmp,
+                },
+                budget: Budget::new(config.body_budget_bytes),
+                streams: crate::events::StreamSlots::new(
+                    config.max_event_streams,
+                    config.max_event_streams_per_device,
+                ),
                 config,
                 auth,
                 storage,
@@ -113,10 +144,17 @@ impl AppState {
     }
 
     /// Checks the bearer token of `headers` against `database` (on the blocking pool).
-    pub async fn authorize(&self, headers: &HeaderMap, database: &str) -> Result<Grant, ApiError> {
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        database: &str,
+        note: &RequestNote,
+    ) -> Result<Grant, ApiError> {
         let token = bearer(headers)?;
         let database = database.to_string();
-        self.blocking(move |s| s.authorize(&token, &database)).await
+        let note = note.clone();
+        self.blocking(move |s| s.authorize(&token, &database, &note))
+            .await
     }
 
     /// Tells long-lived responses (event streams) to end: the server is shutting down.
@@ -131,10 +169,19 @@ impl AppState {
 }
 
 impl Shared {
-    /// Checks a token against a database. Blocks.
-    pub fn authorize(&self, token: &str, database: &str) -> Result<Grant, ApiError> {
+    /// Checks a token against a database, and notes the token's device for the request log.
+    /// Blocks.
+    pub fn authorize(
+        &self,
+        token: &str,
+        database: &str,
+        note: &RequestNote,
+    ) -> Result<Grant, ApiError> {
         match self.auth.authorize(token, database)? {
-            Authorization::Granted(g) => Ok(g),
+            Authorization::Granted(g) => {
+                note.device(&g.device);
+                Ok(g)
+            }
             Authorization::NoGrant => Err(ApiError::not_found(database)),
             Authorization::BadToken => {
                 Err(ApiError::unauthorized("the token is unknown or revoked"))

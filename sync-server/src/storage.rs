@@ -277,9 +277,17 @@ impl Database {
 }
 
 impl Drop for Database {
+    /// Closing leaves no WAL behind: the readers close first (a read-only connection cannot
+    /// checkpoint, and a reader closing last would leave the WAL in place), then the writer
+    /// checkpoints and truncates the WAL and closes — the file alone is the database again.
     fn drop(&mut self) {
         if let Some(c) = lock(&self.snapshot).take() {
             let _ = std::fs::remove_file(c.path);
+        }
+        lock(&self.readers).clear();
+        let writer = lock(&self.writer);
+        if let Err(e) = writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(id = self.id, error = %e, "closing a database: checkpoint failed");
         }
     }
 }

@@ -18,10 +18,20 @@ pub enum ErrorCode {
     InvalidDatabaseName,
     /// 400: a required header or query parameter is missing or malformed.
     BadRequest,
+    /// 404: no such endpoint (the path is not part of the API).
+    NotFound,
+    /// 405: the endpoint exists but not with this method (`allow` lists the methods).
+    MethodNotAllowed,
+    /// 408: the request's body did not arrive in time (the whole of it within the body
+    /// timeout, at the minimum rate in every window); the connection is closed.
+    RequestTimeout,
     /// 400: the push body is not a valid changeset (`offset` says where).
     InvalidChangeset,
     /// 400: the changeset names an unknown table or has the wrong columns or key.
     ChangesetSchemaMismatch,
+    /// 400: a value in the changeset has a type its column cannot hold (TEXT for an
+    /// `INTEGER PRIMARY KEY`, say).
+    TypeMismatch,
     /// 400: the changeset writes a table internal to session-sync or SQLite (`_sync_*`,
     /// `sqlite_*`, in any letter case); no client of this library produces one.
     InternalTable,
@@ -40,8 +50,16 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: an unsupported `Content-Encoding` or content type.
     UnsupportedMediaType,
-    /// 429/503: the server is overloaded or shutting down; retry later.
+    /// 429: this device already has as many event streams open as the server allows
+    /// (`limit`); close one first.
+    TooManyStreams,
+    /// 503: the server is shutting down; retry later.
     Unavailable,
+    /// 503: the server is at a capacity limit (request bodies in flight, connections, event
+    /// streams); retry after the `Retry-After` header's seconds, with backoff.
+    Overloaded,
+    /// 507: the server's disk is full; nothing was changed. Retry later, with backoff.
+    InsufficientStorage,
     /// 500: something failed inside the server; details are in its log, not here.
     Internal,
 }
@@ -57,7 +75,14 @@ impl ErrorCode {
             | ErrorCode::BadRequest
             | ErrorCode::InvalidChangeset
             | ErrorCode::ChangesetSchemaMismatch
+            | ErrorCode::TypeMismatch
             | ErrorCode::InternalTable => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::TooManyStreams => 429,
+            ErrorCode::Overloaded => 503,
+            ErrorCode::InsufficientStorage => 507,
             ErrorCode::SchemaMismatch | ErrorCode::PushRejected | ErrorCode::CursorAhead => 409,
             ErrorCode::CursorTooOld => 410,
             ErrorCode::PayloadTooLarge => 413,
@@ -75,6 +100,13 @@ impl ErrorCode {
             ErrorCode::DatabaseNotFound => "database_not_found",
             ErrorCode::InvalidDatabaseName => "invalid_database_name",
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TypeMismatch => "type_mismatch",
+            ErrorCode::TooManyStreams => "too_many_streams",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::InvalidChangeset => "invalid_changeset",
             ErrorCode::ChangesetSchemaMismatch => "changeset_schema_mismatch",
             ErrorCode::InternalTable => "internal_table",
@@ -166,6 +198,13 @@ mod tests {
             ErrorCode::DatabaseNotFound,
             ErrorCode::InvalidDatabaseName,
             ErrorCode::BadRequest,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::TypeMismatch,
+            ErrorCode::TooManyStreams,
+            ErrorCode::Overloaded,
+            ErrorCode::InsufficientStorage,
             ErrorCode::InvalidChangeset,
             ErrorCode::ChangesetSchemaMismatch,
             ErrorCode::InternalTable,

@@ -15,6 +15,7 @@
 
 use super::push::PushStatus;
 use crate::changeset::Changeset;
+use std::io::{self, Write};
 
 /// Magic bytes at the start of a page.
 pub const MAGIC: &[u8; 5] = b"SSLOG";
@@ -63,57 +64,98 @@ pub struct LogDecodeError {
 }
 
 /// Writes the page header.
-pub fn encode_header(head_seq: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(MAGIC);
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&head_seq.to_be_bytes());
+pub fn encode_header(head_seq: i64, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&[FORMAT_VERSION])?;
+    out.write_all(&head_seq.to_be_bytes())
 }
 
-/// Writes one entry. Origins and batch ids longer than 255 bytes are a caller bug (they are
-/// validated on the way in) and are truncated to keep the framing intact.
-pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
-    out.push(TAG_ENTRY);
-    out.extend_from_slice(&entry.seq.to_be_bytes());
-    out.push(match entry.status {
-        PushStatus::Applied => 0,
-        PushStatus::Rejected => 1,
-    });
-    for s in [&entry.origin, &entry.batch_id] {
-        let bytes = truncate_utf8(s, 255);
-        out.push(bytes.len() as u8);
-        out.extend_from_slice(bytes);
+/// An entry without its effect bytes: what is written before them, so that a server can
+/// stream an effect from its storage right after ([`EntryHead::encode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryHead {
+    /// The entry's seq.
+    pub seq: i64,
+    /// Applied or rejected.
+    pub status: PushStatus,
+    /// The device that pushed the batch.
+    pub origin: String,
+    /// The batch's id.
+    pub batch_id: String,
+    /// Size of the effect that follows.
+    pub effect_len: usize,
+}
+
+impl EntryHead {
+    /// Writes everything of the entry up to its effect bytes, which the caller writes next
+    /// (exactly `effect_len` of them). Origins and batch ids longer than 255 bytes are a
+    /// caller bug (they are validated on the way in) and are truncated to keep the framing.
+    pub fn encode(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&[TAG_ENTRY])?;
+        out.write_all(&self.seq.to_be_bytes())?;
+        out.write_all(&[match self.status {
+            PushStatus::Applied => 0,
+            PushStatus::Rejected => 1,
+        }])?;
+        for s in [&self.origin, &self.batch_id] {
+            let bytes = truncate_utf8(s, 255);
+            out.write_all(&[bytes.len() as u8])?;
+            out.write_all(bytes)?;
+        }
+        let len = u32::try_from(self.effect_len)
+            .map_err(|_| io::Error::other("an effect larger than 4 GiB cannot be framed"))?;
+        out.write_all(&len.to_be_bytes())
     }
-    let effect = entry.effect.as_bytes();
-    out.extend_from_slice(&(effect.len() as u32).to_be_bytes());
-    out.extend_from_slice(effect);
+
+    /// Bytes the whole entry takes in a page, effect included (for paging by size).
+    pub fn encoded_len(&self) -> usize {
+        1 + 8
+            + 1
+            + 2
+            + self.origin.len().min(255)
+            + self.batch_id.len().min(255)
+            + 4
+            + self.effect_len
+    }
+}
+
+impl LogEntry {
+    fn head(&self) -> EntryHead {
+        EntryHead {
+            seq: self.seq,
+            status: self.status,
+            origin: self.origin.clone(),
+            batch_id: self.batch_id.clone(),
+            effect_len: self.effect.len(),
+        }
+    }
+}
+
+/// Writes one entry.
+pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
+    entry.head().encode(out).expect("writing to memory");
+    out.extend_from_slice(entry.effect.as_bytes());
 }
 
 /// Writes the trailer.
-pub fn encode_trailer(more: bool, out: &mut Vec<u8>) {
-    out.push(TAG_END);
-    out.push(u8::from(more));
+pub fn encode_trailer(more: bool, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&[TAG_END, u8::from(more)])
 }
 
 /// Encodes a whole page.
 pub fn encode(page: &LogPage) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_header(page.head_seq, &mut out);
+    encode_header(page.head_seq, &mut out).expect("writing to memory");
     for e in &page.entries {
         encode_entry(e, &mut out);
     }
-    encode_trailer(page.more, &mut out);
+    encode_trailer(page.more, &mut out).expect("writing to memory");
     out
 }
 
 /// Bytes an entry takes in a page (for paging by size).
 pub fn encoded_len(entry: &LogEntry) -> usize {
-    1 + 8
-        + 1
-        + 2
-        + entry.origin.len().min(255)
-        + entry.batch_id.len().min(255)
-        + 4
-        + entry.effect.len()
+    entry.head().encoded_len()
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &[u8] {

@@ -109,6 +109,10 @@ pub struct PushResponse {
     pub clean: bool,
     /// True when this is the stored answer to an earlier delivery of the same batch.
     pub duplicate: bool,
+    /// Changes in the batch as received (those written are `changes` minus the conflicts
+    /// resolved by omission); 0 when rejected.
+    #[serde(default)]
+    pub changes: u64,
     /// Every conflict met, with its resolution.
     pub conflicts: Vec<Conflict>,
 }
@@ -190,6 +194,7 @@ mod tests {
             reason: Some(RejectReason::Policy),
             clean: false,
             duplicate: false,
+            changes: 1,
             conflicts: vec![Conflict {
                 kind: ConflictKind::Data,
                 table: "notes".into(),

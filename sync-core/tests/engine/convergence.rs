@@ -256,10 +256,11 @@ impl World {
             server::PushTarget {
                 conn: &self.server,
                 shapes: &self.shapes,
+                scratch: None,
             },
             &format!("device-{d}"),
             &batch.headers,
-            &batch.changeset,
+            (&batch.changeset).into(),
             &self.config,
             self.now,
         ) {

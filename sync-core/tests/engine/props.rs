@@ -330,6 +330,13 @@ fn exercise_without_applying(bytes: &[u8]) {
         let summary = validated.as_ref().unwrap();
         assert_eq!(summary.changes(), inspected.as_ref().unwrap().len() as u64);
     }
+    // The streaming validator (spooled uploads) agrees with the in-memory one, whatever the
+    // window and however short the reads.
+    for (window, piece) in [(16, 1), (37, 5), (64, 64), (4096, 7)] {
+        let streamed = sync_core::decode::validate_reader(Trickle { bytes, piece }, window)
+            .expect("reading memory cannot fail");
+        assert_eq!(streamed, validated, "window {window}, reads of {piece}");
+    }
     let lazily: Vec<_> = cs.changes().collect();
     assert!(lazily.iter().filter(|c| c.is_err()).count() <= 1);
 
@@ -347,6 +354,21 @@ fn exercise_without_applying(bytes: &[u8]) {
             inverse.validate().unwrap().changes()
         };
         assert_eq!(back, summary.changes());
+    }
+}
+
+/// A reader that hands out at most `piece` bytes per call.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    piece: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.piece).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
     }
 }
 

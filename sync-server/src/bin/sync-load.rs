@@ -444,8 +444,9 @@ fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
         let target = PushTarget {
             conn: &conn,
             shapes: &shapes,
+            scratch: None,
         };
-        let r = push(target, "dev", &headers, &cs, &config, 0)?;
+        let r = push(target, "dev", &headers, (&cs).into(), &config, 0)?;
         anyhow::ensure!(r.seq == i as i64 + 1);
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;

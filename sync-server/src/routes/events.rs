@@ -1,9 +1,11 @@
 //! `GET /v1/databases/{db}/events`: server-sent events. A `head` event on connect and
 //! whenever the database's head seq moves past what this stream last sent, a `: keep-alive`
 //! comment at the configured interval, and the end of the stream when the server shuts down.
+//! Streams are capped server-wide (`503 overloaded`) and per device (`429 too_many_streams`).
 
-use super::DbName;
+use super::{DbName, RequestNote};
 use crate::error::ApiError;
+use crate::events::{StreamRefused, StreamSlot};
 use crate::state::{AppState, Shared};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -13,6 +15,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::convert::Infallible;
 use sync_core::protocol::VERSION;
+use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::info::{HEAD_EVENT, HeadEvent};
 use tokio::sync::watch;
 
@@ -45,12 +48,14 @@ struct StreamState {
     shutdown: watch::Receiver<bool>,
     last_sent: Option<i64>,
     _connected: Connected,
+    _slot: StreamSlot,
 }
 
 /// `GET /v1/databases/{db}/events[?since=SEQ]`.
 pub async fn events(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -60,20 +65,36 @@ pub async fn events(
         return Err(ApiError::bad_request("since must not be negative"));
     }
     let token = crate::state::bearer(&headers)?;
-    let head = state
+    let (head, slot) = state
         .blocking(move |s: &Shared| {
-            let grant = s.authorize(&token, &name)?;
+            let grant = s.authorize(&token, &name, &note)?;
+            let slot = s.streams.admit(&grant.device).map_err(|refused| match refused {
+                StreamRefused::ServerFull(n) => ApiError::overloaded(format!(
+                    "the server has {n} event streams open, its limit; retry shortly"
+                )),
+                StreamRefused::DeviceFull(n) => ApiError::Wire(
+                    ErrorBody::new(
+                        ErrorCode::TooManyStreams,
+                        format!(
+                            "device {:?} already has {n} event streams open, the most one device may; close one",
+                            grant.device
+                        ),
+                    )
+                    .with("limit", n as u64),
+                ),
+            })?;
             // Subscribe first, then read and publish the head: an advance that lands in
             // between is still seen.
             let rx = s.hub.subscribe(grant.database_id);
             let db = s.storage.get(grant.database_id)?;
             let head = db.bounds()?.head_seq;
             s.hub.publish(grant.database_id, head);
-            Ok(rx)
+            Ok((rx, slot))
         })
         .await?;
     let initial = StreamState {
         head,
+        _slot: slot,
         shutdown: state.shutdown_signal(),
         last_sent: None,
         _connected: Connected::new(state.clone()),

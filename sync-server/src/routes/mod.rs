@@ -22,6 +22,9 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::valid_database_name;
@@ -38,10 +41,41 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/databases/{db}/events", get(events::events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(fallback)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
+
+/// What a handler learns about its request that the request log reports: the device of the
+/// token, once authorised. The log middleware puts one in every request's extensions;
+/// handlers take it as an extractor and pass it to [`Shared::authorize`](crate::state::Shared::authorize).
+#[derive(Debug, Clone, Default)]
+pub struct RequestNote {
+    device: Arc<OnceLock<String>>,
+}
+
+impl RequestNote {
+    /// Records the device the request acts for.
+    pub fn device(&self, device: &str) {
+        let _ = self.device.set(device.to_string());
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestNote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestNote>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Response header carrying the request's id (also in its log line).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A database name from the URL, checked against the naming rule before anything else
 /// happens. Percent-decoding runs first, so `%2e%2e` and `%00` are refused like `..` and NUL.
@@ -67,24 +101,69 @@ impl<S: Send + Sync> FromRequestParts<S> for DbName {
     }
 }
 
-/// Times every request and counts its answer.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Gives every request an id, times it, counts its answer, and logs it: every refused or
+/// failed request (status 400 and up) is one `info` line with its id, status, code, database
+/// and device; others are `debug`. A handler that panics is answered `500 internal`.
+async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let id = format!("{:016x}", rand::random::<u64>());
+    let note = RequestNote::default();
+    request.extensions_mut().insert(note.clone());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
+    let database = database_of(request.uri().path()).map(str::to_string);
     let method = request.method().clone();
-    let response = next.run(request).await;
+    let mut response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(request_id = %id, panic = %what, "a handler panicked");
+            error_response(&ErrorBody::new(ErrorCode::Internal, "internal error"))
+        }
+    };
     let elapsed = started.elapsed();
+    let status = response.status().as_u16();
     let metrics = &state.shared().metrics;
     let route = route.as_deref().unwrap_or("other");
-    metrics.request(route, response.status().as_u16(), elapsed);
-    if let Some(code) = response.extensions().get::<ErrorCode>() {
-        metrics.error(*code);
+    metrics.request(route, status, elapsed);
+    let code = response.extensions().get::<ErrorCode>().copied();
+    if let Some(code) = code {
+        metrics.error(code);
     }
-    tracing::debug!(%method, route, status = response.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let micros = elapsed.as_micros() as u64;
+    let device = note.device.get().map(String::as_str).unwrap_or("");
+    if status >= 400 {
+        tracing::info!(
+            request_id = %id,
+            %method,
+            route,
+            status,
+            code = code.map(ErrorCode::as_str).unwrap_or(""),
+            database = database.as_deref().unwrap_or(""),
+            device,
+            micros,
+            "request refused"
+        );
+    } else {
+        tracing::debug!(request_id = %id, %method, route, status, device, micros, "request");
+    }
     response
+}
+
+/// The database name in an API path (`/v1/databases/{db}…`), if it is a valid name.
+fn database_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/databases/")?;
+    let name = rest.split('/').next()?;
+    valid_database_name(name).then_some(name)
 }
 
 async fn healthz() -> &'static str {
@@ -93,7 +172,9 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let s = state.shared();
-    let text = s.metrics.render(s.storage.open_count(), s.storage.stats());
+    let text = s
+        .metrics
+        .render(s.storage.open_count(), s.storage.stats(), s.budget.used());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -102,16 +183,24 @@ async fn metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn fallback(request: Request) -> Response {
-    let body = ErrorBody::new(
-        ErrorCode::BadRequest,
+async fn not_found(request: Request) -> Response {
+    error_response(&ErrorBody::new(
+        ErrorCode::NotFound,
         format!(
             "no such endpoint: {} {}",
             request.method(),
             request.uri().path()
         ),
-    );
-    let mut response = error_response(&body);
-    response.extensions_mut().insert(body.code);
-    response
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    error_response(&ErrorBody::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    ))
 }

@@ -6,7 +6,8 @@
 //! [`sync_core::server::push`], which does the rest in one transaction on the database's
 //! writer connection.
 
-use super::DbName;
+use super::{DbName, RequestNote};
+use crate::body;
 use crate::catalog::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -15,10 +16,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
-use std::io::Read;
-use std::time::Duration;
-use sync_core::changeset::Changeset;
 use sync_core::protocol::push::{PushHeaders, PushStatus};
 use sync_core::protocol::rowid::{Lease, LeaseRequest};
 use sync_core::protocol::{CHANGESET_MEDIA_TYPE, VERSION};
@@ -26,12 +23,6 @@ use sync_core::server;
 
 /// Largest JSON body of a lease request.
 const MAX_JSON_BODY: usize = 16 * 1024;
-
-/// After refusing an oversized body, the server still reads (and discards) up to this much of
-/// it, for at most [`DRAIN_TIME`], so that the client sees the 413 instead of a connection
-/// reset while it is still sending.
-const DRAIN_BYTES: usize = 64 * 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -66,94 +57,61 @@ fn media_checks(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
-/// Reads a body of at most `limit` bytes. A declared `Content-Length` over the limit is
-/// refused before reading; a stream that grows past it is refused as soon as it does. Either
-/// way the rest is drained in the background (bounded) so the client can read the answer.
-async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
+/// The declared `Content-Length`, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut stream = body.into_data_stream();
-    if declared.is_some_and(|n| n > limit as u64) {
-        tokio::spawn(drain(stream));
-        return Err(ApiError::too_large(limit));
-    }
-    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
-        if out.len() + chunk.len() > limit {
-            tokio::spawn(drain(stream));
-            return Err(ApiError::too_large(limit));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-async fn drain(mut stream: axum::body::BodyDataStream) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut seen = 0usize;
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen += chunk.len();
-            if seen > DRAIN_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-/// Decompresses a zstd body, refusing output beyond `limit` (a small body may expand
-/// enormously: the output is capped, never the input trusted).
-fn decompress(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let bad = |e: std::io::Error| ApiError::bad_request(format!("the body is not valid zstd: {e}"));
-    let decoder = zstd::stream::read::Decoder::new(raw).map_err(bad)?;
-    let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(bad)?;
-    if out.len() > limit {
-        return Err(ApiError::too_large(limit));
-    }
-    Ok(out)
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// `POST /v1/databases/{db}/push`.
 pub async fn push(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let grant = state.authorize(&headers, &name).await?;
+    let grant = state.authorize(&headers, &name, &note).await?;
     state.shared().authorize_write(&grant, &name)?;
     let encoding = media_checks(&headers)?;
     let push_headers = PushHeaders::parse(|n| headers.get(n).and_then(|v| v.to_str().ok()))
         .map_err(ApiError::Wire)?;
-    let limit = state.shared().config.max_body_bytes;
-    let raw = read_limited(&headers, body, limit).await?;
-    state.shared().metrics.bytes_in(raw.len());
+    let shared = state.shared();
+    let received = body::receive(
+        body,
+        declared_length(&headers),
+        &shared.body_limits,
+        &shared.budget,
+    )
+    .await?;
+    shared.metrics.bytes_in(received.body.len() as usize);
 
     let response = state
         .blocking(move |s| {
-            let bytes = match encoding {
-                Encoding::Zstd => decompress(&raw, limit)?,
+            let body::Received {
+                body: raw,
+                mut reservation,
+            } = received;
+            let dir = s.body_limits.spool_dir.as_path();
+            let changeset = match encoding {
+                Encoding::Zstd => {
+                    body::decompress(&raw, s.body_limits.max_bytes, &mut reservation, dir)?
+                }
                 Encoding::Identity => raw,
             };
-            let changeset = Changeset::from_bytes(bytes);
             let db = s.storage.get(grant.database_id)?;
-            let response = db.write(|conn| {
+            let outcome = db.write(|conn| {
                 let r = server::push(
                     server::PushTarget {
                         conn,
                         shapes: db.shapes(),
+                        scratch: Some(dir),
                     },
                     &grant.device,
                     &push_headers,
-                    &changeset,
+                    changeset.source(),
                     &s.push,
                     now_ms(),
                 )?;
@@ -162,16 +120,12 @@ pub async fn push(
                 }
                 Ok::<_, ApiError>(r)
             })?;
-            let changes = if response.status == PushStatus::Applied && !response.duplicate {
-                changeset.validate().map(|x| x.changes()).unwrap_or(0)
-            } else {
-                0
-            };
-            s.metrics.push(&response, changes);
-            if !response.duplicate {
-                s.hub.publish(grant.database_id, response.seq);
+            s.metrics.push(&outcome, outcome.changes);
+            if !outcome.duplicate {
+                s.hub.publish(grant.database_id, outcome.seq);
             }
-            Ok(response)
+            drop(reservation);
+            Ok(outcome)
         })
         .await?;
     tracing::debug!(
@@ -192,12 +146,26 @@ pub async fn push(
 pub async fn rowid_ranges(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Lease>, ApiError> {
-    let grant = state.authorize(&headers, &name).await?;
+    let grant = state.authorize(&headers, &name, &note).await?;
     state.shared().authorize_write(&grant, &name)?;
-    let raw = read_limited(&headers, body, MAX_JSON_BODY).await?;
+    let limits = body::BodyLimits {
+        max_bytes: MAX_JSON_BODY,
+        ..state.shared().body_limits.clone()
+    };
+    let raw = body::receive(
+        body,
+        declared_length(&headers),
+        &limits,
+        &state.shared().budget,
+    )
+    .await?
+    .body
+    .into_bytes()
+    .map_err(body::spool_error)?;
     let request: LeaseRequest = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"v\":1,\"size\":N}}: {e}")))?;
     if request.v != VERSION {
@@ -213,22 +181,4 @@ pub async fn rowid_ranges(
         })
         .await?;
     Ok(Json(lease))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zstd_output_is_capped() {
-        let bomb = zstd::encode_all(&vec![0u8; 1 << 20][..], 19).unwrap();
-        assert!(bomb.len() < 1024);
-        assert!(
-            matches!(decompress(&bomb, 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "payload_too_large")
-        );
-        assert_eq!(decompress(&bomb, 1 << 20).unwrap().len(), 1 << 20);
-        assert!(
-            matches!(decompress(b"garbage", 4096), Err(ApiError::Wire(b)) if b.code.as_str() == "bad_request")
-        );
-    }
 }

@@ -1,11 +1,10 @@
 //! Reads on read-only connections: `GET /v1/databases/{db}` (info), `…/pull` (the log in
 //! its binary framing, zstd on request) and `…/conflicts`.
 
-use super::DbName;
+use super::{DbName, RequestNote};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -16,6 +15,7 @@ use sync_core::protocol::conflicts::ConflictPage;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::log;
 use sync_core::server;
+use sync_core::spool::Spool;
 
 /// Most entries one pull page may hold.
 const MAX_PULL_LIMIT: usize = 10_000;
@@ -36,12 +36,13 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 pub async fn info(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
 ) -> Result<Json<DatabaseInfo>, ApiError> {
     let token = crate::state::bearer(&headers)?;
     let info = state
         .blocking(move |s| {
-            let grant = s.authorize(&token, &name)?;
+            let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
             let (bounds, schema_version) = db
                 .read(|c| {
@@ -93,6 +94,7 @@ fn accepts_zstd(headers: &HeaderMap) -> bool {
 pub async fn pull(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
     q: Result<Query<PullQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -113,21 +115,27 @@ pub async fn pull(
     let token = crate::state::bearer(&headers)?;
     let body = state
         .blocking(move |s| {
-            let grant = s.authorize(&token, &name)?;
+            let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
-            let page = db.read(|c| server::pull(c, since, limit, max_bytes))??;
-            let bytes = log::encode(&page);
-            let bytes = if zstd {
-                zstd::bulk::compress(&bytes, ZSTD_LEVEL)
-                    .map_err(|e| ApiError::Internal(format!("zstd: {e}")))?
+            // The page goes to a spool (a file once large) and the read transaction ends
+            // before the first byte is sent: a slow client holds neither memory nor a
+            // snapshot of the database.
+            let io = |e| ApiError::from_io("writing a pull page", e);
+            let mut spool = Spool::new(&s.body_limits.spool_dir, crate::body::SPOOL_IN_MEMORY);
+            if zstd {
+                let mut encoder =
+                    zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL).map_err(io)?;
+                db.read(|c| server::pull_into(c, since, limit, max_bytes, &mut encoder))??;
+                spool = encoder.finish().map_err(io)?;
             } else {
-                bytes
-            };
-            s.metrics.bytes_out(bytes.len() as u64);
-            Ok(bytes)
+                db.read(|c| server::pull_into(c, since, limit, max_bytes, &mut spool))??;
+            }
+            let page = spool.finish().map_err(io)?;
+            s.metrics.bytes_out(page.len());
+            Ok(page)
         })
         .await?;
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(crate::body::spooled_body(body));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -151,6 +159,7 @@ pub struct ConflictsQuery {
 pub async fn conflicts(
     State(state): State<AppState>,
     DbName(name): DbName,
+    note: RequestNote,
     headers: HeaderMap,
     q: Result<Query<ConflictsQuery>, QueryRejection>,
 ) -> Result<Json<ConflictPage>, ApiError> {
@@ -160,7 +169,7 @@ pub async fn conflicts(
     let token = crate::state::bearer(&headers)?;
     let page = state
         .blocking(move |s| {
-            let grant = s.authorize(&token, &name)?;
+            let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
             let (conflicts, more) = db.read(|c| server::conflicts(c, after, limit))??;
             Ok(ConflictPage {

@@ -171,13 +171,13 @@ async fn hostile_database_names_are_400_before_any_lookup() {
         let (status, _) = raw_request(s.addr, get.as_bytes()).await;
         assert_eq!(status, 400, "{name:?}");
     }
-    // `../` with more segments does not even reach a route.
+    // `../` with more segments does not even reach a route: an unknown path is 404.
     let (status, json) = raw_request(
         s.addr,
         b"GET /v1/databases/../../catalog.db/pull HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!((status, json["code"].as_str()), (400, Some("bad_request")));
+    assert_eq!((status, json["code"].as_str()), (404, Some("not_found")));
     assert_eq!(dump(&s.db_path("notes")), before);
     assert_eq!(
         std::fs::read_dir(s.data_dir().join("dbs")).unwrap().count(),

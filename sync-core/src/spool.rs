@@ -1,0 +1,310 @@
+//! Bytes that stay in memory while they are small and move to a temporary file when they grow:
+//! an uploaded push body, a push's effect, an encoded pull page. Large changesets then flow
+//! through SQLite's streaming functions from disk and never sit in memory whole, so one large
+//! request cannot grow a process by its own size.
+//!
+//! A [`Spool`] is written once; [`Spool::finish`] turns it into a [`Spooled`], which can be
+//! read any number of times (by position, so several readers need no `&mut`) as a
+//! [`Source`]. The file is created unlinked (`tempfile::tempfile_in`): nothing is left behind
+//! when the process dies.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Below this size a spool keeps its bytes in memory, unless told otherwise.
+pub const DEFAULT_THRESHOLD: usize = 1 << 20;
+
+/// A write-once buffer: memory up to a threshold, then an unlinked temporary file.
+#[derive(Debug)]
+pub struct Spool {
+    dir: Option<PathBuf>,
+    threshold: usize,
+    mem: Vec<u8>,
+    file: Option<BufWriter<File>>,
+    len: u64,
+}
+
+impl Spool {
+    /// A spool that moves to a file in `dir` once it holds more than `threshold` bytes.
+    pub fn new(dir: &Path, threshold: usize) -> Spool {
+        Spool {
+            dir: Some(dir.to_path_buf()),
+            threshold,
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
+    /// A spool that never leaves memory (small, bounded data; tests).
+    pub fn in_memory() -> Spool {
+        Spool {
+            dir: None,
+            threshold: usize::MAX,
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flushes and returns the readable result.
+    pub fn finish(self) -> io::Result<Spooled> {
+        let data = match self.file {
+            None => Data::Memory(self.mem),
+            Some(w) => Data::File(w.into_inner().map_err(io::IntoInnerError::into_error)?),
+        };
+        Ok(Spooled {
+            data,
+            len: self.len,
+        })
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        let dir = self.dir.as_deref().unwrap_or(Path::new("."));
+        let mut file = BufWriter::with_capacity(64 * 1024, tempfile::tempfile_in(dir)?);
+        file.write_all(&self.mem)?;
+        self.mem = Vec::new();
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.file.is_none() && self.mem.len() + buf.len() > self.threshold {
+            self.spill()?;
+        }
+        match &mut self.file {
+            Some(f) => f.write_all(buf)?,
+            None => self.mem.extend_from_slice(buf),
+        }
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Data {
+    Memory(Vec<u8>),
+    File(File),
+}
+
+/// A finished spool: its bytes in memory or in an unlinked file.
+#[derive(Debug)]
+pub struct Spooled {
+    data: Data,
+    len: u64,
+}
+
+impl Spooled {
+    /// Bytes held in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Spooled {
+        Spooled {
+            len: bytes.len() as u64,
+            data: Data::Memory(bytes),
+        }
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, when they are in memory.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.data {
+            Data::Memory(b) => Some(b),
+            Data::File(_) => None,
+        }
+    }
+
+    /// The bytes as a [`Source`] to validate, apply or copy.
+    pub fn source(&self) -> Source<'_> {
+        match &self.data {
+            Data::Memory(b) => Source::Bytes(b),
+            Data::File(file) => Source::File {
+                file,
+                len: self.len,
+            },
+        }
+    }
+
+    /// The bytes in memory: read back from the file if they were spilled (only for data the
+    /// caller knows to be small).
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self.data {
+            Data::Memory(b) => Ok(b),
+            Data::File(_) => {
+                let mut out = Vec::with_capacity(self.len as usize);
+                self.source().reader().read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The open file, when the bytes are on disk (to stream it elsewhere).
+    pub fn into_file(self) -> Result<File, Vec<u8>> {
+        match self.data {
+            Data::File(f) => Ok(f),
+            Data::Memory(b) => Err(b),
+        }
+    }
+}
+
+/// Where changeset (or other) bytes are read from: memory, or a file read by position in
+/// pieces, so it can be read several times through a shared reference.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// The first `len` bytes of a file.
+    File {
+        /// The file (read with positioned reads; its cursor is not used).
+        file: &'a File,
+        /// How many bytes it holds.
+        len: u64,
+    },
+}
+
+impl<'a> Source<'a> {
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File { len, .. } => *len,
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when in memory.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match self {
+            Source::Bytes(b) => Some(b),
+            Source::File { .. } => None,
+        }
+    }
+
+    /// A reader from the start.
+    pub fn reader(&self) -> SourceReader<'a> {
+        SourceReader {
+            source: *self,
+            pos: 0,
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Source<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Source::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Source<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Source::Bytes(bytes)
+    }
+}
+
+/// Reads a [`Source`] front to back.
+#[derive(Debug)]
+pub struct SourceReader<'a> {
+    source: Source<'a>,
+    pos: u64,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.source.len().saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match self.source {
+            Source::Bytes(b) => {
+                let at = self.pos as usize;
+                buf[..want].copy_from_slice(&b[at..at + want]);
+                want
+            }
+            Source::File { file, .. } => read_at(file, &mut buf[..want], self.pos)?,
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_data_stays_in_memory_and_large_data_moves_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut small = Spool::new(dir.path(), 16);
+        small.write_all(b"0123456789").unwrap();
+        let small = small.finish().unwrap();
+        assert_eq!(small.as_bytes(), Some(&b"0123456789"[..]));
+
+        let mut large = Spool::new(dir.path(), 16);
+        for i in 0..100u8 {
+            large.write_all(&[i; 10]).unwrap();
+        }
+        let large = large.finish().unwrap();
+        assert_eq!(large.len(), 1000);
+        assert!(large.as_bytes().is_none(), "spilled to a file");
+        // Read twice through shared references, in odd-sized pieces.
+        for _ in 0..2 {
+            let mut r = large.source().reader();
+            let mut out = Vec::new();
+            let mut piece = [0u8; 7];
+            loop {
+                let n = r.read(&mut piece).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&piece[..n]);
+            }
+            assert_eq!(out.len(), 1000);
+            assert!(out.chunks(10).enumerate().all(|(i, c)| c == [i as u8; 10]));
+        }
+        assert_eq!(large.into_bytes().unwrap().len(), 1000);
+        // The file is unlinked: nothing in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
