@@ -229,3 +229,169 @@ async fn acknowledged_pushes_survive_repeated_sigkill() {
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gaps");
     }
 }
+
+/// A 7 MB push (spooled to disk, streamed into SQLite, its effect written in pieces) with the
+/// server SIGKILLed at a random moment of it: after a restart the database is intact and the
+/// batch is there whole or not at all; pushing it again applies it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_in_the_middle_of_a_large_push_leaves_it_whole_or_absent() {
+    let seed: u64 = std::env::var("SYNC_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("large-push crash test seed {seed} (replay with SYNC_CRASH_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = {
+        let c = catalog::open(&data).unwrap();
+        catalog::add_user(&c, "u").unwrap();
+        catalog::create_database(&c, "big", "u").unwrap();
+        catalog::create_database(&c, "probe", "u").unwrap();
+        catalog::issue_token(&c, "u", "dev").unwrap().token
+    };
+    const ROWS: i64 = 28_000;
+    let local = Local::new();
+    let text = "n".repeat(240);
+    local.conn.execute_batch("BEGIN").unwrap();
+    let body = local.change(&format!(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {ROWS}) \
+         INSERT INTO notes SELECT i, 'big', '{text}', i FROM k"
+    ));
+    local.conn.execute_batch("COMMIT").unwrap();
+    assert!(
+        body.len() > 7_000_000 && body.len() < 8 * 1024 * 1024,
+        "{}",
+        body.len()
+    );
+    let args = vec![
+        "--data".to_string(),
+        data.display().to_string(),
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--log".into(),
+        "warn".into(),
+    ];
+    let http = reqwest::Client::new();
+    // How long this push takes here, so that kills land inside it.
+    let probe = spawn_server(args.clone(), vec![], dir.path().join("probe.log")).await;
+    let started = std::time::Instant::now();
+    let r = http
+        .post(format!("http://{}/v1/databases/probe/push", probe.addr))
+        .bearer_auth(&token)
+        .header("sync-batch-id", "probe")
+        .header("sync-cursor", "0")
+        .header("sync-schema-version", "1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let took = started.elapsed().as_millis() as u64;
+    assert!(probe.terminate().await.success());
+    let mut outcomes = Vec::new();
+    for round in 0..6 {
+        let server = spawn_server(
+            args.clone(),
+            vec![],
+            dir.path().join(format!("s{round}.log")),
+        )
+        .await;
+        // The database file exists (and has its schema) before the attack.
+        let info = http
+            .get(format!("http://{}/v1/databases/big", server.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(info.status(), 200);
+        // Even rounds: killed while the body arrives (at a random point of it). Odd rounds:
+        // killed just after the last byte, while the server spools, validates and applies.
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        tcp.write_all(&push_head(
+            "big",
+            &token,
+            &format!("big-{round}"),
+            body.len(),
+        ))
+        .await
+        .unwrap();
+        let cut = if round % 2 == 0 {
+            rng.random_range(0..body.len())
+        } else {
+            body.len()
+        };
+        for piece in body[..cut].chunks(256 * 1024) {
+            tcp.write_all(piece).await.unwrap();
+        }
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..=took))).await;
+        }
+        server.kill();
+        drop(tcp);
+        // Restarted: intact, and the batch whole or absent.
+        let server = spawn_server(
+            args.clone(),
+            vec![],
+            dir.path().join(format!("r{round}.log")),
+        )
+        .await;
+        let file = data.join(format!(
+            "dbs/{}.db",
+            catalog::database_ids(&catalog::open(&data).unwrap())
+                .unwrap()
+                .into_iter()
+                .find(|(_, name)| name == "big")
+                .unwrap()
+                .0
+        ));
+        let conn = Connection::open(&file).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let logged: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM _sync_log WHERE batch_id = ?1",
+                [format!("big-{round}")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        // Every round inserts the same rows (later rounds replace them with themselves).
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+            .unwrap();
+        let before: i64 = if round == 0 { 0 } else { ROWS };
+        assert_eq!(
+            rows,
+            if logged == 1 { ROWS } else { before },
+            "round {round} (seed {seed})"
+        );
+        drop(conn);
+        // Pushed again with the same id: applied exactly once.
+        let r = http
+            .post(format!("http://{}/v1/databases/big/push", server.addr))
+            .bearer_auth(&token)
+            .header("sync-batch-id", format!("big-{round}"))
+            .header("sync-cursor", "0")
+            .header("sync-schema-version", "1")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, json) = json_of(r).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["duplicate"], logged == 1, "{json}");
+        outcomes.push((cut == body.len(), logged == 1));
+        assert!(server.terminate().await.success());
+    }
+    assert!(
+        outcomes.iter().any(|(_, committed)| !committed),
+        "no kill landed before the commit: {outcomes:?}"
+    );
+    println!(
+        "large-push kills (one push takes {took} ms): (whole body sent, committed) = {outcomes:?}"
+    );
+}

@@ -9,5 +9,7 @@ mod cli;
 mod common;
 mod crash;
 mod hostile;
+mod load;
+mod ops;
 mod policies;
 mod snapshot;

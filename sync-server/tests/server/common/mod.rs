@@ -499,3 +499,48 @@ pub fn file_fingerprint(db: &Path) -> Vec<u8> {
     }
     hash.finalize().to_vec()
 }
+
+/// Resident and peak resident memory of a process, in bytes (`VmRSS`, `VmHWM`).
+pub fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads from `stream` until the peer closes it (or `deadline` passes); returns what arrived
+/// and whether it was closed in time.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    deadline: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (got, closed)
+}
+
+/// The head of a raw push request with a declared body length.
+pub fn push_head(db: &str, token: &str, batch: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST /v1/databases/{db}/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/vnd.sqlite-changeset\r\nSync-Batch-Id: {batch}\r\n\
+         Sync-Cursor: 0\r\nSync-Schema-Version: 1\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .into_bytes()
+}
