@@ -187,3 +187,43 @@ impl From<std::io::Error> for Error {
 
 /// Result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_busy_failing_or_unreachable_server_is_retried() {
+        let retried = [
+            (503, ErrorCode::Overloaded),
+            (503, ErrorCode::Unavailable),
+            (408, ErrorCode::RequestTimeout),
+            (429, ErrorCode::TooManyStreams),
+            (507, ErrorCode::InsufficientStorage),
+            (500, ErrorCode::Internal),
+        ];
+        for (status, code) in retried {
+            let e = Error::from_server(status, ErrorBody::new(code, "x"));
+            assert!(e.is_retryable(), "{code}");
+        }
+        let final_ = [
+            (400, ErrorCode::TypeMismatch),
+            (400, ErrorCode::InternalTable),
+            (400, ErrorCode::InvalidChangeset),
+            (400, ErrorCode::BadRequest),
+            (401, ErrorCode::Unauthorized),
+            (403, ErrorCode::ReadOnly),
+            (404, ErrorCode::NotFound),
+            (404, ErrorCode::DatabaseNotFound),
+            (409, ErrorCode::SchemaMismatch),
+            (413, ErrorCode::PayloadTooLarge),
+        ];
+        for (status, code) in final_ {
+            let e = Error::from_server(status, ErrorBody::new(code, "x"));
+            assert!(!e.is_retryable(), "{code}");
+        }
+        let e = Error::from_server(503, ErrorBody::new(ErrorCode::Overloaded, "busy"))
+            .with_retry_after(Some(std::time::Duration::from_secs(1)));
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(1)));
+    }
+}

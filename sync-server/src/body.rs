@@ -30,6 +30,9 @@ use tokio::time::Instant;
 pub const SPOOL_IN_MEMORY: usize = 1 << 20;
 /// A body whose total reservation stays at or below this may use the whole budget.
 pub const SMALL_BODY: usize = 64 * 1024;
+/// Largest zstd window a push body may use: 8 MiB, what `zstd -19` uses (levels 20-22 and
+/// `--long` go beyond; clients of this library compress at level 3, 2 MiB at most).
+pub const ZSTD_WINDOW_LOG: u32 = 23;
 /// Bytes received are written to the spool file in batches of about this size.
 const WRITE_BATCH: usize = 256 * 1024;
 /// The minimum rate is checked over windows of this length.
@@ -260,7 +263,21 @@ pub fn decompress(
     dir: &Path,
 ) -> Result<Spooled, ApiError> {
     let bad = |e: std::io::Error| ApiError::bad_request(format!("the body is not valid zstd: {e}"));
+    // The decoder allocates the window a frame declares (up to 128 MiB by default): cap it,
+    // and count what it may allocate against the budget like body bytes — the window, or the
+    // frame's declared content size when smaller (a small body needs a small window).
+    let mut head = [0u8; 18];
+    let n = raw.source().reader().read(&mut head).map_err(spool_error)?;
+    let window = zstd::zstd_safe::get_frame_content_size(&head[..n])
+        .ok()
+        .flatten()
+        .unwrap_or(u64::MAX)
+        .min(1 << ZSTD_WINDOW_LOG);
+    reservation
+        .grow(window as usize)
+        .map_err(|_| overloaded())?;
     let mut decoder = zstd::stream::read::Decoder::new(raw.source().reader()).map_err(bad)?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG).map_err(bad)?;
     let mut out = Spool::new(dir, SPOOL_IN_MEMORY);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -337,31 +354,50 @@ mod tests {
     fn zstd_output_is_capped() {
         let dir = tempfile::tempdir().unwrap();
         let budget = Budget::new(1 << 30);
+        let code = |r: Result<Spooled, ApiError>| match r {
+            Err(ApiError::Wire(b)) => b.code.as_str().to_string(),
+            Err(e) => format!("{e}"),
+            Ok(_) => "ok".into(),
+        };
         let bomb = zstd::encode_all(&vec![0u8; 1 << 20][..], 19).unwrap();
         assert!(bomb.len() < 1024);
         let bomb = Spooled::from_bytes(bomb);
-        let mut r = budget.reserve();
-        assert!(
-            matches!(decompress(&bomb, 4096, &mut r, dir.path()), Err(ApiError::Wire(b)) if b.code.as_str() == "payload_too_large")
-        );
-        let mut r = budget.reserve();
-        assert_eq!(
-            decompress(&bomb, 1 << 20, &mut r, dir.path())
-                .unwrap()
-                .len(),
-            1 << 20
-        );
-        assert_eq!(budget.used(), 1 << 20, "the output is held in the budget");
+        let try_with = |raw: &Spooled, limit: usize, budget: &Arc<Budget>| {
+            let mut r = budget.reserve();
+            code(decompress(raw, limit, &mut r, dir.path()))
+        };
+        assert_eq!(try_with(&bomb, 4096, &budget), "payload_too_large");
+        assert_eq!(try_with(&bomb, 1 << 20, &budget), "ok");
+        assert_eq!(budget.used(), 0, "every reservation was given back");
+        {
+            let mut r = budget.reserve();
+            decompress(&bomb, 1 << 20, &mut r, dir.path()).unwrap();
+            assert_eq!(
+                budget.used(),
+                (1 << 20) + (1 << ZSTD_WINDOW_LOG),
+                "the output and the window (the frame declares no size) are held in the budget"
+            );
+        }
         let garbage = Spooled::from_bytes(b"garbage".to_vec());
-        let mut r = budget.reserve();
-        assert!(
-            matches!(decompress(&garbage, 4096, &mut r, dir.path()), Err(ApiError::Wire(b)) if b.code.as_str() == "bad_request")
-        );
+        assert_eq!(try_with(&garbage, 4096, &budget), "bad_request");
+        // A frame that declares a window beyond the cap is refused.
+        let mut wide = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        wide.window_log(27).unwrap();
+        wide.long_distance_matching(true).unwrap();
+        std::io::Write::write_all(&mut wide, &vec![7u8; 1 << 20]).unwrap();
+        let wide = Spooled::from_bytes(wide.finish().unwrap());
+        assert_eq!(try_with(&wide, 1 << 21, &budget), "bad_request");
+        // A small frame that says its size holds only that much for its window.
+        let small = Spooled::from_bytes(zstd::bulk::compress(&[1u8; 600], 3).unwrap());
+        {
+            let mut r = budget.reserve();
+            decompress(&small, 4096, &mut r, dir.path()).unwrap();
+            assert_eq!(budget.used(), 1200);
+        }
         // Over the budget: overloaded, not too large.
-        let small = Budget::new(100_000);
-        let mut r = small.reserve();
-        assert!(
-            matches!(decompress(&bomb, 1 << 20, &mut r, dir.path()), Err(ApiError::Wire(b)) if b.code.as_str() == "overloaded")
+        assert_eq!(
+            try_with(&bomb, 1 << 20, &Budget::new(100_000)),
+            "overloaded"
         );
     }
 }
