@@ -276,8 +276,8 @@ impl SyncDatabase {
     }
 }
 
-fn serde_name(kind: &sync_core::client::LocalConflictKind) -> String {
-    use sync_core::client::LocalConflictKind as K;
+fn serde_name(kind: &sync_core::client::conflicts::LocalConflictKind) -> String {
+    use sync_core::client::conflicts::LocalConflictKind as K;
     match kind {
         K::RowDeletedRemotely => "row_deleted_remotely",
         K::Constraint => "constraint",

@@ -27,14 +27,14 @@ pub enum SqlValue {
     },
 }
 
-impl From<sync_core::Value> for SqlValue {
-    fn from(v: sync_core::Value) -> Self {
+impl From<sync_core::engine::value::Value> for SqlValue {
+    fn from(v: sync_core::engine::value::Value) -> Self {
         match v {
-            sync_core::Value::Null => SqlValue::Null,
-            sync_core::Value::Integer(value) => SqlValue::Integer { value },
-            sync_core::Value::Real(value) => SqlValue::Real { value },
-            sync_core::Value::Text(value) => SqlValue::Text { value },
-            sync_core::Value::Blob(value) => SqlValue::Blob { value },
+            sync_core::engine::value::Value::Null => SqlValue::Null,
+            sync_core::engine::value::Value::Integer(value) => SqlValue::Integer { value },
+            sync_core::engine::value::Value::Real(value) => SqlValue::Real { value },
+            sync_core::engine::value::Value::Text(value) => SqlValue::Text { value },
+            sync_core::engine::value::Value::Blob(value) => SqlValue::Blob { value },
         }
     }
 }
@@ -54,7 +54,7 @@ impl From<SqlValue> for rusqlite::types::Value {
 
 impl From<rusqlite::types::Value> for SqlValue {
     fn from(v: rusqlite::types::Value) -> Self {
-        sync_core::Value::from(v).into()
+        sync_core::engine::value::Value::from(v).into()
     }
 }
 

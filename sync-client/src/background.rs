@@ -1,12 +1,19 @@
 //! Background work: a sync loop (on an interval, after local writes, on server events), an
-//! event listener (server-sent events), and the FTS indexer. Threads hold only a weak
-//! reference to the client, so dropping every handle ends them.
+//! event listener (server-sent events), and the FTS indexer.
+//!
+//! Ownership runs one way: the client owns the [`Background`] handle, and the threads hold
+//! only the parts they use (the [`Syncer`], the readers, the index) — never the client. The
+//! client stops and joins them on `close` or when its last handle is dropped; they are told
+//! to work through [`Signal`]s, never by taking the client's locks.
 
-use crate::client::{Inner, run_sync};
+use crate::engine::Syncer;
 use crate::error::Result;
+use crate::fts::Fts;
+use crate::readers::Readers;
+use crate::writer::Writer;
 use rand::RngExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,7 +31,7 @@ impl Signal {
     }
 
     /// Waits until woken or `timeout`; clears the flag. True when woken.
-    fn wait(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let guard = self.set.lock().unwrap_or_else(|p| p.into_inner());
         let (mut guard, _) = self
             .cv
@@ -34,49 +41,61 @@ impl Signal {
     }
 }
 
+/// What the threads work on.
+pub(crate) struct Parts {
+    pub(crate) syncer: Arc<Syncer>,
+    pub(crate) readers: Arc<Readers>,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) fts: Option<Arc<Fts>>,
+}
+
 struct Shared {
     stop: AtomicBool,
     sync: Signal,
-    index: Signal,
 }
 
 /// The running background threads.
 pub(crate) struct Background {
     shared: Arc<Shared>,
+    indexer: Arc<Signal>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Background {
-    pub(crate) fn start(inner: Weak<Inner>) -> Result<Background> {
+    pub(crate) fn start(parts: Parts) -> Result<Background> {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             sync: Signal::default(),
-            index: Signal::default(),
         });
+        let indexer = Arc::clone(&parts.syncer.indexer);
+        let parts = Arc::new(parts);
         let mut threads = Vec::new();
-        let has_engine = inner.upgrade().is_some_and(|i| i.engine.is_some());
-        if has_engine {
-            let (s, w) = (Arc::clone(&shared), inner.clone());
+        if parts.syncer.engine.is_some() {
+            let (s, p) = (Arc::clone(&shared), Arc::clone(&parts));
             threads.push(
                 std::thread::Builder::new()
                     .name("sync-loop".into())
-                    .spawn(move || sync_loop(&s, &w))?,
+                    .spawn(move || sync_loop(&s, &p))?,
             );
-            let (s, w) = (Arc::clone(&shared), inner.clone());
+            let (s, p) = (Arc::clone(&shared), Arc::clone(&parts));
             // Not joined on stop: it may sit in a blocking read until the next keep-alive.
             std::thread::Builder::new()
                 .name("sync-events".into())
-                .spawn(move || event_loop(&s, &w))?;
+                .spawn(move || event_loop(&s, &p))?;
         }
-        let (s, w) = (Arc::clone(&shared), inner);
+        let (s, p) = (Arc::clone(&shared), parts);
         threads.push(
             std::thread::Builder::new()
                 .name("sync-indexer".into())
-                .spawn(move || index_loop(&s, &w))?,
+                .spawn(move || index_loop(&s, &p))?,
         );
         shared.sync.wake();
-        shared.index.wake();
-        Ok(Background { shared, threads })
+        indexer.wake();
+        Ok(Background {
+            shared,
+            indexer,
+            threads,
+        })
     }
 
     pub(crate) fn wake_sync(&self) {
@@ -84,13 +103,13 @@ impl Background {
     }
 
     pub(crate) fn wake_indexer(&self) {
-        self.shared.index.wake();
+        self.indexer.wake();
     }
 
     pub(crate) fn stop(self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.sync.wake();
-        self.shared.index.wake();
+        self.indexer.wake();
         for t in self.threads {
             let _ = t.join();
         }
@@ -101,7 +120,7 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
-fn sync_loop(shared: &Shared, inner: &Weak<Inner>) {
+fn sync_loop(shared: &Shared, parts: &Parts) {
     let mut backoff = Duration::from_millis(200);
     let mut wait = Duration::ZERO;
     loop {
@@ -111,9 +130,8 @@ fn sync_loop(shared: &Shared, inner: &Weak<Inner>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Some(inner) = inner.upgrade() else { return };
-        let interval = inner.sync_interval;
-        match run_sync(&inner) {
+        let interval = parts.syncer.sync_interval;
+        match parts.syncer.run() {
             Ok(_) => {
                 backoff = Duration::from_millis(200);
                 wait = interval;
@@ -132,12 +150,14 @@ fn sync_loop(shared: &Shared, inner: &Weak<Inner>) {
     }
 }
 
-fn event_loop(shared: &Shared, inner: &Weak<Inner>) {
+fn event_loop(shared: &Shared, parts: &Parts) {
     let mut backoff = Duration::from_millis(200);
     while !shared.stop.load(Ordering::SeqCst) {
-        let Some(transport) = inner
-            .upgrade()
-            .and_then(|i| i.engine.as_ref().map(|e| Arc::clone(&e.transport)))
+        let Some(transport) = parts
+            .syncer
+            .engine
+            .as_ref()
+            .map(|e| Arc::clone(&e.transport))
         else {
             return;
         };
@@ -148,10 +168,9 @@ fn event_loop(shared: &Shared, inner: &Weak<Inner>) {
                     if shared.stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let Some(i) = inner.upgrade() else { return };
-                    let cursor = i
+                    let cursor = parts
                         .readers
-                        .with(|c| Ok(sync_core::client::cursor(c)?))
+                        .with(|c| Ok(sync_core::client::state::cursor(c)?))
                         .unwrap_or(0);
                     if head > cursor {
                         shared.sync.wake();
@@ -165,16 +184,15 @@ fn event_loop(shared: &Shared, inner: &Weak<Inner>) {
     }
 }
 
-fn index_loop(shared: &Shared, inner: &Weak<Inner>) {
+fn index_loop(shared: &Shared, parts: &Parts) {
+    let Some(fts) = &parts.fts else { return };
     loop {
-        shared.index.wait(Duration::from_secs(5));
+        parts.syncer.indexer.wait(Duration::from_secs(5));
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Some(inner) = inner.upgrade() else { return };
-        let Some(fts) = &inner.fts else { return };
         loop {
-            match fts.index_batch(&inner.readers, &inner.writer) {
+            match fts.index_batch(&parts.readers, &parts.writer) {
                 Ok(0) => break,
                 Ok(_) if shared.stop.load(Ordering::SeqCst) => return,
                 Ok(_) => {}

@@ -1,27 +1,24 @@
-//! The sync engine: one sync cycle = push the outbox, pull the log and rebase, bootstrap when
-//! the cursor fell out of the server's log. The protocol steps are sync-core's
-//! ([`sync_core::client`]); this module moves bytes between them and a [`Transport`], with
-//! retries, and never holds the writer across a network call.
+//! The sync engine: a pump that moves [`sync_core::client::cycle`]'s steps over a
+//! [`Transport`], with retries and backoff. The cycle decides everything — what to push, what
+//! to pull, when to bootstrap, when the sync is done — and runs on the writer; this module
+//! only talks to the server, and never holds the writer across a network call.
+//!
+//! [`Syncer`] is what `sync_now` and the background loop share: the engine, and what a sync
+//! notes and tells when it ends (the status notes, the change listener, the indexer).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::rowid::Rowids;
-use crate::server_conflicts;
+use crate::settings;
 use crate::transport::Transport;
 use crate::writer::Writer;
 use rand::RngExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use sync_core::client::{self, ClientError, PushOutcome};
-use sync_core::protocol::error::ErrorCode;
-use sync_core::protocol::log::LogEntry;
-use sync_core::protocol::push::{PushResponse, PushStatus};
+use sync_core::client::cycle::{Cycle, CycleConfig, CycleError, CycleReport, Reply, Step};
+use sync_core::client::state;
 
-/// Entries are pulled in pages of this many…
-const PULL_LIMIT: usize = 1000;
-/// …and of about this many bytes.
-const PULL_MAX_BYTES: usize = 4 << 20;
-/// Pages are integrated together (one local transaction) up to about this many bytes.
-const INTEGRATE_BUDGET: usize = 16 << 20;
+/// A listener told which tables changed after remote changes were applied.
+pub type ChangeListener = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,10 +42,28 @@ pub struct SyncReport {
     pub changed_tables: Vec<String>,
 }
 
+impl From<CycleReport> for SyncReport {
+    fn from(r: CycleReport) -> Self {
+        let mut changed_tables: Vec<String> = r.touched.into_iter().map(|(t, _)| t).collect();
+        changed_tables.sort();
+        changed_tables.dedup();
+        SyncReport {
+            pushed_batches: r.pushed_batches,
+            rejected_batches: r.rejected_batches,
+            pulled_entries: r.pulled_entries,
+            bootstrapped: r.bootstrapped,
+            new_conflicts: r.new_conflicts,
+            server_conflicts: r.server_conflicts,
+            cursor: r.cursor,
+            changed_tables,
+        }
+    }
+}
+
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
 pub(crate) struct EngineConfig {
-    pub push_max_bytes: usize,
+    pub cycle: CycleConfig,
     pub retries: u32,
     /// Where snapshots are downloaded (next to the database, on the same filesystem).
     pub scratch_dir: std::path::PathBuf,
@@ -59,7 +74,7 @@ pub(crate) struct Engine {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) rowids: Arc<Rowids>,
     pub(crate) config: EngineConfig,
-    /// One sync at a time per database (the client steps require it).
+    /// One sync at a time per database (the cycle requires it).
     running: Mutex<()>,
 }
 
@@ -92,7 +107,8 @@ impl Engine {
         }
     }
 
-    /// Runs `f`, retrying retryable failures with exponential backoff and jitter.
+    /// Runs `f`, retrying retryable failures with exponential backoff and jitter (never
+    /// sooner than the server's `Retry-After`).
     fn retry<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         let mut delay = Duration::from_millis(50);
         let mut attempt = 0;
@@ -101,7 +117,6 @@ impl Engine {
                 Err(e) if e.is_retryable() && attempt + 1 < self.config.retries => {
                     attempt += 1;
                     let jitter = rand::rng().random_range(0.5..1.5);
-                    // A busy server says how long to wait; never retry sooner than that.
                     let wait = delay
                         .mul_f64(jitter)
                         .max(e.retry_after().unwrap_or_default());
@@ -113,26 +128,86 @@ impl Engine {
         }
     }
 
-    /// One full sync: push, pull + rebase (bootstrapping if needed), and again while the
-    /// first round left work (a batch settled by the pull, more pending changes).
+    /// One full sync: the cycle's steps, each over the transport, until it is done.
     pub(crate) fn sync_once(&self) -> Result<SyncReport> {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let mut report = SyncReport::default();
         self.refill_rowids();
-        for _ in 0..4 {
-            let pushed = self.push_phase(&mut report)?;
-            let pulled = self
-                .pull_phase(&mut report)
-                .map_err(|e| self.explain_schema_error(e))?;
-            let pending = self.writer.run(|c| sync_core::outbox::stats(c))??.0;
-            if pending == 0 || (pushed == 0 && pulled == 0) {
-                break;
-            }
+        let mut cycle = Some(Cycle::new(self.config.cycle.clone()));
+        loop {
+            let step = self
+                .with_cycle(&mut cycle, |c, conn| c.next(conn, &mut new_batch_id))?
+                .map_err(|e| self.explain(e))?;
+            // The snapshot's directory lives until its file has been fed to the cycle.
+            let mut _scratch = None;
+            let reply = match step {
+                Step::Done => break,
+                Step::Push(batch) => Reply::Pushed(
+                    self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?,
+                ),
+                Step::Pull(query) => {
+                    let (since, limit, max_bytes) = query.effective();
+                    match self.retry(|| self.transport.pull(since, limit, max_bytes)) {
+                        Ok(page) => Reply::Page(page),
+                        Err(e) => {
+                            // The cycle may recover from a refusal (by bootstrapping); if it
+                            // does not, the sync fails with the server's own error.
+                            let Some(code) = e.server_body().map(|b| b.code) else {
+                                return Err(e);
+                            };
+                            let fed = self.with_cycle(&mut cycle, move |c, conn| {
+                                c.feed(conn, Reply::Refused(code), now_ms())
+                            })?;
+                            match fed {
+                                Ok(()) => continue,
+                                Err(CycleError::Refused(_)) => return Err(e),
+                                Err(other) => return Err(self.explain(other)),
+                            }
+                        }
+                    }
+                }
+                Step::Snapshot => {
+                    let dir = tempfile::Builder::new()
+                        .prefix(".sync-snapshot")
+                        .tempdir_in(&self.config.scratch_dir)?;
+                    let path = dir.path().join("snapshot.db");
+                    self.retry(|| self.transport.snapshot(&path))?;
+                    _scratch = Some(dir);
+                    Reply::Snapshot(path)
+                }
+            };
+            self.with_cycle(&mut cycle, move |c, conn| c.feed(conn, reply, now_ms()))?
+                .map_err(|e| self.explain(e))?;
         }
-        report.cursor = self.writer.run(|c| client::cursor(c))??;
-        report.changed_tables.sort();
-        report.changed_tables.dedup();
-        Ok(report)
+        let report = cycle.map(Cycle::into_report).unwrap_or_default();
+        for d in &report.divergences {
+            // Reported in the log and the status; recovered from the server's copy.
+            tracing::error!(
+                "local database diverged from the server ({d}); re-based on a snapshot"
+            );
+        }
+        if report.rejected_batches > 0 {
+            tracing::warn!(
+                "the server rejected a pushed batch; see status for the dropped changes"
+            );
+        }
+        Ok(report.into())
+    }
+
+    /// Runs `f` on the cycle and the writer connection, on the writer thread.
+    fn with_cycle<T: Send + 'static>(
+        &self,
+        slot: &mut Option<Cycle>,
+        f: impl FnOnce(&mut Cycle, &rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T> {
+        let mut cycle = slot
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "the sync was interrupted"))?;
+        let (cycle, out) = self.writer.run(move |conn| {
+            let out = f(&mut cycle, conn);
+            (cycle, out)
+        })?;
+        *slot = Some(cycle);
+        Ok(out)
     }
 
     /// Leases more rowids when the ranges run low; failures only matter once they run out.
@@ -151,50 +226,20 @@ impl Engine {
         }
     }
 
-    /// Pushes batches until the outbox is empty or a batch needs a pull to settle. Returns
-    /// the number of batches the server processed.
-    fn push_phase(&self, report: &mut SyncReport) -> Result<usize> {
-        let mut processed = 0;
-        loop {
-            let max = self.config.push_max_bytes;
-            let batch = self
-                .writer
-                .run(move |c| client::prepare_push(c, max, new_batch_id))??;
-            let Some(batch) = batch else {
-                return Ok(processed);
-            };
-            let response = self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?;
-            processed += 1;
-            report.pushed_batches += 1;
-            if response.status == PushStatus::Rejected {
-                report.rejected_batches += 1;
-            }
-            let (outcome, conflicts) = self.settle(response)?;
-            report.server_conflicts += conflicts;
-            if let PushOutcome::AwaitPull { .. } = outcome {
-                return Ok(processed);
-            }
-        }
-    }
-
-    /// Records the conflicts a push answer reports (idempotently: a repeated answer adds
-    /// nothing), then settles the answer. Returns the outcome and the conflicts newly recorded.
-    fn settle(&self, response: PushResponse) -> Result<(PushOutcome, usize)> {
-        self.writer.run(move |c| -> Result<(PushOutcome, usize)> {
-            let recorded = server_conflicts::record(c, &response, now_ms())?;
-            Ok((client::on_push_response(c, &response)?, recorded))
-        })?
-    }
-
-    /// A pulled change or snapshot that does not fit the local schema is, when the server's
-    /// database is at another schema version than the local copy, a schema mismatch (the app
-    /// must be upgraded), not a local schema problem: say so. Pushes learn it from the
-    /// server's `schema_mismatch` answer; a device with nothing to push learns it here.
-    fn explain_schema_error(&self, e: Error) -> Error {
+    /// The cycle's error as the client's, with a schema problem explained: a pulled change or
+    /// snapshot that does not fit the local schema is, when the server's database is at
+    /// another schema version than the local copy, a schema mismatch (the app must be
+    /// upgraded), not a local schema problem. Pushes learn it from the server's
+    /// `schema_mismatch` answer; a device with nothing to push learns it here.
+    fn explain(&self, e: CycleError) -> Error {
+        let e = match e {
+            CycleError::Client(c) => Error::from(c),
+            other => Error::new(ErrorKind::Internal, other.to_string()),
+        };
         if e.kind() != ErrorKind::Schema {
             return e;
         }
-        let Ok(Ok(local)) = self.writer.run(|c| client::schema_version(c)) else {
+        let Ok(Ok(local)) = self.writer.run(|c| state::schema_version(c)) else {
             return e;
         };
         match self.transport.info() {
@@ -209,109 +254,51 @@ impl Engine {
             _ => e,
         }
     }
-
-    /// Pulls until the cursor reaches the head, integrating in bounded transactions.
-    fn pull_phase(&self, report: &mut SyncReport) -> Result<usize> {
-        let mut integrated = 0;
-        let mut cursor = self.writer.run(|c| client::cursor(c))??;
-        let mut bootstraps = 0;
-        loop {
-            let mut entries: Vec<LogEntry> = Vec::new();
-            let mut bytes = 0;
-            let mut more = true;
-            while more && bytes < INTEGRATE_BUDGET {
-                let since = entries.last().map_or(cursor, |e| e.seq);
-                let page =
-                    match self.retry(|| self.transport.pull(since, PULL_LIMIT, PULL_MAX_BYTES)) {
-                        Ok(page) => page,
-                        Err(e) if needs_bootstrap(&e) && entries.is_empty() && bootstraps < 2 => {
-                            bootstraps += 1;
-                            self.bootstrap(report)?;
-                            cursor = report.cursor;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                more = page.more;
-                bytes += page.entries.iter().map(|e| e.effect.len()).sum::<usize>();
-                entries.extend(page.entries);
-            }
-            if entries.is_empty() {
-                return Ok(integrated);
-            }
-            let n = entries.len();
-            let result = self
-                .writer
-                .run(move |c| client::integrate(c, &entries, now_ms()))?;
-            let r = match result {
-                Ok(r) => r,
-                Err(e @ (ClientError::Diverged { .. } | ClientError::Gap { .. }))
-                    if bootstraps < 2 =>
-                {
-                    bootstraps += 1;
-                    // Reported in the log and the status; recovered from the server's copy.
-                    tracing::error!(
-                        "local database diverged from the server ({e}); re-basing on a snapshot"
-                    );
-                    self.bootstrap(report)?;
-                    cursor = report.cursor;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            integrated += n;
-            report.pulled_entries += n;
-            report.new_conflicts += r.new_conflicts;
-            if r.own_batch == Some(PushStatus::Rejected) {
-                tracing::warn!(
-                    "the server rejected a pushed batch; see status for the dropped changes"
-                );
-            }
-            report
-                .changed_tables
-                .extend(r.touched.into_iter().map(|(t, _)| t));
-            cursor = r.cursor;
-            if !more {
-                return Ok(integrated);
-            }
-        }
-    }
-
-    /// Re-bases the local database on a fresh snapshot. A batch sent but not answered is
-    /// pushed again first (same id: the stored answer comes back), because the snapshot
-    /// cannot tell whether it contains that batch.
-    fn bootstrap(&self, report: &mut SyncReport) -> Result<()> {
-        if let Some(f) = self.writer.run(|c| client::inflight(c))??
-            && f.acked_seq.is_none()
-        {
-            let batch = self
-                .writer
-                .run(|c| client::prepare_push(c, usize::MAX, new_batch_id))??;
-            if let Some(batch) = batch {
-                let response =
-                    self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?;
-                report.server_conflicts += self.settle(response)?.1;
-            }
-        }
-        let dir = tempfile::Builder::new()
-            .prefix(".sync-snapshot")
-            .tempdir_in(&self.config.scratch_dir)?;
-        let path = dir.path().join("snapshot.db");
-        let (seq, _) = self.retry(|| self.transport.snapshot(&path))?;
-        let r = self
-            .writer
-            .run(move |c| client::bootstrap(c, &path, now_ms()))??;
-        report.bootstrapped = true;
-        report.new_conflicts += r.new_conflicts;
-        report.cursor = seq;
-        report
-            .changed_tables
-            .extend(r.touched.into_iter().map(|(t, _)| t));
-        Ok(())
-    }
 }
 
-fn needs_bootstrap(e: &Error) -> bool {
-    e.server_body()
-        .is_some_and(|b| matches!(b.code, ErrorCode::CursorTooOld | ErrorCode::CursorAhead))
+/// What `sync_now` and the background loop share: no reference back to the client, so that
+/// the client owns its background threads and nothing owns the client.
+pub(crate) struct Syncer {
+    pub(crate) engine: Option<Engine>,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) listener: Mutex<Option<ChangeListener>>,
+    /// Wakes the indexer after remote changes.
+    pub(crate) indexer: Arc<crate::background::Signal>,
+    pub(crate) sync_interval: Duration,
+}
+
+impl Syncer {
+    /// One sync with its bookkeeping: the outcome noted for `status`, the listener and the
+    /// indexer told about remote changes.
+    pub(crate) fn run(&self) -> Result<SyncReport> {
+        let engine = self.engine.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no server configured for this database (run init)",
+            )
+        })?;
+        let result = engine.sync_once();
+        let note = result.as_ref().err().map(|e| e.to_string());
+        let ok = result.is_ok();
+        let _ = self.writer.run(move |c| -> rusqlite::Result<()> {
+            settings::set(c, settings::LAST_ERROR, note.as_deref())?;
+            if ok {
+                settings::set(c, settings::LAST_SYNC, Some(&now_ms().to_string()))?;
+            }
+            Ok(())
+        });
+        let report = result?;
+        if !report.changed_tables.is_empty() {
+            let listener = self
+                .listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(l) = listener {
+                l(&report.changed_tables);
+            }
+            self.indexer.wake();
+        }
+        Ok(report)
+    }
 }

@@ -1,7 +1,8 @@
 //! The client's error: a struct with a `#[non_exhaustive]` kind, so callers match on what to do
 //! (retry, re-authenticate, upgrade, fix the SQL) and read the message for the details.
 
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
+use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::error::ErrorCode;
 
 /// What went wrong, by what a caller should do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,8 +174,8 @@ impl From<sync_core::client::ClientError> for Error {
     }
 }
 
-impl From<sync_core::SchemaError> for Error {
-    fn from(e: sync_core::SchemaError) -> Self {
+impl From<sync_core::engine::schema::SchemaError> for Error {
+    fn from(e: sync_core::engine::schema::SchemaError) -> Self {
         Error::new(ErrorKind::Schema, e.to_string()).with_source(e)
     }
 }

@@ -15,8 +15,8 @@ use crate::writer::Writer;
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use sync_core::Value;
-use sync_core::schema;
+use sync_core::engine::schema;
+use sync_core::engine::value::Value;
 
 /// Rows indexed per batch.
 const BATCH: usize = 500;

@@ -1,46 +1,61 @@
 //! # sync-client
 //!
 //! The offline-first client: a local SQLite database that syncs with a session-sync server.
-//! Desktop apps link this crate; mobile apps reach it through `mobile-bindings`.
+//! Desktop apps link this crate; mobile apps reach it through `mobile-bindings`. An app needs
+//! no other session-sync crate: every type the API hands out is re-exported here, and so is
+//! `rusqlite` (the connection `write` and `read` give).
 //!
 //! | module | its one job |
 //! |---|---|
-//! | [`client`] | [`SyncClient`]: open/init, `write`, `read`, `new_id`, `sync_now`, `status`, `search` |
+//! | `client` | [`SyncClient`], the façade: `write`, `read`, `new_id`, `sync_now`, `status`, `search`, `close` |
+//! | `open` | `SyncClient::init` (a new copy from a snapshot) and `SyncClient::open` |
+//! | `engine` | the pump: sync-core's sync cycle over the transport, with retries; what a sync tells when it ends |
+//! | `background` | the sync loop, server events and the indexer — threads that never hold the client |
+//! | `settings` | the settings store in the database: the remote, FTS tables, the last sync's outcome |
+//! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
 //! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
-//! | [`engine`] | one sync cycle: push, pull + rebase, bootstrap, retries |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
 //! | `writer` | the writer thread: the only read-write connection |
 //! | `lock` | one writer per database file: an OS lock held while the client is open |
 //! | `readers` | the pool of read-only connections |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
-//! | [`server_conflicts`] | conflicts the server reported for this device's own batches |
 //! | `fts` | full-text index in a separate, never-synced database |
-//! | `background` | the sync loop, server events and the indexer |
-//! | `src/bin/sync-cli/` | `sync-cli`: changeset tools and a client at the terminal (`docs/cli.md`) |
 
 #![warn(missing_docs)]
 
 mod background;
-pub mod client;
+mod client;
 pub mod config;
-pub mod engine;
+mod engine;
 pub mod error;
 mod fts;
 mod lock;
+mod open;
 mod readers;
 mod rowid;
-pub mod server_conflicts;
+mod settings;
+mod status;
 pub mod transport;
 mod writer;
 
-pub use client::{ChangeListener, Status, SyncClient};
+pub use client::SyncClient;
 pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
-pub use engine::SyncReport;
+pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
-pub use server_conflicts::ServerConflict;
-/// Nested transactional steps inside [`SyncClient::write`]: `savepoint(conn, |conn| …)` keeps
-/// its writes on `Ok` and undoes only them on `Err` (re-exported from sync-core).
-pub use sync_core::savepoint;
+pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};
+
+/// The SQLite binding the connections of [`SyncClient::write`] and [`SyncClient::read`] are.
+pub use rusqlite;
+/// The conflicts [`Status`] lists.
+pub use sync_core::client::conflicts::{LocalConflict, LocalConflictKind, ServerConflict};
+/// What a conflict the server met is made of.
+pub use sync_core::engine::decode::Op;
+pub use sync_core::engine::policy::{ConflictKind, Resolution};
+/// Nested transactional steps inside [`SyncClient::write`]: `savepoint(conn, |conn| …)` keeps
+/// its writes on `Ok` and undoes only them on `Err`.
+pub use sync_core::engine::savepoint::savepoint;
+pub use sync_core::engine::value::Value;
+pub use sync_core::protocol::conflicts::Conflict;

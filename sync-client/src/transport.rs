@@ -4,16 +4,21 @@
 use crate::config::RemoteConfig;
 use crate::error::{Error, ErrorKind, Result};
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::Changeset;
 use sync_core::protocol::error::ErrorBody;
-use sync_core::protocol::info::{DatabaseInfo, HEAD_EVENT, HeadEvent};
-use sync_core::protocol::log::{self, LogPage};
-use sync_core::protocol::push::{PushHeaders, PushResponse};
-use sync_core::protocol::rowid::{Lease, LeaseRequest};
-use sync_core::protocol::{self, CHANGESET_MEDIA_TYPE, HEADER_SCHEMA_VERSION, HEADER_SEQ, VERSION};
+use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
+use sync_core::protocol::pull::{self, PullQuery};
+use sync_core::protocol::rowid::LeaseRequest;
+use sync_core::protocol::{self, HEADER_SCHEMA_VERSION, VERSION, routes, snapshot};
+
+/// The types in [`Transport`]'s signature, for implementing one (a test double).
+pub use std::path::Path;
+pub use sync_core::engine::changeset::Changeset;
+pub use sync_core::protocol::info::DatabaseInfo;
+pub use sync_core::protocol::pull::{LogEntry, LogPage};
+pub use sync_core::protocol::push::{PushHeaders, PushResponse, PushStatus};
+pub use sync_core::protocol::rowid::Lease;
 
 /// Bodies smaller than this are sent uncompressed (zstd would not pay).
 const COMPRESS_ABOVE: usize = 512;
@@ -52,7 +57,9 @@ pub struct TransferStats {
 
 /// [`Transport`] over HTTP/1.1 (TLS by rustls when the URL is `https`).
 pub struct HttpTransport {
+    /// The server's URL, without a trailing `/`.
     base: String,
+    database: String,
     token: String,
     http: reqwest::blocking::Client,
     streaming: reqwest::blocking::Client,
@@ -85,7 +92,8 @@ impl HttpTransport {
             })
         };
         Ok(HttpTransport {
-            base: format!("{url}/v1/databases/{}", remote.database),
+            base: url.to_string(),
+            database: remote.database.clone(),
             token: remote.token.clone(),
             http: build(Some(timeout))?,
             streaming: build(None)?,
@@ -98,16 +106,17 @@ impl HttpTransport {
         &self.stats
     }
 
-    fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+    /// The URL of `route` for this database.
+    fn url(&self, route: &str) -> String {
+        format!("{}{}", self.base, routes::path(route, &self.database))
     }
 
-    fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+    fn get(&self, route: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.get(self.url(route)).bearer_auth(&self.token)
+    }
+
+    fn post(&self, route: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.post(self.url(route)).bearer_auth(&self.token)
     }
 
     /// Sends, maps transport failures and error statuses, returns the successful response.
@@ -187,14 +196,14 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 impl Transport for HttpTransport {
     fn info(&self) -> Result<DatabaseInfo> {
-        let resp = self.send(self.get(""))?;
+        let resp = self.send(self.get(routes::INFO))?;
         json(&self.body(resp)?)
     }
 
     fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse> {
         let mut req = self
-            .post("/push")
-            .header(reqwest::header::CONTENT_TYPE, CHANGESET_MEDIA_TYPE);
+            .post(routes::PUSH)
+            .header(reqwest::header::CONTENT_TYPE, protocol::push::MEDIA_TYPE);
         for (name, value) in headers.to_pairs() {
             req = req.header(name, value);
         }
@@ -217,14 +226,15 @@ impl Transport for HttpTransport {
     }
 
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage> {
+        let query = PullQuery::after(since, limit, max_bytes).to_query_string();
         let req = self
-            .get(&format!(
-                "/pull?since={since}&limit={limit}&max_bytes={max_bytes}"
-            ))
+            .http
+            .get(format!("{}?{query}", self.url(routes::PULL)))
+            .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT_ENCODING, "zstd");
         let resp = self.send(req)?;
         let bytes = self.body(resp)?;
-        log::decode(&bytes).map_err(|e| {
+        pull::decode(&bytes).map_err(|e| {
             Error::new(ErrorKind::Internal, format!("unreadable log page: {e}")).with_source(e)
         })
     }
@@ -232,7 +242,7 @@ impl Transport for HttpTransport {
     fn snapshot(&self, dest: &Path) -> Result<(i64, u32)> {
         let resp = self.send(
             self.streaming
-                .get(format!("{}/snapshot", self.base))
+                .get(self.url(routes::SNAPSHOT))
                 .bearer_auth(&self.token),
         )?;
         let header = |name: &str| -> Result<i64> {
@@ -247,7 +257,7 @@ impl Transport for HttpTransport {
                     )
                 })
         };
-        let seq = header(HEADER_SEQ)?;
+        let seq = header(snapshot::HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
         let mut file = std::fs::File::create(dest)?;
@@ -263,7 +273,7 @@ impl Transport for HttpTransport {
     fn lease(&self, size: i64) -> Result<Lease> {
         let body = serde_json::to_vec(&LeaseRequest { v: VERSION, size }).expect("serializable");
         let resp = self.send(
-            self.post("/rowid-ranges")
+            self.post(routes::ROWID_RANGES)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body),
         )?;
@@ -273,7 +283,7 @@ impl Transport for HttpTransport {
     fn events(&self) -> Result<Box<dyn EventStream>> {
         let resp = self.send(
             self.streaming
-                .get(format!("{}/events", self.base))
+                .get(self.url(routes::EVENTS))
                 .bearer_auth(&self.token)
                 .header(reqwest::header::ACCEPT, "text/event-stream"),
         )?;

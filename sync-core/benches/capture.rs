@@ -19,7 +19,11 @@ use rusqlite::session::Session;
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use sync_core::{ApplyOptions, Changeset, apply, capture, outbox};
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::apply::apply;
+use sync_core::engine::capture::capture;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::outbox;
 
 const SCHEMA: &str = "
     CREATE TABLE note(
@@ -123,7 +127,7 @@ enum Mode {
     SessionOnly,
     /// Session attached and the changeset generated, but not stored.
     SessionChangeset,
-    /// `sync_core::capture`: all of the above plus the outbox insert.
+    /// `sync_core::engine::capture::capture`: all of the above plus the outbox insert.
     Capture,
 }
 
@@ -378,7 +382,7 @@ fn main() {
         let changeset_order: Vec<Row> = all
             .changes()
             .map(|c| match c.unwrap().pk_values()[0] {
-                sync_core::Value::Integer(id) => by_id[&id].clone(),
+                sync_core::engine::value::Value::Integer(id) => by_id[&id].clone(),
                 ref other => panic!("unexpected key {other:?}"),
             })
             .collect();

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use sync_core::spool::{Spool, Spooled};
+use sync_core::engine::spool::Spool;
+use sync_core::engine::spool::Spooled;
 use tokio::time::Instant;
 
 /// Bodies up to this size stay in memory; larger ones continue in a temporary file.
@@ -209,7 +210,15 @@ pub async fn receive(
         }
         pending.extend_from_slice(&chunk);
         if received > SPOOL_IN_MEMORY && pending.len() >= WRITE_BATCH {
-            spool = write_batch(spool, std::mem::take(&mut pending)).await?;
+            spool = match write_batch(spool, std::mem::take(&mut pending)).await {
+                Ok(spool) => spool,
+                Err(e) => {
+                    // A full disk mid-body: the client is still sending; let it read the
+                    // answer instead of a reset.
+                    tokio::spawn(drain(stream));
+                    return Err(e);
+                }
+            };
         }
     }
     if declared.is_some_and(|n| n != received as u64) {

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use sync_core::apply::{Policy, PolicySet};
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
 
 /// Errors reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@ use crate::catalog::CatalogError;
 use crate::storage::StorageError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
+use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::error::ErrorCode;
 use sync_core::server::ServerError;
 
 /// Everything a request can fail with.

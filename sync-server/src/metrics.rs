@@ -24,7 +24,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::apply::{ConflictKind, Resolution};
+use sync_core::engine::policy::ConflictKind;
+use sync_core::engine::policy::Resolution;
 use sync_core::protocol::error::ErrorCode;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -80,7 +81,8 @@ struct RouteMetrics {
     classes: [AtomicU64; 4],
 }
 
-use sync_core::protocol::push::{PushResponse, PushStatus};
+use sync_core::protocol::push::PushResponse;
+use sync_core::protocol::push::PushStatus;
 
 /// All counters of one server.
 #[derive(Debug, Default)]

@@ -3,13 +3,15 @@
 //!
 //! The schema version of a database is the number of migrations applied to it. Every database
 //! is brought up to date when it is opened, in one transaction per database, and the result
-//! must be trackable by the session extension ([`sync_core::schema::check_trackable`]): a table
+//! must be trackable by the session extension ([`sync_core::engine::schema::check_trackable`]): a table
 //! without a primary key would silently never sync, so the server refuses to serve it.
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use sync_core::apply::{Policy, PolicySet};
-use sync_core::schema::{self, SchemaError};
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::schema;
+use sync_core::engine::schema::SchemaError;
 use sync_core::server;
 
 /// The demo schema, served when no `--schema` directory is given.

@@ -16,7 +16,8 @@ use axum::http::HeaderMap;
 use rusqlite::Connection;
 use std::sync::Arc;
 use sync_core::protocol::info::Access;
-use sync_core::server::{self, PushConfig};
+use sync_core::server;
+use sync_core::server::push::PushConfig;
 use tokio::sync::watch;
 
 /// Every this many seqs, the push that reached it compacts the log to the configured window.
@@ -205,7 +206,7 @@ impl Shared {
         if seq % COMPACT_EVERY != 0 || seq <= self.config.log_keep {
             return;
         }
-        if let Err(e) = server::compact(conn, self.config.log_keep) {
+        if let Err(e) = server::pull::compact(conn, self.config.log_keep) {
             tracing::warn!(error = %e, "log compaction failed");
         }
     }

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use sync_core::server::{self, LogBounds, ServerError};
+use sync_core::server;
+use sync_core::server::LogBounds;
+use sync_core::server::ServerError;
 
 /// Directory of database files inside the data directory.
 pub const DBS_DIR: &str = "dbs";
@@ -111,7 +113,7 @@ pub struct Database {
     snapshot: Mutex<Option<CachedSnapshot>>,
     snapshots_dir: PathBuf,
     /// Table shapes, so a push does not re-read the schema (checked against its version).
-    shapes: sync_core::schema::ShapeCache,
+    shapes: sync_core::engine::schema::ShapeCache,
 }
 
 #[derive(Debug)]
@@ -170,7 +172,7 @@ impl Database {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             snapshot: Mutex::new(None),
-            shapes: sync_core::schema::ShapeCache::new(),
+            shapes: sync_core::engine::schema::ShapeCache::new(),
             snapshots_dir: config.data_dir.join(SNAPSHOTS_DIR),
         })
     }
@@ -186,8 +188,8 @@ impl Database {
         f(&conn)
     }
 
-    /// The table shapes cached for this database (for `sync_core::server::push`).
-    pub fn shapes(&self) -> &sync_core::schema::ShapeCache {
+    /// The table shapes cached for this database (for `sync_core::server::push::push`).
+    pub fn shapes(&self) -> &sync_core::engine::schema::ShapeCache {
         &self.shapes
     }
 
@@ -249,7 +251,7 @@ impl Database {
         let tmp = self
             .snapshots_dir
             .join(format!("{}-{nonce:016x}.tmp", self.id));
-        let made = self.read(|c| server::snapshot(c, &tmp))?;
+        let made = self.read(|c| server::snapshot::snapshot(c, &tmp))?;
         let (seq, schema_version) = match made {
             Ok(v) => v,
             Err(source) => {

@@ -11,20 +11,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sync_client::{ClientConfig, RemoteConfig, SyncClient};
-use sync_core::Changeset;
+use sync_core::engine::changeset::Changeset;
 use sync_core::protocol::conflicts::ConflictRecord;
-use sync_server::{AppState, ServerConfig, catalog, serve};
+use sync_server::{AppState, ServerConfig};
+use sync_testkit::{Admin, Blocking};
 
-/// A sync server on its own tokio runtime (the client library is blocking).
+/// A sync server on its own tokio runtime (the client library is blocking): the shared
+/// harness, `sync_testkit::Blocking`, with the shortcuts these tests use.
 pub struct Server {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     pub state: AppState,
     addr: SocketAddr,
     data: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    rt: Option<tokio::runtime::Runtime>,
+    running: Blocking,
 }
 
 impl Server {
@@ -35,42 +35,37 @@ impl Server {
     /// A server whose configuration `f` adjusts (policies, schema directory, …).
     pub fn start_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (base, state, addr, stop, task, rt) = launch(data.path(), listen, f);
+        let mut config = sync_testkit::config(data.path());
+        f(&mut config);
+        let running = Blocking::start(config);
+        let s = running.server().expect("started");
         Server {
-            base,
-            state,
-            addr,
+            base: s.base.clone(),
+            state: s.state.clone(),
+            addr: s.addr,
             data,
-            stop: Some(stop),
-            task: Some(task),
-            rt: Some(rt),
+            running,
         }
     }
 
     /// Stops serving (graceful: requests in flight finish, event streams end, databases
     /// close). Clients then get "connection refused" until [`Server::restart_with`].
     pub fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let (Some(rt), Some(task)) = (self.rt.take(), self.task.take()) {
-            let _ = rt.block_on(task);
-            rt.shutdown_background();
-        }
+        self.running.stop();
     }
 
     /// Stops the server if running and starts it again on the same data directory and port
     /// (so clients' stored URL stays valid), with the configuration `f` adjusts.
     pub fn restart_with(&mut self, f: impl FnOnce(&mut ServerConfig)) {
         self.stop();
-        let (base, state, addr, stop, task, rt) = launch(self.data.path(), self.addr, f);
-        assert_eq!(addr, self.addr);
-        self.base = base;
-        self.state = state;
-        self.stop = Some(stop);
-        self.task = Some(task);
-        self.rt = Some(rt);
+        let mut config = sync_testkit::config(self.data.path());
+        config.listen = self.addr;
+        f(&mut config);
+        self.running = Blocking::start(config);
+        let s = self.running.server().expect("started");
+        assert_eq!(s.addr, self.addr);
+        self.base = s.base.clone();
+        self.state = s.state.clone();
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -79,27 +74,17 @@ impl Server {
 
     /// Creates `user` (if new) and database `db`; returns a token for device `device`.
     pub fn setup(&self, user: &str, db: &str, device: &str) -> String {
-        let c = catalog::open(self.data.path()).unwrap();
-        let _ = catalog::add_user(&c, user);
-        catalog::create_database(&c, db, user).unwrap();
-        catalog::issue_token(&c, user, device).unwrap().token
+        Admin(self.data.path()).setup(user, db, device)
     }
 
     /// A token for another device of `user`.
     pub fn token(&self, user: &str, device: &str) -> String {
-        let c = catalog::open(self.data.path()).unwrap();
-        catalog::issue_token(&c, user, device).unwrap().token
+        Admin(self.data.path()).token(user, device)
     }
 
     /// The server's file for database `db`.
     pub fn db_path(&self, db: &str) -> PathBuf {
-        let c = catalog::open(self.data.path()).unwrap();
-        let id: i64 = c
-            .query_row("SELECT id FROM databases WHERE name = ?1", [db], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        self.data.path().join("dbs").join(format!("{id}.db"))
+        Admin(self.data.path()).db_path(db)
     }
 
     /// A new local copy of the `notes` database at `dir/file`, initialised from this server
@@ -126,7 +111,9 @@ impl Server {
     /// first.
     pub fn conflicts(&self, db: &str) -> Vec<ConflictRecord> {
         let conn = read_only(&self.db_path(db));
-        sync_core::server::conflicts(&conn, 0, 10_000).unwrap().0
+        sync_core::server::conflicts::conflicts(&conn, 0, 10_000)
+            .unwrap()
+            .0
     }
 
     /// `GET path` with `token` over a plain HTTP/1.1 connection, as any HTTP client would
@@ -188,45 +175,8 @@ impl Server {
     }
 }
 
-type Launched = (
-    String,
-    AppState,
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    tokio::runtime::Runtime,
-);
-
-fn launch(data: &Path, listen: SocketAddr, f: impl FnOnce(&mut ServerConfig)) -> Launched {
-    let mut config = ServerConfig {
-        data_dir: data.to_path_buf(),
-        listen,
-        ..ServerConfig::default()
-    };
-    f(&mut config);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = AppState::new(config).unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind(listen)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = rt.spawn(serve(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
-    (format!("http://{addr}"), state, addr, stop, task, rt)
-}
-
 fn read_only(path: &Path) -> Connection {
     Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A new client database in `dir` bootstrapped from the server.
@@ -243,7 +193,7 @@ pub fn init_client(
 pub fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
     let conn =
         Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let tables = sync_core::schema::user_tables(&conn).unwrap();
+    let tables = sync_core::engine::schema::user_tables(&conn).unwrap();
     tables
         .into_iter()
         .map(|t| {
@@ -266,7 +216,7 @@ pub fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
 /// `sqldiff --primarykey` between two databases, per app table: empty when equal.
 pub fn sqldiff(a: &Path, b: &Path) -> String {
     let conn = Connection::open_with_flags(a, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let tables = sync_core::schema::user_tables(&conn).unwrap();
+    let tables = sync_core::engine::schema::user_tables(&conn).unwrap();
     let mut out = String::new();
     for t in tables {
         let o = std::process::Command::new("sqldiff")

@@ -1,8 +1,66 @@
-//! `GET /v1/databases/{db}/conflicts?after=ID&limit=N`: conflicts the server recorded while
-//! applying pushes, with their resolutions.
+//! Conflicts on the wire: the record push answers carry for each conflict met, and
+//! `GET /v1/databases/{db}/conflicts?after=ID&limit=N`, the server's records of every conflict
+//! with its resolution.
+//!
+//! [`Conflict`] is the wire form of the engine's [`crate::engine::apply::Conflict`]: the same
+//! facts, serialised as `docs/protocol.md` documents them (values in the JSON value form of
+//! `docs/changeset-json.md`). The engine type carries no serde, so a change there cannot change
+//! the wire by accident.
 
-use crate::apply::Conflict;
+use crate::engine::apply;
+use crate::engine::decode::Op;
+use crate::engine::policy::{ConflictKind, Resolution};
+use crate::engine::value::Value;
 use serde::{Deserialize, Serialize};
+
+/// One conflict met while applying, and how it was resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// DATA, NOTFOUND, CONFLICT, CONSTRAINT or FOREIGN_KEY.
+    pub kind: ConflictKind,
+    /// The table (empty for FOREIGN_KEY, which concerns the whole apply).
+    pub table: String,
+    /// The incoming change's operation (absent for FOREIGN_KEY).
+    pub op: Option<Op>,
+    /// Primary-key values of the row (empty for FOREIGN_KEY).
+    pub pk: Vec<Value>,
+    /// What was done.
+    pub resolution: Resolution,
+    /// The target row as it was (DATA and CONFLICT only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current: Option<Vec<Value>>,
+    /// Number of foreign-key violations (FOREIGN_KEY only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fk_violations: Option<i64>,
+}
+
+impl From<&apply::Conflict> for Conflict {
+    fn from(c: &apply::Conflict) -> Self {
+        Conflict {
+            kind: c.kind,
+            table: c.table.clone(),
+            op: c.op,
+            pk: c.pk.clone(),
+            resolution: c.resolution,
+            current: c.current.clone(),
+            fk_violations: c.fk_violations,
+        }
+    }
+}
+
+/// The query of the conflicts route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictsQuery {
+    /// Records with a larger id (default 0: from the start).
+    pub after: Option<i64>,
+    /// Most records in the page (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]).
+    pub limit: Option<usize>,
+}
+
+/// Records per page unless the query says otherwise.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most records one page holds.
+pub const MAX_LIMIT: usize = 10_000;
 
 /// One recorded conflict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

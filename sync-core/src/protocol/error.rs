@@ -1,67 +1,68 @@
 //! The error envelope: `{"v":1,"code":"…","message":"…", …data}` with a stable `code`.
 
+use crate::names::named_enum;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-/// Stable error codes. Clients match on these, never on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// 401: no bearer token, an unknown one, or a revoked one.
-    Unauthorized,
-    /// 403: the token may read this database but not write it.
-    ReadOnly,
-    /// 404: no such database, or the token has no grant on it (the two are not told apart).
-    DatabaseNotFound,
-    /// 400: the database name in the URL is not valid.
-    InvalidDatabaseName,
-    /// 400: a required header or query parameter is missing or malformed.
-    BadRequest,
-    /// 404: no such endpoint (the path is not part of the API).
-    NotFound,
-    /// 405: the endpoint exists but not with this method (`allow` lists the methods).
-    MethodNotAllowed,
-    /// 408: the request's body did not arrive in time (the whole of it within the body
-    /// timeout, at the minimum rate in every window); the connection is closed.
-    RequestTimeout,
-    /// 400: the push body is not a valid changeset (`offset` says where).
-    InvalidChangeset,
-    /// 400: the changeset names an unknown table or has the wrong columns or key.
-    ChangesetSchemaMismatch,
-    /// 400: a value in the changeset has a type its column cannot hold (TEXT for an
-    /// `INTEGER PRIMARY KEY`, say).
-    TypeMismatch,
-    /// 400: the changeset writes a table internal to session-sync or SQLite (`_sync_*`,
-    /// `sqlite_*`, in any letter case); no client of this library produces one.
-    InternalTable,
-    /// 409: the client's schema version is not the server's (`server_version`,
-    /// `client_version`). Upgrade the app, then re-initialise.
-    SchemaMismatch,
-    /// 409: the push was rejected (a `reject` policy conflict or foreign-key violations);
-    /// it is recorded as processed and answers the same on retry.
-    PushRejected,
-    /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
-    /// restored from an older backup. Bootstrap from a snapshot.
-    CursorAhead,
-    /// 410: `since` is older than the retained log (`oldest_seq`); bootstrap from a snapshot.
-    CursorTooOld,
-    /// 413: the body exceeds the server's limit (`limit`).
-    PayloadTooLarge,
-    /// 415: an unsupported `Content-Encoding` or content type.
-    UnsupportedMediaType,
-    /// 429: this device already has as many event streams open as the server allows
-    /// (`limit`); close one first.
-    TooManyStreams,
-    /// 503: the server is shutting down; retry later.
-    Unavailable,
-    /// 503: the server is at a capacity limit (request bodies in flight, connections, event
-    /// streams); retry after the `Retry-After` header's seconds, with backoff.
-    Overloaded,
-    /// 507: the server's disk is full; nothing was changed. Retry later, with backoff.
-    InsufficientStorage,
-    /// 500: something failed inside the server; details are in its log, not here.
-    Internal,
+named_enum! {
+    /// Stable error codes. Clients match on these, never on messages.
+    #[non_exhaustive]
+    pub enum ErrorCode {
+        /// 401: no bearer token, an unknown one, or a revoked one.
+        Unauthorized = "unauthorized",
+        /// 403: the token may read this database but not write it.
+        ReadOnly = "read_only",
+        /// 404: no such database, or the token has no grant on it (the two are not told apart).
+        DatabaseNotFound = "database_not_found",
+        /// 400: the database name in the URL is not valid.
+        InvalidDatabaseName = "invalid_database_name",
+        /// 400: a required header or query parameter is missing or malformed.
+        BadRequest = "bad_request",
+        /// 404: no such endpoint (the path is not part of the API).
+        NotFound = "not_found",
+        /// 405: the endpoint exists but not with this method.
+        MethodNotAllowed = "method_not_allowed",
+        /// 408: the request's body did not arrive in time (the whole of it within the body
+        /// timeout, at the minimum rate in every window); the connection is closed.
+        RequestTimeout = "request_timeout",
+        /// 400: the push body is not a valid changeset (`offset` says where).
+        InvalidChangeset = "invalid_changeset",
+        /// 400: the changeset names an unknown table or has the wrong columns or key.
+        ChangesetSchemaMismatch = "changeset_schema_mismatch",
+        /// 400: a value in the changeset has a type its column cannot hold (TEXT for an
+        /// `INTEGER PRIMARY KEY`, say).
+        TypeMismatch = "type_mismatch",
+        /// 400: the changeset writes a table internal to session-sync or SQLite (`_sync_*`,
+        /// `sqlite_*`, in any letter case); no client of this library produces one.
+        InternalTable = "internal_table",
+        /// 409: the client's schema version is not the server's (`server_version`,
+        /// `client_version`). Upgrade the app, then re-initialise.
+        SchemaMismatch = "schema_mismatch",
+        /// 409: the push was rejected (a `reject` policy conflict or foreign-key violations);
+        /// it is recorded as processed and answers the same on retry.
+        PushRejected = "push_rejected",
+        /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
+        /// restored from an older backup. Bootstrap from a snapshot.
+        CursorAhead = "cursor_ahead",
+        /// 410: `since` is older than the retained log (`oldest_seq`); bootstrap from a snapshot.
+        CursorTooOld = "cursor_too_old",
+        /// 413: the body exceeds the server's limit (`limit`).
+        PayloadTooLarge = "payload_too_large",
+        /// 415: an unsupported `Content-Encoding` or content type.
+        UnsupportedMediaType = "unsupported_media_type",
+        /// 429: this device already has as many event streams open as the server allows
+        /// (`limit`); close one first.
+        TooManyStreams = "too_many_streams",
+        /// 503: the server is shutting down; retry later.
+        Unavailable = "unavailable",
+        /// 503: the server is at a capacity limit (request bodies in flight, connections, event
+        /// streams); retry after the `Retry-After` header's seconds, with backoff.
+        Overloaded = "overloaded",
+        /// 507: the server's disk is full; nothing was changed. Retry later, with backoff.
+        InsufficientStorage = "insufficient_storage",
+        /// 500: something failed inside the server; details are in its log, not here.
+        Internal = "internal",
+    }
 }
 
 impl ErrorCode {
@@ -90,41 +91,6 @@ impl ErrorCode {
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
-    }
-
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::ReadOnly => "read_only",
-            ErrorCode::DatabaseNotFound => "database_not_found",
-            ErrorCode::InvalidDatabaseName => "invalid_database_name",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::TypeMismatch => "type_mismatch",
-            ErrorCode::TooManyStreams => "too_many_streams",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::InsufficientStorage => "insufficient_storage",
-            ErrorCode::InvalidChangeset => "invalid_changeset",
-            ErrorCode::ChangesetSchemaMismatch => "changeset_schema_mismatch",
-            ErrorCode::InternalTable => "internal_table",
-            ErrorCode::SchemaMismatch => "schema_mismatch",
-            ErrorCode::PushRejected => "push_rejected",
-            ErrorCode::CursorTooOld => "cursor_too_old",
-            ErrorCode::CursorAhead => "cursor_ahead",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,39 +1,36 @@
 //! The wire protocol, shared by server and client: one message family per file, request and
-//! response side by side. No I/O here; the server and the client move these over HTTP.
-//! The written specification is `docs/protocol.md`.
+//! response (and their encodings) side by side. No I/O here; the server and the client move
+//! these over HTTP. Wire types are versioned and separate from the engine's and from storage:
+//! each converts from the engine type it carries. The written specification is
+//! `docs/protocol.md`.
 //!
 //! | module | family |
 //! |---|---|
+//! | [`routes`] | every route's path, for the router, the client and the metrics |
 //! | [`error`] | the JSON error envelope and its stable codes |
-//! | [`push`] | `POST /v1/databases/{db}/push`: headers and the answer |
-//! | [`log`] | `GET /v1/databases/{db}/pull`: the binary log page format |
-//! | [`info`] | `GET /v1/databases/{db}`: database metadata; events; snapshot headers |
-//! | [`rowid`] | `POST /v1/databases/{db}/rowid-ranges` |
-//! | [`conflicts`] | `GET /v1/databases/{db}/conflicts` |
+//! | [`push`] | `POST …/push`: headers, the answer, the changeset body's media type |
+//! | [`pull`] | `GET …/pull`: the query and the binary log page format |
+//! | [`snapshot`] | `GET …/snapshot`: headers and the marker table inside the file |
+//! | [`events`] | `GET …/events`: the server-sent `head` event |
+//! | [`info`] | `GET …/{db}`: database metadata and access |
+//! | [`rowid`] | `POST …/rowid-ranges` |
+//! | [`conflicts`] | `GET …/conflicts`, and the conflict record push answers carry |
 
 pub mod conflicts;
 pub mod error;
+pub mod events;
 pub mod info;
-pub mod log;
+pub mod pull;
 pub mod push;
+pub mod routes;
 pub mod rowid;
+pub mod snapshot;
 
 /// Version of the protocol, in the URL prefix (`/v1`) and in every JSON envelope (`"v": 1`).
 pub const VERSION: u32 = 1;
 
-/// Header: the idempotency key of a push.
-pub const HEADER_BATCH_ID: &str = "sync-batch-id";
-/// Header: the client's cursor (the last log seq it has applied).
-pub const HEADER_CURSOR: &str = "sync-cursor";
 /// Header: the schema version the client's database has (push), or the snapshot's.
 pub const HEADER_SCHEMA_VERSION: &str = "sync-schema-version";
-/// Header: the log seq a snapshot corresponds to.
-pub const HEADER_SEQ: &str = "sync-seq";
-
-/// Media type of a push body: a plain SQLite changeset.
-pub const CHANGESET_MEDIA_TYPE: &str = "application/vnd.sqlite-changeset";
-/// Media type of a snapshot: an SQLite database file.
-pub const SNAPSHOT_MEDIA_TYPE: &str = "application/vnd.sqlite3";
 
 /// Checks a database name from a URL: 1–63 characters, lowercase ASCII letters, digits, `-`
 /// and `_`, starting with a letter or digit. Names never become paths on disk (the server

@@ -3,10 +3,18 @@
 //! version; the answer is [`PushResponse`] (200) or, for a rejected batch, an error envelope
 //! with code `push_rejected` (409) carrying the same fields.
 
+use super::conflicts::Conflict;
 use super::error::{ErrorBody, ErrorCode};
-use super::{HEADER_BATCH_ID, HEADER_CURSOR, HEADER_SCHEMA_VERSION, valid_batch_id};
-use crate::apply::Conflict;
+use super::{HEADER_SCHEMA_VERSION, valid_batch_id};
+use crate::names::named_enum;
 use serde::{Deserialize, Serialize};
+
+/// Header: the idempotency key of a push.
+pub const HEADER_BATCH_ID: &str = "sync-batch-id";
+/// Header: the client's cursor (the last log seq it has applied).
+pub const HEADER_CURSOR: &str = "sync-cursor";
+/// Media type of a push body: a plain SQLite changeset.
+pub const MEDIA_TYPE: &str = "application/vnd.sqlite-changeset";
 
 /// The push headers, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,26 +73,46 @@ impl PushHeaders {
     }
 }
 
-/// Whether the server applied a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PushStatus {
-    /// Applied (possibly with conflicts resolved by policy); its effect is in the log at `seq`.
-    Applied,
-    /// Rejected as a whole; nothing of it was applied. It still has a log entry at `seq`
-    /// (with an empty effect) so that the client learns the outcome even if this answer is
-    /// lost.
-    Rejected,
+named_enum! {
+    /// Whether the server applied a batch.
+    pub enum PushStatus {
+        /// Applied (possibly with conflicts resolved by policy); its effect is in the log at
+        /// `seq`.
+        Applied = "applied",
+        /// Rejected as a whole; nothing of it was applied. It still has a log entry at `seq`
+        /// (with an empty effect) so that the client learns the outcome even if this answer is
+        /// lost.
+        Rejected = "rejected",
+    }
 }
 
-/// Why a batch was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// A table with the `reject` policy had a conflict.
-    Policy,
-    /// Applying the batch would leave foreign-key violations.
-    ForeignKey,
+impl PushStatus {
+    /// The status as one byte: in the log page framing and in the server's log table.
+    pub fn code(self) -> u8 {
+        match self {
+            PushStatus::Applied => 0,
+            PushStatus::Rejected => 1,
+        }
+    }
+
+    /// The status of a [`code`](Self::code), if it is one.
+    pub fn from_code(code: u8) -> Option<PushStatus> {
+        match code {
+            0 => Some(PushStatus::Applied),
+            1 => Some(PushStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+named_enum! {
+    /// Why a batch was rejected.
+    pub enum RejectReason {
+        /// A table with the `reject` policy had a conflict.
+        Policy = "policy",
+        /// Applying the batch would leave foreign-key violations.
+        ForeignKey = "foreign_key",
+    }
 }
 
 /// The server's answer to a push. A retry of the same batch id gets the same answer with
@@ -153,9 +181,9 @@ impl PushResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{ConflictKind, Resolution};
-    use crate::decode::Op;
-    use crate::value::Value;
+    use crate::engine::decode::Op;
+    use crate::engine::policy::{ConflictKind, Resolution};
+    use crate::engine::value::Value;
     use std::collections::HashMap;
 
     #[test]

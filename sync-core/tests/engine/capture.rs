@@ -1,7 +1,14 @@
 //! Capture, outbox and savepoint behaviour on real SQLite files.
 
 use rusqlite::Connection;
-use sync_core::{CaptureError, Op, SchemaChanges, Value, capture, capture_with, outbox, savepoint};
+use sync_core::engine::capture::CaptureError;
+use sync_core::engine::capture::SchemaChanges;
+use sync_core::engine::capture::capture;
+use sync_core::engine::capture::capture_with;
+use sync_core::engine::decode::Op;
+use sync_core::engine::outbox;
+use sync_core::engine::savepoint::savepoint;
+use sync_core::engine::value::Value;
 
 fn db() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();

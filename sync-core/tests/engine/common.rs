@@ -6,7 +6,11 @@
 use rusqlite::Connection;
 use rusqlite::session::Session;
 use std::path::{Path, PathBuf};
-use sync_core::{ApplyOptions, Changeset, Policy, PolicySet, Value};
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::value::Value;
 
 /// A database file in its own temporary directory (removed on drop).
 pub struct TempDb {

@@ -8,10 +8,19 @@
 //! applied to the target.
 
 use crate::common::{TempDb, int, newest, null, record, text, uniform};
-use sync_core::{
-    ApplyError, ApplyOptions, ApplyReport, Changeset, Conflict, ConflictKind, Op, Policy,
-    PolicySet, Resolution, SchemaError, Value, apply,
-};
+use sync_core::engine::apply::ApplyError;
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::apply::ApplyReport;
+use sync_core::engine::apply::Conflict;
+use sync_core::engine::apply::apply;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::decode::Op;
+use sync_core::engine::policy::ConflictKind;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::policy::Resolution;
+use sync_core::engine::schema::SchemaError;
+use sync_core::engine::value::Value;
 
 const SCHEMA: &str = "
     CREATE TABLE item(

@@ -20,12 +20,19 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::Connection;
-use sync_core::apply::{Policy, PolicySet};
-use sync_core::client::{self, ClientError, PushOutcome};
-use sync_core::decode::Op;
+use sync_core::client;
+use sync_core::client::ClientError;
+use sync_core::client::conflicts::{LocalConflictKind, local_conflicts};
+use sync_core::client::cycle::{Cycle, CycleConfig, CycleError, Reply, Step};
+use sync_core::client::push::{on_push_response, prepare_push};
+use sync_core::client::state::{cursor, inflight, set_schema_version};
+use sync_core::engine::capture::capture;
+use sync_core::engine::decode::Op;
+use sync_core::engine::policy::{ConflictKind, Policy, PolicySet};
+use sync_core::engine::value::Value;
 use sync_core::protocol::push::PushResponse;
-use sync_core::server::{self, PushConfig, ServerError};
-use sync_core::{Value, capture};
+use sync_core::server;
+use sync_core::server::push::{PushConfig, PushTarget, push};
 
 const SCHEMA: &str = "
     CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '',
@@ -46,6 +53,8 @@ struct Device {
     acknowledged: Vec<i64>,
     writes: i64,
     next_batch: u64,
+    /// The sync in progress, advanced one step at a time between other devices' steps.
+    cycle: Option<Cycle>,
 }
 
 struct World {
@@ -53,7 +62,7 @@ struct World {
     seed: u64,
     dir: tempfile::TempDir,
     server: Connection,
-    shapes: sync_core::schema::ShapeCache,
+    shapes: sync_core::engine::schema::ShapeCache,
     config: PushConfig,
     devices: Vec<Device>,
     now: i64,
@@ -96,13 +105,14 @@ impl World {
             .map(|id| {
                 let conn = open_db(SCHEMA);
                 client::install(&conn).unwrap();
-                client::set_schema_version(&conn, 1).unwrap();
+                set_schema_version(&conn, 1).unwrap();
                 Device {
                     id,
                     conn,
                     acknowledged: Vec::new(),
                     writes: 0,
                     next_batch: 0,
+                    cycle: None,
                 }
             })
             .collect();
@@ -111,7 +121,7 @@ impl World {
             seed,
             dir: tempfile::tempdir().unwrap(),
             server,
-            shapes: sync_core::schema::ShapeCache::new(),
+            shapes: sync_core::engine::schema::ShapeCache::new(),
             config,
             devices,
             now: 1,
@@ -139,17 +149,13 @@ impl World {
         let d = self.rng.random_range(0..self.devices.len());
         match self.rng.random_range(0..100) {
             0..=49 => self.write(d),
-            50..=74 => {
-                let fault = self.rng.random_range(0..10);
-                self.push(d, fault);
-            }
-            75..=97 => {
-                let lose = self.rng.random_range(0..10) == 0;
-                self.pull(d, lose);
+            50..=97 => {
+                let fault = self.rng.random_range(0..20);
+                self.advance(d, fault);
             }
             _ => {
                 let keep = self.rng.random_range(0..4);
-                let oldest = server::compact(&self.server, keep).unwrap();
+                let oldest = server::pull::compact(&self.server, keep).unwrap();
                 self.log
                     .push(format!("compact keep={keep} -> oldest {oldest}"));
             }
@@ -234,26 +240,27 @@ impl World {
             .push(format!("d{d} write {mutations:?} journal {journal_id}"));
     }
 
-    /// fault: 0 = request dropped, 1 = answer lost after commit, else delivered.
-    fn push(&mut self, d: usize, fault: u32) {
+    /// A new batch id for device `d` (deterministic, never repeating).
+    fn batch_label(&mut self, d: usize) -> String {
         let dev = &mut self.devices[d];
-        let label = format!("d{d}-b{}", dev.next_batch);
-        let batch = client::prepare_push(&dev.conn, 2048, || {
-            dev.next_batch += 1;
-            label
-        })
-        .unwrap_or_else(|e| panic!("seed {}: prepare_push: {e}", self.seed));
-        let Some(batch) = batch else {
-            self.log.push(format!("d{d} push: nothing"));
-            return;
-        };
+        dev.next_batch += 1;
+        format!("d{d}-b{}", dev.next_batch - 1)
+    }
+
+    /// The server's answer to `batch`, or `None` when the request is dropped (fault 0).
+    fn serve_push(
+        &mut self,
+        d: usize,
+        batch: &client::push::PushBatch,
+        fault: u32,
+    ) -> Option<PushResponse> {
         if fault == 0 {
             self.log
                 .push(format!("d{d} push {} dropped", batch.headers.batch_id));
-            return;
+            return None;
         }
-        let response = match server::push(
-            server::PushTarget {
+        let response = match push(
+            PushTarget {
                 conn: &self.server,
                 shapes: &self.shapes,
                 scratch: None,
@@ -277,23 +284,115 @@ impl World {
             response.conflicts.len(),
             if fault == 1 { " (answer lost)" } else { "" }
         ));
-        if fault == 1 {
-            return;
+        (fault != 1).then_some(response)
+    }
+
+    /// Advances device `d`'s sync by one step of [`Cycle`], starting one if none is running.
+    /// fault: 0 = the request is dropped, 1 = the answer is lost after the server acted on it
+    /// (for a push: after it committed); either ends the cycle, as a network failure ends a
+    /// sync. Otherwise the answer is delivered.
+    fn advance(&mut self, d: usize, fault: u32) {
+        let mut cycle = self.devices[d]
+            .cycle
+            .take()
+            .unwrap_or_else(|| Cycle::new(self.cycle_config()));
+        let label = format!("d{d}-b{}", self.devices[d].next_batch);
+        let mut used_label = false;
+        let step = cycle
+            .next(&self.devices[d].conn, &mut || {
+                used_label = true;
+                label.clone()
+            })
+            .unwrap_or_else(|e| self.fail(format!("device {d}: cycle.next: {e}")));
+        if used_label {
+            self.devices[d].next_batch += 1;
         }
-        self.ack(d, &response);
+        let reply_ok = match step {
+            Step::Done => {
+                let r = cycle.report();
+                self.log.push(format!(
+                    "d{d} sync done: pushed {} pulled {} bootstrapped={} conflicts={}",
+                    r.pushed_batches, r.pulled_entries, r.bootstrapped, r.new_conflicts
+                ));
+                return;
+            }
+            Step::Push(batch) => match self.serve_push(d, &batch, fault) {
+                Some(response) => {
+                    cycle.feed(&self.devices[d].conn, Reply::Pushed(response), self.now)
+                }
+                None => return,
+            },
+            Step::Pull(query) => {
+                let (since, limit, _) = query.effective();
+                let limit = limit.min(self.rng.random_range(1..=6));
+                match server::pull::pull(&self.server, since, limit, 4096) {
+                    Ok(_) if fault <= 1 => {
+                        self.log
+                            .push(format!("d{d} pull since {since}: answer lost"));
+                        return;
+                    }
+                    Ok(page) => {
+                        let seqs: Vec<i64> = page.entries.iter().map(|e| e.seq).collect();
+                        self.log.push(format!("d{d} pull since {since}: {seqs:?}"));
+                        cycle.feed(&self.devices[d].conn, Reply::Page(page), self.now)
+                    }
+                    Err(e) => {
+                        let code = e.to_body().code;
+                        self.log.push(format!("d{d} pull since {since}: {code}"));
+                        cycle.feed(&self.devices[d].conn, Reply::Refused(code), self.now)
+                    }
+                }
+            }
+            Step::Snapshot => {
+                self.snapshots += 1;
+                let path = self.dir.path().join(format!("snap-{}.db", self.snapshots));
+                let (seq, _) = server::snapshot::snapshot(&self.server, &path).unwrap();
+                self.log.push(format!("d{d} bootstrap at seq {seq}"));
+                cycle.feed(&self.devices[d].conn, Reply::Snapshot(path), self.now)
+            }
+        };
+        match reply_ok {
+            Ok(()) => self.devices[d].cycle = Some(cycle),
+            // A refusal the cycle does not recover from ends this sync, as it would in the
+            // client library; the next sync starts afresh (and `check` proves it converges).
+            Err(CycleError::Refused(code)) => {
+                self.log.push(format!("d{d} sync failed: {code}"));
+            }
+            Err(e) => self.fail(format!("device {d}: cycle.feed: {e}")),
+        }
+    }
+
+    fn cycle_config(&self) -> CycleConfig {
+        CycleConfig {
+            push_max_bytes: 2048,
+            ..CycleConfig::default()
+        }
+    }
+
+    /// fault: 0 = request dropped, 1 = answer lost after commit, else delivered.
+    fn push(&mut self, d: usize, fault: u32) {
+        let label = self.batch_label(d);
+        let batch = prepare_push(&self.devices[d].conn, 2048, || label)
+            .unwrap_or_else(|e| panic!("seed {}: prepare_push: {e}", self.seed));
+        let Some(batch) = batch else {
+            self.log.push(format!("d{d} push: nothing"));
+            return;
+        };
+        if let Some(response) = self.serve_push(d, &batch, fault) {
+            self.ack(d, &response);
+        }
     }
 
     fn ack(&mut self, d: usize, response: &PushResponse) {
-        match client::on_push_response(&self.devices[d].conn, response) {
-            Ok(PushOutcome::Settled { .. } | PushOutcome::AwaitPull { .. }) => {}
-            Err(e) => self.fail(format!("device {d}: on_push_response: {e}")),
+        if let Err(e) = on_push_response(&self.devices[d].conn, response, self.now) {
+            self.fail(format!("device {d}: on_push_response: {e}"));
         }
     }
 
     fn pull(&mut self, d: usize, lose: bool) {
-        let cursor = client::cursor(&self.devices[d].conn).unwrap();
+        let cursor = cursor(&self.devices[d].conn).unwrap();
         let limit = self.rng.random_range(1..=6);
-        match server::pull(&self.server, cursor, limit, 4096) {
+        match server::pull::pull(&self.server, cursor, limit, 4096) {
             Ok(page) => {
                 if lose {
                     self.log
@@ -301,7 +400,7 @@ impl World {
                     return;
                 }
                 let seqs: Vec<i64> = page.entries.iter().map(|e| e.seq).collect();
-                match client::integrate(&self.devices[d].conn, &page.entries, self.now) {
+                match client::integrate::integrate(&self.devices[d].conn, &page.entries, self.now) {
                     Ok(r) => self.log.push(format!(
                         "d{d} pull since {cursor}: {seqs:?} own={:?} rebased={} conflicts={}",
                         r.own_batch, r.rebased, r.new_conflicts
@@ -309,55 +408,40 @@ impl World {
                     Err(e) => self.fail(format!("device {d}: integrate {seqs:?}: {e}")),
                 }
             }
-            Err(ServerError::CursorTooOld { .. }) => self.bootstrap(d),
             Err(e) => self.fail(format!("device {d}: pull: {e}")),
-        }
-    }
-
-    fn bootstrap(&mut self, d: usize) {
-        // The fate of a sent batch must be known first: retry it (same id) for its answer.
-        if let Some(f) = client::inflight(&self.devices[d].conn).unwrap()
-            && f.acked_seq.is_none()
-        {
-            self.push(d, 2);
-        }
-        self.snapshots += 1;
-        let path = self.dir.path().join(format!("snap-{}.db", self.snapshots));
-        let (seq, _) = server::snapshot(&self.server, &path).unwrap();
-        match client::bootstrap(&self.devices[d].conn, &path, self.now) {
-            Ok(r) => self.log.push(format!(
-                "d{d} bootstrap at seq {seq}: own={:?} conflicts={}",
-                r.own_batch, r.new_conflicts
-            )),
-            Err(e) => self.fail(format!("device {d}: bootstrap: {e}")),
         }
     }
 
     /// Pulls every available entry in one page.
     fn pull_all(&mut self, d: usize) {
-        let cursor = client::cursor(&self.devices[d].conn).unwrap();
-        let page = server::pull(&self.server, cursor, 10_000, usize::MAX).unwrap();
+        let cursor = cursor(&self.devices[d].conn).unwrap();
+        let page = server::pull::pull(&self.server, cursor, 10_000, usize::MAX).unwrap();
         assert!(!page.more);
-        client::integrate(&self.devices[d].conn, &page.entries, self.now).unwrap();
+        client::integrate::integrate(&self.devices[d].conn, &page.entries, self.now).unwrap();
     }
 
-    /// Syncs device `d` without faults until it has nothing to push and nothing to pull.
+    /// Syncs device `d` without faults — whole cycles, as a client does — until it has nothing
+    /// to push and nothing to pull.
     fn sync_until_quiet(&mut self, d: usize) {
+        self.devices[d].cycle = None;
         for _ in 0..100 {
             let head = server::bounds(&self.server).unwrap().head_seq;
-            let cursor = client::cursor(&self.devices[d].conn).unwrap();
-            if cursor < head {
-                self.pull(d, false);
-                continue;
-            }
-            let before = client::inflight(&self.devices[d].conn).unwrap();
-            let (pending, _) = sync_core::outbox::stats(&self.devices[d].conn).unwrap();
-            if pending == 0 && before.is_none() {
+            let dev = &self.devices[d];
+            let quiet = cursor(&dev.conn).unwrap() == head
+                && inflight(&dev.conn).unwrap().is_none()
+                && sync_core::engine::outbox::stats(&dev.conn).unwrap().0 == 0;
+            if quiet {
                 return;
             }
-            self.push(d, 2);
+            // One whole cycle: advance until it reports done.
+            for _ in 0..1000 {
+                self.advance(d, 2);
+                if self.devices[d].cycle.is_none() {
+                    break;
+                }
+            }
         }
-        self.fail(format!("device {d} did not become quiet in 100 rounds"));
+        self.fail(format!("device {d} did not become quiet in 100 syncs"));
     }
 
     fn check(&mut self) {
@@ -367,8 +451,8 @@ impl World {
             }
             let head = server::bounds(&self.server).unwrap().head_seq;
             let settled = self.devices.iter().all(|dev| {
-                client::cursor(&dev.conn).unwrap() == head
-                    && sync_core::outbox::stats(&dev.conn).unwrap().0 == 0
+                cursor(&dev.conn).unwrap() == head
+                    && sync_core::engine::outbox::stats(&dev.conn).unwrap().0 == 0
             });
             if settled {
                 break;
@@ -410,7 +494,7 @@ impl World {
 /// Journal ids inside changesets a device recorded as dropped (local conflicts).
 fn dropped_journal_ids(conn: &Connection) -> std::collections::HashSet<i64> {
     let mut out = std::collections::HashSet::new();
-    for c in client::local_conflicts(conn, 0).unwrap() {
+    for c in local_conflicts(conn, 0).unwrap() {
         let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
             continue;
         };
@@ -521,15 +605,15 @@ fn an_update_of_a_row_deleted_remotely_is_a_local_conflict_not_silent_loss() {
     world.push(b, 2);
     world.pull_all(b);
     world.sync_until_quiet(b);
-    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    let conflicts = local_conflicts(&world.devices[b].conn, 0).unwrap();
     assert!(
         conflicts.is_empty(),
         "the server arbitrates a delete/update race: {conflicts:?}"
     );
     // The server omitted b's update of a deleted row (NOTFOUND) and recorded it.
-    let (records, _) = server::conflicts(&world.server, 0, 10).unwrap();
+    let (records, _) = server::conflicts::conflicts(&world.server, 0, 10).unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].conflict.kind, sync_core::ConflictKind::NotFound);
+    assert_eq!(records[0].conflict.kind, ConflictKind::NotFound);
     world.check();
 
     // Now the other order: b edits offline, a's delete reaches b by pull before b pushes.
@@ -549,12 +633,9 @@ fn an_update_of_a_row_deleted_remotely_is_a_local_conflict_not_silent_loss() {
     })
     .unwrap();
     world.pull(b, false);
-    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    let conflicts = local_conflicts(&world.devices[b].conn, 0).unwrap();
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-    assert_eq!(
-        conflicts[0].kind,
-        client::LocalConflictKind::RowDeletedRemotely
-    );
+    assert_eq!(conflicts[0].kind, LocalConflictKind::RowDeletedRemotely);
     assert_eq!(conflicts[0].pk, vec![Value::Integer(2)]);
     world.check();
 }
@@ -582,9 +663,9 @@ fn a_rejected_batch_is_recorded_with_its_changes() {
     // b pushes before pulling a's update: a DATA conflict under `reject`.
     world.push(b, 2);
     world.sync_until_quiet(b);
-    let conflicts = client::local_conflicts(&world.devices[b].conn, 0).unwrap();
+    let conflicts = local_conflicts(&world.devices[b].conn, 0).unwrap();
     assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].kind, client::LocalConflictKind::BatchRejected);
+    assert_eq!(conflicts[0].kind, LocalConflictKind::BatchRejected);
     let dropped = conflicts[0].changeset.as_ref().unwrap().inspect().unwrap();
     assert_eq!(
         dropped[0].new.as_ref().unwrap()[1],
@@ -606,8 +687,8 @@ fn integrate_refuses_a_gap_in_the_log() {
         world.push(d, 2);
         world.pull(d, false);
     }
-    let page = server::pull(&world.server, 1, 10, 1 << 20).unwrap();
-    let err = client::integrate(&world.devices[1].conn, &page.entries, 0).unwrap_err();
+    let page = server::pull::pull(&world.server, 1, 10, 1 << 20).unwrap();
+    let err = client::integrate::integrate(&world.devices[1].conn, &page.entries, 0).unwrap_err();
     assert!(
         matches!(err, ClientError::Gap { cursor: 0, got: 2 }),
         "{err}"

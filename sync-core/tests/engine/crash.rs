@@ -29,7 +29,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use sync_core::{Op, Value, capture, outbox};
+use sync_core::engine::capture::capture;
+use sync_core::engine::decode::Op;
+use sync_core::engine::outbox;
+use sync_core::engine::value::Value;
 
 /// Set (to the database path) only in the child process.
 const CHILD_DB: &str = "SYNC_CRASH_CHILD_DB";

@@ -11,13 +11,19 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params_from_iter};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use sync_core::decode::OpCounts;
-use sync_core::{
-    ApplyOptions, Change, Changeset, ChangesetError, Op, Policy, PolicySet, Value, apply,
-};
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::apply::apply;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::changeset::ChangesetError;
+use sync_core::engine::decode::Change;
+use sync_core::engine::decode::Op;
+use sync_core::engine::decode::OpCounts;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::value::Value;
 
 /// Decodes with SQLite's iterator (`sqlite3changeset_start_strm` / `_next`), into the same
-/// shape as [`sync_core::decode`]. An undefined field (an unchanged column of an UPDATE) is
+/// shape as [`sync_core::engine::decode`]. An undefined field (an unchanged column of an UPDATE) is
 /// `None`, as in ours.
 fn sqlite_decode(bytes: &[u8]) -> rusqlite::Result<Vec<Change>> {
     let mut input: &[u8] = bytes;
@@ -405,7 +411,9 @@ fn chinook_changesets_decode_like_sqlite() {
         .unwrap()
         .execute_batch(&schema.join(";\n"))
         .unwrap();
-    let everything = sync_core::diff(&empty, &path).unwrap().changeset;
+    let everything = sync_core::engine::diff::diff(&empty, &path)
+        .unwrap()
+        .changeset;
     let changes = assert_decoders_agree(&everything);
     let tracks = changes.iter().filter(|c| c.table == "Track").count() as i64;
     let expected: i64 = conn
@@ -791,8 +799,9 @@ fn key_ordering_keeps_every_change_and_the_result() {
             continue;
         }
         let original = Changeset::from_bytes(bytes);
-        let sorted =
-            Changeset::from_bytes(sync_core::decode::sorted_by_key(original.as_bytes()).unwrap());
+        let sorted = Changeset::from_bytes(
+            sync_core::engine::decode::sorted_by_key(original.as_bytes()).unwrap(),
+        );
         let (mut a, mut b) = (original.inspect().unwrap(), sorted.inspect().unwrap());
         assert_eq!(a.len(), b.len());
         // Same changes, grouped by table in the same order; keys ascending within a table.
@@ -819,7 +828,7 @@ fn key_ordering_keeps_every_change_and_the_result() {
                 let ordering = x
                     .iter()
                     .zip(&y)
-                    .map(|(x, y)| sync_core::apply::sql_cmp(x, y))
+                    .map(|(x, y)| sync_core::engine::value::sql_cmp(x, y))
                     .find(|o| o.is_ne())
                     .unwrap_or(std::cmp::Ordering::Equal);
                 assert_ne!(ordering, std::cmp::Ordering::Greater, "{x:?} after {y:?}");
@@ -831,8 +840,18 @@ fn key_ordering_keeps_every_change_and_the_result() {
         assert_eq!(a, b);
         // Applying either gives the same database, equal to the source.
         let (x, y) = (TempDb::new(VARIED), TempDb::new(VARIED));
-        sync_core::apply(&x.conn, &original, &sync_core::ApplyOptions::default()).unwrap();
-        sync_core::apply(&y.conn, &sorted, &sync_core::ApplyOptions::default()).unwrap();
+        sync_core::engine::apply::apply(
+            &x.conn,
+            &original,
+            &sync_core::engine::apply::ApplyOptions::default(),
+        )
+        .unwrap();
+        sync_core::engine::apply::apply(
+            &y.conn,
+            &sorted,
+            &sync_core::engine::apply::ApplyOptions::default(),
+        )
+        .unwrap();
         assert_eq!(x.dump(), y.dump());
         assert_eq!(x.dump(), source.dump());
     }
@@ -857,7 +876,7 @@ fn key_ordering_of_a_key_column_holding_mixed_types_follows_sqlite() {
     let mut bytes = Vec::new();
     session.changeset_strm(&mut bytes).unwrap();
     drop(session);
-    let sorted = Changeset::from_bytes(sync_core::decode::sorted_by_key(&bytes).unwrap());
+    let sorted = Changeset::from_bytes(sync_core::engine::decode::sorted_by_key(&bytes).unwrap());
     let keys: Vec<Value> = sorted
         .inspect()
         .unwrap()

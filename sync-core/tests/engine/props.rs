@@ -17,8 +17,17 @@ use rusqlite::Connection;
 use rusqlite::session::Session;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use sync_core::encode::{encode, put_varint};
-use sync_core::{ApplyError, ApplyOptions, Change, Changeset, Op, Policy, PolicySet, Value, apply};
+use sync_core::engine::apply::ApplyError;
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::apply::apply;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::decode::Change;
+use sync_core::engine::decode::Op;
+use sync_core::engine::encode::encode;
+use sync_core::engine::encode::put_varint;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::value::Value;
 
 /// `cases` unless `PROPTEST_CASES` says otherwise.
 fn config(cases: u32) -> ProptestConfig {
@@ -248,7 +257,7 @@ fn mutated_changeset() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(mutation(), 0..2),
     )
         .prop_map(|(i, edits, ms)| {
-            let mut changes = sync_core::decode::decode(i.get(pool()).as_slice()).unwrap();
+            let mut changes = sync_core::engine::decode::decode(i.get(pool()).as_slice()).unwrap();
             for e in &edits {
                 apply_edit(&mut changes, e);
             }
@@ -333,7 +342,7 @@ fn exercise_without_applying(bytes: &[u8]) {
     // The streaming validator (spooled uploads) agrees with the in-memory one, whatever the
     // window and however short the reads.
     for (window, piece) in [(16, 1), (37, 5), (64, 64), (4096, 7)] {
-        let streamed = sync_core::decode::validate_reader(Trickle { bytes, piece }, window)
+        let streamed = sync_core::engine::decode::validate_reader(Trickle { bytes, piece }, window)
             .expect("reading memory cannot fail");
         assert_eq!(streamed, validated, "window {window}, reads of {piece}");
     }
@@ -444,7 +453,7 @@ proptest! {
 #[test]
 fn the_test_encoder_writes_what_sessions_write() {
     for bytes in pool() {
-        let changes = sync_core::decode::decode(bytes).unwrap();
+        let changes = sync_core::engine::decode::decode(bytes).unwrap();
         assert_eq!(&encode(&changes), bytes);
     }
     let mut long = Vec::new();

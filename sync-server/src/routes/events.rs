@@ -15,8 +15,10 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::convert::Infallible;
 use sync_core::protocol::VERSION;
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
-use sync_core::protocol::info::{HEAD_EVENT, HeadEvent};
+use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::error::ErrorCode;
+use sync_core::protocol::events::HEAD_EVENT;
+use sync_core::protocol::events::HeadEvent;
 use tokio::sync::watch;
 
 /// Query of `…/events`.

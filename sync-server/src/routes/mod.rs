@@ -26,7 +26,8 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
+use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::valid_database_name;
 
 /// The whole HTTP API over `state`.

@@ -3,7 +3,7 @@
 //! A push is checked in the order `docs/protocol.md` gives — name, token and grant,
 //! read-only, media type and headers, body size (by `Content-Length` before reading anything,
 //! then while streaming, then after decompression) — and only then handed to
-//! [`sync_core::server::push`], which does the rest in one transaction on the database's
+//! [`sync_core::server::push::push`], which does the rest in one transaction on the database's
 //! writer connection.
 
 use super::{DbName, RequestNote};
@@ -16,9 +16,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use sync_core::protocol::push::{PushHeaders, PushStatus};
-use sync_core::protocol::rowid::{Lease, LeaseRequest};
-use sync_core::protocol::{CHANGESET_MEDIA_TYPE, VERSION};
+use sync_core::protocol::VERSION;
+use sync_core::protocol::push::MEDIA_TYPE;
+use sync_core::protocol::push::PushHeaders;
+use sync_core::protocol::push::PushStatus;
+use sync_core::protocol::rowid::Lease;
+use sync_core::protocol::rowid::LeaseRequest;
 use sync_core::server;
 
 /// Largest JSON body of a lease request.
@@ -40,9 +43,9 @@ fn media_checks(headers: &HeaderMap) -> Result<Encoding, ApiError> {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if essence != CHANGESET_MEDIA_TYPE && essence != "application/octet-stream" {
+        if essence != MEDIA_TYPE && essence != "application/octet-stream" {
             return Err(ApiError::unsupported(format!(
-                "Content-Type {essence:?} is not accepted; send {CHANGESET_MEDIA_TYPE}"
+                "Content-Type {essence:?} is not accepted; send {MEDIA_TYPE}"
             )));
         }
     }
@@ -103,8 +106,8 @@ pub async fn push(
             };
             let db = s.storage.get(grant.database_id)?;
             let outcome = db.write(|conn| {
-                let r = server::push(
-                    server::PushTarget {
+                let r = server::push::push(
+                    server::push::PushTarget {
                         conn,
                         shapes: db.shapes(),
                         scratch: Some(dir),
@@ -177,7 +180,9 @@ pub async fn rowid_ranges(
     let lease = state
         .blocking(move |s| {
             let db = s.storage.get(grant.database_id)?;
-            Ok(db.write(|conn| server::lease_rowids(conn, &grant.device, request.size, now_ms()))?)
+            Ok(db.write(|conn| {
+                server::rowid::lease_rowids(conn, &grant.device, request.size, now_ms())
+            })?)
         })
         .await?;
     Ok(Json(lease))

@@ -10,12 +10,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
+use sync_core::engine::spool::Spool;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::conflicts::ConflictPage;
 use sync_core::protocol::info::DatabaseInfo;
-use sync_core::protocol::log;
+use sync_core::protocol::pull;
 use sync_core::server;
-use sync_core::spool::Spool;
 
 /// Most entries one pull page may hold.
 const MAX_PULL_LIMIT: usize = 10_000;
@@ -125,10 +125,10 @@ pub async fn pull(
             if zstd {
                 let mut encoder =
                     zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL).map_err(io)?;
-                db.read(|c| server::pull_into(c, since, limit, max_bytes, &mut encoder))??;
+                db.read(|c| server::pull::pull_into(c, since, limit, max_bytes, &mut encoder))??;
                 spool = encoder.finish().map_err(io)?;
             } else {
-                db.read(|c| server::pull_into(c, since, limit, max_bytes, &mut spool))??;
+                db.read(|c| server::pull::pull_into(c, since, limit, max_bytes, &mut spool))??;
             }
             let page = spool.finish().map_err(io)?;
             s.metrics.bytes_out(page.len());
@@ -139,7 +139,7 @@ pub async fn pull(
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(log::MEDIA_TYPE),
+        HeaderValue::from_static(pull::MEDIA_TYPE),
     );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if zstd {
@@ -171,7 +171,8 @@ pub async fn conflicts(
         .blocking(move |s| {
             let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
-            let (conflicts, more) = db.read(|c| server::conflicts(c, after, limit))??;
+            let (conflicts, more) =
+                db.read(|c| server::conflicts::conflicts(c, after, limit))??;
             Ok(ConflictPage {
                 v: VERSION,
                 conflicts,

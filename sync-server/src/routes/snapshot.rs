@@ -7,7 +7,9 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use sync_core::protocol::{HEADER_SCHEMA_VERSION, HEADER_SEQ, SNAPSHOT_MEDIA_TYPE};
+use sync_core::protocol::HEADER_SCHEMA_VERSION;
+use sync_core::protocol::snapshot::HEADER_SEQ;
+use sync_core::protocol::snapshot::MEDIA_TYPE;
 
 /// `GET /v1/databases/{db}/snapshot`.
 pub async fn snapshot(
@@ -27,10 +29,7 @@ pub async fn snapshot(
     state.shared().metrics.bytes_out(snap.len);
     let mut response = Response::new(crate::body::file_body(snap.file));
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(SNAPSHOT_MEDIA_TYPE),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(snap.len));
     h.insert(HEADER_SEQ, HeaderValue::from(snap.seq));
     h.insert(

@@ -4,7 +4,7 @@
 use crate::common::*;
 use reqwest::StatusCode;
 use std::time::Duration;
-use sync_core::protocol::log;
+use sync_core::protocol::pull as log;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_then_pull_round_trips_and_reproduces_the_server_rows() {

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use reqwest::StatusCode;
-use sync_core::Value;
+use sync_core::engine::value::Value;
 
 /// Three spellings of a name that SQLite treats as one.
 fn case_variants(name: &str) -> [String; 3] {

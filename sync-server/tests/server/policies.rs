@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use reqwest::StatusCode;
-use sync_core::apply::Policy;
+use sync_core::engine::policy::Policy;
 
 const BASE: &str = "INSERT INTO notes VALUES (1, 'title', 'body', 100);
                     INSERT INTO tags VALUES (1, 'x');";

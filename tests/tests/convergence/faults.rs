@@ -17,12 +17,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use sync_client::transport::EventStream;
 use sync_client::{Error, ErrorKind, HttpTransport, Transport};
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::decode::Op;
+use sync_core::engine::value::Value;
 use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::info::DatabaseInfo;
-use sync_core::protocol::log::LogPage;
-use sync_core::protocol::push::{PushHeaders, PushResponse};
+use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::push::PushHeaders;
+use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::rowid::Lease;
-use sync_core::{Changeset, Op, Value};
 
 /// Percent chances of each fault, per request.
 #[derive(Debug, Clone, Copy, Default)]

@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_client::{ClientConfig, Durability, HttpTransport, RemoteConfig, SyncClient};
-use sync_core::apply::{Policy, PolicySet};
-use sync_core::{Op, Value};
+use sync_core::engine::decode::Op;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::value::Value;
 use sync_server::{ServerConfig, catalog};
 
 /// The demo schema plus a journal: every write transaction also inserts one journal row that
@@ -564,7 +566,7 @@ impl Case<'_> {
         let keep = self.rng.random_range(0..4);
         let conn = Connection::open(&self.server_db).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        let oldest = sync_core::server::compact(&conn, keep).unwrap();
+        let oldest = sync_core::server::pull::compact(&conn, keep).unwrap();
         self.stats.compactions += 1;
         self.note(format!(
             "server log compacted, keep {keep}: oldest seq {oldest}"
@@ -697,7 +699,8 @@ impl Case<'_> {
         // Journal rows are written once and never changed, so the server never meets a
         // conflict on one (an identical re-insert is a no-op, not a conflict).
         let (records, _) =
-            sync_core::server::conflicts(&read_only(&self.server_db), 0, 10_000).unwrap();
+            sync_core::server::conflicts::conflicts(&read_only(&self.server_db), 0, 10_000)
+                .unwrap();
         if let Some(r) = records.iter().find(|r| r.conflict.table == "journal") {
             return Err(self.failure(format!(
                 "journal row {:?} met a {} conflict on the server (log seq {}, batch {} of {})",
@@ -799,7 +802,7 @@ fn journal_ids(path: &Path) -> HashSet<i64> {
 fn dropped_journal_ids(path: &Path) -> HashSet<i64> {
     let conn = read_only(path);
     let mut out = HashSet::new();
-    for c in sync_core::client::local_conflicts(&conn, 0).unwrap() {
+    for c in sync_core::client::conflicts::local_conflicts(&conn, 0).unwrap() {
         let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
             continue;
         };

@@ -9,11 +9,17 @@ use std::sync::Arc;
 use sync_client::{
     ClientConfig, ErrorKind, EventStream, HttpTransport, Result, SyncClient, Transport,
 };
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::decode::Change;
+use sync_core::engine::decode::Op;
+use sync_core::engine::value::Value;
 use sync_core::protocol::info::DatabaseInfo;
-use sync_core::protocol::log::{LogEntry, LogPage};
-use sync_core::protocol::push::{PushHeaders, PushResponse, PushStatus};
+use sync_core::protocol::pull::LogEntry;
+use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::push::PushHeaders;
+use sync_core::protocol::push::PushResponse;
+use sync_core::protocol::push::PushStatus;
 use sync_core::protocol::rowid::Lease;
-use sync_core::{Change, Changeset, Op, Value};
 
 /// The real server, except that every pull answers one planted entry right after the cursor.
 struct Planting {
@@ -164,7 +170,7 @@ fn a_pulled_entry_writing_an_internal_table_is_refused_and_changes_nothing() {
         ),
     ];
     for (table, changes) in cases {
-        let effect = Changeset::from_bytes(sync_core::encode::encode(&changes));
+        let effect = Changeset::from_bytes(sync_core::engine::encode::encode(&changes));
         let real = HttpTransport::new(
             &server.remote(&token, "notes"),
             std::time::Duration::from_secs(10),

@@ -21,14 +21,20 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use sync_client::transport::{EventStream, Transport};
 use sync_client::{ClientConfig, HttpTransport, SyncClient};
-use sync_core::apply::{ConflictKind, Policy, PolicySet, Resolution};
-use sync_core::client::LocalConflictKind;
+use sync_core::client::conflicts::LocalConflictKind;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::decode::Op;
+use sync_core::engine::policy::ConflictKind;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::engine::policy::Resolution;
+use sync_core::engine::value::Value;
 use sync_core::protocol::conflicts::ConflictPage;
 use sync_core::protocol::info::DatabaseInfo;
-use sync_core::protocol::log::LogPage;
-use sync_core::protocol::push::{PushHeaders, PushResponse};
+use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::push::PushHeaders;
+use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::rowid::Lease;
-use sync_core::{Changeset, Op, Value};
 
 /// Three devices of one user on a server whose `notes` table has `policy`; note 1 exists
 /// everywhere.

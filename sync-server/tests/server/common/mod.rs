@@ -11,22 +11,24 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use sync_core::apply::{ApplyOptions, Policy, PolicySet};
-use sync_core::changeset::Changeset;
-use sync_core::protocol::log::{self, LogPage};
+use sync_core::engine::apply::ApplyOptions;
+use sync_core::engine::changeset::Changeset;
+use sync_core::engine::policy::Policy;
+use sync_core::engine::policy::PolicySet;
+use sync_core::protocol::pull as log;
+use sync_core::protocol::pull::LogPage;
 use sync_core::protocol::push::PushResponse;
-use sync_server::catalog;
 use sync_server::migrations::AppSchema;
-use sync_server::{AppState, ServerConfig, serve};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use sync_server::{AppState, ServerConfig};
+use sync_testkit::{Admin, InProcess};
 
 /// The demo schema's SQL (what every test device starts from).
 pub fn demo_sql() -> String {
     AppSchema::embedded().migrations()[0].sql.clone()
 }
 
-/// A server running in this process.
+/// A server running in this process (the shared harness, `sync_testkit::InProcess`), with an
+/// HTTP client and the shortcuts these tests use.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`
     pub base: String,
@@ -37,8 +39,7 @@ pub struct TestServer {
     /// HTTP client with keep-alive.
     pub http: reqwest::Client,
     data: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<InProcess>,
 }
 
 impl TestServer {
@@ -50,40 +51,26 @@ impl TestServer {
     /// A server whose configuration `f` adjusts.
     pub async fn start_with(f: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig {
-            data_dir: data.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        };
+        let mut config = sync_testkit::config(data.path());
         f(&mut config);
-        let state = AppState::new(config).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let server = InProcess::start(config).await;
         TestServer {
-            base: format!("http://{addr}"),
-            addr,
-            state,
+            base: server.base.clone(),
+            addr: server.addr,
+            state: server.state.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
             data,
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
         }
     }
 
@@ -94,36 +81,23 @@ impl TestServer {
 
     /// A catalog connection, as the admin CLI has.
     pub fn admin(&self) -> Connection {
-        catalog::open(self.data.path()).unwrap()
+        Admin(self.data.path()).catalog()
     }
 
     /// Creates `user` (if new) and database `db` owned by it; returns a token for device
     /// `{user}-{db}`.
     pub fn setup(&self, user: &str, db: &str) -> String {
-        let c = self.admin();
-        let _ = catalog::add_user(&c, user);
-        catalog::create_database(&c, db, user).unwrap();
-        catalog::issue_token(&c, user, &format!("{user}-{db}"))
-            .unwrap()
-            .token
+        Admin(self.data.path()).setup(user, db, &format!("{user}-{db}"))
     }
 
     /// A token for another device of `user`.
     pub fn token(&self, user: &str, device: &str) -> String {
-        catalog::issue_token(&self.admin(), user, device)
-            .unwrap()
-            .token
+        Admin(self.data.path()).token(user, device)
     }
 
     /// The file of database `db`.
     pub fn db_path(&self, db: &str) -> PathBuf {
-        let id: i64 = self
-            .admin()
-            .query_row("SELECT id FROM databases WHERE name = ?1", [db], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        self.data.path().join("dbs").join(format!("{id}.db"))
+        Admin(self.data.path()).db_path(db)
     }
 
     /// `{base}/v1/databases/{db}{rest}`
@@ -198,14 +172,6 @@ impl TestServer {
             }
         }
         local
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
     }
 }
 
@@ -285,7 +251,7 @@ pub fn apply_effect(conn: &Connection, effect: &Changeset) {
         fk_no_action: true,
         ..ApplyOptions::with_policies(PolicySet::uniform(Policy::Abort))
     };
-    let report = sync_core::apply(conn, effect, &options).unwrap();
+    let report = sync_core::engine::apply::apply(conn, effect, &options).unwrap();
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
 }
 
@@ -475,10 +441,14 @@ impl Spawned {
 /// One INSERT into `table` as changeset bytes, written by hand (so a test can name any table
 /// in any letter case, including ones no session would record). `pk` holds the key flag of
 /// each column (0 = not in the key).
-pub fn insert_changeset(table: &str, pk: &[u8], values: Vec<sync_core::Value>) -> Vec<u8> {
-    sync_core::encode::encode(&[sync_core::Change {
+pub fn insert_changeset(
+    table: &str,
+    pk: &[u8],
+    values: Vec<sync_core::engine::value::Value>,
+) -> Vec<u8> {
+    sync_core::engine::encode::encode(&[sync_core::engine::decode::Change {
         table: table.into(),
-        op: sync_core::Op::Insert,
+        op: sync_core::engine::decode::Op::Insert,
         indirect: false,
         pk: pk.to_vec(),
         old: None,

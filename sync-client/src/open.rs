@@ -1,0 +1,236 @@
+//! Opening a local copy: [`SyncClient::init`] makes a new one from a server's snapshot,
+//! [`SyncClient::open`] opens an existing one (or a local-only database).
+
+use crate::client::{Inner, SyncClient};
+use crate::config::{ClientConfig, Durability, RemoteConfig};
+use crate::engine::{Engine, EngineConfig, Syncer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fts::Fts;
+use crate::readers::Readers;
+use crate::rowid::Rowids;
+use crate::settings;
+use crate::transport::{HttpTransport, Transport};
+use crate::writer::Writer;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use sync_core::client::bootstrap::init_from_snapshot;
+use sync_core::client::cycle::CycleConfig;
+
+/// Removes a database `init` created (with its WAL files and search index) unless kept.
+struct Created<'a> {
+    path: &'a Path,
+    keep: bool,
+}
+
+impl Drop for Created<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let fts = Fts::path_for(self.path);
+        for base in [self.path, fts.as_path()] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut p = base.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+        }
+    }
+}
+
+impl SyncClient {
+    /// Creates a new local copy of a server database at `path` (which must not exist): reads
+    /// the database's info, downloads a snapshot, and stores the server settings in the
+    /// database so later opens need no remote configuration. On failure nothing is left at
+    /// `path`.
+    pub fn init(
+        path: impl AsRef<Path>,
+        remote: RemoteConfig,
+        config: ClientConfig,
+    ) -> Result<SyncClient> {
+        let path = path.as_ref();
+        // The writer lock first: a concurrent first open of the same path fails here with
+        // `InUse` and never reaches any clean-up, which would delete the winner's files.
+        let mut writer_lock = crate::lock::acquire(path)?;
+        let result = SyncClient::init_locked(path, remote, config, &mut writer_lock);
+        if result.is_err() && writer_lock.is_some() && !path.exists() {
+            // Nothing was made, and the lock is still ours: its file goes too (before the
+            // lock is released, so nobody can be holding it).
+            let _ = std::fs::remove_file(crate::lock::lock_path(path));
+        }
+        result
+    }
+
+    fn init_locked(
+        path: &Path,
+        remote: RemoteConfig,
+        mut config: ClientConfig,
+        writer_lock: &mut Option<crate::lock::WriterLock>,
+    ) -> Result<SyncClient> {
+        if path.exists() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{} already exists; init creates a new local copy",
+                    path.display()
+                ),
+            ));
+        }
+        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        transport.info()?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let scratch = tempfile::Builder::new()
+            .prefix(".sync-init")
+            .tempdir_in(dir)?;
+        let snap = scratch.path().join("snapshot.db");
+        transport.snapshot(&snap)?;
+        // From here on the file exists: a failure (a bad FTS table, say) must not leave a
+        // half-made copy behind that the retry would refuse as "already exists".
+        let mut created = Created { path, keep: false };
+        {
+            let conn = init_from_snapshot(&snap, path)?;
+            settings::install(&conn)?;
+            settings::store_remote(&conn, &remote)?;
+        }
+        config.remote = Some(remote);
+        let client = SyncClient::open_locked(path.to_path_buf(), config, writer_lock)?;
+        created.keep = true;
+        Ok(client)
+    }
+
+    /// Opens (creating if needed) the local database at `path`.
+    ///
+    /// Sets WAL mode, installs the internal tables, refuses schemas with tables sync cannot
+    /// track (naming them), registers `sync_id()`, starts the writer thread, and — with FTS
+    /// configured — opens or rebuilds the index. Sync settings come from `config.remote`, else
+    /// from what `init` stored; without either the database works local-only. FTS tables
+    /// likewise come from `config.fts` (then stored), else from the stored list.
+    ///
+    /// A database has exactly one writer: while a client has the file open (until
+    /// [`close`](Self::close) or drop), another `open` of it — in this process or another —
+    /// fails with [`ErrorKind::InUse`].
+    pub fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<SyncClient> {
+        let path = path.as_ref().to_path_buf();
+        // Before anything touches the file: one writer per database (see `lock`).
+        let mut writer_lock = crate::lock::acquire(&path)?;
+        SyncClient::open_locked(path, config, &mut writer_lock)
+    }
+
+    /// [`open`](Self::open) with the writer lock already held; the lock moves into the client
+    /// on success and stays with the caller on failure.
+    fn open_locked(
+        path: PathBuf,
+        config: ClientConfig,
+        writer_lock: &mut Option<crate::lock::WriterLock>,
+    ) -> Result<SyncClient> {
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(config.busy_timeout)?;
+        let sync = match config.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        ))?;
+        sync_core::engine::schema::check_trackable(&conn)?;
+        sync_core::client::install(&conn)?;
+        settings::install(&conn)?;
+        let remote = match &config.remote {
+            Some(r) => {
+                settings::store_remote(&conn, r)?;
+                Some(r.clone())
+            }
+            None => settings::remote(&conn)?,
+        };
+        let fts_tables = if config.fts.is_empty() {
+            settings::fts(&conn)?
+        } else {
+            config.fts.clone()
+        };
+        let rowids = Rowids::load(&conn, config.rowids)?;
+        rowids.register_function(&conn)?;
+        let fts = if fts_tables.is_empty() {
+            None
+        } else {
+            let fts = Fts::open(&path, fts_tables.clone(), &conn)?.0;
+            // Stored only once the tables proved valid, so a typo is not remembered.
+            settings::store_fts(&conn, &fts_tables)?;
+            Some(Arc::new(fts))
+        };
+        let writer = Arc::new(Writer::start(conn)?);
+        let readers = Arc::new(Readers::new(
+            &path,
+            fts.as_ref().map(|f| f.file().to_path_buf()),
+            config.read_connections,
+            config.busy_timeout,
+        ));
+        let engine = match &remote {
+            Some(r) => {
+                let transport: Arc<dyn Transport> =
+                    Arc::new(HttpTransport::new(r, config.http_timeout)?);
+                Some(Engine::new(
+                    Arc::clone(&writer),
+                    transport,
+                    Arc::clone(&rowids),
+                    EngineConfig {
+                        cycle: CycleConfig {
+                            push_max_bytes: config.push_max_bytes,
+                            ..CycleConfig::default()
+                        },
+                        retries: config.retries.max(1),
+                        scratch_dir: path
+                            .parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new("."))
+                            .to_path_buf(),
+                    },
+                ))
+            }
+            None => None,
+        };
+        let syncer = Arc::new(Syncer {
+            engine,
+            writer: Arc::clone(&writer),
+            listener: Mutex::new(None),
+            indexer: Arc::default(),
+            sync_interval: config.sync_interval,
+        });
+        Ok(SyncClient {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers,
+                rowids,
+                syncer,
+                fts,
+                background: Mutex::new(None),
+                remote,
+                writer_lock: Mutex::new(writer_lock.take()),
+            }),
+        })
+    }
+
+    /// Replaces the transport (tests inject faults around the real HTTP transport this way).
+    /// Call it before anything else uses the client: it needs the only handle, background
+    /// stopped.
+    #[doc(hidden)]
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Result<SyncClient> {
+        let only = || Error::new(ErrorKind::Internal, "with_transport needs the only handle");
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(only)?;
+        let syncer = Arc::get_mut(&mut inner.syncer).ok_or_else(only)?;
+        if let Some(e) = syncer.engine.take() {
+            syncer.engine = Some(Engine::new(e.writer, transport, e.rowids, e.config));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,63 @@
+//! [`Status`]: where a local copy stands — what is pending, where its cursor is, what went
+//! wrong last, and the conflicts it has not shown yet.
+
+use crate::error::Result;
+use crate::settings;
+use rusqlite::Connection;
+use sync_core::client::conflicts::{
+    LocalConflict, ServerConflict, local_conflicts, server_conflicts,
+};
+use sync_core::client::state;
+
+/// What `status()` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Last log seq integrated.
+    pub cursor: i64,
+    /// Schema version of the local database.
+    pub schema_version: u32,
+    /// Changesets waiting to be pushed.
+    pub pending_changesets: u64,
+    /// Their total size in bytes.
+    pub pending_bytes: u64,
+    /// The batch sent and not yet settled, if any.
+    pub inflight_batch: Option<String>,
+    /// When the last sync succeeded (ms since the Unix epoch).
+    pub last_sync_ms: Option<i64>,
+    /// The last sync error, cleared by a successful sync.
+    pub last_error: Option<String>,
+    /// Pending changes that could not be kept (most recent last).
+    pub local_conflicts: Vec<LocalConflict>,
+    /// Conflicts the server reported for this device's own pushed batches, with the server's
+    /// resolution (most recent last): a change of ours that lost, or a rowid collision.
+    pub server_conflicts: Vec<ServerConflict>,
+    /// Rows waiting to be indexed for search.
+    pub fts_lag: u64,
+    /// Leased rowids left (range strategy only).
+    pub rowids_remaining: Option<i64>,
+    /// The server this database syncs with, if configured.
+    pub server: Option<String>,
+    /// The database name on the server.
+    pub database: Option<String>,
+}
+
+/// Reads everything `status()` reports from the database (what only the client knows — the
+/// FTS lag, leased rowids, the remote — is filled in by the caller).
+pub(crate) fn read(conn: &Connection) -> Result<Status> {
+    let (pending_changesets, pending_bytes) = sync_core::engine::outbox::stats(conn)?;
+    Ok(Status {
+        cursor: state::cursor(conn)?,
+        schema_version: state::schema_version(conn)?,
+        pending_changesets,
+        pending_bytes,
+        inflight_batch: state::inflight(conn)?.map(|f| f.batch_id),
+        last_sync_ms: settings::get(conn, settings::LAST_SYNC)?.and_then(|v| v.parse().ok()),
+        last_error: settings::get(conn, settings::LAST_ERROR)?,
+        local_conflicts: local_conflicts(conn, 0)?,
+        server_conflicts: server_conflicts(conn)?,
+        fts_lag: 0,
+        rowids_remaining: None,
+        server: None,
+        database: None,
+    })
+}

@@ -1,0 +1,249 @@
+//! Snapshots on the client: a new local copy made from one, and an existing copy re-based on
+//! one (its pending changes kept). A snapshot may hold app tables only.
+
+use super::ClientError;
+use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
+use super::integrate::apply_exact;
+use super::redo::redo_group;
+use super::report::{IntegrateReport, Touched};
+use super::state::{clear_inflight, inflight, schema_version, set_schema_version, set_state};
+use crate::engine::changeset::Changeset;
+use crate::engine::outbox::{self, OutboxEntry};
+use crate::engine::schema;
+use crate::engine::tx::Tx;
+use crate::protocol::push::PushStatus;
+use crate::protocol::snapshot::META_TABLE as SNAPSHOT_META_TABLE;
+use rusqlite::Connection;
+use rusqlite::session::Session;
+use std::path::Path;
+
+/// Reads a snapshot file's seq and schema version (from its `_sync_snapshot` table).
+pub fn snapshot_meta(path: &Path) -> Result<(i64, u32), ClientError> {
+    let snap = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    let get = |key: &str| -> Result<i64, ClientError> {
+        snap.query_row(
+            "SELECT value FROM _sync_snapshot WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .map_err(|e| ClientError::InvalidSnapshot(format!("no {key} recorded: {e}")))
+    };
+    let seq = get("seq")?;
+    let version = u32::try_from(get("schema_version")?)
+        .map_err(|_| ClientError::InvalidSnapshot("schema_version out of range".into()))?;
+    check_snapshot_schema(&snap)?;
+    Ok((seq, version))
+}
+
+/// A snapshot becomes (or replaces the rows of) the local database, so it may hold app tables
+/// only: a `_sync_*` table other than its marker would arrive as this device's own internal
+/// state (an outbox row pushed as ours, a forged cursor), and a trigger that names one would
+/// write it during later applies. Names are judged as SQLite judges them (any letter case).
+fn check_snapshot_schema(snap: &Connection) -> Result<(), ClientError> {
+    let mut stmt = snap
+        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema")
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    let objects = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    for (kind, name, sql) in objects {
+        if kind == "table"
+            && schema::is_library_table(&name)
+            && !schema::same_name(&name, SNAPSHOT_META_TABLE)
+        {
+            return Err(ClientError::InvalidSnapshot(format!(
+                "it holds table {name:?}, which is internal to session-sync"
+            )));
+        }
+        if kind == "trigger" && sql.to_ascii_lowercase().contains(schema::INTERNAL_PREFIX) {
+            return Err(ClientError::InvalidSnapshot(format!(
+                "its trigger {name:?} refers to a table internal to session-sync"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a new local database at `dest` from a snapshot file: copies it, removes the
+/// snapshot's marker table, installs the client tables and sets cursor and schema version.
+pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, ClientError> {
+    let (seq, version) = snapshot_meta(snapshot)?;
+    if dest.exists() {
+        return Err(ClientError::InvalidSnapshot(format!(
+            "{} already exists",
+            dest.display()
+        )));
+    }
+    std::fs::copy(snapshot, dest).map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
+    let conn = Connection::open(dest)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; DROP TABLE _sync_snapshot;")?;
+    super::install(&conn)?;
+    set_state(&conn, "cursor", seq)?;
+    set_schema_version(&conn, version)?;
+    Ok(conn)
+}
+
+/// Re-bases the local database on a snapshot: in one transaction, make every app table equal
+/// to the snapshot's, set the cursor to the snapshot's seq, redo pending.
+/// Pending local changes survive. A batch in flight must have been answered (its fate known)
+/// or this fails with [`ClientError::InflightUnresolved`].
+pub fn bootstrap(
+    conn: &Connection,
+    snapshot: &Path,
+    now_ms: i64,
+) -> Result<IntegrateReport, ClientError> {
+    let (seq, version) = snapshot_meta(snapshot)?;
+    if version != schema_version(conn)? {
+        return Err(ClientError::InvalidSnapshot(format!(
+            "the snapshot is at schema version {version}, the local database at {}",
+            schema_version(conn)?
+        )));
+    }
+    conn.execute(
+        "ATTACH DATABASE ?1 AS _sync_snap",
+        [snapshot.to_string_lossy()],
+    )?;
+    let result = bootstrap_attached(conn, seq, now_ms);
+    let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
+    let report = result?;
+    detach?;
+    Ok(report)
+}
+
+fn bootstrap_attached(
+    conn: &Connection,
+    seq: i64,
+    now_ms: i64,
+) -> Result<IntegrateReport, ClientError> {
+    let tables = schema::user_tables(conn)?;
+    let snap_tables = schema::user_tables_in(conn, "_sync_snap")?;
+    for t in snap_tables.iter().chain(&tables) {
+        if !(tables.contains(t) && snap_tables.contains(t))
+            || schema::table_shape(conn, t)? != schema::table_shape_in(conn, "_sync_snap", t)?
+        {
+            return Err(ClientError::InvalidSnapshot(format!(
+                "table {t:?} differs between the snapshot and the local database"
+            )));
+        }
+    }
+    let tx = Tx::begin(conn)?;
+    let mut report = IntegrateReport {
+        cursor: seq,
+        rebased: true,
+        ..IntegrateReport::default()
+    };
+    let mut touched = Touched::default();
+    let mut inflight = inflight(conn)?;
+    if let Some(f) = &inflight {
+        let Some(acked) = f.acked_seq else {
+            return Err(ClientError::InflightUnresolved {
+                batch_id: f.batch_id.clone(),
+            });
+        };
+        if acked <= seq {
+            // The snapshot contains the batch's effect (or its rejection): settle it now.
+            let pending = outbox::entries(conn)?;
+            let dropped = Changeset::concat_all(
+                pending
+                    .iter()
+                    .filter(|e| e.seq <= f.through_seq)
+                    .map(|e| &e.changeset),
+            )?;
+            report.own_batch = f.acked_status;
+            if f.acked_status == Some(PushStatus::Rejected) {
+                record_conflict(
+                    conn,
+                    now_ms,
+                    Dropped::changeset(
+                        LocalConflictKind::BatchRejected,
+                        &format!(
+                            "the server rejected batch {} (log seq {acked}); its changes were dropped",
+                            f.batch_id
+                        ),
+                        &dropped,
+                    ),
+                )?;
+                report.new_conflicts += 1;
+            }
+        }
+    }
+    if let Some(f) = inflight.take_if(|f| f.acked_seq.is_some_and(|a| a <= seq)) {
+        outbox::remove_through(conn, f.through_seq)?;
+        clear_inflight(conn)?;
+    }
+    // Make main equal to the snapshot: the session's diff records what turns the snapshot
+    // into main (server state + pending effects); its inverse turns main into the snapshot.
+    // No undo is needed first: the diff takes main from whatever it holds.
+    let mut bytes = Vec::new();
+    {
+        let mut session = Session::new(conn)?;
+        for t in &tables {
+            session.attach(Some(t.as_str()))?;
+            session.diff::<&str, &str>("_sync_snap", t)?;
+        }
+        session.changeset_strm(&mut bytes)?;
+    }
+    let to_snapshot = Changeset::from_bytes(bytes).invert()?;
+    touched.add(&to_snapshot);
+    apply_exact(conn, &to_snapshot, "bootstrap")?;
+    let through = inflight.as_ref().map(|f| f.through_seq);
+    let (in_flight, later): (Vec<OutboxEntry>, Vec<OutboxEntry>) = outbox::entries(conn)?
+        .into_iter()
+        .partition(|e| through.is_some_and(|t| e.seq <= t));
+    for group in [in_flight, later] {
+        report.new_conflicts += redo_group(conn, &group, now_ms, &mut touched)?;
+    }
+    set_state(conn, "cursor", seq)?;
+    tx.commit()?;
+    report.touched = touched.into_rows();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot file as the server makes it, plus `extra` SQL.
+    fn snapshot_with(dir: &Path, extra: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("snap-{}.db", extra.len()));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT);
+             CREATE TABLE _sync_snapshot(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO _sync_snapshot VALUES ('seq', 0), ('schema_version', 1);
+             {extra}"
+        ))
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn snapshots_holding_internal_tables_or_triggers_on_them_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = snapshot_with(dir.path(), "");
+        assert_eq!(snapshot_meta(&ok).unwrap(), (0, 1));
+        for extra in [
+            "CREATE TABLE _SYNC_OUTBOX(seq INTEGER PRIMARY KEY, changeset BLOB, created_ms INTEGER);",
+            "CREATE TABLE _sync_client(key TEXT PRIMARY KEY, value INTEGER);",
+            "CREATE TABLE t2(id INTEGER PRIMARY KEY); CREATE TRIGGER tr AFTER INSERT ON notes \
+             BEGIN INSERT INTO _Sync_Outbox_x VALUES (1); END;",
+        ] {
+            let snap = snapshot_with(dir.path(), extra);
+            let dest = dir.path().join("local.db");
+            let err = init_from_snapshot(&snap, &dest).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidSnapshot(_)),
+                "{extra}: {err}"
+            );
+            assert!(!dest.exists(), "{extra}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! [`ClientError`]: what the client-side steps fail with.
+
+use crate::engine::apply::{ApplyError, Conflict};
+use crate::engine::changeset::ChangesetError;
+use crate::engine::schema::SchemaError;
+
+/// Errors of the client-side steps.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Local state no longer equals server state + pending: an undo or a pulled entry did not
+    /// apply cleanly. This is a bug or an outside write; bootstrap from a snapshot to recover.
+    #[error("local database diverged from the server during {step}: {} conflict(s), first: {}", conflicts.len(), conflicts.first().map(|c| format!("{} on {} {:?}", c.kind, c.table, c.pk)).unwrap_or_default())]
+    Diverged {
+        /// `undo` or `remote`.
+        step: &'static str,
+        /// The conflicts found.
+        conflicts: Vec<Conflict>,
+    },
+    /// Pulled entries do not continue from the cursor.
+    #[error("pulled log entries start at seq {got} but the cursor is {cursor}")]
+    Gap {
+        /// The local cursor.
+        cursor: i64,
+        /// The first seq received.
+        got: i64,
+    },
+    /// A pulled log entry is not something the server can have logged: its effect does not
+    /// decode, or it writes one of the library's internal tables (`_sync_*`, `sqlite_*`, in
+    /// any letter case). Nothing of it was applied; the server's log is damaged or hostile.
+    #[error("pulled log entry {seq} is corrupt and was not applied: {what}")]
+    CorruptEntry {
+        /// The entry's seq.
+        seq: i64,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A push answer for a batch that is not in flight.
+    #[error("the push answer is for batch {batch_id}, which is not in flight")]
+    UnknownBatch {
+        /// The answered batch.
+        batch_id: String,
+    },
+    /// A bootstrap was attempted while a pushed batch's fate is unknown; push it again first.
+    #[error("batch {batch_id} was sent but not answered; push it again before bootstrapping")]
+    InflightUnresolved {
+        /// The batch.
+        batch_id: String,
+    },
+    /// The snapshot file is not usable.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+    /// The local schema does not match the snapshot's or a changeset's.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// Changeset operation failed.
+    #[error(transparent)]
+    Changeset(#[from] ChangesetError),
+    /// An apply failed in SQLite.
+    #[error(transparent)]
+    Apply(ApplyError),
+    /// SQLite failed.
+    #[error("local database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl From<ApplyError> for ClientError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Schema(s) => ClientError::Schema(s),
+            ApplyError::Sqlite(s) => ClientError::Sqlite(s),
+            other => ClientError::Apply(other),
+        }
+    }
+}

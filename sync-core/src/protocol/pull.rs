@@ -1,0 +1,415 @@
+//! `GET /v1/databases/{db}/pull?since=SEQ[&limit=N][&max_bytes=B]`: the query, and the pull
+//! page: a compact, versioned binary framing of log entries, because effects are changesets
+//! and travel as bytes (never base64 in JSON).
+//!
+//! ```text
+//! page    = magic "SSLOG" version:u8(=1) head_seq:u64 entry* trailer
+//! entry   = 'E' seq:u64 status:u8 origin_len:u8 origin batch_len:u8 batch_id effect_len:u32 effect
+//! trailer = 'Z' more:u8
+//! ```
+//!
+//! Integers are big-endian. `status` is 0 applied, 1 rejected. `origin` is the device that
+//! pushed the batch (UTF-8, ≤ 255 bytes); `batch_id` follows the push rules. `effect` is the
+//! changeset the server's session recorded (possibly empty). `head_seq` is the newest seq when
+//! the page was read; `more` is 1 when the page was cut short by its count or byte limit.
+//! Entries are in increasing seq order. Anything after the trailer is an error.
+
+use super::push::PushStatus;
+use crate::engine::changeset::Changeset;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
+
+/// The query of the pull route. Unset fields take the defaults below; the server clamps
+/// `limit` and `max_bytes` to the maxima.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullQuery {
+    /// The client's cursor: entries after it are sent (default 0).
+    pub since: Option<i64>,
+    /// Most entries in the page.
+    pub limit: Option<usize>,
+    /// About the most bytes in the page (one entry is always sent, however large).
+    pub max_bytes: Option<usize>,
+}
+
+/// Entries per page unless the query says otherwise.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// The most entries one page holds.
+pub const MAX_LIMIT: usize = 10_000;
+/// Bytes per page unless the query says otherwise.
+pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The most bytes a page is filled to (beyond its first entry).
+pub const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+impl PullQuery {
+    /// A query for the page after `since`.
+    pub fn after(since: i64, limit: usize, max_bytes: usize) -> PullQuery {
+        PullQuery {
+            since: Some(since),
+            limit: Some(limit),
+            max_bytes: Some(max_bytes),
+        }
+    }
+
+    /// The query string (without `?`), as a client sends it.
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = self.since {
+            parts.push(format!("since={s}"));
+        }
+        if let Some(l) = self.limit {
+            parts.push(format!("limit={l}"));
+        }
+        if let Some(b) = self.max_bytes {
+            parts.push(format!("max_bytes={b}"));
+        }
+        parts.join("&")
+    }
+
+    /// The values the server uses: defaults filled in, limits clamped.
+    pub fn effective(&self) -> (i64, usize, usize) {
+        (
+            self.since.unwrap_or(0),
+            self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+            self.max_bytes
+                .unwrap_or(DEFAULT_MAX_BYTES)
+                .clamp(1, MAX_MAX_BYTES),
+        )
+    }
+}
+
+/// Magic bytes at the start of a page.
+pub const MAGIC: &[u8; 5] = b"SSLOG";
+/// The framing version this code reads and writes.
+pub const FORMAT_VERSION: u8 = 1;
+/// Media type of a page.
+pub const MEDIA_TYPE: &str = "application/vnd.session-sync.log";
+
+const TAG_ENTRY: u8 = b'E';
+const TAG_END: u8 = b'Z';
+
+/// One log entry: the effect of one processed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in the database's log; starts at 1, no gaps.
+    pub seq: i64,
+    /// Applied or rejected.
+    pub status: PushStatus,
+    /// The device that pushed the batch.
+    pub origin: String,
+    /// The batch's id.
+    pub batch_id: String,
+    /// What applying the batch changed on the server (empty if nothing, or if rejected).
+    pub effect: Changeset,
+}
+
+/// A page of log entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogPage {
+    /// The server's newest seq when the page was read.
+    pub head_seq: i64,
+    /// Entries after the requested seq, in order.
+    pub entries: Vec<LogEntry>,
+    /// True when more entries follow (ask again with `since` = the last seq here).
+    pub more: bool,
+}
+
+/// Why a page does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid log page at byte {offset}: {what}")]
+pub struct LogDecodeError {
+    /// Byte offset of the problem.
+    pub offset: usize,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// Writes the page header.
+pub fn encode_header(head_seq: i64, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&[FORMAT_VERSION])?;
+    out.write_all(&head_seq.to_be_bytes())
+}
+
+/// An entry without its effect bytes: what is written before them, so that a server can
+/// stream an effect from its storage right after ([`EntryHead::encode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryHead {
+    /// The entry's seq.
+    pub seq: i64,
+    /// Applied or rejected.
+    pub status: PushStatus,
+    /// The device that pushed the batch.
+    pub origin: String,
+    /// The batch's id.
+    pub batch_id: String,
+    /// Size of the effect that follows.
+    pub effect_len: usize,
+}
+
+impl EntryHead {
+    /// Writes everything of the entry up to its effect bytes, which the caller writes next
+    /// (exactly `effect_len` of them). Origins and batch ids longer than 255 bytes are a
+    /// caller bug (they are validated on the way in) and are truncated to keep the framing.
+    pub fn encode(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&[TAG_ENTRY])?;
+        out.write_all(&self.seq.to_be_bytes())?;
+        out.write_all(&[self.status.code()])?;
+        for s in [&self.origin, &self.batch_id] {
+            let bytes = truncate_utf8(s, 255);
+            out.write_all(&[bytes.len() as u8])?;
+            out.write_all(bytes)?;
+        }
+        let len = u32::try_from(self.effect_len)
+            .map_err(|_| io::Error::other("an effect larger than 4 GiB cannot be framed"))?;
+        out.write_all(&len.to_be_bytes())
+    }
+
+    /// Bytes the whole entry takes in a page, effect included (for paging by size).
+    pub fn encoded_len(&self) -> usize {
+        1 + 8
+            + 1
+            + 2
+            + self.origin.len().min(255)
+            + self.batch_id.len().min(255)
+            + 4
+            + self.effect_len
+    }
+}
+
+impl LogEntry {
+    fn head(&self) -> EntryHead {
+        EntryHead {
+            seq: self.seq,
+            status: self.status,
+            origin: self.origin.clone(),
+            batch_id: self.batch_id.clone(),
+            effect_len: self.effect.len(),
+        }
+    }
+}
+
+/// Writes one entry.
+pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
+    entry.head().encode(out).expect("writing to memory");
+    out.extend_from_slice(entry.effect.as_bytes());
+}
+
+/// Writes the trailer.
+pub fn encode_trailer(more: bool, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&[TAG_END, u8::from(more)])
+}
+
+/// Encodes a whole page.
+pub fn encode(page: &LogPage) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_header(page.head_seq, &mut out).expect("writing to memory");
+    for e in &page.entries {
+        encode_entry(e, &mut out);
+    }
+    encode_trailer(page.more, &mut out).expect("writing to memory");
+    out
+}
+
+/// Bytes an entry takes in a page (for paging by size).
+pub fn encoded_len(entry: &LogEntry) -> usize {
+    entry.head().encoded_len()
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &[u8] {
+    if s.len() <= max {
+        return s.as_bytes();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s.as_bytes()[..end]
+}
+
+/// Decodes a page. Never panics; checks the magic, the version, every length, seq order, and
+/// that nothing follows the trailer. Effects are not validated here (see
+/// [`crate::engine::decode::validate`]).
+pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let magic = r.take(MAGIC.len(), "magic")?;
+    if magic != MAGIC {
+        return Err(r.err_at(0, "not a session-sync log page (bad magic)"));
+    }
+    let version = r.u8("version")?;
+    if version != FORMAT_VERSION {
+        return Err(r.err_at(
+            MAGIC.len(),
+            format!("unsupported log page version {version} (this client reads {FORMAT_VERSION})"),
+        ));
+    }
+    let head_seq = r.i64("head_seq")?;
+    let mut entries: Vec<LogEntry> = Vec::new();
+    loop {
+        let at = r.pos;
+        match r.u8("entry tag")? {
+            TAG_ENTRY => {
+                let seq = r.i64("seq")?;
+                if seq <= entries.last().map_or(0, |e| e.seq) {
+                    return Err(r.err_at(at, format!("seq {seq} is not increasing")));
+                }
+                let code = r.u8("status")?;
+                let status = PushStatus::from_code(code)
+                    .ok_or_else(|| r.err_at(at + 9, format!("unknown status {code}")))?;
+                let origin = r.string("origin")?;
+                let batch_id = r.string("batch_id")?;
+                let len = r.u32("effect length")? as usize;
+                let effect = Changeset::from_bytes(r.take(len, "effect")?.to_vec());
+                entries.push(LogEntry {
+                    seq,
+                    status,
+                    origin,
+                    batch_id,
+                    effect,
+                });
+            }
+            TAG_END => {
+                let more = match r.u8("more flag")? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(r.err_at(r.pos - 1, format!("bad more flag {other}"))),
+                };
+                if r.pos != bytes.len() {
+                    return Err(r.err_at(r.pos, "bytes after the trailer"));
+                }
+                return Ok(LogPage {
+                    head_seq,
+                    entries,
+                    more,
+                });
+            }
+            other => return Err(r.err_at(at, format!("unknown tag 0x{other:02x}"))),
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn err_at(&self, offset: usize, what: impl Into<String>) -> LogDecodeError {
+        LogDecodeError {
+            offset,
+            what: what.into(),
+        }
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], LogDecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| self.err_at(self.pos, format!("truncated inside {what}")))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, LogDecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, LogDecodeError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4, what)?);
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64, LogDecodeError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8, what)?);
+        Ok(i64::from_be_bytes(b))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, LogDecodeError> {
+        let at = self.pos;
+        let len = usize::from(self.u8(what)?);
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.err_at(at, format!("{what} is not UTF-8")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page() -> LogPage {
+        LogPage {
+            head_seq: 12,
+            entries: vec![
+                LogEntry {
+                    seq: 3,
+                    status: PushStatus::Applied,
+                    origin: "phone".into(),
+                    batch_id: "b-1".into(),
+                    effect: Changeset::from_bytes(vec![1, 2, 3]),
+                },
+                LogEntry {
+                    seq: 4,
+                    status: PushStatus::Rejected,
+                    origin: "laptop".into(),
+                    batch_id: "b-2".into(),
+                    effect: Changeset::default(),
+                },
+            ],
+            more: true,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = page();
+        let bytes = encode(&p);
+        assert_eq!(decode(&bytes).unwrap(), p);
+        let sizes: usize = p.entries.iter().map(encoded_len).sum();
+        assert_eq!(bytes.len(), MAGIC.len() + 1 + 8 + sizes + 2);
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_an_error() {
+        let bytes = encode(&page());
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode(&extra).is_err());
+    }
+
+    #[test]
+    fn wrong_version_and_non_increasing_seq_are_errors() {
+        let mut bytes = encode(&page());
+        bytes[5] = 2;
+        assert!(decode(&bytes).unwrap_err().what.contains("version"));
+        let mut p = page();
+        p.entries[1].seq = 3;
+        assert!(
+            decode(&encode(&p))
+                .unwrap_err()
+                .what
+                .contains("not increasing")
+        );
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let bytes = encode(&page());
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut m = bytes.clone();
+            let i = (state as usize) % m.len();
+            m[i] = (state >> 32) as u8;
+            let _ = decode(&m);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The server's side of the protocol over one database connection, with no I/O beyond SQLite.
+//! The HTTP server adds auth, storage and transport around these functions; the in-process
+//! convergence tests drive them directly. One module per protocol family:
+//!
+//! | module | its job |
+//! |---|---|
+//! | [`push`] | apply a batch with policies, log its effect, record the answer — one transaction |
+//! | [`pull`] | pages of the log, written to a sink in pieces; compaction |
+//! | [`snapshot`] | a consistent copy of the app tables and its seq |
+//! | [`rowid`] | leases of rowid ranges |
+//! | [`conflicts`] | the conflicts met while applying, recorded and listed |
+//! | [`error`] | [`ServerError`], each variant one wire code |
+//!
+//! This module installs the internal tables and reads and writes `_sync_meta`.
+//!
+//! Internal tables (never synced, dropped from snapshots):
+//!
+//! | table | holds |
+//! |---|---|
+//! | `_sync_log` | one row per processed batch: seq, origin device, batch id, status, effect |
+//! | `_sync_batches` | idempotency: (device, batch id) → seq and the stored answer; never pruned |
+//! | `_sync_conflicts` | every conflict met while applying pushes, with its resolution |
+//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid` |
+//! | `_sync_leases` | rowid ranges granted to devices |
+
+pub mod conflicts;
+pub mod error;
+pub mod pull;
+pub mod push;
+pub mod rowid;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use error::ServerError;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Creates the internal tables if missing and records the schema version on first install.
+/// Call once when a database is created or opened.
+pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _sync_log (
+             seq      INTEGER PRIMARY KEY,
+             device   TEXT    NOT NULL,
+             batch_id TEXT    NOT NULL,
+             status   INTEGER NOT NULL,
+             effect   BLOB    NOT NULL,
+             at_ms    INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_batches (
+             device   TEXT    NOT NULL,
+             batch_id TEXT    NOT NULL,
+             seq      INTEGER NOT NULL,
+             response TEXT    NOT NULL,
+             PRIMARY KEY (device, batch_id)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_conflicts (
+             id       INTEGER PRIMARY KEY AUTOINCREMENT,
+             seq      INTEGER NOT NULL,
+             batch_id TEXT    NOT NULL,
+             device   TEXT    NOT NULL,
+             at_ms    INTEGER NOT NULL,
+             record   TEXT    NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS _sync_meta (
+             key   TEXT PRIMARY KEY,
+             value INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS _sync_leases (
+             id     INTEGER PRIMARY KEY,
+             device TEXT    NOT NULL,
+             start  INTEGER NOT NULL,
+             end    INTEGER NOT NULL,
+             at_ms  INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO _sync_meta(key, value) VALUES ('head_seq', 0), ('oldest_seq', 0);",
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO _sync_meta(key, value) VALUES ('schema_version', ?1)",
+        [schema_version],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT value FROM _sync_meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+}
+
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO _sync_meta(key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+/// Log positions: the newest seq and the oldest cursor that can still pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// Newest seq (0 when nothing was ever pushed).
+    pub head_seq: i64,
+    /// A cursor below this has lost entries to compaction.
+    pub oldest_seq: i64,
+}
+
+/// Reads the log bounds.
+pub fn bounds(conn: &Connection) -> rusqlite::Result<LogBounds> {
+    Ok(LogBounds {
+        head_seq: meta(conn, "head_seq")?,
+        oldest_seq: meta(conn, "oldest_seq")?,
+    })
+}
+
+/// The schema version recorded in the database.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+    Ok(u32::try_from(meta(conn, "schema_version")?).unwrap_or(0))
+}
+
+/// Records a new schema version (after the operator's migrations ran).
+pub fn set_schema_version(conn: &Connection, version: u32) -> rusqlite::Result<()> {
+    set_meta(conn, "schema_version", i64::from(version))
+}

@@ -1,0 +1,145 @@
+//! Pull: pages of the log after a cursor, written in the wire framing
+//! ([`crate::protocol::pull`]) to any sink, each effect copied from its row in pieces; and
+//! compaction, which bounds how far back a cursor may pull.
+
+use super::ServerError;
+use super::push::COPY_CHUNK;
+use crate::engine::tx::Tx;
+use crate::protocol::pull::{self as log, LogPage};
+use crate::protocol::push::PushStatus;
+use rusqlite::{Connection, params};
+use std::io::{Read, Write};
+
+/// Log entries after `since`, at most `limit` of them and about `max_bytes` (at least one
+/// entry is returned even if it alone is larger). Decoded from [`pull_into`]'s page.
+pub fn pull(
+    conn: &Connection,
+    since: i64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<LogPage, ServerError> {
+    let mut bytes = Vec::new();
+    pull_into(conn, since, limit, max_bytes, &mut bytes)?;
+    log::decode(&bytes).map_err(ServerError::internal)
+}
+
+/// What [`pull_into`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageInfo {
+    /// The head when the page was read.
+    pub head_seq: i64,
+    /// Entries in the page.
+    pub entries: usize,
+    /// Whether more entries follow.
+    pub more: bool,
+}
+
+/// Writes the pull page of the entries after `since` (see [`pull`]) to `out` in the log
+/// framing (`protocol::log`), reading each effect from its row in pieces: a page holding a
+/// large effect is copied, not loaded. Run it on a read connection; the read transaction
+/// lasts only as long as writing to `out` (a spool, never the network).
+pub fn pull_into(
+    conn: &Connection,
+    since: i64,
+    limit: usize,
+    max_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<PageInfo, ServerError> {
+    let tx = Tx::begin_read(conn)?;
+    let b = super::bounds(conn)?;
+    if since < b.oldest_seq {
+        return Err(ServerError::CursorTooOld {
+            since,
+            oldest: b.oldest_seq,
+        });
+    }
+    if since > b.head_seq {
+        return Err(ServerError::CursorAhead {
+            since,
+            head: b.head_seq,
+        });
+    }
+    let io = ServerError::Io;
+    let limit = limit.max(1);
+    let mut info = PageInfo {
+        head_seq: b.head_seq,
+        entries: 0,
+        more: false,
+    };
+    log::encode_header(b.head_seq, out).map_err(io)?;
+    // Effects up to a chunk come with the row; larger ones are copied through blob I/O.
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, device, batch_id, status, length(effect), \
+                CASE WHEN length(effect) <= ?3 THEN effect END \
+         FROM _sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![since, (limit + 1) as i64, COPY_CHUNK as i64])?;
+    let mut bytes = 0usize;
+    let mut buf = Vec::new();
+    while let Some(row) = rows.next()? {
+        if info.entries == limit {
+            info.more = true;
+            break;
+        }
+        let seq: i64 = row.get(0)?;
+        let head = log::EntryHead {
+            seq,
+            origin: row.get(1)?,
+            batch_id: row.get(2)?,
+            status: if row.get::<_, i64>(3)? == 0 {
+                PushStatus::Applied
+            } else {
+                PushStatus::Rejected
+            },
+            effect_len: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+        };
+        let size = head.encoded_len();
+        if info.entries > 0 && bytes + size > max_bytes {
+            info.more = true;
+            break;
+        }
+        bytes += size;
+        info.entries += 1;
+        head.encode(out).map_err(io)?;
+        match row
+            .get_ref(5)?
+            .as_blob_or_null()
+            .map_err(ServerError::internal)?
+        {
+            Some(effect) => out.write_all(effect).map_err(io)?,
+            None if head.effect_len == 0 => {}
+            None => {
+                let mut blob =
+                    conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", seq, true)?;
+                buf.resize(COPY_CHUNK, 0);
+                loop {
+                    let n = blob.read(&mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n]).map_err(io)?;
+                }
+            }
+        }
+    }
+    drop(rows);
+    drop(stmt);
+    log::encode_trailer(info.more, out).map_err(io)?;
+    tx.commit()?;
+    Ok(info)
+}
+
+/// Drops log entries so that at least `keep` newest remain; returns the new `oldest_seq`.
+/// Idempotency records are kept forever: a client may retry a batch after any absence, and
+/// a forgotten batch would be applied twice.
+pub fn compact(conn: &Connection, keep: i64) -> rusqlite::Result<i64> {
+    let tx = Tx::begin(conn)?;
+    let b = super::bounds(conn)?;
+    let oldest = (b.head_seq - keep.max(0)).max(b.oldest_seq);
+    if oldest > b.oldest_seq {
+        conn.execute("DELETE FROM _sync_log WHERE seq <= ?1", [oldest])?;
+        super::set_meta(conn, "oldest_seq", oldest)?;
+    }
+    tx.commit()?;
+    Ok(oldest)
+}
