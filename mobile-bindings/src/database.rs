@@ -34,7 +34,7 @@ fn guard<T>(f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
     })
 }
 
-fn params(values: Vec<SqlValue>) -> Vec<rusqlite::types::Value> {
+fn params(values: Vec<SqlValue>) -> Vec<sync_client::rusqlite::types::Value> {
     values.into_iter().map(Into::into).collect()
 }
 
@@ -120,7 +120,10 @@ impl SyncDatabase {
                 let mut total = 0u64;
                 for s in statements {
                     let values = self::params(s.params);
-                    let n = conn.execute(&s.sql, rusqlite::params_from_iter(values.iter()))?;
+                    let n = conn.execute(
+                        &s.sql,
+                        sync_client::rusqlite::params_from_iter(values.iter()),
+                    )?;
                     total += n as u64;
                 }
                 Ok(total)
@@ -139,11 +142,17 @@ impl SyncDatabase {
                 let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
                 let n = columns.len();
                 let rows = stmt
-                    .query_map(rusqlite::params_from_iter(values.iter()), |r| {
-                        (0..n)
-                            .map(|i| r.get::<_, rusqlite::types::Value>(i).map(SqlValue::from))
-                            .collect::<Result<Vec<_>, _>>()
-                    })?
+                    .query_map(
+                        sync_client::rusqlite::params_from_iter(values.iter()),
+                        |r| {
+                            (0..n)
+                                .map(|i| {
+                                    r.get::<_, sync_client::rusqlite::types::Value>(i)
+                                        .map(SqlValue::from)
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                        },
+                    )?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(QueryResult { columns, rows })
             })?;
@@ -176,7 +185,7 @@ impl SyncDatabase {
                     .into_iter()
                     .map(|c| ConflictInfo {
                         id: c.id,
-                        kind: serde_name(&c.kind),
+                        kind: c.kind.as_str().to_string(),
                         table: c.table,
                         pk: c.pk.into_iter().map(SqlValue::from).collect(),
                         detail: c.detail,
@@ -274,17 +283,6 @@ impl SyncDatabase {
             let _ = catch_unwind(AssertUnwindSafe(|| c.close()));
         }
     }
-}
-
-fn serde_name(kind: &sync_core::client::conflicts::LocalConflictKind) -> String {
-    use sync_core::client::conflicts::LocalConflictKind as K;
-    match kind {
-        K::RowDeletedRemotely => "row_deleted_remotely",
-        K::Constraint => "constraint",
-        K::ForeignKey => "foreign_key",
-        K::BatchRejected => "batch_rejected",
-    }
-    .to_string()
 }
 
 #[cfg(test)]

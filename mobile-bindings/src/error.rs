@@ -93,8 +93,8 @@ impl From<sync_client::Error> for SyncError {
     }
 }
 
-impl From<rusqlite::Error> for SyncError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<sync_client::rusqlite::Error> for SyncError {
+    fn from(e: sync_client::rusqlite::Error) -> Self {
         SyncError::from(sync_client::Error::from(e))
     }
 }

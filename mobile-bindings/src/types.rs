@@ -27,21 +27,21 @@ pub enum SqlValue {
     },
 }
 
-impl From<sync_core::engine::value::Value> for SqlValue {
-    fn from(v: sync_core::engine::value::Value) -> Self {
+impl From<sync_client::Value> for SqlValue {
+    fn from(v: sync_client::Value) -> Self {
         match v {
-            sync_core::engine::value::Value::Null => SqlValue::Null,
-            sync_core::engine::value::Value::Integer(value) => SqlValue::Integer { value },
-            sync_core::engine::value::Value::Real(value) => SqlValue::Real { value },
-            sync_core::engine::value::Value::Text(value) => SqlValue::Text { value },
-            sync_core::engine::value::Value::Blob(value) => SqlValue::Blob { value },
+            sync_client::Value::Null => SqlValue::Null,
+            sync_client::Value::Integer(value) => SqlValue::Integer { value },
+            sync_client::Value::Real(value) => SqlValue::Real { value },
+            sync_client::Value::Text(value) => SqlValue::Text { value },
+            sync_client::Value::Blob(value) => SqlValue::Blob { value },
         }
     }
 }
 
-impl From<SqlValue> for rusqlite::types::Value {
+impl From<SqlValue> for sync_client::rusqlite::types::Value {
     fn from(v: SqlValue) -> Self {
-        use rusqlite::types::Value as V;
+        use sync_client::rusqlite::types::Value as V;
         match v {
             SqlValue::Null => V::Null,
             SqlValue::Integer { value } => V::Integer(value),
@@ -52,9 +52,9 @@ impl From<SqlValue> for rusqlite::types::Value {
     }
 }
 
-impl From<rusqlite::types::Value> for SqlValue {
-    fn from(v: rusqlite::types::Value) -> Self {
-        sync_core::engine::value::Value::from(v).into()
+impl From<sync_client::rusqlite::types::Value> for SqlValue {
+    fn from(v: sync_client::rusqlite::types::Value) -> Self {
+        sync_client::Value::from(v).into()
     }
 }
 

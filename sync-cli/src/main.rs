@@ -3,7 +3,7 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
-//! | [`client_cmds`] | the client commands: init, exec, query, sync, status, search |
+//! | [`client`] | the client commands: init, exec, query, sync, status, search |
 //! | [`sql_values`] | SQL parameters from the command line; result rows as text and JSON |
 //! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
@@ -16,7 +16,7 @@
 //! aborted apply from other failures, and every message already names its file.
 
 mod changeset_cmds;
-mod client_cmds;
+mod client;
 mod error;
 mod files;
 mod output;
@@ -49,12 +49,12 @@ enum Command {
     Apply(changeset_cmds::ApplyArgs),
     Invert(changeset_cmds::InvertArgs),
     Concat(changeset_cmds::ConcatArgs),
-    Init(client_cmds::InitArgs),
-    Exec(client_cmds::ExecArgs),
-    Query(client_cmds::QueryArgs),
-    Sync(client_cmds::SyncArgs),
-    Status(client_cmds::StatusArgs),
-    Search(client_cmds::SearchArgs),
+    Init(client::InitArgs),
+    Exec(client::ExecArgs),
+    Query(client::QueryArgs),
+    Sync(client::SyncArgs),
+    Status(client::StatusArgs),
+    Search(client::SearchArgs),
 }
 
 impl Command {
@@ -66,12 +66,12 @@ impl Command {
             Command::Apply(args) => changeset_cmds::apply(args),
             Command::Invert(args) => changeset_cmds::invert(args),
             Command::Concat(args) => changeset_cmds::concat(args),
-            Command::Init(args) => client_cmds::init(args),
-            Command::Exec(args) => client_cmds::exec(args),
-            Command::Query(args) => client_cmds::query(args),
-            Command::Sync(args) => client_cmds::sync(args),
-            Command::Status(args) => client_cmds::status(args),
-            Command::Search(args) => client_cmds::search(args),
+            Command::Init(args) => client::init(args),
+            Command::Exec(args) => client::exec(args),
+            Command::Query(args) => client::query(args),
+            Command::Sync(args) => client::sync(args),
+            Command::Status(args) => client::status(args),
+            Command::Search(args) => client::search(args),
         }
     }
 }

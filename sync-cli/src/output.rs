@@ -9,8 +9,8 @@ use crate::error::CliError;
 use serde::Serialize;
 use std::io::{self, BufWriter, StdoutLock, Write};
 use sync_core::engine::apply::ApplyReport;
+use sync_core::engine::conflict::ConflictKind;
 use sync_core::engine::decode::{Change, Op, Summary, TableSummary};
-use sync_core::engine::policy::ConflictKind;
 use sync_core::engine::value::Value;
 use sync_core::protocol::conflicts::Conflict;
 

@@ -10,36 +10,13 @@ use crate::engine::Syncer;
 use crate::error::Result;
 use crate::fts::Fts;
 use crate::readers::Readers;
+use crate::signal::Signal;
 use crate::writer::Writer;
 use rand::RngExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// A wake-up flag threads can wait on with a timeout.
-#[derive(Default)]
-pub(crate) struct Signal {
-    set: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Signal {
-    pub(crate) fn wake(&self) {
-        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cv.notify_all();
-    }
-
-    /// Waits until woken or `timeout`; clears the flag. True when woken.
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.set.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut guard, _) = self
-            .cv
-            .wait_timeout_while(guard, timeout, |set| !*set)
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *guard, false)
-    }
-}
 
 /// What the threads work on.
 pub(crate) struct Parts {

@@ -263,7 +263,7 @@ pub(crate) struct Syncer {
     pub(crate) writer: Arc<Writer>,
     pub(crate) listener: Mutex<Option<ChangeListener>>,
     /// Wakes the indexer after remote changes.
-    pub(crate) indexer: Arc<crate::background::Signal>,
+    pub(crate) indexer: Arc<crate::signal::Signal>,
     pub(crate) sync_interval: Duration,
 }
 

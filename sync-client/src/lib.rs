@@ -11,6 +11,7 @@
 //! | `open` | `SyncClient::init` (a new copy from a snapshot) and `SyncClient::open` |
 //! | `engine` | the pump: sync-core's sync cycle over the transport, with retries; what a sync tells when it ends |
 //! | `background` | the sync loop, server events and the indexer — threads that never hold the client |
+//! | `signal` | a wake-up flag with a timeout, for the background threads |
 //! | `settings` | the settings store in the database: the remote, FTS tables, the last sync's outcome |
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
@@ -35,6 +36,7 @@ mod open;
 mod readers;
 mod rowid;
 mod settings;
+mod signal;
 mod status;
 pub mod transport;
 mod writer;
@@ -51,9 +53,9 @@ pub use transport::{EventStream, HttpTransport, Transport};
 pub use rusqlite;
 /// The conflicts [`Status`] lists.
 pub use sync_core::client::conflicts::{LocalConflict, LocalConflictKind, ServerConflict};
+pub use sync_core::engine::conflict::{ConflictKind, Resolution};
 /// What a conflict the server met is made of.
 pub use sync_core::engine::decode::Op;
-pub use sync_core::engine::policy::{ConflictKind, Resolution};
 /// Nested transactional steps inside [`SyncClient::write`]: `savepoint(conn, |conn| …)` keeps
 /// its writes on `Ok` and undoes only them on `Err`.
 pub use sync_core::engine::savepoint::savepoint;

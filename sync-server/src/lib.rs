@@ -19,6 +19,7 @@
 //! | [`events`] | per-database `watch` channels carrying the head seq for SSE |
 //! | [`metrics`] | atomic counters and a latency histogram, Prometheus text |
 //! | [`error`] | [`ApiError`]: one error type, stable wire codes, internals only in the log |
+//! | [`request`] | what the request log learns of a request: its device, its id header |
 //! | [`state`] | [`AppState`]: what handlers share; SQLite work goes to the blocking pool |
 //! | [`routes`] | the router and the handlers |
 //!
@@ -37,6 +38,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod migrations;
+pub mod request;
 pub mod routes;
 pub mod state;
 pub mod storage;

@@ -24,8 +24,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::engine::policy::ConflictKind;
-use sync_core::engine::policy::Resolution;
+use sync_core::engine::conflict::ConflictKind;
+use sync_core::engine::conflict::Resolution;
 use sync_core::protocol::error::ErrorCode;
 
 /// Upper bounds of the latency buckets, in seconds.

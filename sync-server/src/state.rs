@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::migrations::{AppSchema, MigrationError};
-use crate::routes::RequestNote;
+use crate::request::RequestNote;
 use crate::storage::{Storage, StorageConfig, StorageError};
 use axum::http::HeaderMap;
 use rusqlite::Connection;

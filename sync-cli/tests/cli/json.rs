@@ -4,10 +4,10 @@
 use crate::common::{Scratch, changes_in, sqlite3, sync_cli};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
+use sync_core::engine::conflict::ConflictKind;
+use sync_core::engine::conflict::Resolution;
 use sync_core::engine::decode::Change;
 use sync_core::engine::decode::Op;
-use sync_core::engine::policy::ConflictKind;
-use sync_core::engine::policy::Resolution;
 use sync_core::protocol::conflicts::Conflict;
 
 /// Chinook before/after the edits, and our changeset between them.

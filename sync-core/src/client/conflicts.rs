@@ -256,7 +256,7 @@ pub fn server_conflicts(conn: &Connection) -> rusqlite::Result<Vec<ServerConflic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::policy::{ConflictKind, Resolution};
+    use crate::engine::conflict::{ConflictKind, Resolution};
     use crate::protocol::push::PushStatus;
 
     #[test]

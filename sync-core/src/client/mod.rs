@@ -1,7 +1,7 @@
 //! The client's side of the protocol over its writer connection, with no I/O beyond SQLite.
 //! The client library adds the writer thread and HTTP around these functions, pumping
 //! [`cycle`] over its transport; the in-process convergence tests pump the same cycle against
-//! [`crate::server`].
+//! the server side.
 //!
 //! | module | its job |
 //! |---|---|

@@ -8,9 +8,10 @@ use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
 use super::report::Touched;
 use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured};
 use crate::engine::changeset::Changeset;
+use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::Op;
 use crate::engine::outbox::{self, OutboxEntry};
-use crate::engine::policy::{ConflictKind, Policy, PolicySet};
+use crate::engine::policy::{Policy, PolicySet};
 use rusqlite::Connection;
 
 /// Re-applies a group of pending entries as one changeset under a session, and stores the

@@ -2,9 +2,10 @@
 //! what happened: every conflict met and how it was resolved.
 
 use crate::engine::changeset::Changeset;
+use crate::engine::conflict::{ConflictKind, Resolution};
 use crate::engine::decode::{DecodeError, Op};
 use crate::engine::ffi::{self, ApplyFlags, ConflictItem, RawApplyError};
-use crate::engine::policy::{ConflictKind, Policy, PolicySet, Resolution};
+use crate::engine::policy::{Policy, PolicySet};
 use crate::engine::schema::{self, SchemaError, ShapeCache};
 use crate::engine::spool::Source;
 use crate::engine::tx::Tx;
@@ -13,7 +14,7 @@ use rusqlite::Connection;
 use std::collections::BTreeMap;
 
 /// One conflict met during an apply, with how it was resolved. (Its wire and JSON form is
-/// [`crate::protocol::conflicts::Conflict`].)
+/// the protocol layer's own type, which converts from this one.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {
     /// DATA, NOTFOUND, CONFLICT, CONSTRAINT or FOREIGN_KEY.

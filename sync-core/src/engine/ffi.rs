@@ -5,8 +5,8 @@
 //! Everything `unsafe` in the crate lives in this module. The contract each call relies on is
 //! stated next to it.
 
+use crate::engine::conflict::{ConflictKind, Resolution};
 use crate::engine::decode::Op;
-use crate::engine::policy::{ConflictKind, Resolution};
 use crate::engine::value::Value;
 use rusqlite::{Connection, ffi};
 use std::ffi::{CStr, c_char, c_int, c_void};

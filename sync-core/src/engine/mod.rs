@@ -8,6 +8,7 @@
 //! | [`decode`] | a pure-Rust reader of the changeset format: `inspect`, `validate` (in memory or streaming), summaries, byte offsets in errors |
 //! | [`encode`] | the writer of the changeset format (the inverse of `decode`), for tools and tests |
 //! | [`changeset`] | [`changeset::Changeset`]: owned bytes; `invert`, `concat` through SQLite's changegroup |
+//! | [`conflict`] | the vocabulary: conflict kinds SQLite reports, resolutions a handler answers |
 //! | [`policy`] | conflict policies: parse, resolve one conflict, check preconditions against a schema |
 //! | [`apply`] | apply with policies and an [`apply::ApplyReport`] of every conflict; capture the effect |
 //! | [`capture`] | run a write transaction under a fresh session and store its changeset in the outbox atomically |
@@ -22,6 +23,7 @@
 pub mod apply;
 pub mod capture;
 pub mod changeset;
+pub mod conflict;
 pub mod decode;
 pub mod diff;
 pub mod encode;

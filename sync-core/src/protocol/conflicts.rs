@@ -8,8 +8,8 @@
 //! the wire by accident.
 
 use crate::engine::apply;
+use crate::engine::conflict::{ConflictKind, Resolution};
 use crate::engine::decode::Op;
-use crate::engine::policy::{ConflictKind, Resolution};
 use crate::engine::value::Value;
 use serde::{Deserialize, Serialize};
 

@@ -181,8 +181,8 @@ impl PushResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::conflict::{ConflictKind, Resolution};
     use crate::engine::decode::Op;
-    use crate::engine::policy::{ConflictKind, Resolution};
     use crate::engine::value::Value;
     use std::collections::HashMap;
 

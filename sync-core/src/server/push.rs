@@ -5,8 +5,9 @@
 use super::ServerError;
 use super::conflicts;
 use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured_into};
+use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::DecodeError;
-use crate::engine::policy::{ConflictKind, PolicySet};
+use crate::engine::policy::PolicySet;
 use crate::engine::schema::ShapeCache;
 use crate::engine::spool::{self, Source, Spool, Spooled};
 use crate::engine::tx::Tx;

@@ -14,11 +14,11 @@ use sync_core::engine::apply::ApplyReport;
 use sync_core::engine::apply::Conflict;
 use sync_core::engine::apply::apply;
 use sync_core::engine::changeset::Changeset;
+use sync_core::engine::conflict::ConflictKind;
+use sync_core::engine::conflict::Resolution;
 use sync_core::engine::decode::Op;
-use sync_core::engine::policy::ConflictKind;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
-use sync_core::engine::policy::Resolution;
 use sync_core::engine::schema::SchemaError;
 use sync_core::engine::value::Value;
 

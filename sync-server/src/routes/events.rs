@@ -3,9 +3,10 @@
 //! comment at the configured interval, and the end of the stream when the server shuts down.
 //! Streams are capped server-wide (`503 overloaded`) and per device (`429 too_many_streams`).
 
-use super::{DbName, RequestNote};
+use super::DbName;
 use crate::error::ApiError;
 use crate::events::{StreamRefused, StreamSlot};
+use crate::request::RequestNote;
 use crate::state::{AppState, Shared};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

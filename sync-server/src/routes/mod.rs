@@ -14,6 +14,7 @@ mod read;
 mod snapshot;
 
 use crate::error::{ApiError, error_response};
+use crate::request::{REQUEST_ID_HEADER, RequestNote};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use sync_core::protocol::error::ErrorBody;
 use sync_core::protocol::error::ErrorCode;
@@ -47,36 +47,6 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
-
-/// What a handler learns about its request that the request log reports: the device of the
-/// token, once authorised. The log middleware puts one in every request's extensions;
-/// handlers take it as an extractor and pass it to [`Shared::authorize`](crate::state::Shared::authorize).
-#[derive(Debug, Clone, Default)]
-pub struct RequestNote {
-    device: Arc<OnceLock<String>>,
-}
-
-impl RequestNote {
-    /// Records the device the request acts for.
-    pub fn device(&self, device: &str) {
-        let _ = self.device.set(device.to_string());
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestNote {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestNote>()
-            .cloned()
-            .unwrap_or_default())
-    }
-}
-
-/// Response header carrying the request's id (also in its log line).
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A database name from the URL, checked against the naming rule before anything else
 /// happens. Percent-decoding runs first, so `%2e%2e` and `%00` are refused like `..` and NUL.
@@ -141,7 +111,7 @@ async fn track(State(state): State<AppState>, mut request: Request, next: Next) 
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     let micros = elapsed.as_micros() as u64;
-    let device = note.device.get().map(String::as_str).unwrap_or("");
+    let device = note.recorded_device().unwrap_or("");
     if status >= 400 {
         tracing::info!(
             request_id = %id,

@@ -6,10 +6,11 @@
 //! [`sync_core::server::push::push`], which does the rest in one transaction on the database's
 //! writer connection.
 
-use super::{DbName, RequestNote};
+use super::DbName;
 use crate::body;
 use crate::catalog::now_ms;
 use crate::error::ApiError;
+use crate::request::RequestNote;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;

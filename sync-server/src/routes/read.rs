@@ -1,8 +1,9 @@
 //! Reads on read-only connections: `GET /v1/databases/{db}` (info), `…/pull` (the log in
 //! its binary framing, zstd on request) and `…/conflicts`.
 
-use super::{DbName, RequestNote};
+use super::DbName;
 use crate::error::ApiError;
+use crate::request::RequestNote;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;

@@ -1,8 +1,9 @@
 //! `GET /v1/databases/{db}/snapshot`: a consistent copy of the app tables as an SQLite file,
 //! streamed from disk (never read into memory), with `Sync-Seq` and `Sync-Schema-Version`.
 
-use super::{DbName, RequestNote};
+use super::DbName;
 use crate::error::ApiError;
+use crate::request::RequestNote;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};

@@ -5,9 +5,9 @@
 use session_sync_tests::*;
 use std::collections::BTreeSet;
 use sync_client::{ClientConfig, ErrorKind, RowidStrategy, SyncClient};
+use sync_core::engine::conflict::ConflictKind;
+use sync_core::engine::conflict::Resolution;
 use sync_core::engine::decode::Op;
-use sync_core::engine::policy::ConflictKind;
-use sync_core::engine::policy::Resolution;
 use sync_core::engine::value::Value;
 
 fn ranges(lease_size: i64, refill_below: i64) -> ClientConfig {

@@ -1,0 +1,64 @@
+//! `sync-cli init`: a new local copy of a server database.
+
+use super::{cli_config, client_error};
+use crate::changeset_cmds::Outcome;
+use crate::error::CliError;
+use crate::output::Stdout;
+use std::path::PathBuf;
+use sync_client::{ClientConfig, FtsTable, RemoteConfig, SyncClient};
+
+/// Create DB, a local copy of a server database, from a snapshot.
+///
+/// Downloads a snapshot of DATABASE and stores the server settings (and the search
+/// configuration) in DB, so later commands need only DB. DB must not exist. The token is a device token from `sync-server token issue USER --device NAME`;
+/// pass it with --token or in the SYNC_TOKEN environment variable (keeps it out of `ps` and
+/// the shell history).
+///
+/// Exit status: 0 created, 2 error (nothing is left behind).
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The local database to create.
+    #[arg(value_name = "DB")]
+    db: PathBuf,
+    /// The server's base URL, e.g. http://127.0.0.1:8787.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// This device's bearer token.
+    #[arg(long, env = "SYNC_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: String,
+    /// The database's name on the server.
+    #[arg(long, value_name = "NAME")]
+    database: String,
+    /// Index these columns of TABLE for `search` (repeatable), e.g. --fts notes:title,body.
+    /// The index is a separate file, DB.fts, never synced.
+    #[arg(long = "fts", value_name = "TABLE:COLUMN,…")]
+    fts: Vec<FtsTable>,
+}
+
+/// Runs `init`.
+pub fn init(args: &InitArgs) -> Result<Outcome, CliError> {
+    let remote = RemoteConfig {
+        url: args.server.clone(),
+        token: args.token.clone(),
+        database: args.database.clone(),
+    };
+    let config = ClientConfig {
+        fts: args.fts.clone(),
+        ..cli_config()
+    };
+    let client =
+        SyncClient::init(&args.db, remote, config).map_err(|e| client_error(&args.db, e))?;
+    let status = client.status().map_err(|e| client_error(&args.db, e))?;
+    client.close();
+    let mut out = Stdout::new();
+    out.line(&format!(
+        "initialized {} from database {} on {} at seq {} (schema version {})",
+        args.db.display(),
+        args.database,
+        args.server,
+        status.cursor,
+        status.schema_version
+    ))?;
+    out.finish()?;
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,152 @@
+//! The client commands: `init`, `exec`, `query`, `sync`, `status`, `search` — a sync client at
+//! the terminal. They go through the `sync-client` library, the same code an app runs: writes
+//! are captured into the outbox by the writer, reads use read-only connections, `sync` is one
+//! `sync_now`.
+//!
+//! Settings live in the local database: `init` stores the server, token, database name and the
+//! full-text search tables, and every other command opens the database with them. A database
+//! is never created except by `init`.
+
+mod exec;
+mod init;
+mod search;
+mod status;
+mod sync;
+
+pub use exec::{ExecArgs, QueryArgs, exec, query};
+pub use init::{InitArgs, init};
+pub use search::{SearchArgs, search};
+pub use status::{StatusArgs, status};
+pub use sync::{SyncArgs, sync};
+
+use crate::error::CliError;
+use crate::{output, sql_values};
+use std::path::Path;
+use sync_client::{
+    ClientConfig, Error, FtsTable, LocalConflict, ServerConflict, Status, SyncClient, Value,
+};
+
+/// Settings of a command-line client: fewer read connections than an app's pool.
+pub(super) fn cli_config() -> ClientConfig {
+    ClientConfig {
+        read_connections: 2,
+        ..ClientConfig::default()
+    }
+}
+
+/// Opens an existing local database (never creates one) with its stored settings; `fts`
+/// replaces the stored search configuration when not empty.
+pub(super) fn open(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
+    if !db.is_file() {
+        return Err(CliError::Usage(format!(
+            "{}: no such database (`sync-cli init` creates one)",
+            db.display()
+        )));
+    }
+    SyncClient::open(
+        db,
+        ClientConfig {
+            fts,
+            ..cli_config()
+        },
+    )
+    .map_err(|e| client_error(db, e))
+}
+
+pub(super) fn client_error(db: &Path, source: Error) -> CliError {
+    CliError::Client {
+        path: db.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn parse_params(args: &[String]) -> Result<Vec<Value>, CliError> {
+    args.iter()
+        .map(|a| sql_values::parse_param(a).map_err(CliError::Usage))
+        .collect()
+}
+
+pub(super) fn remote_text(s: &Status) -> String {
+    match (&s.database, &s.server) {
+        (Some(db), Some(server)) => format!("database {db} on {server}"),
+        _ => "none (local only)".to_string(),
+    }
+}
+
+pub(super) fn changesets(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "changeset" } else { "changesets" })
+}
+
+pub(super) fn server_conflict_text(c: &ServerConflict) -> String {
+    format!(
+        "{} (batch {}, seq {})",
+        output::conflict_text(&c.conflict),
+        c.batch_id,
+        c.seq
+    )
+}
+
+pub(super) fn local_conflict_text(c: &LocalConflict) -> String {
+    let mut text = format!("#{} {}", c.id, kind_name(c));
+    if !c.table.is_empty() {
+        let pk: Vec<String> = c.pk.iter().map(output::literal).collect();
+        let op = c.op.map(|o| format!("{} ", o.as_str())).unwrap_or_default();
+        text.push_str(&format!(
+            " {op}{} pk({})",
+            output::ident(&c.table),
+            pk.join(", ")
+        ));
+    }
+    text.push_str(&format!(": {}", c.detail));
+    text
+}
+
+fn kind_name(c: &LocalConflict) -> &'static str {
+    c.kind.as_str()
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+pub(super) fn datetime(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `HH:MM:SS` in UTC.
+pub(super) fn clock(ms: i64) -> String {
+    datetime(ms)[11..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_are_utc_calendar_dates() {
+        assert_eq!(datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(datetime(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(datetime(1_763_700_000_123), "2025-11-21 04:40:00");
+        assert_eq!(clock(1_763_700_000_123), "04:40:00");
+    }
+}

@@ -1,0 +1,138 @@
+//! `sync-cli status`: where a local copy stands.
+
+use super::{
+    changesets, client_error, datetime, local_conflict_text, open, remote_text,
+    server_conflict_text,
+};
+use crate::changeset_cmds::Outcome;
+use crate::error::CliError;
+use crate::output::{Format, Stdout};
+use serde::Serialize;
+use std::path::PathBuf;
+use sync_client::{LocalConflict, ServerConflict, Status};
+
+/// Show where DB stands: pending changes, cursor, last sync, conflicts, search lag.
+///
+/// Server and database, cursor, pending changes, the batch in flight, the last sync and its
+/// error, recorded conflicts (local ones, and those the server reported for our batches),
+/// search index lag, leased rowids left. Reads only; works offline. JSON: one object (see docs/cli.md).
+///
+/// Exit status: 0 ok, 2 error.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The local database.
+    #[arg(value_name = "DB")]
+    db: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Runs `status`.
+pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
+    let client = open(&args.db, Vec::new())?;
+    let status = client.status().map_err(|e| client_error(&args.db, e))?;
+    let fts: Vec<String> = client.fts_tables().iter().map(|t| t.to_string()).collect();
+    client.close();
+    let mut out = Stdout::new();
+    match args.format {
+        Format::Text => {
+            for line in status_text(&status, &fts) {
+                out.line(&line)?;
+            }
+        }
+        Format::Json => out.json(&StatusJson {
+            server: status.server.as_deref(),
+            database: status.database.as_deref(),
+            cursor: status.cursor,
+            schema_version: status.schema_version,
+            pending_changesets: status.pending_changesets,
+            pending_bytes: status.pending_bytes,
+            inflight_batch: status.inflight_batch.as_deref(),
+            last_sync_ms: status.last_sync_ms,
+            last_error: status.last_error.as_deref(),
+            fts_tables: &fts,
+            fts_lag: status.fts_lag,
+            rowids_remaining: status.rowids_remaining,
+            local_conflicts: &status.local_conflicts,
+            server_conflicts: &status.server_conflicts,
+        })?,
+    }
+    out.finish()?;
+    Ok(Outcome::Clean)
+}
+
+/// The JSON form of `status`.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    server: Option<&'a str>,
+    database: Option<&'a str>,
+    cursor: i64,
+    schema_version: u32,
+    pending_changesets: u64,
+    pending_bytes: u64,
+    inflight_batch: Option<&'a str>,
+    last_sync_ms: Option<i64>,
+    last_error: Option<&'a str>,
+    fts_tables: &'a [String],
+    fts_lag: u64,
+    rowids_remaining: Option<i64>,
+    local_conflicts: &'a [LocalConflict],
+    server_conflicts: &'a [ServerConflict],
+}
+
+fn status_text(s: &Status, fts: &[String]) -> Vec<String> {
+    let mut lines = vec![
+        format!("server:           {}", remote_text(s)),
+        format!(
+            "cursor:           {} (schema version {})",
+            s.cursor, s.schema_version
+        ),
+        format!(
+            "pending:          {} ({} bytes)",
+            changesets(s.pending_changesets),
+            s.pending_bytes
+        ),
+        format!(
+            "in flight:        {}",
+            s.inflight_batch
+                .as_deref()
+                .map_or("none".to_string(), |b| format!("batch {b}"))
+        ),
+        format!(
+            "last sync:        {}",
+            s.last_sync_ms
+                .map_or("never".to_string(), |ms| format!("{} UTC", datetime(ms)))
+        ),
+        format!(
+            "last error:       {}",
+            s.last_error.as_deref().unwrap_or("none")
+        ),
+        format!(
+            "search index:     {}",
+            if fts.is_empty() {
+                "not configured".to_string()
+            } else {
+                format!("{}; {} rows waiting", fts.join(" "), s.fts_lag)
+            }
+        ),
+        format!(
+            "rowids:           {}",
+            s.rowids_remaining
+                .map_or("random".to_string(), |n| format!("{n} leased ids left"))
+        ),
+        format!("local conflicts:  {}", s.local_conflicts.len()),
+    ];
+    lines.extend(
+        s.local_conflicts
+            .iter()
+            .map(|c| format!("  {}", local_conflict_text(c))),
+    );
+    lines.push(format!("server conflicts: {}", s.server_conflicts.len()));
+    lines.extend(
+        s.server_conflicts
+            .iter()
+            .map(|c| format!("  {}", server_conflict_text(c))),
+    );
+    lines
+}

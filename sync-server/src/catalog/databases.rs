@@ -1,0 +1,120 @@
+//! Databases (name → internal id, which names the file) and grants (which user may read or
+//! write which database).
+
+use super::{
+    CatalogError, access_column, check_name, database_id, is_unique_violation, now_ms, user_id,
+};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use sync_core::protocol::info::Access;
+
+/// Creates a database owned by `owner` (who gets a read-write grant) and returns its internal
+/// id. The file itself is created by the server when the database is first used.
+pub fn create_database(conn: &Connection, name: &str, owner: &str) -> Result<i64, CatalogError> {
+    check_name("database", name)?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let owner_id = user_id(&tx, owner)?;
+    tx.execute(
+        "INSERT INTO databases(name, owner_id, created_ms) VALUES (?1, ?2, ?3)",
+        params![name, owner_id, now_ms()],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            CatalogError::Exists {
+                what: "database",
+                name: name.to_string(),
+            }
+        } else {
+            e.into()
+        }
+    })?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, 'read-write')",
+        params![id, owner_id],
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Grants (or changes) `user`'s access to `database`.
+pub fn grant(
+    conn: &Connection,
+    database: &str,
+    user: &str,
+    access: Access,
+) -> Result<(), CatalogError> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let db = database_id(&tx, database)?;
+    let uid = user_id(&tx, user)?;
+    tx.execute(
+        "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, ?3)
+         ON CONFLICT(database_id, user_id) DO UPDATE SET access = excluded.access",
+        params![db, uid, access.as_str()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes `user`'s grant on `database`; returns whether there was one.
+pub fn revoke_grant(conn: &Connection, database: &str, user: &str) -> Result<bool, CatalogError> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let db = database_id(&tx, database)?;
+    let uid = user_id(&tx, user)?;
+    let n = tx.execute(
+        "DELETE FROM grants WHERE database_id = ?1 AND user_id = ?2",
+        params![db, uid],
+    )?;
+    tx.commit()?;
+    Ok(n > 0)
+}
+
+/// A database as `db list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseRow {
+    /// Its name.
+    pub name: String,
+    /// Internal id: the file is `dbs/<id>.db`.
+    pub id: i64,
+    /// Owning user.
+    pub owner: String,
+    /// `(user, access)` for every grant.
+    pub grants: Vec<(String, Access)>,
+}
+
+/// Every database with its grants, by name.
+pub fn list_databases(conn: &Connection) -> Result<Vec<DatabaseRow>, CatalogError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.name, d.id, u.name FROM databases d JOIN users u ON u.id = d.owner_id ORDER BY d.name",
+    )?;
+    let mut rows: Vec<DatabaseRow> = stmt
+        .query_map([], |r| {
+            Ok(DatabaseRow {
+                name: r.get(0)?,
+                id: r.get(1)?,
+                owner: r.get(2)?,
+                grants: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut grants = conn.prepare(
+        "SELECT u.name, g.access FROM grants g JOIN users u ON u.id = g.user_id
+         WHERE g.database_id = ?1 ORDER BY u.name",
+    )?;
+    for row in &mut rows {
+        row.grants = grants
+            .query_map([row.id], |r| {
+                Ok((r.get::<_, String>(0)?, access_column(r, 1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(rows)
+}
+
+/// The id of every database, for maintenance.
+pub fn database_ids(conn: &Connection) -> Result<Vec<(i64, String)>, CatalogError> {
+    let mut stmt = conn.prepare("SELECT id, name FROM databases ORDER BY id")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
