@@ -27,26 +27,25 @@ use std::time::Duration;
 use sync_core::engine::conflict::ConflictKind;
 use sync_core::engine::conflict::Resolution;
 use sync_core::protocol::error::ErrorCode;
+use sync_core::protocol::routes;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Routes with their own latency series (everything else is `other`).
-pub const ROUTES: [&str; 11] = [
-    "/v1/databases/{db}/push",
-    "/v1/databases/{db}/pull",
-    "/v1/databases/{db}/events",
-    "/v1/databases/{db}/snapshot",
-    "/v1/databases/{db}/rowid-ranges",
-    "/v1/databases/{db}/conflicts",
-    "/v1/databases/{db}",
-    "/healthz",
-    "/metrics",
-    "other",
-    "",
-];
+/// Routes with their own latency series: every route of the API, then `other` (anything
+/// else, e.g. unknown paths).
+const ROUTES: [&str; routes::ALL.len() + 1] = {
+    let mut all = [OTHER; routes::ALL.len() + 1];
+    let mut i = 0;
+    while i < routes::ALL.len() {
+        all[i] = routes::ALL[i];
+        i += 1;
+    }
+    all
+};
+const OTHER: &str = "other";
 
 const CONFLICT_KINDS: [ConflictKind; 5] = [
     ConflictKind::Data,
@@ -97,7 +96,7 @@ pub struct Metrics {
     event_streams: AtomicI64,
     connections: AtomicI64,
     refused_connections: AtomicU64,
-    routes: [RouteMetrics; ROUTES.len() - 1],
+    routes: [RouteMetrics; ROUTES.len()],
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -167,10 +166,10 @@ impl Metrics {
 
     /// Records one request's latency and status.
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        let i = ROUTES[..ROUTES.len() - 1]
+        let i = ROUTES
             .iter()
             .position(|r| *r == route)
-            .unwrap_or(ROUTES.len() - 2);
+            .unwrap_or(ROUTES.len() - 1);
         let r = &self.routes[i];
         r.latency.observe(elapsed);
         let class = match status {

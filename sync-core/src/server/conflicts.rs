@@ -34,7 +34,7 @@ pub fn conflicts(
     after: i64,
     limit: usize,
 ) -> Result<(Vec<ConflictRecord>, bool), ServerError> {
-    let limit = limit.clamp(1, 10_000);
+    let limit = limit.clamp(1, crate::protocol::conflicts::MAX_LIMIT);
     let mut stmt = conn.prepare_cached(
         "SELECT id, seq, batch_id, device, at_ms, record FROM _sync_conflicts WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;

@@ -13,22 +13,12 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Deserialize;
 use std::convert::Infallible;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::error::ErrorBody;
 use sync_core::protocol::error::ErrorCode;
-use sync_core::protocol::events::HEAD_EVENT;
-use sync_core::protocol::events::HeadEvent;
+use sync_core::protocol::events::{EventsQuery, HEAD_EVENT, HeadEvent};
 use tokio::sync::watch;
-
-/// Query of `…/events`.
-#[derive(Debug, Deserialize)]
-pub struct EventsQuery {
-    /// The client's cursor. Accepted (and checked) for symmetry with pull; every stream
-    /// starts with the current head whatever it is.
-    since: Option<i64>,
-}
 
 /// Counts a connected stream for `/metrics` while it lives.
 struct Connected(AppState);

@@ -28,20 +28,20 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use sync_core::protocol::error::ErrorBody;
 use sync_core::protocol::error::ErrorCode;
-use sync_core::protocol::valid_database_name;
+use sync_core::protocol::{routes, valid_database_name};
 
 /// The whole HTTP API over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/databases/{db}", get(read::info))
-        .route("/v1/databases/{db}/push", post(push::push))
-        .route("/v1/databases/{db}/pull", get(read::pull))
-        .route("/v1/databases/{db}/conflicts", get(read::conflicts))
-        .route("/v1/databases/{db}/rowid-ranges", post(push::rowid_ranges))
-        .route("/v1/databases/{db}/snapshot", get(snapshot::snapshot))
-        .route("/v1/databases/{db}/events", get(events::events))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(routes::INFO, get(read::info))
+        .route(routes::PUSH, post(push::push))
+        .route(routes::PULL, get(read::pull))
+        .route(routes::CONFLICTS, get(read::conflicts))
+        .route(routes::ROWID_RANGES, post(push::rowid_ranges))
+        .route(routes::SNAPSHOT, get(snapshot::snapshot))
+        .route(routes::EVENTS, get(events::events))
+        .route(routes::HEALTHZ, get(healthz))
+        .route(routes::METRICS, get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

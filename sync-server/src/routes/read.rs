@@ -10,21 +10,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use serde::Deserialize;
 use sync_core::engine::spool::Spool;
 use sync_core::protocol::VERSION;
-use sync_core::protocol::conflicts::ConflictPage;
+use sync_core::protocol::conflicts::{self, ConflictPage, ConflictsQuery};
 use sync_core::protocol::info::DatabaseInfo;
-use sync_core::protocol::pull;
+use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::server;
 
-/// Most entries one pull page may hold.
-const MAX_PULL_LIMIT: usize = 10_000;
-/// Default entries per page.
-const DEFAULT_PULL_LIMIT: usize = 1000;
-/// Default and largest byte size of a page (one entry is always sent even if larger).
-const DEFAULT_PULL_BYTES: usize = 4 * 1024 * 1024;
-const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
 /// zstd level for pull pages: fast, and effects compress well.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -64,14 +56,6 @@ pub async fn info(
     Ok(Json(info))
 }
 
-/// Query of `…/pull`.
-#[derive(Debug, Deserialize)]
-pub struct PullQuery {
-    since: Option<i64>,
-    limit: Option<usize>,
-    max_bytes: Option<usize>,
-}
-
 fn accepts_zstd(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
@@ -99,19 +83,10 @@ pub async fn pull(
     headers: HeaderMap,
     q: Result<Query<PullQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let since = q.since.unwrap_or(0);
+    let (since, limit, max_bytes) = query(q)?.effective();
     if since < 0 {
         return Err(ApiError::bad_request("since must not be negative"));
     }
-    let limit = q
-        .limit
-        .unwrap_or(DEFAULT_PULL_LIMIT)
-        .clamp(1, MAX_PULL_LIMIT);
-    let max_bytes = q
-        .max_bytes
-        .unwrap_or(DEFAULT_PULL_BYTES)
-        .clamp(1, MAX_PULL_BYTES);
     let zstd = accepts_zstd(&headers);
     let token = crate::state::bearer(&headers)?;
     let body = state
@@ -149,13 +124,6 @@ pub async fn pull(
     Ok(response)
 }
 
-/// Query of `…/conflicts`.
-#[derive(Debug, Deserialize)]
-pub struct ConflictsQuery {
-    after: Option<i64>,
-    limit: Option<usize>,
-}
-
 /// `GET /v1/databases/{db}/conflicts?after=ID&limit=N`.
 pub async fn conflicts(
     State(state): State<AppState>,
@@ -166,7 +134,10 @@ pub async fn conflicts(
 ) -> Result<Json<ConflictPage>, ApiError> {
     let q = query(q)?;
     let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
+    let limit = q
+        .limit
+        .unwrap_or(conflicts::DEFAULT_LIMIT)
+        .clamp(1, conflicts::MAX_LIMIT);
     let token = crate::state::bearer(&headers)?;
     let page = state
         .blocking(move |s| {

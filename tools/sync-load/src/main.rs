@@ -10,7 +10,13 @@
 //!
 //! Exit code 0 when there were no errors and nothing was lost, 1 otherwise, 2 on setup failure.
 
+mod notes;
+mod probe;
+mod step;
+
 use clap::Parser;
+use notes::insert_notes;
+use probe::{cpu_seconds, memory_and_files, percentile};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,93 +58,11 @@ struct Args {
     data: Option<PathBuf>,
 }
 
-/// A one-table changeset inserting `rows` notes starting at `id`, encoded by hand (SQLite's
-/// changeset format) so that the load generator spends its CPU on HTTP, not on SQLite.
-fn insert_notes(id: i64, rows: usize, stamp: i64) -> Vec<u8> {
-    fn text(out: &mut Vec<u8>, s: &str) {
-        assert!(s.len() < 128, "one-byte varint lengths only");
-        out.push(3);
-        out.push(s.len() as u8);
-        out.extend_from_slice(s.as_bytes());
-    }
-    fn int(out: &mut Vec<u8>, v: i64) {
-        out.push(1);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    let mut out = Vec::with_capacity(16 + rows * 64);
-    out.extend_from_slice(b"T\x04\x01\x00\x00\x00notes\x00");
-    for r in 0..rows {
-        out.extend_from_slice(&[0x12, 0]);
-        int(&mut out, id + r as i64);
-        text(&mut out, "load test note");
-        text(&mut out, "a small body of text, as a note app would push");
-        int(&mut out, stamp);
-    }
-    out
-}
-
 struct Target {
     name: String,
     token: String,
     next_id: AtomicU64,
     acks: AtomicU64,
-}
-
-/// CPU seconds (user + system) used so far, by thread-name prefix: `server` (the server's
-/// runtime and its blocking pool), `client` (the load generator), and everything in total.
-fn cpu_seconds() -> (f64, f64, f64) {
-    let ticks = 100.0; // USER_HZ
-    let parse = |stat: &str| -> Option<(String, f64)> {
-        let open = stat.find('(')?;
-        let close = stat.rfind(')')?;
-        let name = stat[open + 1..close].to_string();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let t = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some((name, t / ticks))
-    };
-    let total = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| parse(&s))
-        .map_or(0.0, |(_, t)| t);
-    let (mut server, mut client) = (0.0, 0.0);
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for t in tasks.flatten() {
-            if let Some((name, secs)) = std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|s| parse(&s))
-            {
-                if name.starts_with("server") {
-                    server += secs;
-                } else if name.starts_with("client") {
-                    client += secs;
-                }
-            }
-        }
-    }
-    (server, client, total)
-}
-
-/// Peak resident memory of this process (server and load generator), in MiB, and the number
-/// of open file descriptors.
-fn memory_and_files() -> (f64, usize) {
-    let hwm = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0);
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    (hwm / 1024.0, fds)
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 fn main() -> ExitCode {
@@ -169,7 +93,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     });
     anyhow::ensure!(!data.exists(), "{} already exists", data.display());
     let result = match args.step_only {
-        Some(n) => step_only(&data, n),
+        Some(n) => step::step_only(&data, n),
         None => run_in(&args, &data),
     };
     if temp {
@@ -411,74 +335,6 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
     Ok(errors == 0 && lost == 0)
 }
 
-/// Times the push step alone: same files, pragmas and schema as the server, no HTTP.
-fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
-    use sync_core::engine::changeset::Changeset;
-    use sync_core::protocol::push::PushHeaders;
-    use sync_core::server::push::PushConfig;
-    use sync_core::server::push::PushTarget;
-    use sync_core::server::push::push;
-    std::fs::create_dir_all(data)?;
-    let conn = Connection::open(data.join("step.db"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
-    )?;
-    sync_server::migrations::AppSchema::embedded().migrate(&conn)?;
-    let config = PushConfig {
-        policies: ServerConfig::default().policies,
-    };
-    let shapes = sync_core::engine::schema::ShapeCache::new();
-    let started = Instant::now();
-    for i in 0..pushes {
-        let headers = PushHeaders {
-            batch_id: format!("b{i}"),
-            cursor: i as i64,
-            schema_version: 1,
-        };
-        let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
-        let target = PushTarget {
-            conn: &conn,
-            shapes: &shapes,
-            scratch: None,
-        };
-        let r = push(target, "dev", &headers, (&cs).into(), &config, 0)?;
-        anyhow::ensure!(r.seq == i as i64 + 1);
-    }
-    let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;
-    println!(
-        "sync_core::server::push::push alone: {pushes} pushes, {per:.0} µs each ({:.0} pushes/s on one thread)",
-        1e6 / per
-    );
-    // Two of its parts. Every apply sets PRAGMA defer_foreign_keys, which expires the
-    // connection's prepared statements; the same pragma is run here before each iteration
-    // (and timed alone, to subtract it).
-    let cs = Changeset::from_bytes(insert_notes(1, 1, 0));
-    let summary = cs.validate()?;
-    let time = |f: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<f64> {
-        let n = 2000;
-        let t = Instant::now();
-        for _ in 0..n {
-            conn.execute_batch("PRAGMA defer_foreign_keys = 0")?;
-            f()?;
-        }
-        Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
-    };
-    let pragma = time(&|| Ok(()))?;
-    let fits = time(&|| {
-        Ok(sync_core::engine::schema::check_changeset_fits(
-            &conn, &summary,
-        )?)
-    })?;
-    let meta = time(&|| Ok(sync_core::server::bounds(&conn).map(|_| ())?))?;
-    println!(
-        "  of which: schema check {:.0} µs (two pragma queries per table, compiled every time); \
-         one small cached query after an expiry {:.0} µs",
-        fits - pragma,
-        (meta - pragma) / 2.0
-    );
-    Ok(true)
-}
-
 /// One push of a fresh batch; counts the ack. Returns whether it was acknowledged.
 async fn push(
     http: &reqwest::Client,
@@ -519,34 +375,5 @@ async fn push(
             eprintln!("push to {} failed: {e}", t.name);
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hand_encoded_changesets_are_valid() {
-        let cs = sync_core::engine::changeset::Changeset::from_bytes(insert_notes(5, 3, 1));
-        let summary = cs.validate().unwrap();
-        assert_eq!(summary.changes(), 3);
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(&sync_server::migrations::AppSchema::embedded().migrations()[0].sql)
-            .unwrap();
-        sync_core::engine::apply::apply(
-            &conn,
-            &cs,
-            &sync_core::engine::apply::ApplyOptions::default(),
-        )
-        .unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM notes WHERE id BETWEEN 5 AND 7",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 3);
     }
 }
