@@ -295,28 +295,45 @@ fn open_snapshot(path: &Path, seq: i64, schema_version: u32) -> std::io::Result<
     })
 }
 
-/// Turns off SQLite's process-wide memory statistics. With them on (SQLite's default), every
-/// allocation takes one global mutex, which serialises all connections of the process — the
-/// largest single cost under many concurrent pushes. The server reads no SQLite memory
-/// statistics, so nothing is lost.
+/// Process-wide SQLite settings for a server holding many connections:
+///
+/// - **Memory statistics off.** With them on (SQLite's default), every allocation takes one
+///   global mutex, which serialises all connections of the process — the largest single cost
+///   under many concurrent pushes. The server reads no SQLite memory statistics, so nothing is
+///   lost. (It also means SQLite's soft heap limit cannot work: it needs the statistics.)
+/// - **No page-cache pre-allocation.** By default every connection allocates room for 20
+///   pages (~90 KiB) in one block the first time it reads a page, and touches all of it, even
+///   when the database has only a dozen pages or the connection reads four. Without it, pages
+///   are allocated one at a time as they are read: measured 33 KiB less per writer and 69 KiB
+///   less per reader of a small database, and no slower (the push step alone: 62–63 µs either
+///   way).
 ///
 /// Must run before SQLite is first used in the process; call it first thing in `main`, before
 /// any thread is started. Later it changes nothing (SQLite refuses reconfiguration once
 /// initialised). Returns whether it took effect.
 pub fn tune_sqlite_process() -> bool {
+    use rusqlite::ffi;
+    use std::ffi::{c_int, c_void};
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DONE.get_or_init(|| {
         // SAFETY: `sqlite3_config` must not run concurrently with other SQLite calls. It is
         // called once (OnceLock), documented to be called from `main` before other threads
         // exist; and if SQLite is already initialised it returns SQLITE_MISUSE without
-        // touching any state.
-        let rc = unsafe {
-            rusqlite::ffi::sqlite3_config(
-                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
-                0 as std::ffi::c_int,
+        // touching any state. The arguments are those each option documents: an int for
+        // MEMSTATUS; a NULL buffer, a size and a count of 0 for PAGECACHE (SQLite's own
+        // allocator, no initial block).
+        let (memstatus, pagecache) = unsafe {
+            (
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
+                ffi::sqlite3_config(
+                    ffi::SQLITE_CONFIG_PAGECACHE,
+                    std::ptr::null_mut::<c_void>(),
+                    0 as c_int,
+                    0 as c_int,
+                ),
             )
         };
-        rc == rusqlite::ffi::SQLITE_OK
+        memstatus == ffi::SQLITE_OK && pagecache == ffi::SQLITE_OK
     })
 }
 
@@ -355,7 +372,44 @@ pub fn raise_open_files_limit(_needed: u64) -> Option<u64> {
     None
 }
 
+/// Lookaside per connection: 64 slots of 256 bytes (16 KiB; two sizes, 42 of 256 B and 44 of
+/// 128 B) instead of SQLite's default 1200 × 40 (48 KiB). Lookaside is memory each connection
+/// reserves for its small allocations; a push uses nearly all of the default (100 of its 123
+/// slots at its peak), and those pages stay resident while the database is open, used or not.
+/// What no longer fits goes to malloc, where it is freed again and shared by all connections.
+/// Measured on a small database: 31 KiB less per connection (no lookaside at all: 46 KiB
+/// less), and the push step alone 64 → 66 µs (median of 7 runs; 1200 × 20: 67 µs for 7 KiB
+/// more; no lookaside: 73 µs). Over 1,024 open databases those 31 MiB are the difference
+/// between meeting the 200 MB target and not (`cargo bench -p sync-server --bench memory`).
+const LOOKASIDE_SLOT_BYTES: std::ffi::c_int = 256;
+/// See [`LOOKASIDE_SLOT_BYTES`].
+const LOOKASIDE_SLOTS: std::ffi::c_int = 64;
+
+/// Sets this connection's lookaside (see [`LOOKASIDE_SLOT_BYTES`]). Must run before the
+/// connection runs any statement (SQLite refuses while lookaside memory is in use).
+fn set_lookaside(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::ffi;
+    // SAFETY: the handle is live for the duration of the call (borrowed from `conn`), this
+    // thread holds the connection exclusively, and SQLITE_DBCONFIG_LOOKASIDE takes exactly a
+    // buffer pointer (NULL: SQLite allocates it), a slot size and a slot count.
+    let rc = unsafe {
+        ffi::sqlite3_db_config(
+            conn.handle(),
+            ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            LOOKASIDE_SLOT_BYTES,
+            LOOKASIDE_SLOTS,
+        )
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None))
+    }
+}
+
 fn configure(conn: &Connection, page_cache_kib: u32) -> rusqlite::Result<()> {
+    set_lookaside(conn)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(32);
     conn.execute_batch(&format!("PRAGMA cache_size = -{page_cache_kib};"))?;

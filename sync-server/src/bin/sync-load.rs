@@ -420,19 +420,36 @@ fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
 
 /// Times the push step alone: same files, pragmas and schema as the server, no HTTP.
 fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
+    use sync_server::storage::{Storage, StorageConfig};
+    // The server's own storage, so the connection is set up exactly as the server's are
+    // (pragmas, page cache, lookaside, migrations).
+    let d = ServerConfig::default();
+    let storage = Storage::new(
+        StorageConfig {
+            data_dir: data.to_path_buf(),
+            capacity: 1,
+            idle: d.idle,
+            page_cache_kib: d.page_cache_kib,
+            readers: d.readers,
+            synchronous: d.durability.pragma(),
+        },
+        Arc::new(sync_server::migrations::AppSchema::embedded()),
+    )?;
+    let db = storage.get(1)?;
+    db.write(|conn| time_push_step(conn, db.shapes(), pushes))
+}
+
+fn time_push_step(
+    conn: &Connection,
+    shapes: &sync_core::schema::ShapeCache,
+    pushes: usize,
+) -> anyhow::Result<bool> {
     use sync_core::changeset::Changeset;
     use sync_core::protocol::push::PushHeaders;
     use sync_core::server::{PushConfig, PushTarget, push};
-    std::fs::create_dir_all(data)?;
-    let conn = Connection::open(data.join("step.db"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
-    )?;
-    sync_server::migrations::AppSchema::embedded().migrate(&conn)?;
     let config = PushConfig {
         policies: ServerConfig::default().policies,
     };
-    let shapes = sync_core::schema::ShapeCache::new();
     let started = Instant::now();
     for i in 0..pushes {
         let headers = PushHeaders {
@@ -441,10 +458,7 @@ fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
             schema_version: 1,
         };
         let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
-        let target = PushTarget {
-            conn: &conn,
-            shapes: &shapes,
-        };
+        let target = PushTarget { conn, shapes };
         let r = push(target, "dev", &headers, &cs, &config, 0)?;
         anyhow::ensure!(r.seq == i as i64 + 1);
     }
@@ -468,8 +482,8 @@ fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
         Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
     };
     let pragma = time(&|| Ok(()))?;
-    let fits = time(&|| Ok(sync_core::schema::check_changeset_fits(&conn, &summary)?))?;
-    let meta = time(&|| Ok(sync_core::server::bounds(&conn).map(|_| ())?))?;
+    let fits = time(&|| Ok(sync_core::schema::check_changeset_fits(conn, &summary)?))?;
+    let meta = time(&|| Ok(sync_core::server::bounds(conn).map(|_| ())?))?;
     println!(
         "  of which: schema check {:.0} µs (two pragma queries per table, compiled every time); \
          one small cached query after an expiry {:.0} µs",
