@@ -546,8 +546,14 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     println!(
-        "sync-server memory benchmark: the release binary as a child process on 127.0.0.1, \
+        "sync-server memory benchmark: the {} binary as a child process on 127.0.0.1, \
          RSS from /proc/PID/status; {} CPUs; load average at start {}",
+        // Cargo builds the binary with the benchmark's own profile.
+        if cfg!(debug_assertions) {
+            "DEBUG"
+        } else {
+            "release"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
