@@ -260,7 +260,7 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// Seconds between SSE keep-alive comments.
     pub events_keepalive_secs: Option<u64>,
-    /// Seconds between maintenance passes (idle eviction).
+    /// Seconds between maintenance passes (idle databases closed, freed memory returned).
     pub maintenance_secs: Option<u64>,
     /// `default = "…"` and `TABLE = "…"`.
     #[serde(default)]

@@ -16,6 +16,7 @@
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
+//! | [`memory`] | freed heap memory back to the OS after databases were closed |
 //! | [`events`] | per-database `watch` channels carrying the head seq for SSE |
 //! | [`metrics`] | atomic counters and a latency histogram, Prometheus text |
 //! | [`error`] | [`ApiError`]: one error type, stable wire codes, internals only in the log |
@@ -36,6 +37,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod events;
+pub mod memory;
 pub mod metrics;
 pub mod migrations;
 pub mod request;
@@ -53,8 +55,9 @@ use tokio::net::TcpListener;
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, ends event
 /// streams, waits for requests in flight and closes every database (checkpointing and
-/// truncating its WAL). Also runs the periodic maintenance (idle databases closed, unused
-/// event channels dropped). Connections are limited and timed as [`conn`] describes.
+/// truncating its WAL). Also runs the periodic maintenance (idle databases closed, the memory
+/// of closed databases returned to the OS, unused event channels dropped). Connections are
+/// limited and timed as [`conn`] describes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -90,15 +93,34 @@ pub async fn serve(
 async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(state.shared().config.maintenance);
     tick.tick().await;
+    let mut last_churn = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.shared().storage.churned() => {
+                // Many databases were closed (cache churn): return their memory now rather
+                // than at the next tick, but at most once a second however fast they go.
+                tokio::time::sleep_until(last_churn + std::time::Duration::from_secs(1)).await;
+                last_churn = tokio::time::Instant::now();
+            }
+        }
         let s = state.clone();
-        let closed = tokio::task::spawn_blocking(move || s.shared().storage.evict_idle())
-            .await
-            .unwrap_or(0);
+        let (closed, returned) = tokio::task::spawn_blocking(move || {
+            let storage = &s.shared().storage;
+            let closed = storage.evict_idle();
+            // After closing: their memory went back to the allocator, not to the OS.
+            (closed, storage.return_freed_memory())
+        })
+        .await
+        .unwrap_or((0, false));
         let channels = state.shared().hub.prune();
-        if closed > 0 {
-            tracing::debug!(closed, channels, "maintenance: closed idle databases");
+        if closed > 0 || returned {
+            tracing::debug!(
+                closed,
+                returned,
+                channels,
+                "maintenance: closed idle databases, returned freed memory"
+            );
         }
     }
 }

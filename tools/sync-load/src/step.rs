@@ -3,26 +3,42 @@
 
 use crate::notes::insert_notes;
 use rusqlite::Connection;
+use std::sync::Arc;
 use std::time::Instant;
 use sync_server::ServerConfig;
 
 /// Times the push step alone: same files, pragmas and schema as the server, no HTTP.
 pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result<bool> {
+    use sync_server::storage::{Storage, StorageConfig};
+    // The server's own storage, so the connection is set up exactly as the server's are
+    // (pragmas, page cache, lookaside, migrations).
+    let d = ServerConfig::default();
+    let storage = Storage::new(
+        StorageConfig {
+            data_dir: data.to_path_buf(),
+            capacity: 1,
+            idle: d.idle,
+            page_cache_kib: d.page_cache_kib,
+            readers: d.readers,
+            synchronous: d.durability.pragma(),
+        },
+        Arc::new(sync_server::migrations::AppSchema::embedded()),
+    )?;
+    let db = storage.get(1)?;
+    db.write(|conn| time_push_step(conn, db.shapes(), pushes))
+}
+
+fn time_push_step(
+    conn: &Connection,
+    shapes: &sync_core::engine::schema::ShapeCache,
+    pushes: usize,
+) -> anyhow::Result<bool> {
     use sync_core::engine::changeset::Changeset;
     use sync_core::protocol::push::PushHeaders;
-    use sync_core::server::push::PushConfig;
-    use sync_core::server::push::PushTarget;
-    use sync_core::server::push::push;
-    std::fs::create_dir_all(data)?;
-    let conn = Connection::open(data.join("step.db"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;",
-    )?;
-    sync_server::migrations::AppSchema::embedded().migrate(&conn)?;
+    use sync_core::server::push::{PushConfig, PushTarget, push};
     let config = PushConfig {
         policies: ServerConfig::default().policies,
     };
-    let shapes = sync_core::engine::schema::ShapeCache::new();
     let started = Instant::now();
     for i in 0..pushes {
         let headers = PushHeaders {
@@ -32,8 +48,8 @@ pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result
         };
         let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
         let target = PushTarget {
-            conn: &conn,
-            shapes: &shapes,
+            conn,
+            shapes,
             scratch: None,
         };
         let r = push(target, "dev", &headers, (&cs).into(), &config, 0)?;
@@ -41,7 +57,7 @@ pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;
     println!(
-        "sync_core::server::push::push alone: {pushes} pushes, {per:.0} µs each ({:.0} pushes/s on one thread)",
+        "sync_core::server::push alone: {pushes} pushes, {per:.0} µs each ({:.0} pushes/s on one thread)",
         1e6 / per
     );
     // Two of its parts. Every apply sets PRAGMA defer_foreign_keys, which expires the
@@ -61,10 +77,10 @@ pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result
     let pragma = time(&|| Ok(()))?;
     let fits = time(&|| {
         Ok(sync_core::engine::schema::check_changeset_fits(
-            &conn, &summary,
+            conn, &summary,
         )?)
     })?;
-    let meta = time(&|| Ok(sync_core::server::bounds(&conn).map(|_| ())?))?;
+    let meta = time(&|| Ok(sync_core::server::bounds(conn).map(|_| ())?))?;
     println!(
         "  of which: schema check {:.0} µs (two pragma queries per table, compiled every time); \
          one small cached query after an expiry {:.0} µs",
