@@ -22,7 +22,9 @@
 //! * **b. A 100 MB push** (400,000 rows of ~250 B, one changeset: a bulk import): peak RSS
 //!   growth during the request (`VmHWM` after − `VmRSS` before, with the peak reset first).
 //! * **c. Pulling that entry** (`pull?since=0`, the whole body read) from a restarted server:
-//!   peak RSS growth likewise. Target ≤ 32 MiB for b and c.
+//!   peak RSS growth likewise. Target ≤ 32 MiB for b and c. A sampler also reads the split
+//!   every 5 ms and prints the largest anonymous / file / shared figure seen: a peak that is
+//!   anonymous memory is the server's own, a file-backed one is the page cache of its files.
 //!
 //! The benchmark reports; it asserts nothing about the figures (only that the server
 //! answered). Without `--bench` (`cargo test --benches`, `--all-targets`) it does a quick
@@ -33,7 +35,9 @@
 //! `SYNC_BENCH_SERVER_ARGS` (extra `serve` flags for phase a, space-separated, e.g.
 //! `--readers 1 --page-cache-kib 128`, to compare settings), `SYNC_BENCH_PULL=1` (phase a
 //! also pulls each database after its push, as a syncing device does, so every open
-//! database has a reader too).
+//! database has a reader too), `SYNC_BENCH_WRAP=PROGRAM` (start the server as
+//! `PROGRAM sync-server …`, e.g. `heaptrack`, to see where a peak comes from; the RSS figures
+//! are then the wrapper's).
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -113,6 +117,48 @@ impl Mem {
     }
 }
 
+/// Samples a process's RSS by kind every few milliseconds until dropped, keeping the largest
+/// value of each kind: the peak `VmHWM` reports does not say what it was made of.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Mem>>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut max = Mem::of(pid);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Mem::of(pid);
+                max.rss = max.rss.max(now.rss);
+                max.anon = max.anon.max(now.anon);
+                max.file = max.file.max(now.file);
+                max.shmem = max.shmem.max(now.shmem);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            max
+        });
+        Sampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The largest sample of each kind (each may come from a different moment).
+    fn finish(mut self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let max = self.thread.take().unwrap().join().unwrap();
+        format!(
+            "largest samples: anon {:.1}, file {:.1}, shmem {:.1} MiB",
+            max.anon / MIB,
+            max.file / MIB,
+            max.shmem / MIB
+        )
+    }
+}
+
 /// The real binary as a child process; SIGTERM on drop.
 struct Server {
     child: Child,
@@ -123,7 +169,15 @@ struct Server {
 impl Server {
     fn start(data: &Path, extra: &[String]) -> Server {
         let log = data.with_extension("log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+        let mut command = match std::env::var("SYNC_BENCH_WRAP") {
+            Ok(w) => {
+                let mut c = Command::new(w);
+                c.arg(env!("CARGO_BIN_EXE_sync-server"));
+                c
+            }
+            Err(_) => Command::new(env!("CARGO_BIN_EXE_sync-server")),
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -473,13 +527,15 @@ fn large_entry(dir: &Path, rows: usize) {
         }
     );
     let started = Instant::now();
+    let sampler = Sampler::start(server.pid());
     rt.block_on(push(&http, &server.url(""), "big", &token, body));
     let took = started.elapsed().as_secs_f64();
+    let samples = sampler.finish();
     let after = server.mem();
     let growth = after.hwm - before.rss;
     println!(
         "b. push of {:.1} MB in {took:.1} s: peak RSS {} — growth {} = {:.2}× the body; \
-         target growth ≤ 32 MiB: {} ({:.1}× the target); afterwards {}",
+         target growth ≤ 32 MiB: {} ({:.1}× the target); {samples}; afterwards {}",
         size / 1e6,
         mib(after.hwm),
         mib(growth),
@@ -501,6 +557,7 @@ fn large_entry(dir: &Path, rows: usize) {
         if reset { "" } else { " — peak not reset" }
     );
     let started = Instant::now();
+    let sampler = Sampler::start(server.pid());
     let page = rt.block_on(async {
         let r = http
             .get(server.url(&format!(
@@ -515,13 +572,14 @@ fn large_entry(dir: &Path, rows: usize) {
         r.bytes().await.unwrap()
     });
     let took = started.elapsed().as_secs_f64();
+    let samples = sampler.finish();
     let after = server.mem();
     let decoded = sync_core::protocol::pull::decode(&page).expect("a valid log page");
     assert_eq!(decoded.entries.len(), 1, "the pull returns the one entry");
     let growth = after.hwm - before.rss;
     println!(
         "c. pull of the entry ({:.1} MB page) in {took:.1} s: peak RSS {} — growth {} = {:.2}× \
-         the page; target growth ≤ 32 MiB: {} ({:.1}× the target); afterwards {}",
+         the page; target growth ≤ 32 MiB: {} ({:.1}× the target); {samples}; afterwards {}",
         page.len() as f64 / 1e6,
         mib(after.hwm),
         mib(growth),

@@ -309,11 +309,11 @@ pub fn decompress(
 
 /// A response body over spooled bytes: from memory, or read from the file in pieces as the
 /// client takes them (never loaded whole).
-pub fn spooled_body(spooled: Spooled) -> Body {
-    match spooled.into_file() {
+pub fn spooled_body(spooled: Spooled) -> std::io::Result<Body> {
+    Ok(match spooled.into_file()? {
         Err(bytes) => Body::from(bytes),
         Ok(file) => file_body(file),
-    }
+    })
 }
 
 /// A response body that streams `file` from its current position to its end.

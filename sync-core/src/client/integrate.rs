@@ -146,6 +146,7 @@ fn exact_options() -> ApplyOptions {
         ignore_noop: false,
         invert: false,
         no_savepoint: false,
+        piece_bytes: None,
     }
 }
 

@@ -86,6 +86,7 @@ fn redo_one(
         ignore_noop: true,
         invert: false,
         no_savepoint: false,
+        piece_bytes: None,
     };
     let (report, effect) = match apply_captured(conn, changeset, &options, None) {
         Ok(r) => r,

@@ -68,6 +68,9 @@ pub struct ApplyOptions {
     /// Do not open a savepoint: the caller's transaction is the unit of rollback. With this,
     /// an error leaves partial changes that the caller must roll back.
     pub no_savepoint: bool,
+    /// A changeset in a file is applied in pieces of about this many bytes; `None` means
+    /// [`PIECE`]. (Smaller pieces only cost more calls; tests use them to cut small inputs.)
+    pub piece_bytes: Option<usize>,
 }
 
 impl ApplyOptions {
@@ -135,14 +138,36 @@ pub fn apply_cached(
     apply_source(conn, Source::Bytes(changeset.as_bytes()), options, shapes)
 }
 
-/// [`apply_cached`] for changeset bytes in memory or in a file ([`Source`]). A file is
-/// validated and applied in pieces (`decode::validate_reader`, SQLite's streaming apply), so
-/// a changeset spooled to disk is never read into memory whole.
+/// [`apply_cached`] for changeset bytes in memory or in a file ([`Source`]). A changeset in a
+/// file is validated and then applied in pieces of about [`PIECE`] bytes
+/// (`decode::validate_pieces`), so one spooled to disk is never in memory whole: SQLite's own
+/// streaming apply keeps every change it has read until it ends.
+///
+/// Applied in pieces, the result is that of one apply with two differences that only a
+/// changeset crafted for them can see: a CONSTRAINT conflict is retried only after the rest of
+/// its own piece (not of the whole changeset), and foreign keys are checked once, after the
+/// last piece, with `PRAGMA foreign_key_check` (reported as one FOREIGN_KEY conflict with the
+/// number of violating rows, like SQLite's check).
 pub fn apply_source(
     conn: &Connection,
     source: Source<'_>,
     options: &ApplyOptions,
     shapes: Option<&ShapeCache>,
+) -> Result<ApplyReport, ApplyError> {
+    apply_inner(conn, source, options, shapes, None)
+}
+
+/// Changesets in a file are applied in pieces of about this many bytes (a piece grows past it
+/// only to hold one larger change). SQLite holds a piece, its key-sorted copy and the session
+/// recording its effect in memory at once.
+pub const PIECE: usize = 4 << 20;
+
+fn apply_inner(
+    conn: &Connection,
+    source: Source<'_>,
+    options: &ApplyOptions,
+    shapes: Option<&ShapeCache>,
+    mut effect: Option<&mut dyn std::io::Write>,
 ) -> Result<ApplyReport, ApplyError> {
     if source.is_empty() {
         return Ok(ApplyReport::default());
@@ -165,39 +190,233 @@ pub fn apply_source(
     } else {
         None
     };
-    // Large changesets in memory are applied in key order (see `decode::sorted_by_key`): same
-    // result, and SQLite's B-trees grow at their ends instead of splitting pages everywhere.
-    // A changeset in a file is streamed in its own order: sorting would need it in memory.
-    let sorted;
-    let input = match source.as_bytes() {
-        Some(bytes) if summary.changes() >= SORT_ABOVE => {
-            sorted = crate::engine::decode::sorted_by_key(bytes)?;
-            Input::Bytes(&sorted)
-        }
-        Some(bytes) => Input::Bytes(bytes),
-        None => Input::Source(source),
+    let mut report = ApplyReport {
+        changes: summary.changes(),
+        applied: summary.changes(),
+        conflicts: Vec::new(),
     };
-    // Inside our own transaction SQLite's savepoint is redundant — an abort or error drops
-    // `tx`, which rolls everything back — and costs a statement journal of every page the
-    // apply touches, so it is skipped.
-    let report = apply_checked(
+    let run = Run {
         conn,
-        input,
-        summary.changes(),
         options,
-        &newest_columns,
-        tx.is_some(),
-    )?;
+        newest_columns: &newest_columns,
+        // Inside our own transaction SQLite's savepoint is redundant — an abort or error
+        // drops `tx`, which rolls everything back — and costs a statement journal of every
+        // page the apply touches, so it is skipped.
+        in_own_transaction: tx.is_some(),
+    };
+    let result = match source.as_bytes() {
+        Some(bytes) => {
+            // Large changesets are applied in key order (see `decode::sorted_by_key`): same
+            // result, and SQLite's B-trees grow at their ends instead of splitting pages
+            // everywhere.
+            let sorted;
+            let bytes = if summary.changes() >= SORT_ABOVE {
+                sorted = crate::engine::decode::sorted_by_key(bytes)?;
+                &sorted[..]
+            } else {
+                bytes
+            };
+            run.piece(bytes, &mut report, None, reborrow(&mut effect))
+        }
+        None => run.pieces(source, &mut report, effect),
+    };
+    if result.is_err() {
+        report.applied = 0; // rolled back
+    }
+    match result {
+        Ok(()) => {}
+        Err(Stop::Aborted) => return Err(ApplyError::Aborted { report }),
+        Err(Stop::Failed(e)) => return Err(e),
+    }
     if let Some(tx) = tx {
         tx.commit()?;
     }
     Ok(report)
 }
 
-/// What [`apply_checked`] hands SQLite.
-enum Input<'a> {
-    Bytes(&'a [u8]),
-    Source(Source<'a>),
+/// Why a [`Run`] stopped early.
+enum Stop {
+    /// A conflict resolved to abort (the report says which).
+    Aborted,
+    Failed(ApplyError),
+}
+
+impl<E: Into<ApplyError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+impl From<std::io::Error> for ApplyError {
+    fn from(e: std::io::Error) -> Self {
+        ApplyError::Io(e)
+    }
+}
+
+/// One apply, checked and about to run: the connection, the options and what they resolve to.
+struct Run<'a> {
+    conn: &'a Connection,
+    options: &'a ApplyOptions,
+    newest_columns: &'a BTreeMap<String, usize>,
+    in_own_transaction: bool,
+}
+
+/// The savepoint that holds the pieces of one apply together.
+const PIECES_SAVEPOINT: &str = "_sync_apply";
+
+impl Run<'_> {
+    /// Applies a file's changes piece by piece, each under its own session when `effect` is
+    /// wanted (a session keeps the old values of every row it saw), all in one savepoint, and
+    /// checks foreign keys after the last piece.
+    fn pieces(
+        &self,
+        source: Source<'_>,
+        report: &mut ApplyReport,
+        mut effect: Option<&mut dyn std::io::Write>,
+    ) -> Result<(), Stop> {
+        let savepoint = !self.in_own_transaction && !self.options.no_savepoint;
+        if savepoint {
+            self.conn
+                .execute_batch(&format!("SAVEPOINT {PIECES_SAVEPOINT}"))?;
+        }
+        let mut fk_pending = false;
+        let result = (|| {
+            let walked = crate::engine::decode::validate_pieces(
+                source.reader(),
+                self.options.piece_bytes.unwrap_or(PIECE),
+                |piece| -> Result<(), Stop> {
+                    let sorted = crate::engine::decode::sorted_by_key(piece)?;
+                    self.piece(
+                        &sorted,
+                        report,
+                        Some(&mut fk_pending),
+                        reborrow(&mut effect),
+                    )
+                },
+            )?;
+            // Validated before; a file that changed since is an I/O fault.
+            walked.map_err(|e| {
+                ApplyError::Io(std::io::Error::other(format!("the changeset changed: {e}")))
+            })?;
+            if fk_pending {
+                let violations = foreign_key_violations(self.conn)?;
+                if violations > 0 {
+                    report
+                        .conflicts
+                        .push(foreign_key_conflict(Some(violations)));
+                    return Err(Stop::Aborted);
+                }
+            }
+            Ok(())
+        })();
+        if savepoint {
+            let end = if result.is_ok() {
+                format!("RELEASE {PIECES_SAVEPOINT}")
+            } else {
+                format!("ROLLBACK TO {PIECES_SAVEPOINT}; RELEASE {PIECES_SAVEPOINT}")
+            };
+            self.conn.execute_batch(&end)?;
+        }
+        result
+    }
+
+    /// One call into SQLite. With `fk_pending`, a foreign-key violation left at the end of
+    /// this piece is not judged here (a later piece may resolve it): it is noted for the
+    /// caller's check instead.
+    fn piece(
+        &self,
+        bytes: &[u8],
+        report: &mut ApplyReport,
+        mut fk_pending: Option<&mut bool>,
+        effect: Option<&mut dyn std::io::Write>,
+    ) -> Result<(), Stop> {
+        let session = match effect {
+            Some(_) => {
+                let mut session = rusqlite::session::Session::new(self.conn)?;
+                session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
+                session.attach::<&str>(None)?;
+                Some(session)
+            }
+            None => None,
+        };
+        let (options, newest_columns) = (self.options, self.newest_columns);
+        let mut handler = |kind: ConflictKind, item: &ConflictItem| {
+            if kind == ConflictKind::ForeignKey
+                && let Some(pending) = fk_pending.as_deref_mut()
+            {
+                *pending = true;
+                return Resolution::Omit;
+            }
+            let conflict = describe(kind, item, options, newest_columns);
+            if conflict.resolution == Resolution::Omit && kind != ConflictKind::ForeignKey {
+                report.applied = report.applied.saturating_sub(1);
+            }
+            let resolution = conflict.resolution;
+            report.conflicts.push(conflict);
+            resolution
+        };
+        let flags = ApplyFlags {
+            no_savepoint: self.options.no_savepoint || self.in_own_transaction,
+            fk_no_action: self.options.fk_no_action,
+            ignore_noop: self.options.ignore_noop,
+            invert: self.options.invert,
+        };
+        match ffi::apply_v2(self.conn, bytes, flags, None, &mut handler) {
+            Ok(()) => {}
+            Err(RawApplyError::Aborted) => return Err(Stop::Aborted),
+            // SQLite reports an aborted FOREIGN_KEY conflict as SQLITE_CONSTRAINT, not
+            // SQLITE_ABORT; it is still our handler's abort, with a report to return.
+            Err(RawApplyError::Sqlite(_))
+                if report.conflicts.last().is_some_and(|c| {
+                    c.kind == ConflictKind::ForeignKey && c.resolution == Resolution::Abort
+                }) =>
+            {
+                return Err(Stop::Aborted);
+            }
+            Err(RawApplyError::Panicked) => return Err(Stop::Failed(ApplyError::Panicked)),
+            Err(RawApplyError::Sqlite(e)) => return Err(Stop::Failed(ApplyError::Sqlite(e))),
+        }
+        if let (Some(mut session), Some(out)) = (session, effect)
+            && !session.is_empty()
+        {
+            session.changeset_strm(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// A shorter-lived handle on the effect writer, for one piece.
+fn reborrow<'s>(
+    effect: &'s mut Option<&mut dyn std::io::Write>,
+) -> Option<&'s mut dyn std::io::Write> {
+    match effect {
+        Some(w) => Some(&mut **w),
+        None => None,
+    }
+}
+
+/// Rows of `main` whose foreign keys point nowhere.
+fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<i64> {
+    let mut stmt = conn.prepare("PRAGMA main.foreign_key_check")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while rows.next()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The FOREIGN_KEY conflict: it concerns the whole apply, and always aborts it.
+fn foreign_key_conflict(violations: Option<i64>) -> Conflict {
+    Conflict {
+        kind: ConflictKind::ForeignKey,
+        table: String::new(),
+        op: None,
+        pk: Vec::new(),
+        resolution: Resolution::Abort,
+        current: None,
+        fk_violations: violations,
+    }
 }
 
 /// Column index of each table's `NewestWins` column.
@@ -226,60 +445,6 @@ fn resolve_newest_columns(
     Ok(out)
 }
 
-fn apply_checked(
-    conn: &Connection,
-    input: Input<'_>,
-    changes: u64,
-    options: &ApplyOptions,
-    newest_columns: &BTreeMap<String, usize>,
-    in_own_transaction: bool,
-) -> Result<ApplyReport, ApplyError> {
-    let mut report = ApplyReport {
-        changes,
-        applied: changes,
-        conflicts: Vec::new(),
-    };
-    let mut handler = |kind: ConflictKind, item: &ConflictItem| {
-        let conflict = describe(kind, item, options, newest_columns);
-        if conflict.resolution == Resolution::Omit && kind != ConflictKind::ForeignKey {
-            report.applied = report.applied.saturating_sub(1);
-        }
-        let resolution = conflict.resolution;
-        report.conflicts.push(conflict);
-        resolution
-    };
-    let flags = ApplyFlags {
-        no_savepoint: options.no_savepoint || in_own_transaction,
-        fk_no_action: options.fk_no_action,
-        ignore_noop: options.ignore_noop,
-        invert: options.invert,
-    };
-    let result = match input {
-        Input::Bytes(bytes) => ffi::apply_v2(conn, bytes, flags, None, &mut handler),
-        Input::Source(source) => {
-            ffi::apply_v2_strm(conn, &mut source.reader(), flags, None, &mut handler)
-        }
-    };
-    if result.is_err() {
-        report.applied = 0; // rolled back
-    }
-    match result {
-        Ok(()) => Ok(report),
-        Err(RawApplyError::Aborted) => Err(ApplyError::Aborted { report }),
-        // SQLite reports an aborted FOREIGN_KEY conflict as SQLITE_CONSTRAINT, not
-        // SQLITE_ABORT; it is still our handler's abort, with a report to return.
-        Err(RawApplyError::Sqlite(_))
-            if report.conflicts.last().is_some_and(|c| {
-                c.kind == ConflictKind::ForeignKey && c.resolution == Resolution::Abort
-            }) =>
-        {
-            Err(ApplyError::Aborted { report })
-        }
-        Err(RawApplyError::Panicked) => Err(ApplyError::Panicked),
-        Err(RawApplyError::Sqlite(e)) => Err(ApplyError::Sqlite(e)),
-    }
-}
-
 fn describe(
     kind: ConflictKind,
     item: &ConflictItem,
@@ -287,15 +452,7 @@ fn describe(
     newest_columns: &BTreeMap<String, usize>,
 ) -> Conflict {
     if kind == ConflictKind::ForeignKey {
-        return Conflict {
-            kind,
-            table: String::new(),
-            op: None,
-            pk: Vec::new(),
-            resolution: Resolution::Abort,
-            current: None,
-            fk_violations: item.fk_violations(),
-        };
+        return foreign_key_conflict(item.fk_violations());
     }
     let head = item.op();
     let table = head.as_ref().map(|h| h.table.clone()).unwrap_or_default();
@@ -358,10 +515,12 @@ pub fn apply_captured(
 }
 
 /// [`apply_captured`] for any [`Source`], writing the effect to `effect` as the session
-/// streams it out (a [`crate::engine::spool::Spool`] keeps a large one out of memory). Nothing is
-/// written to `effect` when the apply fails. Call it inside a transaction when `effect` can
-/// fail (a full disk): the apply is committed with the caller's transaction, which an error
-/// while writing the effect must roll back.
+/// streams it out (a [`crate::engine::spool::Spool`] keeps a large one out of memory). A
+/// changeset in a file is applied in pieces (see [`apply_source`]), each recorded by its own
+/// session: the effect is then the pieces' effects one after the other — still one valid
+/// changeset, in which a table may appear more than once. When the apply fails, whatever was
+/// written to `effect` is meaningless. The effect is written before the apply commits, so an
+/// error writing it (a full disk) rolls the apply back.
 pub fn apply_captured_into(
     conn: &Connection,
     source: Source<'_>,
@@ -369,12 +528,5 @@ pub fn apply_captured_into(
     shapes: Option<&ShapeCache>,
     effect: &mut dyn std::io::Write,
 ) -> Result<ApplyReport, ApplyError> {
-    let mut session = rusqlite::session::Session::new(conn)?;
-    session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
-    session.attach::<&str>(None)?;
-    let report = apply_source(conn, source, options, shapes)?;
-    if !session.is_empty() {
-        session.changeset_strm(effect)?;
-    }
-    Ok(report)
+    apply_inner(conn, source, options, shapes, Some(effect))
 }

@@ -343,9 +343,22 @@ pub const STREAM_WINDOW: usize = 1 << 20;
 /// largest single change, if larger). Error offsets count from the start of the stream. The
 /// outer `Err` is a failure to read; the inner one, invalid content.
 pub fn validate_reader(
-    mut input: impl std::io::Read,
+    input: impl std::io::Read,
     window: usize,
 ) -> std::io::Result<Result<Summary, DecodeError>> {
+    validate_pieces(input, window, |_| Ok::<(), std::io::Error>(()))
+}
+
+/// [`validate_reader`] that also hands each window's whole changes to `on_piece`, in order,
+/// as a changeset of its own (the governing table header repeated at its start): the pieces
+/// concatenated hold every change of the input exactly once. A piece is handed over only once
+/// its changes are valid; the input may still turn out invalid later, so a caller that acts
+/// on pieces must be able to undo them. An error from `on_piece` stops the walk.
+pub fn validate_pieces<E: From<std::io::Error>>(
+    mut input: impl std::io::Read,
+    window: usize,
+    mut on_piece: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<Result<Summary, DecodeError>, E> {
     let window = window.max(16);
     let mut summary = Summary::default();
     // `buf` = [a repeated table header (`carried` bytes)] + input from stream offset `base`.
@@ -367,7 +380,7 @@ pub fn validate_reader(
                 }
             };
             buf.truncate(start + *n.as_ref().unwrap_or(&0));
-            let n = n?;
+            let n = n.map_err(E::from)?;
             eof = n == 0;
             total += n as u64;
         }
@@ -390,7 +403,10 @@ pub fn validate_reader(
         };
         let walked = walk(&buf, &mut summary);
         match walked.error {
-            None if eof => break,
+            None if eof => {
+                on_piece(&buf)?;
+                break;
+            }
             Some(e) if eof || !matches!(e.kind, DecodeErrorKind::Truncated { .. }) => {
                 return Ok(Err(DecodeError {
                     offset: usize::try_from(to_stream(e.offset)).unwrap_or(usize::MAX),
@@ -404,6 +420,7 @@ pub fn validate_reader(
             want = want.saturating_mul(2);
             continue;
         }
+        on_piece(&buf[..walked.resume])?;
         let mut next = Vec::with_capacity(window + 1024);
         match walked.header {
             Some(h) => {

@@ -1,6 +1,7 @@
 //! Safe wrappers over the parts of SQLite's session API that rusqlite does not expose:
-//! `sqlite3changeset_apply_v2` and its streaming form (flags such as FKNOACTION) and the
-//! conflict-handler accessors.
+//! `sqlite3changeset_apply_v2` (flags such as FKNOACTION) and the conflict-handler accessors.
+//! (Not its streaming form: SQLite keeps every change it has read until that apply ends, so
+//! large changesets are applied in pieces instead — `engine::apply`.)
 //!
 //! Everything `unsafe` in the crate lives in this module. The contract each call relies on is
 //! stated next to it.
@@ -10,7 +11,6 @@ use crate::engine::decode::Op;
 use crate::engine::value::Value;
 use rusqlite::{Connection, ffi};
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Flags for [`apply_v2`], mirroring `SQLITE_CHANGESETAPPLY_*`.
@@ -300,97 +300,10 @@ pub fn apply_v2<'a>(
             flags.bits(),
         )
     };
-    outcome(conn, rc, callbacks.panicked, None)
+    outcome(conn, rc, callbacks.panicked)
 }
 
-/// The input of [`apply_v2_strm`] and the first read error it met.
-struct Input<'r> {
-    reader: &'r mut dyn Read,
-    error: Option<std::io::Error>,
-}
-
-unsafe extern "C" fn input_trampoline(ctx: *mut c_void, data: *mut c_void, n: *mut c_int) -> c_int {
-    // SAFETY: `ctx` is the `Input` passed to `apply_v2_strm`, alive for the whole call; SQLite
-    // calls back on the same thread. `data` points to `*n` writable bytes.
-    let input = unsafe { &mut *(ctx as *mut Input<'_>) };
-    let want = usize::try_from(unsafe { *n }).unwrap_or(0);
-    let buf = unsafe { std::slice::from_raw_parts_mut(data as *mut u8, want) };
-    let read = loop {
-        match catch_unwind(AssertUnwindSafe(|| input.reader.read(buf))) {
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Ok(r) => break r,
-            Err(_) => break Err(std::io::Error::other("the changeset reader panicked")),
-        }
-    };
-    match read {
-        Ok(got) => {
-            // SAFETY: as above; `got <= want` fits in a c_int.
-            unsafe { *n = got as c_int };
-            ffi::SQLITE_OK
-        }
-        Err(e) => {
-            input.error = Some(e);
-            ffi::SQLITE_IOERR_READ
-        }
-    }
-}
-
-/// [`apply_v2`] reading the changeset from `reader` in small pieces
-/// (`sqlite3changeset_apply_v2_strm`): SQLite holds only the change it is applying, so a
-/// changeset spooled to disk is applied without being read into memory. A read error aborts
-/// the apply (rolled back like any other error) and is reported as
-/// `SQLITE_IOERR_READ` with the reader's message.
-pub fn apply_v2_strm<'a>(
-    conn: &Connection,
-    reader: &mut dyn Read,
-    flags: ApplyFlags,
-    filter: Option<TableFilter<'a>>,
-    conflict: ConflictHandler<'a>,
-) -> Result<(), RawApplyError> {
-    let has_filter = filter.is_some();
-    let mut callbacks = Callbacks {
-        filter,
-        conflict,
-        panicked: false,
-    };
-    let mut input = Input {
-        reader,
-        error: None,
-    };
-    // SAFETY: as in `apply_v2`; `input` outlives the call and `input_trampoline` casts it back
-    // to the same type.
-    let rc = unsafe {
-        let db = conn.handle();
-        ffi::sqlite3changeset_apply_v2_strm(
-            db,
-            Some(input_trampoline),
-            &mut input as *mut Input<'_> as *mut c_void,
-            if has_filter {
-                Some(filter_trampoline)
-            } else {
-                None
-            },
-            Some(conflict_trampoline),
-            &mut callbacks as *mut Callbacks<'_> as *mut c_void,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            flags.bits(),
-        )
-    };
-    outcome(
-        conn,
-        rc,
-        callbacks.panicked,
-        input.error.map(|e| e.to_string()),
-    )
-}
-
-fn outcome(
-    conn: &Connection,
-    rc: c_int,
-    panicked: bool,
-    read_error: Option<String>,
-) -> Result<(), RawApplyError> {
+fn outcome(conn: &Connection, rc: c_int, panicked: bool) -> Result<(), RawApplyError> {
     if panicked {
         return Err(RawApplyError::Panicked);
     }
@@ -399,10 +312,10 @@ fn outcome(
         ffi::SQLITE_ABORT => Err(RawApplyError::Aborted),
         code => {
             // SAFETY: the connection is live; the message is copied immediately.
-            let message = read_error.or_else(|| unsafe {
+            let message = unsafe {
                 let msg = ffi::sqlite3_errmsg(conn.handle());
                 (!msg.is_null()).then(|| CStr::from_ptr(msg).to_string_lossy().into_owned())
-            });
+            };
             Err(RawApplyError::Sqlite(rusqlite::Error::SqliteFailure(
                 ffi::Error::new(code),
                 message,

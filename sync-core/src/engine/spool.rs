@@ -9,7 +9,7 @@
 //! when the process dies.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Below this size a spool keeps its bytes in memory, unless told otherwise.
@@ -165,11 +165,15 @@ impl Spooled {
         }
     }
 
-    /// The open file, when the bytes are on disk (to stream it elsewhere).
-    pub fn into_file(self) -> Result<File, Vec<u8>> {
+    /// The open file positioned at its first byte, when the bytes are on disk (to stream
+    /// it elsewhere); the bytes themselves otherwise.
+    pub fn into_file(self) -> io::Result<Result<File, Vec<u8>>> {
         match self.data {
-            Data::File(f) => Ok(f),
-            Data::Memory(b) => Err(b),
+            Data::File(mut f) => {
+                f.seek(io::SeekFrom::Start(0))?;
+                Ok(Ok(f))
+            }
+            Data::Memory(b) => Ok(Err(b)),
         }
     }
 }
@@ -306,5 +310,21 @@ mod tests {
         assert_eq!(large.into_bytes().unwrap().len(), 1000);
         // The file is unlinked: nothing in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_spilled_spool_hands_over_its_file_from_the_first_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path(), 4);
+        spool.write_all(b"hello, file").unwrap();
+        let mut file = spool.finish().unwrap().into_file().unwrap().unwrap();
+        let mut all = String::new();
+        file.read_to_string(&mut all).unwrap();
+        assert_eq!(all, "hello, file");
+
+        let mut small = Spool::new(dir.path(), 64);
+        small.write_all(b"memory").unwrap();
+        let bytes = small.finish().unwrap().into_file().unwrap().unwrap_err();
+        assert_eq!(bytes, b"memory");
     }
 }

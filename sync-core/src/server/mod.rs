@@ -39,14 +39,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// Creates the internal tables if missing and records the schema version on first install.
 /// Call once when a database is created or opened.
 pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
+    effect_last(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sync_log (
              seq      INTEGER PRIMARY KEY,
              device   TEXT    NOT NULL,
              batch_id TEXT    NOT NULL,
              status   INTEGER NOT NULL,
-             effect   BLOB    NOT NULL,
-             at_ms    INTEGER NOT NULL
+             at_ms    INTEGER NOT NULL,
+             effect   BLOB    NOT NULL
          );
          CREATE TABLE IF NOT EXISTS _sync_batches (
              device   TEXT    NOT NULL,
@@ -81,6 +82,36 @@ pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
         [schema_version],
     )?;
     Ok(())
+}
+
+/// The effect must be the last column of `_sync_log`: a large effect is inserted as a
+/// `zeroblob` and written in pieces, and SQLite expands a zeroblob into memory whole (twice:
+/// the value and the record) unless it is the record's last field. A log made with the effect
+/// before `at_ms` (before version 0.2) is rewritten once, in one transaction.
+fn effect_last(conn: &Connection) -> rusqlite::Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('_sync_log') ORDER BY cid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() || columns.last().map(String::as_str) == Some("effect") {
+        return Ok(());
+    }
+    let tx = crate::engine::tx::Tx::begin(conn)?;
+    conn.execute_batch(
+        "ALTER TABLE _sync_log RENAME TO _sync_log_old;
+         CREATE TABLE _sync_log (
+             seq      INTEGER PRIMARY KEY,
+             device   TEXT    NOT NULL,
+             batch_id TEXT    NOT NULL,
+             status   INTEGER NOT NULL,
+             at_ms    INTEGER NOT NULL,
+             effect   BLOB    NOT NULL
+         );
+         INSERT INTO _sync_log(seq, device, batch_id, status, at_ms, effect)
+             SELECT seq, device, batch_id, status, at_ms, effect FROM _sync_log_old;
+         DROP TABLE _sync_log_old;",
+    )?;
+    tx.commit()
 }
 
 pub(crate) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {

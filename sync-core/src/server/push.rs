@@ -94,6 +94,7 @@ pub fn push(
         ignore_noop: true,
         invert: false,
         no_savepoint: false,
+        piece_bytes: None,
     };
     let mut effect = match target.scratch {
         Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
@@ -176,7 +177,8 @@ struct LogRow<'a> {
 
 /// Appends a log row. A small effect is bound as one blob; a large one (in a file) gets a
 /// zero-filled blob of its size that is then written in pieces through incremental blob I/O,
-/// so it is never in memory whole.
+/// so it is never in memory whole (the effect is the table's last column, which is what keeps
+/// SQLite from expanding the zeroblob — see `server::install`).
 fn append_log(conn: &Connection, row: &LogRow<'_>, effect: &Spooled) -> Result<(), ServerError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO _sync_log(seq, device, batch_id, status, effect, at_ms) \

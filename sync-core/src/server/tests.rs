@@ -67,6 +67,55 @@ fn config(p: Policy) -> PushConfig {
 }
 
 #[test]
+fn a_log_with_the_effect_before_at_ms_is_rewritten_with_the_effect_last_and_keeps_its_rows() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE _sync_log (
+             seq INTEGER PRIMARY KEY, device TEXT NOT NULL, batch_id TEXT NOT NULL,
+             status INTEGER NOT NULL, effect BLOB NOT NULL, at_ms INTEGER NOT NULL);
+         INSERT INTO _sync_log VALUES (1, 'd', 'b1', 0, x'0102', 10), (2, 'e', 'b2', 1, x'', 20);",
+    )
+    .unwrap();
+    install(&conn, 1).unwrap();
+    install(&conn, 1).unwrap(); // idempotent
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('_sync_log') ORDER BY cid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        columns,
+        ["seq", "device", "batch_id", "status", "at_ms", "effect"]
+    );
+    let rows: Vec<(i64, String, String, i64, i64, Vec<u8>)> = conn
+        .prepare("SELECT seq, device, batch_id, status, at_ms, effect FROM _sync_log ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "d".into(), "b1".into(), 0, 10, vec![1, 2]),
+            (2, "e".into(), "b2".into(), 1, 20, vec![])
+        ]
+    );
+}
+
+#[test]
 fn push_logs_effect_and_retry_is_idempotent() {
     let db = server_db();
     let cs = client_change("INSERT INTO notes VALUES (2, 'x', 'y')");

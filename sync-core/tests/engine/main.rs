@@ -6,4 +6,5 @@ mod conflicts;
 mod convergence;
 mod crash;
 mod decode;
+mod pieces;
 mod props;

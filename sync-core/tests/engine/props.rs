@@ -345,6 +345,23 @@ fn exercise_without_applying(bytes: &[u8]) {
         let streamed = sync_core::engine::decode::validate_reader(Trickle { bytes, piece }, window)
             .expect("reading memory cannot fail");
         assert_eq!(streamed, validated, "window {window}, reads of {piece}");
+        // The pieces a chunked apply works on are changesets of their own that, one after
+        // the other, hold exactly the input's changes in its order.
+        let mut pieces = Vec::new();
+        let walked =
+            sync_core::engine::decode::validate_pieces(Trickle { bytes, piece }, window, |p| {
+                pieces.push(p.to_vec());
+                Ok::<_, std::io::Error>(())
+            })
+            .expect("reading memory cannot fail");
+        assert_eq!(walked, validated);
+        if validated.is_ok() {
+            let mut changes = Vec::new();
+            for p in &pieces {
+                changes.extend(Changeset::from_bytes(p.clone()).inspect().unwrap());
+            }
+            assert_eq!(changes, inspected.clone().unwrap(), "window {window}");
+        }
     }
     let lazily: Vec<_> = cs.changes().collect();
     assert!(lazily.iter().filter(|c| c.is_err()).count() <= 1);

@@ -108,10 +108,10 @@ pub async fn pull(
             }
             let page = spool.finish().map_err(io)?;
             s.metrics.bytes_out(page.len());
-            Ok(page)
+            crate::body::spooled_body(page).map_err(io)
         })
         .await?;
-    let mut response = Response::new(crate::body::spooled_body(body));
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -170,3 +170,36 @@ fn edits_to_different_columns_of_one_row_merge() {
         &dir.path().join("b.db"),
     ]);
 }
+
+/// A pull page larger than the server keeps in memory (it goes to a file on the server, and
+/// arrives compressed or not) reaches the other device whole: six megabytes of
+/// incompressible text in one transaction.
+#[test]
+fn a_page_spooled_to_a_file_on_the_server_pulls_whole() {
+    let server = Server::start();
+    let ta = server.setup("alice", "notes", "laptop");
+    let tb = server.token("alice", "phone");
+    let dir = tempfile::tempdir().unwrap();
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    exec(
+        &a,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+         INSERT INTO notes(id, title, body, updated_at)
+         SELECT i, 'n' || i, hex(randomblob(2000)), i FROM n;",
+    );
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    assert_eq!(query_i64(&b, "SELECT count(*) FROM notes"), 1500);
+    assert_eq!(
+        query_i64(&b, "SELECT sum(length(body)) FROM notes"),
+        1500 * 4000
+    );
+    a.close();
+    b.close();
+    assert_all_equal(&[
+        &server.db_path("notes"),
+        &dir.path().join("a.db"),
+        &dir.path().join("b.db"),
+    ]);
+}
