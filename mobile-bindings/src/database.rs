@@ -23,7 +23,7 @@ pub struct SyncDatabase {
 }
 
 /// Runs `f`, turning a panic into [`SyncError::Internal`]: no panic crosses the FFI.
-fn guard<T>(f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let reason = panic
             .downcast_ref::<&str>()
@@ -39,7 +39,7 @@ fn params(values: Vec<SqlValue>) -> Vec<sync_client::rusqlite::types::Value> {
 }
 
 impl SyncDatabase {
-    fn client(&self) -> Result<SyncClient, SyncError> {
+    pub(crate) fn client(&self) -> Result<SyncClient, SyncError> {
         self.client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -210,6 +210,7 @@ impl SyncDatabase {
                         at_ms: c.at_ms,
                     })
                     .collect(),
+                rejected: s.rejected.iter().map(Into::into).collect(),
                 fts_lag: s.fts_lag,
                 rowids_remaining: s.rowids_remaining,
             })

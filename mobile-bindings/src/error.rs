@@ -32,7 +32,8 @@ pub enum SyncError {
         /// Details.
         reason: String,
     },
-    /// The server rejected local changes; see `status().conflicts`.
+    /// A rejected transaction would still be rejected if redone now (it stays in
+    /// `status().rejected`).
     #[error("conflict: {reason}")]
     Conflict {
         /// Details.

@@ -7,11 +7,13 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`database`] | [`SyncDatabase`]: open, execute, query, sync, status, search, ids, listener, close |
+//! | [`rejected`] | the rejected queue: list, show, redo, discard |
 //! | [`types`] | the records and enums that cross the boundary |
 //! | [`error`] | [`SyncError`] and the one mapping from the client's errors |
 
 pub mod database;
 pub mod error;
+pub mod rejected;
 pub mod types;
 
 pub use database::{ChangeListener, SyncDatabase};

@@ -130,8 +130,8 @@ pub struct QueryResult {
 pub struct SyncReport {
     /// Batches the server processed.
     pub pushed_batches: u64,
-    /// Of which rejected.
-    pub rejected_batches: u64,
+    /// Local transactions moved to the rejected queue (see `SyncDatabase::rejected`).
+    pub rejected_transactions: u64,
     /// Log entries applied.
     pub pulled_entries: u64,
     /// Re-based on a snapshot.
@@ -148,7 +148,7 @@ impl From<sync_client::SyncReport> for SyncReport {
     fn from(r: sync_client::SyncReport) -> Self {
         SyncReport {
             pushed_batches: r.pushed_batches as u64,
-            rejected_batches: r.rejected_batches as u64,
+            rejected_transactions: r.rejected_transactions as u64,
             pulled_entries: r.pulled_entries as u64,
             bootstrapped: r.bootstrapped,
             new_conflicts: r.new_conflicts as u64,
@@ -158,12 +158,15 @@ impl From<sync_client::SyncReport> for SyncReport {
     }
 }
 
-/// A local change that could not be kept.
+/// A change inside a kept local transaction that could not be kept when it was re-applied
+/// over a newer server state. (A whole transaction that could not be kept is in
+/// `SyncStatus::rejected`.)
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ConflictInfo {
     /// Record id; ids only grow (see `SyncDatabase::clear_conflicts`).
     pub id: i64,
-    /// `row_deleted_remotely`, `constraint`, `foreign_key` or `batch_rejected`.
+    /// `row_deleted_remotely` or `constraint` (`foreign_key` and `batch_rejected` only in
+    /// records made before the rejected queue existed).
     pub kind: String,
     /// The table (empty when a whole batch was dropped).
     pub table: String,
@@ -217,10 +220,61 @@ pub struct SyncStatus {
     pub conflicts: Vec<ConflictInfo>,
     /// What the server's policies did with this device's changes where they met others.
     pub server_conflicts: Vec<ServerConflictInfo>,
+    /// Local transactions that could not be kept, whole: redo or discard each.
+    pub rejected: Vec<RejectedInfo>,
     /// Rows waiting to be indexed for search.
     pub fts_lag: u64,
     /// Leased ids left (ranges only).
     pub rowids_remaining: Option<i64>,
+}
+
+/// A local transaction that was rejected (by the server, or when re-applied over a newer
+/// server state) and is kept until it is redone or discarded.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RejectedInfo {
+    /// Queue id (for `rejected_transaction`, `redo_rejected`, `discard_rejected`).
+    pub id: i64,
+    /// `policy` (a table with the reject policy had a conflict) or `foreign_key` (a row it
+    /// refers to is gone).
+    pub reason: String,
+    /// `server` or `rebase`.
+    pub by: String,
+    /// Explanation.
+    pub detail: String,
+    /// When it was written (ms since the Unix epoch).
+    pub created_ms: i64,
+    /// When it was rejected.
+    pub rejected_ms: i64,
+    /// Row changes in it.
+    pub changes: u64,
+    /// The row that blocked it, when known: the last conflict met.
+    pub blocking: Option<BlockingRow>,
+}
+
+/// The row that blocked a rejected transaction.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct BlockingRow {
+    /// `DATA`, `NOTFOUND`, `CONFLICT`, `CONSTRAINT` or `FOREIGN_KEY`.
+    pub kind: String,
+    /// The table (empty for `FOREIGN_KEY`).
+    pub table: String,
+    /// Key of the row (empty for `FOREIGN_KEY`).
+    pub pk: Vec<SqlValue>,
+    /// The row as it was, when reported.
+    pub current: Option<Vec<SqlValue>>,
+}
+
+/// One change of a rejected transaction.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ChangeInfo {
+    /// The table.
+    pub table: String,
+    /// `INSERT`, `UPDATE` or `DELETE`.
+    pub op: String,
+    /// Key of the row.
+    pub pk: Vec<SqlValue>,
+    /// The new values (INSERT, UPDATE: `None` for a column an UPDATE left alone).
+    pub new: Option<Vec<Option<SqlValue>>>,
 }
 
 /// A named value.

@@ -3,7 +3,7 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
-//! | [`client`] | the client commands: init, exec, query, sync, status, search |
+//! | [`client`] | the client commands: init, exec, query, sync, status, rejected, search |
 //! | [`sql_values`] | SQL parameters from the command line; result rows as text and JSON |
 //! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
@@ -30,7 +30,7 @@ use std::process::ExitCode;
 /// session-sync at the terminal. Changeset tools: diff two SQLite databases into a changeset;
 /// inspect, validate, apply, invert and concatenate changesets (SQLite session extension
 /// format). A sync client: init a local copy of a server database, exec and query SQL on it
-/// (offline too), sync, status, search.
+/// (offline too), sync, status, the rejected queue, search.
 ///
 /// Exit status: 0 ok, 1 differences (diff), conflicts (apply, sync) or no match (search),
 /// 2 error.
@@ -54,6 +54,7 @@ enum Command {
     Query(client::QueryArgs),
     Sync(client::SyncArgs),
     Status(client::StatusArgs),
+    Rejected(client::RejectedArgs),
     Search(client::SearchArgs),
 }
 
@@ -71,6 +72,7 @@ impl Command {
             Command::Query(args) => client::query(args),
             Command::Sync(args) => client::sync(args),
             Command::Status(args) => client::status(args),
+            Command::Rejected(args) => client::rejected(args),
             Command::Search(args) => client::search(args),
         }
     }

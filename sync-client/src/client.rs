@@ -292,7 +292,7 @@ impl SyncClient {
         self.inner.close();
     }
 
-    fn notify_local_write(&self) {
+    pub(crate) fn notify_local_write(&self) {
         if let Some(bg) = self
             .inner
             .background
@@ -348,7 +348,7 @@ mod tests {
         fn info(&self) -> Result<DatabaseInfo> {
             Err(unreachable())
         }
-        fn push(&self, _: &PushHeaders, _: &Changeset) -> Result<PushResponse> {
+        fn push(&self, _: &PushHeaders, _: &[u8]) -> Result<PushResponse> {
             Err(unreachable())
         }
         fn pull(&self, since: i64, _: usize, _: usize) -> Result<LogPage> {
@@ -376,7 +376,9 @@ mod tests {
                     status: PushStatus::Applied,
                     origin: "elsewhere".into(),
                     batch_id: "b1".into(),
+                    rejected: vec![],
                     effect: self.effect.clone(),
+                    large: None,
                 }],
                 more: false,
             })

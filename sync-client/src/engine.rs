@@ -25,8 +25,10 @@ pub type ChangeListener = Arc<dyn Fn(&[String]) + Send + Sync>;
 pub struct SyncReport {
     /// Batches the server processed.
     pub pushed_batches: usize,
-    /// Of which rejected.
-    pub rejected_batches: usize,
+    /// Transactions in them.
+    pub pushed_transactions: usize,
+    /// Transactions moved to the rejected queue by this sync (see `Client::rejected`).
+    pub rejected_transactions: usize,
     /// Log entries integrated.
     pub pulled_entries: usize,
     /// Whether the local database was re-based on a snapshot.
@@ -49,7 +51,8 @@ impl From<CycleReport> for SyncReport {
         changed_tables.dedup();
         SyncReport {
             pushed_batches: r.pushed_batches,
-            rejected_batches: r.rejected_batches,
+            pushed_transactions: r.pushed_transactions,
+            rejected_transactions: r.rejected_transactions,
             pulled_entries: r.pulled_entries,
             bootstrapped: r.bootstrapped,
             new_conflicts: r.new_conflicts,
@@ -141,9 +144,9 @@ impl Engine {
             let mut _scratch = None;
             let reply = match step {
                 Step::Done => break,
-                Step::Push(batch) => Reply::Pushed(
-                    self.retry(|| self.transport.push(&batch.headers, &batch.changeset))?,
-                ),
+                Step::Push(batch) => {
+                    Reply::Pushed(self.retry(|| self.transport.push(&batch.headers, &batch.body))?)
+                }
                 Step::Pull(query) => {
                     let (since, limit, max_bytes) = query.effective();
                     match self.retry(|| self.transport.pull(since, limit, max_bytes)) {
@@ -185,9 +188,10 @@ impl Engine {
                 "local database diverged from the server ({d}); re-based on a snapshot"
             );
         }
-        if report.rejected_batches > 0 {
+        if report.rejected_transactions > 0 {
             tracing::warn!(
-                "the server rejected a pushed batch; see status for the dropped changes"
+                rejected = report.rejected_transactions,
+                "local transactions were rejected and kept in the rejected queue (status lists them; redo or discard each)"
             );
         }
         Ok(report.into())

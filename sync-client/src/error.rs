@@ -15,15 +15,16 @@ pub enum ErrorKind {
     Auth,
     /// The token's grant is read-only; local writes cannot be pushed.
     ReadOnly,
-    /// The database does not exist on the server, or the token has no grant on it.
+    /// The database does not exist on the server, or the token has no grant on it; or a local
+    /// record asked for by id (a rejected transaction) does not exist.
     NotFound,
     /// The local schema version differs from the server's: upgrade the app and re-initialise.
     SchemaMismatch,
     /// The local database cannot be synced as it is: a table without a primary key, a
     /// virtual table in the main database, or a changeset the server found malformed.
     Schema,
-    /// The server rejected a pushed batch (policy or foreign keys); see `status()` for the
-    /// dropped changes.
+    /// A transaction is rejected (a `reject` policy conflict, foreign-key violations) and
+    /// stays in the rejected queue: redoing it over the current state would be rejected too.
     Rejected,
     /// The SQL given to `write`/`read`/`query` failed (syntax, constraint, wrong parameter).
     InvalidSql,
@@ -168,6 +169,8 @@ impl From<sync_core::client::ClientError> for Error {
             E::Diverged { .. } | E::Gap { .. } | E::CorruptEntry { .. } => ErrorKind::Corruption,
             E::InvalidSnapshot(_) | E::Schema(_) => ErrorKind::Schema,
             E::Sqlite(_) => ErrorKind::Io,
+            E::NoSuchRejected { .. } => ErrorKind::NotFound,
+            E::StillRejected { .. } => ErrorKind::Rejected,
             _ => ErrorKind::Internal,
         };
         Error::new(kind, e.to_string()).with_source(e)

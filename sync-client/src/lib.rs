@@ -13,7 +13,8 @@
 //! | `background` | the sync loop, server events and the indexer — threads that never hold the client |
 //! | `signal` | a wake-up flag with a timeout, for the background threads |
 //! | `settings` | the settings store in the database: the remote, FTS tables, the last sync's outcome |
-//! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts |
+//! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
+//! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
 //! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
@@ -34,6 +35,7 @@ mod fts;
 mod lock;
 mod open;
 mod readers;
+mod rejected;
 mod rowid;
 mod settings;
 mod signal;
@@ -46,6 +48,7 @@ pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
+pub use rejected::{Redone, Rejected, RejectedBy, RejectedReason};
 pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};
 

@@ -1,5 +1,5 @@
 //! [`Status`]: where a local copy stands — what is pending, where its cursor is, what went
-//! wrong last, and the conflicts it has not shown yet.
+//! wrong last, the conflicts it has not shown yet and the transactions it could not keep.
 
 use crate::error::Result;
 use crate::settings;
@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use sync_core::client::conflicts::{
     LocalConflict, ServerConflict, local_conflicts, server_conflicts,
 };
+use sync_core::client::rejected::{self, Rejected};
 use sync_core::client::state;
 
 /// What `status()` reports.
@@ -16,7 +17,7 @@ pub struct Status {
     pub cursor: i64,
     /// Schema version of the local database.
     pub schema_version: u32,
-    /// Changesets waiting to be pushed.
+    /// Local transactions waiting to be pushed (one outbox entry each).
     pub pending_changesets: u64,
     /// Their total size in bytes.
     pub pending_bytes: u64,
@@ -26,8 +27,12 @@ pub struct Status {
     pub last_sync_ms: Option<i64>,
     /// The last sync error, cleared by a successful sync.
     pub last_error: Option<String>,
-    /// Pending changes that could not be kept (most recent last).
+    /// Changes inside kept pending transactions that could not be kept when they were
+    /// re-applied over a newer server state (most recent last).
     pub local_conflicts: Vec<LocalConflict>,
+    /// Transactions that could not be kept, whole: rejected by the server or by a rebase,
+    /// waiting to be redone or discarded (oldest first).
+    pub rejected: Vec<Rejected>,
     /// Conflicts the server reported for this device's own pushed batches, with the server's
     /// resolution (most recent last): a change of ours that lost, or a rowid collision.
     pub server_conflicts: Vec<ServerConflict>,
@@ -54,6 +59,7 @@ pub(crate) fn read(conn: &Connection) -> Result<Status> {
         last_sync_ms: settings::get(conn, settings::LAST_SYNC)?.and_then(|v| v.parse().ok()),
         last_error: settings::get(conn, settings::LAST_ERROR)?,
         local_conflicts: local_conflicts(conn, 0)?,
+        rejected: rejected::list(conn)?,
         server_conflicts: server_conflicts(conn)?,
         fts_lag: 0,
         rowids_remaining: None,

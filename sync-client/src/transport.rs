@@ -27,9 +27,10 @@ const COMPRESS_ABOVE: usize = 512;
 pub trait Transport: Send + Sync {
     /// `GET /v1/databases/{db}`.
     fn info(&self) -> Result<DatabaseInfo>;
-    /// `POST /v1/databases/{db}/push`. A rejected batch (409 `push_rejected`) is an `Ok`
-    /// answer with status `rejected`.
-    fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse>;
+    /// `POST /v1/databases/{db}/push` of a batch body ([`sync_core::protocol::batch`]). A
+    /// batch whose every transaction was rejected (409 `push_rejected`) is an `Ok` answer with
+    /// status `rejected`.
+    fn push(&self, headers: &PushHeaders, body: &[u8]) -> Result<PushResponse>;
     /// `GET /v1/databases/{db}/pull`.
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage>;
     /// `GET /v1/databases/{db}/snapshot`, written to `dest`; returns (seq, schema version).
@@ -200,18 +201,18 @@ impl Transport for HttpTransport {
         json(&self.body(resp)?)
     }
 
-    fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse> {
+    fn push(&self, headers: &PushHeaders, batch: &[u8]) -> Result<PushResponse> {
         let mut req = self
             .post(routes::PUSH)
-            .header(reqwest::header::CONTENT_TYPE, protocol::push::MEDIA_TYPE);
+            .header(reqwest::header::CONTENT_TYPE, protocol::batch::MEDIA_TYPE);
         for (name, value) in headers.to_pairs() {
             req = req.header(name, value);
         }
-        let body = if changeset.len() > COMPRESS_ABOVE {
+        let body = if batch.len() > COMPRESS_ABOVE {
             req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
-            zstd::bulk::compress(changeset.as_bytes(), 3)?
+            zstd::bulk::compress(batch, 3)?
         } else {
-            changeset.as_bytes().to_vec()
+            batch.to_vec()
         };
         self.stats
             .bytes_up

@@ -3,7 +3,8 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `sync_pushes_total` | counter | `result` = `applied`, `rejected`, `duplicate` |
+//! | `sync_pushes_total` | counter | `result` = `applied`, `partial`, `rejected`, `duplicate` (batches) |
+//! | `sync_transactions_total` | counter | `result` = `applied`, `rejected` (transactions of processed batches) |
 //! | `sync_push_bytes_total` | counter | — (bytes received in push bodies, as sent) |
 //! | `sync_response_bytes_total` | counter | — (pull pages and snapshots sent) |
 //! | `sync_changes_applied_total` | counter | — (row changes written by pushes) |
@@ -87,7 +88,10 @@ use sync_core::protocol::push::PushStatus;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pushes_applied: AtomicU64,
+    pushes_partial: AtomicU64,
     pushes_rejected: AtomicU64,
+    transactions_applied: AtomicU64,
+    transactions_rejected: AtomicU64,
     pushes_duplicate: AtomicU64,
     push_bytes: AtomicU64,
     response_bytes: AtomicU64,
@@ -101,30 +105,37 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts a processed push: its outcome, the rows it wrote (`changes` in the batch minus
-    /// those omitted by conflicts) and its conflicts.
-    pub fn push(&self, result: &PushResponse, changes: u64) {
+    /// Counts a processed push: its outcome and its transactions', the rows they wrote
+    /// (`changes` minus those omitted by conflicts) and the conflicts met.
+    pub fn push(&self, result: &PushResponse) {
         let counter = if result.duplicate {
             &self.pushes_duplicate
-        } else if result.status == PushStatus::Rejected {
-            &self.pushes_rejected
         } else {
-            &self.pushes_applied
+            match result.status {
+                PushStatus::Applied => &self.pushes_applied,
+                PushStatus::Partial => &self.pushes_partial,
+                PushStatus::Rejected => &self.pushes_rejected,
+            }
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if result.duplicate {
             return;
         }
-        if result.status == PushStatus::Applied {
-            let omitted = result
-                .conflicts
-                .iter()
-                .filter(|c| c.resolution == Resolution::Omit)
-                .count() as u64;
-            self.changes_applied
-                .fetch_add(changes.saturating_sub(omitted), Ordering::Relaxed);
+        for t in &result.transactions {
+            if t.applied() {
+                self.transactions_applied.fetch_add(1, Ordering::Relaxed);
+                let omitted = t
+                    .conflicts
+                    .iter()
+                    .filter(|c| c.resolution == Resolution::Omit)
+                    .count() as u64;
+                self.changes_applied
+                    .fetch_add(t.changes.saturating_sub(omitted), Ordering::Relaxed);
+            } else {
+                self.transactions_rejected.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        for c in &result.conflicts {
+        for c in result.conflicts() {
             let i = CONFLICT_KINDS
                 .iter()
                 .position(|k| *k == c.kind)
@@ -196,10 +207,26 @@ impl Metrics {
         );
         for (result, c) in [
             ("applied", &self.pushes_applied),
+            ("partial", &self.pushes_partial),
             ("rejected", &self.pushes_rejected),
             ("duplicate", &self.pushes_duplicate),
         ] {
             let _ = writeln!(out, "sync_pushes_total{{result=\"{result}\"}} {}", get(c));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sync_transactions_total Transactions of processed batches, by outcome.\n\
+             # TYPE sync_transactions_total counter"
+        );
+        for (result, c) in [
+            ("applied", &self.transactions_applied),
+            ("rejected", &self.transactions_rejected),
+        ] {
+            let _ = writeln!(
+                out,
+                "sync_transactions_total{{result=\"{result}\"}} {}",
+                get(c)
+            );
         }
         for (name, help, c) in [
             (

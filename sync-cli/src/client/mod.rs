@@ -1,4 +1,4 @@
-//! The client commands: `init`, `exec`, `query`, `sync`, `status`, `search` — a sync client at
+//! The client commands: `init`, `exec`, `query`, `sync`, `status`, `rejected`, `search` — a sync client at
 //! the terminal. They go through the `sync-client` library, the same code an app runs: writes
 //! are captured into the outbox by the writer, reads use read-only connections, `sync` is one
 //! `sync_now`.
@@ -9,12 +9,14 @@
 
 mod exec;
 mod init;
+mod rejected;
 mod search;
 mod status;
 mod sync;
 
 pub use exec::{ExecArgs, QueryArgs, exec, query};
 pub use init::{InitArgs, init};
+pub use rejected::{RejectedArgs, rejected};
 pub use search::{SearchArgs, search};
 pub use status::{StatusArgs, status};
 pub use sync::{SyncArgs, sync};

@@ -9,13 +9,15 @@ use crate::error::CliError;
 use crate::output::{Format, Stdout};
 use serde::Serialize;
 use std::path::PathBuf;
-use sync_client::{LocalConflict, ServerConflict, Status};
+use sync_client::{LocalConflict, Rejected, ServerConflict, Status};
 
-/// Show where DB stands: pending changes, cursor, last sync, conflicts, search lag.
+/// Show where DB stands: pending changes, cursor, last sync, conflicts, rejected transactions,
+/// search lag.
 ///
-/// Server and database, cursor, pending changes, the batch in flight, the last sync and its
-/// error, recorded conflicts (local ones, and those the server reported for our batches),
-/// search index lag, leased rowids left. Reads only; works offline. JSON: one object (see docs/cli.md).
+/// Server and database, cursor, pending transactions, the batch in flight, the last sync and
+/// its error, recorded conflicts (local ones, and those the server reported for our batches),
+/// rejected transactions (see `sync-cli rejected`), search index lag, leased rowids left.
+/// Reads only; works offline. JSON: one object (see docs/cli.md).
 ///
 /// Exit status: 0 ok, 2 error.
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,7 @@ pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
             rowids_remaining: status.rowids_remaining,
             local_conflicts: &status.local_conflicts,
             server_conflicts: &status.server_conflicts,
+            rejected: &status.rejected,
         })?,
     }
     out.finish()?;
@@ -79,6 +82,7 @@ struct StatusJson<'a> {
     rowids_remaining: Option<i64>,
     local_conflicts: &'a [LocalConflict],
     server_conflicts: &'a [ServerConflict],
+    rejected: &'a [Rejected],
 }
 
 fn status_text(s: &Status, fts: &[String]) -> Vec<String> {
@@ -133,6 +137,12 @@ fn status_text(s: &Status, fts: &[String]) -> Vec<String> {
         s.server_conflicts
             .iter()
             .map(|c| format!("  {}", server_conflict_text(c))),
+    );
+    lines.push(format!("rejected:         {}", s.rejected.len()));
+    lines.extend(
+        s.rejected
+            .iter()
+            .map(|r| format!("  {}", super::rejected::rejected_text(r))),
     );
     lines
 }

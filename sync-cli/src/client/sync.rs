@@ -89,23 +89,34 @@ pub(super) fn sync_and_report(
         Format::Json => out.json(&ReportJson::new(&report, &server, &local))?,
     }
     out.flush()?;
-    Ok(if report.new_conflicts > 0 || report.server_conflicts > 0 {
-        Outcome::Differences
-    } else {
-        Outcome::Clean
-    })
+    Ok(
+        if report.new_conflicts > 0
+            || report.server_conflicts > 0
+            || report.rejected_transactions > 0
+        {
+            Outcome::Differences
+        } else {
+            Outcome::Clean
+        },
+    )
 }
 
 fn report_text(r: &SyncReport) -> String {
     format!(
-        "pushed {} {} ({} rejected), pulled {} log {}, cursor {}",
+        "pushed {} {} in {} {}, {} rejected, pulled {} log {}, cursor {}",
+        r.pushed_transactions,
+        if r.pushed_transactions == 1 {
+            "transaction"
+        } else {
+            "transactions"
+        },
         r.pushed_batches,
         if r.pushed_batches == 1 {
             "batch"
         } else {
             "batches"
         },
-        r.rejected_batches,
+        r.rejected_transactions,
         r.pulled_entries,
         if r.pulled_entries == 1 {
             "entry"
@@ -120,7 +131,8 @@ fn report_text(r: &SyncReport) -> String {
 #[derive(Serialize)]
 struct ReportJson<'a> {
     pushed_batches: usize,
-    rejected_batches: usize,
+    pushed_transactions: usize,
+    rejected_transactions: usize,
     pulled_entries: usize,
     bootstrapped: bool,
     cursor: i64,
@@ -137,7 +149,8 @@ impl<'a> ReportJson<'a> {
     ) -> Self {
         ReportJson {
             pushed_batches: r.pushed_batches,
-            rejected_batches: r.rejected_batches,
+            pushed_transactions: r.pushed_transactions,
+            rejected_transactions: r.rejected_transactions,
             pulled_entries: r.pulled_entries,
             bootstrapped: r.bootstrapped,
             cursor: r.cursor,

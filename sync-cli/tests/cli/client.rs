@@ -260,7 +260,7 @@ fn init_exec_sync_and_another_device_sees_and_finds_the_row() {
         run.lines(),
         [
             "1 row changed",
-            "pushed 1 batch (0 rejected), pulled 0 log entries, cursor 1"
+            "pushed 1 transaction in 1 batch, 0 rejected, pulled 0 log entries, cursor 1"
         ]
     );
     let run = sync_cli(["status", s(&a)]).expect(0);

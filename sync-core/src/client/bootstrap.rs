@@ -2,16 +2,15 @@
 //! one (its pending changes kept). A snapshot may hold app tables only.
 
 use super::ClientError;
-use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
 use super::integrate::apply_exact;
-use super::redo::redo_group;
+use super::push::settle_batch;
+use super::redo::redo_each;
 use super::report::{IntegrateReport, Touched};
-use super::state::{clear_inflight, inflight, schema_version, set_schema_version, set_state};
+use super::state::{inflight, schema_version, set_schema_version, set_state};
 use crate::engine::changeset::Changeset;
-use crate::engine::outbox::{self, OutboxEntry};
+use crate::engine::outbox;
 use crate::engine::schema;
 use crate::engine::tx::Tx;
-use crate::protocol::push::PushStatus;
 use crate::protocol::snapshot::META_TABLE as SNAPSHOT_META_TABLE;
 use rusqlite::Connection;
 use rusqlite::session::Session;
@@ -141,43 +140,13 @@ fn bootstrap_attached(
         ..IntegrateReport::default()
     };
     let mut touched = Touched::default();
-    let mut inflight = inflight(conn)?;
-    if let Some(f) = &inflight {
-        let Some(acked) = f.acked_seq else {
-            return Err(ClientError::InflightUnresolved {
-                batch_id: f.batch_id.clone(),
-            });
-        };
-        if acked <= seq {
-            // The snapshot contains the batch's effect (or its rejection): settle it now.
-            let pending = outbox::entries(conn)?;
-            let dropped = Changeset::concat_all(
-                pending
-                    .iter()
-                    .filter(|e| e.seq <= f.through_seq)
-                    .map(|e| &e.changeset),
-            )?;
-            report.own_batch = f.acked_status;
-            if f.acked_status == Some(PushStatus::Rejected) {
-                record_conflict(
-                    conn,
-                    now_ms,
-                    Dropped::changeset(
-                        LocalConflictKind::BatchRejected,
-                        &format!(
-                            "the server rejected batch {} (log seq {acked}); its changes were dropped",
-                            f.batch_id
-                        ),
-                        &dropped,
-                    ),
-                )?;
-                report.new_conflicts += 1;
-            }
-        }
-    }
-    if let Some(f) = inflight.take_if(|f| f.acked_seq.is_some_and(|a| a <= seq)) {
-        outbox::remove_through(conn, f.through_seq)?;
-        clear_inflight(conn)?;
+    let inflight = inflight(conn)?;
+    if let Some(f) = &inflight
+        && f.acked_seq.is_none()
+    {
+        return Err(ClientError::InflightUnresolved {
+            batch_id: f.batch_id.clone(),
+        });
     }
     // Make main equal to the snapshot: the session's diff records what turns the snapshot
     // into main (server state + pending effects); its inverse turns main into the snapshot.
@@ -194,13 +163,17 @@ fn bootstrap_attached(
     let to_snapshot = Changeset::from_bytes(bytes).invert()?;
     touched.add(&to_snapshot);
     apply_exact(conn, &to_snapshot, "bootstrap")?;
-    let through = inflight.as_ref().map(|f| f.through_seq);
-    let (in_flight, later): (Vec<OutboxEntry>, Vec<OutboxEntry>) = outbox::entries(conn)?
-        .into_iter()
-        .partition(|e| through.is_some_and(|t| e.seq <= t));
-    for group in [in_flight, later] {
-        report.new_conflicts += redo_group(conn, &group, now_ms, &mut touched)?;
+    // Main is now the snapshot: no pending transaction is applied. The batch in flight, if
+    // the snapshot contains it (its answer came, its seq is at or below the snapshot's), is
+    // settled now; then the pending transactions are redone on the snapshot.
+    if let Some(f) = inflight.filter(|f| f.acked_seq.is_some_and(|a| a <= seq)) {
+        report.own_batch = f.acked_status;
+        let log_seq = f.acked_seq.unwrap_or(seq);
+        report.new_rejected += settle_batch(conn, &f, None, log_seq, now_ms)?;
     }
+    let redid = redo_each(conn, &outbox::entries(conn)?, now_ms, &mut touched)?;
+    report.new_conflicts += redid.conflicts;
+    report.new_rejected += redid.rejected;
     set_state(conn, "cursor", seq)?;
     tx.commit()?;
     report.touched = touched.into_rows();

@@ -1,9 +1,10 @@
 //! The one home of conflicts on a device, both kinds recorded in the transaction that settles
 //! what caused them:
 //!
-//! - **local conflicts** (`_sync_local_conflicts`): pending changes that could not be kept — an
-//!   update of a row deleted remotely, a constraint or foreign key the newer base violates, a
-//!   batch the server rejected — each with the dropped changeset, so nothing vanishes silently;
+//! - **local conflicts** (`_sync_local_conflicts`): changes inside kept pending transactions
+//!   that could not be kept when the transaction was re-applied over a newer base — an update
+//!   of a row deleted remotely, a constraint the newer base violates. (A whole transaction that
+//!   cannot be kept goes to the rejected queue, [`super::rejected`], with its changeset.)
 //! - **server conflicts** (`_sync_server_conflicts`): the conflicts the server met and resolved
 //!   by policy while applying this device's own batches, as its push answers reported them
 //!   (a change of ours that lost, a rowid collision). They are recorded together with the
@@ -87,25 +88,6 @@ pub(crate) struct Dropped<'a> {
     pub(crate) op: Option<Op>,
     pub(crate) pk: &'a [Value],
     pub(crate) detail: &'a str,
-    pub(crate) changeset: Option<&'a Changeset>,
-}
-
-impl<'a> Dropped<'a> {
-    /// A whole changeset dropped (the table and key are in the changeset).
-    pub(crate) fn changeset(
-        kind: LocalConflictKind,
-        detail: &'a str,
-        changeset: &'a Changeset,
-    ) -> Self {
-        Dropped {
-            kind,
-            table: "",
-            op: None,
-            pk: &[],
-            detail,
-            changeset: Some(changeset),
-        }
-    }
 }
 
 pub(crate) fn record_conflict(
@@ -119,12 +101,11 @@ pub(crate) fn record_conflict(
         op,
         pk,
         detail,
-        changeset,
     } = d;
     let pk = serde_json::to_string(pk).unwrap_or_else(|_| "[]".into());
     conn.prepare_cached(
-        "INSERT INTO _sync_local_conflicts(at_ms, kind, table_name, op, pk, detail, changeset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO _sync_local_conflicts(at_ms, kind, table_name, op, pk, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         now_ms,
@@ -133,7 +114,6 @@ pub(crate) fn record_conflict(
         op.map(Op::as_str),
         pk,
         detail,
-        changeset.filter(|c| !c.is_empty()).map(Changeset::as_bytes)
     ])?;
     Ok(())
 }
@@ -198,14 +178,22 @@ pub struct ServerConflict {
     pub conflict: Conflict,
 }
 
-/// Records the conflicts of a push answer (the wire form, as received) inside the caller's
-/// transaction; returns how many were new (a repeated answer records nothing).
+/// Records the conflicts the server resolved in the applied transactions of a push answer
+/// (the wire form, as received) inside the caller's transaction; returns how many were new (a
+/// repeated answer records nothing). A rejected transaction's conflicts go with it to the
+/// rejected queue ([`super::rejected`]).
 pub(crate) fn record_server(
     conn: &Connection,
     response: &PushResponse,
     now_ms: i64,
 ) -> rusqlite::Result<usize> {
-    if response.conflicts.is_empty() {
+    let applied = response
+        .transactions
+        .iter()
+        .filter(|t| t.applied())
+        .flat_map(|t| t.conflicts.iter());
+    let mut applied = applied.peekable();
+    if applied.peek().is_none() {
         return Ok(0);
     }
     let mut stmt = conn.prepare_cached(
@@ -213,7 +201,7 @@ pub(crate) fn record_server(
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut added = 0;
-    for (idx, conflict) in response.conflicts.iter().enumerate() {
+    for (idx, conflict) in applied.enumerate() {
         let record = serde_json::to_string(conflict).expect("a conflict serializes");
         added += stmt.execute(params![
             response.batch_id,
@@ -257,7 +245,7 @@ pub fn server_conflicts(conn: &Connection) -> rusqlite::Result<Vec<ServerConflic
 mod tests {
     use super::*;
     use crate::engine::conflict::{ConflictKind, Resolution};
-    use crate::protocol::push::PushStatus;
+    use crate::protocol::push::{PushStatus, RejectReason, TxOutcome};
 
     #[test]
     fn a_repeated_answer_is_recorded_once() {
@@ -267,20 +255,41 @@ mod tests {
             v: 1,
             batch_id: "b1".into(),
             seq: 7,
-            status: PushStatus::Applied,
-            reason: None,
+            status: PushStatus::Partial,
             clean: false,
             duplicate: false,
             changes: 1,
-            conflicts: vec![Conflict {
-                kind: ConflictKind::Conflict,
-                table: "notes".into(),
-                op: Some(Op::Insert),
-                pk: vec![Value::Integer(5)],
-                resolution: Resolution::Replace,
-                current: None,
-                fk_violations: None,
-            }],
+            transactions: vec![
+                TxOutcome {
+                    id: 1,
+                    reason: None,
+                    changes: 1,
+                    conflicts: vec![Conflict {
+                        kind: ConflictKind::Conflict,
+                        table: "notes".into(),
+                        op: Some(Op::Insert),
+                        pk: vec![Value::Integer(5)],
+                        resolution: Resolution::Replace,
+                        current: None,
+                        fk_violations: None,
+                    }],
+                },
+                // A rejected transaction's conflicts go with it to the rejected queue.
+                TxOutcome {
+                    id: 2,
+                    reason: Some(RejectReason::Policy),
+                    changes: 1,
+                    conflicts: vec![Conflict {
+                        kind: ConflictKind::Data,
+                        table: "notes".into(),
+                        op: Some(Op::Update),
+                        pk: vec![Value::Integer(6)],
+                        resolution: Resolution::Abort,
+                        current: None,
+                        fk_violations: None,
+                    }],
+                },
+            ],
         };
         assert_eq!(record_server(&conn, &response, 1).unwrap(), 1);
         let again = PushResponse {
@@ -292,7 +301,7 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].batch_id, "b1");
         assert_eq!(all[0].seq, 7);
-        assert_eq!(all[0].conflict, response.conflicts[0]);
+        assert_eq!(all[0].conflict, response.transactions[0].conflicts[0]);
     }
 
     #[test]

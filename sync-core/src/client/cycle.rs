@@ -29,7 +29,7 @@ use super::state::{cursor, inflight};
 use crate::engine::outbox;
 use crate::protocol::error::ErrorCode;
 use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
-use crate::protocol::push::{PushResponse, PushStatus};
+use crate::protocol::push::PushResponse;
 use rusqlite::Connection;
 use std::path::PathBuf;
 
@@ -95,8 +95,10 @@ pub enum Reply {
 pub struct CycleReport {
     /// Batches the server processed.
     pub pushed_batches: usize,
-    /// Of which rejected.
-    pub rejected_batches: usize,
+    /// Transactions in them.
+    pub pushed_transactions: usize,
+    /// Transactions moved to the rejected queue (by the server's answers, or by a rebase).
+    pub rejected_transactions: usize,
     /// Log entries integrated.
     pub pulled_entries: usize,
     /// Whether the local database was re-based on a snapshot.
@@ -263,9 +265,7 @@ impl Cycle {
         match (asked, reply) {
             (Asked::Push | Asked::BootstrapPush, Reply::Pushed(response)) => {
                 self.report.pushed_batches += 1;
-                if response.status == PushStatus::Rejected {
-                    self.report.rejected_batches += 1;
-                }
+                self.report.pushed_transactions += response.transactions.len();
                 let settled = on_push_response(conn, &response, now_ms)?;
                 self.report.server_conflicts += settled.new_conflicts;
                 self.pushed_in_round += 1;
@@ -293,6 +293,7 @@ impl Cycle {
                 let r = bootstrap(conn, &path, now_ms)?;
                 self.report.bootstrapped = true;
                 self.report.new_conflicts += r.new_conflicts;
+                self.report.rejected_transactions += r.new_rejected;
                 self.report.touched.extend(r.touched);
                 self.phase = Phase::Pull;
                 Ok(())
@@ -331,6 +332,7 @@ impl Cycle {
                 self.pulled_in_round += n;
                 self.report.pulled_entries += n;
                 self.report.new_conflicts += r.new_conflicts;
+                self.report.rejected_transactions += r.new_rejected;
                 self.report.touched.extend(r.touched);
                 self.phase = if more { Phase::Pull } else { Phase::EndOfRound };
                 Ok(())

@@ -47,6 +47,24 @@ pub enum ClientError {
         /// The batch.
         batch_id: String,
     },
+    /// No rejected transaction has this id.
+    #[error("there is no rejected transaction {id}")]
+    NoSuchRejected {
+        /// The id asked for.
+        id: i64,
+    },
+    /// Redoing a rejected transaction over the current state would still be rejected; it
+    /// stays in the queue and nothing changed.
+    #[error("rejected transaction {id} still cannot be applied ({reason}); it stays in the queue")]
+    StillRejected {
+        /// Its id.
+        id: i64,
+        /// Why.
+        reason: super::rejected::RejectedReason,
+    },
+    /// A write could not be recorded (a transaction was already open on the connection).
+    #[error("could not record the write: {0}")]
+    Capture(String),
     /// The snapshot file is not usable.
     #[error("invalid snapshot: {0}")]
     InvalidSnapshot(String),

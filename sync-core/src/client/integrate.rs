@@ -1,12 +1,13 @@
-//! Integrating pulled log entries, in one local transaction: undo the pending changesets (the
-//! inverse of their concatenation), apply the pulled effects, drop this device's own batch if
-//! it is among them, redo the remaining pending changesets, move the cursor.
+//! Integrating pulled log entries, in one local transaction: undo the pending transactions
+//! (the inverse of their concatenation), apply the pulled effects, settle this device's own
+//! batch if it is among them (applied transactions leave the outbox, rejected ones move to the
+//! rejected queue), redo the remaining pending transactions one by one, move the cursor.
 
 use super::ClientError;
-use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
-use super::redo::redo_group;
+use super::push::settle_batch;
+use super::redo::redo_each;
 use super::report::{IntegrateReport, Touched};
-use super::state::{clear_inflight, cursor, inflight, set_state};
+use super::state::{clear_inflight, cursor, inflight};
 use crate::engine::apply::{ApplyError, ApplyOptions, apply};
 use crate::engine::changeset::Changeset;
 use crate::engine::outbox::{self, OutboxEntry};
@@ -18,10 +19,11 @@ use crate::protocol::push::PushStatus;
 use rusqlite::Connection;
 
 /// Integrates pulled log entries in one transaction: undo pending (inverse of their
-/// concatenation), apply the entries' effects (concatenated), drop our own batch if it is
-/// among them, redo the remaining pending changes under a session and store their captured
-/// effects, move the cursor. Entries at or below the cursor are skipped; a gap is an error.
-/// Foreign-key actions are off throughout: every effect already carries its cascaded rows.
+/// concatenation), apply the entries' effects (concatenated), settle our own batch if it is
+/// among them, redo the remaining pending transactions one by one under a session and store
+/// their captured effects, move the cursor. Entries at or below the cursor are skipped; a gap
+/// is an error. Foreign-key actions are off throughout: every effect already carries its
+/// cascaded rows.
 pub fn integrate(
     conn: &Connection,
     entries: &[LogEntry],
@@ -51,7 +53,7 @@ pub fn integrate(
     let remote = Changeset::concat_all(
         entries
             .iter()
-            .filter(|e| e.status == PushStatus::Applied)
+            .filter(|e| e.status != PushStatus::Rejected)
             .map(|e| &e.effect),
     )?;
     let mut report = IntegrateReport {
@@ -74,39 +76,15 @@ pub fn integrate(
         let undo = undo_all(conn, &pending)?;
         touched.add(&undo);
         apply_exact(conn, &remote, "remote")?;
-        let mut through = inflight.as_ref().map(|f| f.through_seq);
         if let (Some(own), Some(f)) = (own, &inflight) {
-            let dropped: Vec<&OutboxEntry> =
-                pending.iter().filter(|e| e.seq <= f.through_seq).collect();
-            if own.status == PushStatus::Rejected {
-                let cs = Changeset::concat_all(dropped.iter().map(|e| &e.changeset))?;
-                record_conflict(
-                    conn,
-                    now_ms,
-                    Dropped::changeset(
-                        LocalConflictKind::BatchRejected,
-                        &format!(
-                            "the server rejected batch {} (log seq {}); its changes were dropped",
-                            f.batch_id, own.seq
-                        ),
-                        &cs,
-                    ),
-                )?;
-                report.new_conflicts += 1;
-            }
-            outbox::remove_through(conn, f.through_seq)?;
-            clear_inflight(conn)?;
-            through = None;
+            report.new_rejected += settle_batch(conn, f, Some(&own.rejected), own.seq, now_ms)?;
         }
-        let remaining = outbox::entries(conn)?;
-        let (in_flight, later): (Vec<OutboxEntry>, Vec<OutboxEntry>) = remaining
-            .into_iter()
-            .partition(|e| through.is_some_and(|t| e.seq <= t));
-        for group in [in_flight, later] {
-            report.new_conflicts += redo_group(conn, &group, now_ms, &mut touched)?;
-        }
+        let remaining: Vec<OutboxEntry> = outbox::entries(conn)?;
+        let redid = redo_each(conn, &remaining, now_ms, &mut touched)?;
+        report.new_conflicts += redid.conflicts;
+        report.new_rejected += redid.rejected;
     }
-    set_state(conn, "cursor", last_seq)?;
+    super::state::set_state(conn, "cursor", last_seq)?;
     tx.commit()?;
     report.touched = touched.into_rows();
     Ok(report)
@@ -128,7 +106,9 @@ fn check_pulled(entry: &LogEntry) -> Result<(), ClientError> {
         .validate()
         .map_err(|e| corrupt(e.to_string()))?;
     if entry.status == PushStatus::Rejected {
-        return Err(corrupt("a rejected batch with a non-empty effect".into()));
+        return Err(corrupt(
+            "a wholly rejected batch with a non-empty effect".into(),
+        ));
     }
     match summary.tables.keys().find(|t| schema::is_internal_table(t)) {
         Some(table) => Err(corrupt(format!(

@@ -9,7 +9,8 @@
 //! | [`push`] | batching the outbox for a push, settling a push answer |
 //! | [`integrate`] | pulled log entries: undo pending → apply remote → redo pending, one transaction |
 //! | [`bootstrap`] | a new local copy from a snapshot; re-basing an existing one on a snapshot |
-//! | [`redo`] | re-applying a pending changeset over a newer base, storing its captured effect |
+//! | [`redo`] | re-applying a pending transaction over a newer base, storing its captured effect |
+//! | [`rejected`] | the rejected queue: transactions that could not be kept, to list, show, redo or discard |
 //! | [`conflicts`] | the one home of conflicts: local ones (kept changes that could not be) and those the server reported for this device's batches |
 //! | [`report`] | what integrating or bootstrapping did, rows touched included |
 //! | [`state`] | the cursor, the schema version and the batch in flight |
@@ -28,6 +29,7 @@
 //! | `_sync_outbox` | pending changesets ([`crate::engine::outbox`]) |
 //! | `_sync_client` | `cursor`, `schema_version` |
 //! | `_sync_inflight` | the batch being pushed: id, last outbox seq in it, the server's answer |
+//! | `_sync_rejected` | rejected transactions, with their changesets, reasons and blocking rows |
 //! | `_sync_local_conflicts` | pending changes that could not be kept, with their changesets |
 //! | `_sync_server_conflicts` | conflicts the server reported for this device's batches |
 //!
@@ -40,6 +42,7 @@ pub mod error;
 pub mod integrate;
 pub mod push;
 pub mod redo;
+pub mod rejected;
 pub mod report;
 pub mod state;
 
@@ -52,6 +55,7 @@ use rusqlite::Connection;
 pub fn install(conn: &Connection) -> rusqlite::Result<()> {
     outbox::install(conn)?;
     conflicts::install(conn)?;
+    rejected::install(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sync_client (
              key   TEXT PRIMARY KEY,
@@ -62,8 +66,19 @@ pub fn install(conn: &Connection) -> rusqlite::Result<()> {
              batch_id     TEXT    NOT NULL,
              through_seq  INTEGER NOT NULL,
              acked_seq    INTEGER,
-             acked_status TEXT
+             acked_status TEXT,
+             answer       TEXT
          );
          INSERT OR IGNORE INTO _sync_client(key, value) VALUES ('cursor', 0), ('schema_version', 0);",
-    )
+    )?;
+    // Databases made before answers were kept whole.
+    let has_answer: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('_sync_inflight') WHERE name = 'answer'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_answer {
+        conn.execute_batch("ALTER TABLE _sync_inflight ADD COLUMN answer TEXT")?;
+    }
+    Ok(())
 }

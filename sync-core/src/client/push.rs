@@ -1,13 +1,15 @@
-//! Pushing: the oldest pending changesets become a batch with an id that never repeats, and
-//! the server's answer settles it — at once when it applied cleanly with nothing interleaved,
-//! otherwise through the next pull.
+//! Pushing: the oldest pending transactions become a batch — a list of transactions, each its
+//! own changeset, named by its outbox seq — with an id that never repeats; the server's answer
+//! settles it: at once when every transaction applied cleanly with nothing interleaved,
+//! otherwise through the next pull (a rebase, in which rejected transactions move to the
+//! rejected queue).
 
 use super::ClientError;
 use super::conflicts;
 use super::state::{clear_inflight, cursor, inflight, schema_version, set_state};
-use crate::engine::changeset::Changeset;
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::tx::Tx;
+use crate::protocol::batch;
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus};
 use rusqlite::{Connection, params};
 
@@ -16,11 +18,11 @@ use rusqlite::{Connection, params};
 pub struct PushBatch {
     /// Headers to send.
     pub headers: PushHeaders,
-    /// The body: the pending changesets of the batch, concatenated.
-    pub changeset: Changeset,
+    /// The body: the batch framing ([`crate::protocol::batch`]) of its transactions.
+    pub body: Vec<u8>,
     /// Last outbox seq in the batch.
     pub through_seq: i64,
-    /// Number of outbox entries in the batch.
+    /// Number of transactions in the batch.
     pub entries: usize,
 }
 
@@ -42,70 +44,69 @@ pub fn prepare_push(
             return Ok(None);
         }
         let entries = entries_through(conn, f.through_seq)?;
-        let changeset = Changeset::concat_all(entries.iter().map(|e| &e.changeset))?;
-        if !changeset.is_empty() {
+        if !entries.is_empty() {
             let batch = PushBatch {
                 headers: PushHeaders {
                     batch_id: f.batch_id,
                     cursor,
                     schema_version,
                 },
-                changeset,
+                body: encode(&entries),
                 through_seq: f.through_seq,
                 entries: entries.len(),
             };
             tx.commit()?;
             return Ok(Some(batch));
         }
-        // The batch's entries cancelled out or were dropped by a rebase: nothing of it can
-        // be pushed again, so it may be forgotten (if the server did process it, its entry
-        // arrives in a pull like any remote change).
-        outbox::remove_through(conn, f.through_seq)?;
+        // Nothing of it is pending any more (settled through a snapshot): it may be
+        // forgotten; if the server did process it, its entry arrives in a pull like any
+        // remote change.
         clear_inflight(conn)?;
     }
-    let mut new_batch_id = Some(new_batch_id);
-    loop {
-        let mut taken: Vec<OutboxEntry> = Vec::new();
-        let mut bytes = 0usize;
-        for entry in outbox::entries_after(conn, i64::MIN, 4096)? {
-            if !taken.is_empty() && bytes + entry.changeset.len() > max_bytes {
-                break;
-            }
-            bytes += entry.changeset.len();
-            taken.push(entry);
+    let mut taken: Vec<OutboxEntry> = Vec::new();
+    let mut bytes = 0usize;
+    for entry in outbox::entries_after(conn, i64::MIN, batch::MAX_TRANSACTIONS)? {
+        if !taken.is_empty() && bytes + entry.changeset.len() > max_bytes {
+            break;
         }
-        let Some(last) = taken.last() else {
-            tx.commit()?;
-            return Ok(None);
-        };
-        let through_seq = last.seq;
-        let changeset = Changeset::concat_all(taken.iter().map(|e| &e.changeset))?;
-        if changeset.is_empty() {
-            // These entries undo each other (insert then delete): local state already shows
-            // nothing of them, so they are done.
-            outbox::remove_through(conn, through_seq)?;
-            continue;
-        }
-        let batch_id = (new_batch_id.take().expect("one new batch per call"))();
-        conn.execute(
-            "INSERT INTO _sync_inflight(id, batch_id, through_seq) VALUES (1, ?1, ?2)",
-            params![batch_id, through_seq],
-        )?;
-        tx.commit()?;
-        return Ok(Some(PushBatch {
-            headers: PushHeaders {
-                batch_id,
-                cursor,
-                schema_version,
-            },
-            changeset,
-            through_seq,
-            entries: taken.len(),
-        }));
+        bytes += entry.changeset.len();
+        taken.push(entry);
     }
+    let Some(last) = taken.last() else {
+        tx.commit()?;
+        return Ok(None);
+    };
+    let through_seq = last.seq;
+    let batch_id = new_batch_id();
+    conn.execute(
+        "INSERT INTO _sync_inflight(id, batch_id, through_seq) VALUES (1, ?1, ?2)",
+        params![batch_id, through_seq],
+    )?;
+    tx.commit()?;
+    Ok(Some(PushBatch {
+        headers: PushHeaders {
+            batch_id,
+            cursor,
+            schema_version,
+        },
+        body: encode(&taken),
+        through_seq,
+        entries: taken.len(),
+    }))
 }
 
-fn entries_through(conn: &Connection, through: i64) -> rusqlite::Result<Vec<OutboxEntry>> {
+fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
+    let txs: Vec<(i64, &[u8])> = entries
+        .iter()
+        .map(|e| (e.seq, e.changeset.as_bytes()))
+        .collect();
+    batch::encode(&txs)
+}
+
+pub(crate) fn entries_through(
+    conn: &Connection,
+    through: i64,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
     Ok(outbox::entries(conn)?
         .into_iter()
         .take_while(|e| e.seq <= through)
@@ -140,7 +141,8 @@ pub struct Settled {
 /// Records the server's answer to the batch in flight (a 200 answer, or a `push_rejected`
 /// answer read with [`PushResponse::from_rejection`]) and the conflicts it reports, in one
 /// transaction: if the process dies before it commits, the batch is still in flight, its retry
-/// gets the server's stored answer, and nothing is recorded twice.
+/// gets the server's stored answer, and nothing is recorded twice. The answer is kept whole
+/// until the pull that settles it: it says which transactions were rejected and why.
 pub fn on_push_response(
     conn: &Connection,
     response: &PushResponse,
@@ -165,9 +167,10 @@ pub fn on_push_response(
         set_state(conn, "cursor", response.seq)?;
         PushOutcome::Settled { seq: response.seq }
     } else {
+        let answer = serde_json::to_string(response).expect("an answer serializes");
         conn.execute(
-            "UPDATE _sync_inflight SET acked_seq = ?1, acked_status = ?2 WHERE id = 1",
-            params![response.seq, response.status.as_str()],
+            "UPDATE _sync_inflight SET acked_seq = ?1, acked_status = ?2, answer = ?3 WHERE id = 1",
+            params![response.seq, response.status.as_str(), answer],
         )?;
         PushOutcome::AwaitPull { seq: response.seq }
     };
@@ -177,4 +180,72 @@ pub fn on_push_response(
         outcome,
         new_conflicts,
     })
+}
+
+/// Settles the answered batch in flight inside a rebase (after every pending transaction was
+/// undone, before the rest are redone): its applied transactions leave the outbox (their
+/// effect is in the server's state the rebase builds on), its rejected ones move to the
+/// rejected queue with the reason and the conflicts that blocked them. The outcomes come from
+/// the stored answer, or — when the answer was lost — from the batch's log entry (`rejected`,
+/// reasons only). Returns how many were rejected.
+pub(crate) fn settle_batch(
+    conn: &Connection,
+    f: &super::state::Inflight,
+    rejected_in_log: Option<&[crate::protocol::pull::RejectedTx]>,
+    log_seq: i64,
+    now_ms: i64,
+) -> Result<usize, ClientError> {
+    use super::rejected::{RejectedBy, RejectedReason, Rejection};
+    use crate::protocol::push::RejectReason;
+    let mut rejected: Vec<(i64, RejectReason, Vec<crate::protocol::conflicts::Conflict>)> =
+        match (&f.answer, rejected_in_log) {
+            (Some(answer), _) => answer
+                .transactions
+                .iter()
+                .filter_map(|t| t.reason.map(|r| (t.id, r, t.conflicts.clone())))
+                .collect(),
+            (None, Some(list)) => list.iter().map(|r| (r.id, r.reason, Vec::new())).collect(),
+            (None, None) => Vec::new(),
+        };
+    let mut count = 0;
+    for entry in entries_through(conn, f.through_seq)? {
+        match rejected.iter().position(|(id, _, _)| *id == entry.seq) {
+            Some(i) => {
+                let (_, reason, conflicts) = rejected.swap_remove(i);
+                let (reason, why) = match reason {
+                    RejectReason::ForeignKey => (
+                        RejectedReason::ForeignKey,
+                        "it would leave foreign-key violations on the server (a row it refers to \
+                         is gone)",
+                    ),
+                    RejectReason::Policy => (
+                        RejectedReason::Policy,
+                        "a table with the reject policy had a conflict",
+                    ),
+                };
+                super::rejected::move_to_queue(
+                    conn,
+                    &entry,
+                    &Rejection {
+                        reason,
+                        by: RejectedBy::Server,
+                        detail: format!(
+                            "the server rejected it in batch {} (log seq {log_seq}): {why}",
+                            f.batch_id
+                        ),
+                        batch_id: Some(&f.batch_id),
+                        log_seq: Some(log_seq),
+                        conflicts: &conflicts,
+                    },
+                    now_ms,
+                )?;
+                count += 1;
+            }
+            None => {
+                outbox::remove(conn, entry.seq)?;
+            }
+        }
+    }
+    clear_inflight(conn)?;
+    Ok(count)
 }

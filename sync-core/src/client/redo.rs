@@ -1,10 +1,13 @@
-//! The redo: a pending changeset re-applied over a newer base may meet conflicts, so its effect
-//! is no longer its stored bytes. It is re-applied under a session and the captured effect
-//! stored in its place — otherwise its inverse would no longer restore the synced state on the
-//! next rebase, and devices would drift apart.
+//! The redo: a pending transaction re-applied over a newer base may meet conflicts, so its
+//! effect is no longer its stored bytes. It is re-applied under a session and the captured
+//! effect stored in its place — otherwise its inverse would no longer restore the synced state
+//! on the next rebase, and devices would drift apart. Each transaction is redone on its own, so
+//! it stays its own outbox entry; one that would leave foreign-key violations goes to the
+//! rejected queue whole.
 
 use super::ClientError;
 use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
+use super::rejected::{self, RejectedBy, RejectedReason, Rejection};
 use super::report::Touched;
 use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured};
 use crate::engine::changeset::Changeset;
@@ -12,57 +15,63 @@ use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::Op;
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::policy::{Policy, PolicySet};
+use crate::protocol::conflicts::Conflict;
 use rusqlite::Connection;
 
-/// Re-applies a group of pending entries as one changeset under a session, and stores the
-/// captured effect in place of the group (on its last entry; the others are removed). If the
-/// group leaves foreign-key violations, entries are re-applied one by one and those that
-/// still violate are dropped and recorded. Returns the number of local conflicts recorded.
-pub(crate) fn redo_group(
+/// What redoing pending transactions did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Redid {
+    /// Row-level local conflicts recorded (a change dropped inside a kept transaction).
+    pub conflicts: usize,
+    /// Transactions moved to the rejected queue.
+    pub rejected: usize,
+}
+
+/// Re-applies pending transactions one by one, in order, each under its own session, and
+/// stores each one's captured effect in its place (possibly empty: the entry stays, to be
+/// settled by the server like any other). A transaction that leaves foreign-key violations is
+/// moved to the rejected queue whole.
+pub(crate) fn redo_each(
     conn: &Connection,
-    group: &[OutboxEntry],
+    entries: &[OutboxEntry],
     now_ms: i64,
     touched: &mut Touched,
-) -> Result<usize, ClientError> {
-    let Some(last) = group.last() else {
-        return Ok(0);
-    };
-    let combined = Changeset::concat_all(group.iter().map(|e| &e.changeset))?;
-    match redo_one(conn, &combined, now_ms) {
-        Ok((effect, conflicts)) => {
-            touched.add(&effect);
-            for e in &group[..group.len() - 1] {
-                outbox::replace(conn, e.seq, &Changeset::default())?;
+) -> Result<Redid, ClientError> {
+    let mut done = Redid::default();
+    for e in entries {
+        match redo_one(conn, &e.changeset, now_ms) {
+            Ok((effect, conflicts)) => {
+                touched.add(&effect);
+                outbox::replace(conn, e.seq, &effect)?;
+                done.conflicts += conflicts;
             }
-            outbox::replace(conn, last.seq, &effect)?;
-            Ok(conflicts)
-        }
-        Err(RedoError::ForeignKey) if group.len() > 1 => {
-            let mut conflicts = 0;
-            for e in group {
-                conflicts += redo_group(conn, std::slice::from_ref(e), now_ms, touched)?;
+            Err(RedoError::ForeignKey(conflicts)) => {
+                rejected::move_to_queue(
+                    conn,
+                    e,
+                    &Rejection {
+                        reason: RejectedReason::ForeignKey,
+                        by: RejectedBy::Rebase,
+                        detail: "re-applying this transaction over the server's newer state \
+                                 left foreign-key violations (a row it refers to was deleted \
+                                 on another device)"
+                            .into(),
+                        batch_id: None,
+                        log_seq: None,
+                        conflicts: &conflicts,
+                    },
+                    now_ms,
+                )?;
+                done.rejected += 1;
             }
-            Ok(conflicts)
+            Err(RedoError::Client(e)) => return Err(e),
         }
-        Err(RedoError::ForeignKey) => {
-            record_conflict(
-                conn,
-                now_ms,
-                Dropped::changeset(
-                    LocalConflictKind::ForeignKey,
-                    "re-applying this change over the server's newer state left foreign-key violations (a parent row was deleted remotely); it was dropped",
-                    &combined,
-                ),
-            )?;
-            outbox::replace(conn, last.seq, &Changeset::default())?;
-            Ok(1)
-        }
-        Err(RedoError::Client(e)) => Err(e),
     }
+    Ok(done)
 }
 
 enum RedoError {
-    ForeignKey,
+    ForeignKey(Vec<Conflict>),
     Client(ClientError),
 }
 
@@ -72,7 +81,7 @@ impl<E: Into<ClientError>> From<E> for RedoError {
     }
 }
 
-/// Re-applies one changeset: local changes win over remote ones where SQLite allows
+/// Re-applies one transaction: local changes win over remote ones where SQLite allows
 /// (DATA, CONFLICT → replace) so they stay visible until the server arbitrates; an update of a
 /// row deleted remotely and a constraint violation are omitted and recorded.
 fn redo_one(
@@ -88,6 +97,9 @@ fn redo_one(
         no_savepoint: false,
         piece_bytes: None,
     };
+    if changeset.is_empty() {
+        return Ok((Changeset::default(), 0));
+    }
     let (report, effect) = match apply_captured(conn, changeset, &options, None) {
         Ok(r) => r,
         Err(ApplyError::Aborted { report })
@@ -96,7 +108,9 @@ fn redo_one(
                 .last()
                 .is_some_and(|c| c.kind == ConflictKind::ForeignKey) =>
         {
-            return Err(RedoError::ForeignKey);
+            return Err(RedoError::ForeignKey(
+                report.conflicts.iter().map(Conflict::from).collect(),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -122,7 +136,6 @@ fn redo_one(
                 op: c.op,
                 pk: &c.pk,
                 detail,
-                changeset: None,
             },
         )?;
         recorded += 1;

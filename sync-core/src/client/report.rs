@@ -20,8 +20,10 @@ pub struct IntegrateReport {
     pub own_batch: Option<PushStatus>,
     /// Whether pending changes were undone and re-applied.
     pub rebased: bool,
-    /// Pending changes recorded as local conflicts by this call.
+    /// Changes dropped inside kept pending transactions, recorded as local conflicts.
     pub new_conflicts: usize,
+    /// Pending transactions moved to the rejected queue (by the server, or by the rebase).
+    pub new_rejected: usize,
     /// Rows that may have changed, deduplicated.
     pub touched: Vec<TouchedRow>,
 }

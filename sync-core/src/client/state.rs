@@ -1,7 +1,7 @@
 //! The client's own state in `_sync_client` (cursor, schema version) and `_sync_inflight`
 //! (the batch being pushed and, once answered, the server's answer).
 
-use crate::protocol::push::PushStatus;
+use crate::protocol::push::{PushResponse, PushStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) fn get_state(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
@@ -33,7 +33,7 @@ pub fn set_schema_version(conn: &Connection, version: u32) -> rusqlite::Result<(
 }
 
 /// The batch being pushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Inflight {
     /// Its idempotency key.
     pub batch_id: String,
@@ -43,12 +43,15 @@ pub struct Inflight {
     pub acked_seq: Option<i64>,
     /// The status the server answered, once answered.
     pub acked_status: Option<PushStatus>,
+    /// The whole answer, once answered: every transaction's outcome.
+    pub answer: Option<PushResponse>,
 }
 
 /// The batch in flight, if any.
 pub fn inflight(conn: &Connection) -> rusqlite::Result<Option<Inflight>> {
     conn.prepare_cached(
-        "SELECT batch_id, through_seq, acked_seq, acked_status FROM _sync_inflight WHERE id = 1",
+        "SELECT batch_id, through_seq, acked_seq, acked_status, answer FROM _sync_inflight \
+         WHERE id = 1",
     )?
     .query_row([], |r| {
         Ok(Inflight {
@@ -62,6 +65,17 @@ pub fn inflight(conn: &Connection) -> rusqlite::Result<Option<Inflight>> {
                 .map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(
                         3,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+            answer: r
+                .get::<_, Option<String>>(4)?
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        4,
                         rusqlite::types::Type::Text,
                         Box::new(e),
                     )

@@ -1,5 +1,9 @@
 //! The outbox: captured local changesets waiting to be pushed, kept in the *main* database so
-//! that a write and its changeset commit in one transaction (DESIGN invariant 1).
+//! that a write and its changeset commit in one transaction (DESIGN invariant 1). One entry
+//! per local transaction, for as long as the transaction is pending: a rebase replaces an
+//! entry's changeset with its new effect (possibly empty) but never merges or drops entries;
+//! only the server's answer settles one (applied: removed; rejected: moved to the rejected
+//! queue).
 //!
 //! Entries are ordered by `seq`, which is never reused, even after the outbox empties, so an
 //! entry's identity is stable for the life of the database (a batch in flight refers to its
@@ -15,11 +19,12 @@ pub const TABLE: &str = "_sync_outbox";
 
 /// Creates the outbox table if it is missing. Idempotent.
 pub fn install(conn: &Connection) -> rusqlite::Result<()> {
+    changeset_last(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sync_outbox (
              seq        INTEGER PRIMARY KEY,
-             changeset  BLOB    NOT NULL,
-             created_ms INTEGER NOT NULL
+             created_ms INTEGER NOT NULL,
+             changeset  BLOB    NOT NULL
          );
          CREATE TABLE IF NOT EXISTS _sync_outbox_floor (
              id  INTEGER PRIMARY KEY CHECK (id = 1),
@@ -27,6 +32,32 @@ pub fn install(conn: &Connection) -> rusqlite::Result<()> {
          );
          INSERT OR IGNORE INTO _sync_outbox_floor (id, seq) VALUES (1, 0);",
     )
+}
+
+/// The changeset is the outbox's last column, so that a large one can be written as a
+/// zeroblob and filled in pieces (SQLite expands a zeroblob that is not a record's last field).
+/// An outbox made with the changeset first is rewritten once, in one transaction.
+fn changeset_last(conn: &Connection) -> rusqlite::Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('_sync_outbox') ORDER BY cid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() || columns.last().map(String::as_str) == Some("changeset") {
+        return Ok(());
+    }
+    let tx = crate::engine::tx::Tx::begin(conn)?;
+    conn.execute_batch(
+        "ALTER TABLE _sync_outbox RENAME TO _sync_outbox_old;
+         CREATE TABLE _sync_outbox (
+             seq        INTEGER PRIMARY KEY,
+             created_ms INTEGER NOT NULL,
+             changeset  BLOB    NOT NULL
+         );
+         INSERT INTO _sync_outbox(seq, created_ms, changeset)
+             SELECT seq, created_ms, changeset FROM _sync_outbox_old;
+         DROP TABLE _sync_outbox_old;",
+    )?;
+    tx.commit()
 }
 
 /// One pending changeset.
@@ -43,10 +74,10 @@ pub struct OutboxEntry {
 /// Appends a changeset and returns its `seq`. Call inside the write transaction.
 pub fn push(conn: &Connection, changeset: &[u8], created_ms: i64) -> rusqlite::Result<i64> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO _sync_outbox (seq, changeset, created_ms) VALUES (
+        "INSERT INTO _sync_outbox (seq, created_ms, changeset) VALUES (
              max(coalesce((SELECT max(seq) FROM _sync_outbox), 0),
                  (SELECT seq FROM _sync_outbox_floor WHERE id = 1)) + 1,
-             ?1, ?2)",
+             ?2, ?1)",
     )?;
     stmt.execute(params![changeset, created_ms])?;
     Ok(conn.last_insert_rowid())
@@ -102,19 +133,21 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     )
 }
 
-/// Replaces an entry's changeset (after a rebase changed its effect); an empty changeset
-/// removes the entry.
+/// Replaces an entry's changeset (after a rebase changed its effect). The entry stays even
+/// when its new effect is empty: it is still a transaction the server has to settle.
 pub fn replace(conn: &Connection, seq: i64, changeset: &Changeset) -> rusqlite::Result<()> {
-    if changeset.is_empty() {
-        raise_floor(conn, seq)?;
-        conn.execute("DELETE FROM _sync_outbox WHERE seq = ?1", [seq])?;
-    } else {
-        conn.execute(
-            "UPDATE _sync_outbox SET changeset = ?2 WHERE seq = ?1",
-            params![seq, changeset.as_bytes()],
-        )?;
-    }
+    conn.prepare_cached("UPDATE _sync_outbox SET changeset = ?2 WHERE seq = ?1")?
+        .execute(params![seq, changeset.as_bytes()])?;
     Ok(())
+}
+
+/// Removes one entry (settled: applied by the server, or moved to the rejected queue).
+pub fn remove(conn: &Connection, seq: i64) -> rusqlite::Result<bool> {
+    raise_floor(conn, seq)?;
+    Ok(conn
+        .prepare_cached("DELETE FROM _sync_outbox WHERE seq = ?1")?
+        .execute([seq])?
+        > 0)
 }
 
 /// Removes every entry with `seq <= through` (acknowledged by the server).

@@ -1,6 +1,6 @@
 //! Bytes that stay in memory while they are small and move to a temporary file when they grow:
-//! an uploaded push body, a push's effect, an encoded pull page. Large changesets then flow
-//! through SQLite's streaming functions from disk and never sit in memory whole, so one large
+//! an uploaded push body, a push's effect, an encoded pull page. Large changesets are then
+//! validated and applied from disk in pieces and never sit in memory whole, so one large
 //! request cannot grow a process by its own size.
 //!
 //! A [`Spool`] is written once; [`Spool::finish`] turns it into a [`Spooled`], which can be
@@ -68,6 +68,25 @@ impl Spool {
             data,
             len: self.len,
         })
+    }
+
+    /// Forgets everything written after the first `len` bytes (a rejected transaction's
+    /// effect), so that the next write continues from there.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if len >= self.len {
+            return Ok(());
+        }
+        match &mut self.file {
+            None => self.mem.truncate(len as usize),
+            Some(w) => {
+                w.flush()?;
+                let f = w.get_mut();
+                f.set_len(len)?;
+                f.seek(io::SeekFrom::Start(len))?;
+            }
+        }
+        self.len = len;
+        Ok(())
     }
 
     fn spill(&mut self) -> io::Result<()> {
@@ -147,6 +166,7 @@ impl Spooled {
             Data::Memory(b) => Source::Bytes(b),
             Data::File(file) => Source::File {
                 file,
+                offset: 0,
                 len: self.len,
             },
         }
@@ -184,10 +204,12 @@ impl Spooled {
 pub enum Source<'a> {
     /// Bytes in memory.
     Bytes(&'a [u8]),
-    /// The first `len` bytes of a file.
+    /// `len` bytes of a file from `offset`.
     File {
         /// The file (read with positioned reads; its cursor is not used).
         file: &'a File,
+        /// Where the bytes start.
+        offset: u64,
         /// How many bytes it holds.
         len: u64,
     },
@@ -212,6 +234,22 @@ impl<'a> Source<'a> {
         match self {
             Source::Bytes(b) => Some(b),
             Source::File { .. } => None,
+        }
+    }
+
+    /// The `len` bytes from `offset` (both clamped to this source).
+    pub fn slice(&self, offset: u64, len: u64) -> Source<'a> {
+        let offset = offset.min(self.len());
+        let len = len.min(self.len() - offset);
+        match *self {
+            Source::Bytes(b) => Source::Bytes(&b[offset as usize..(offset + len) as usize]),
+            Source::File {
+                file, offset: o, ..
+            } => Source::File {
+                file,
+                offset: o + offset,
+                len,
+            },
         }
     }
 
@@ -256,7 +294,9 @@ impl Read for SourceReader<'_> {
                 buf[..want].copy_from_slice(&b[at..at + want]);
                 want
             }
-            Source::File { file, .. } => read_at(file, &mut buf[..want], self.pos)?,
+            Source::File { file, offset, .. } => {
+                read_at(file, &mut buf[..want], offset + self.pos)?
+            }
         };
         self.pos += n as u64;
         Ok(n)
@@ -310,6 +350,31 @@ mod tests {
         assert_eq!(large.into_bytes().unwrap().len(), 1000);
         // The file is unlinked: nothing in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn truncating_forgets_the_tail_and_slices_read_their_range() {
+        let dir = tempfile::tempdir().unwrap();
+        for threshold in [4, 1 << 20] {
+            let mut spool = Spool::new(dir.path(), threshold);
+            spool.write_all(b"keep-").unwrap();
+            spool.write_all(b"this part goes").unwrap();
+            spool.truncate(5).unwrap();
+            spool.write_all(b"more").unwrap();
+            let done = spool.finish().unwrap();
+            assert_eq!(done.len(), 9);
+            let mut all = String::new();
+            done.source().reader().read_to_string(&mut all).unwrap();
+            assert_eq!(all, "keep-more", "threshold {threshold}");
+            let mut part = String::new();
+            done.source()
+                .slice(2, 4)
+                .slice(1, 100)
+                .reader()
+                .read_to_string(&mut part)
+                .unwrap();
+            assert_eq!(part, "p-m", "threshold {threshold}");
+        }
     }
 
     #[test]

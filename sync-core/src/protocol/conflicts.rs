@@ -71,6 +71,10 @@ pub struct ConflictRecord {
     pub seq: i64,
     /// The batch.
     pub batch_id: String,
+    /// The transaction of the batch (the client's id for it); absent for conflicts recorded
+    /// before batches held transactions.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tx: Option<i64>,
     /// The device that pushed the batch.
     pub device: String,
     /// When it was recorded (ms since the Unix epoch).

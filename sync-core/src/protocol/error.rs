@@ -27,6 +27,9 @@ named_enum! {
         RequestTimeout = "request_timeout",
         /// 400: the push body is not a valid changeset (`offset` says where).
         InvalidChangeset = "invalid_changeset",
+        /// 400: the push body is not a valid batch (`offset`): bad magic or version, an index
+        /// that does not match the body's size, a transaction id given twice.
+        InvalidBatch = "invalid_batch",
         /// 400: the changeset names an unknown table or has the wrong columns or key.
         ChangesetSchemaMismatch = "changeset_schema_mismatch",
         /// 400: a value in the changeset has a type its column cannot hold (TEXT for an
@@ -38,8 +41,9 @@ named_enum! {
         /// 409: the client's schema version is not the server's (`server_version`,
         /// `client_version`). Upgrade the app, then re-initialise.
         SchemaMismatch = "schema_mismatch",
-        /// 409: the push was rejected (a `reject` policy conflict or foreign-key violations);
-        /// it is recorded as processed and answers the same on retry.
+        /// 409: every transaction of the push was rejected (a `reject` policy conflict,
+        /// foreign-key violations); the data is the push answer. It is recorded as processed
+        /// and answers the same on retry.
         PushRejected = "push_rejected",
         /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
         /// restored from an older backup. Bootstrap from a snapshot.
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::InvalidDatabaseName
             | ErrorCode::BadRequest
             | ErrorCode::InvalidChangeset
+            | ErrorCode::InvalidBatch
             | ErrorCode::ChangesetSchemaMismatch
             | ErrorCode::TypeMismatch
             | ErrorCode::InternalTable => 400,
@@ -172,6 +177,7 @@ mod tests {
             ErrorCode::Overloaded,
             ErrorCode::InsufficientStorage,
             ErrorCode::InvalidChangeset,
+            ErrorCode::InvalidBatch,
             ErrorCode::ChangesetSchemaMismatch,
             ErrorCode::InternalTable,
             ErrorCode::SchemaMismatch,

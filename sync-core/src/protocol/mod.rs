@@ -8,7 +8,8 @@
 //! |---|---|
 //! | [`routes`] | every route's path, for the router, the client and the metrics |
 //! | [`error`] | the JSON error envelope and its stable codes |
-//! | [`push`] | `POST …/push`: headers, the answer, the changeset body's media type |
+//! | [`push`] | `POST …/push`: headers, the answer with every transaction's outcome |
+//! | [`batch`] | the push body: an ordered list of transactions, each its own changeset |
 //! | [`pull`] | `GET …/pull`: the query and the binary log page format |
 //! | [`snapshot`] | `GET …/snapshot`: headers and the marker table inside the file |
 //! | [`events`] | `GET …/events`: the server-sent `head` event |
@@ -16,6 +17,7 @@
 //! | [`rowid`] | `POST …/rowid-ranges` |
 //! | [`conflicts`] | `GET …/conflicts`, and the conflict record push answers carry |
 
+pub mod batch;
 pub mod conflicts;
 pub mod error;
 pub mod events;

@@ -14,7 +14,7 @@
 //! the page was read; `more` is 1 when the page was cut short by its count or byte limit.
 //! Entries are in increasing seq order. Anything after the trailer is an error.
 
-use super::push::PushStatus;
+use super::push::{PushStatus, RejectReason};
 use crate::engine::changeset::Changeset;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
@@ -80,26 +80,42 @@ impl PullQuery {
 /// Magic bytes at the start of a page.
 pub const MAGIC: &[u8; 5] = b"SSLOG";
 /// The framing version this code reads and writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Media type of a page.
 pub const MEDIA_TYPE: &str = "application/vnd.session-sync.log";
 
 const TAG_ENTRY: u8 = b'E';
+const TAG_LARGE: u8 = b'L';
 const TAG_END: u8 = b'Z';
+
+/// A transaction of a batch that the server rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedTx {
+    /// The client's id for it (as in the batch).
+    pub id: i64,
+    /// Why.
+    pub reason: RejectReason,
+}
 
 /// One log entry: the effect of one processed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Position in the database's log; starts at 1, no gaps.
     pub seq: i64,
-    /// Applied or rejected.
+    /// Applied, partial or rejected.
     pub status: PushStatus,
     /// The device that pushed the batch.
     pub origin: String,
     /// The batch's id.
     pub batch_id: String,
-    /// What applying the batch changed on the server (empty if nothing, or if rejected).
+    /// The batch's rejected transactions.
+    pub rejected: Vec<RejectedTx>,
+    /// What applying the batch changed on the server (empty if nothing, if every transaction
+    /// was rejected, or if the effect is [`large`](Self::large)).
     pub effect: Changeset,
+    /// For an effect too large for the page: its size. It is not in `effect`; fetch it on its
+    /// own.
+    pub large: Option<u64>,
 }
 
 /// A page of log entries.
@@ -136,32 +152,48 @@ pub fn encode_header(head_seq: i64, out: &mut dyn Write) -> io::Result<()> {
 pub struct EntryHead {
     /// The entry's seq.
     pub seq: i64,
-    /// Applied or rejected.
+    /// Applied, partial or rejected.
     pub status: PushStatus,
     /// The device that pushed the batch.
     pub origin: String,
     /// The batch's id.
     pub batch_id: String,
-    /// Size of the effect that follows.
+    /// The batch's rejected transactions.
+    pub rejected: Vec<RejectedTx>,
+    /// Size of the effect.
     pub effect_len: usize,
+    /// The effect is not in the page (an `'L'` entry).
+    pub large: bool,
 }
 
 impl EntryHead {
     /// Writes everything of the entry up to its effect bytes, which the caller writes next
-    /// (exactly `effect_len` of them). Origins and batch ids longer than 255 bytes are a
-    /// caller bug (they are validated on the way in) and are truncated to keep the framing.
+    /// (exactly `effect_len` of them, none for a large entry). Origins and batch ids longer
+    /// than 255 bytes are a caller bug (they are validated on the way in) and are truncated
+    /// to keep the framing.
     pub fn encode(&self, out: &mut dyn Write) -> io::Result<()> {
-        out.write_all(&[TAG_ENTRY])?;
-        out.write_all(&self.seq.to_be_bytes())?;
-        out.write_all(&[self.status.code()])?;
+        let mut head = Vec::with_capacity(64 + 9 * self.rejected.len());
+        head.push(if self.large { TAG_LARGE } else { TAG_ENTRY });
+        head.extend_from_slice(&self.seq.to_be_bytes());
+        head.push(self.status.code());
         for s in [&self.origin, &self.batch_id] {
             let bytes = truncate_utf8(s, 255);
-            out.write_all(&[bytes.len() as u8])?;
-            out.write_all(bytes)?;
+            head.push(bytes.len() as u8);
+            head.extend_from_slice(bytes);
         }
-        let len = u32::try_from(self.effect_len)
-            .map_err(|_| io::Error::other("an effect larger than 4 GiB cannot be framed"))?;
-        out.write_all(&len.to_be_bytes())
+        head.extend_from_slice(&(self.rejected.len() as u32).to_be_bytes());
+        for r in &self.rejected {
+            head.extend_from_slice(&r.id.to_be_bytes());
+            head.push(r.reason.code());
+        }
+        if self.large {
+            head.extend_from_slice(&(self.effect_len as u64).to_be_bytes());
+        } else {
+            let len = u32::try_from(self.effect_len)
+                .map_err(|_| io::Error::other("an inline effect larger than 4 GiB"))?;
+            head.extend_from_slice(&len.to_be_bytes());
+        }
+        out.write_all(&head)
     }
 
     /// Bytes the whole entry takes in a page, effect included (for paging by size).
@@ -172,7 +204,8 @@ impl EntryHead {
             + self.origin.len().min(255)
             + self.batch_id.len().min(255)
             + 4
-            + self.effect_len
+            + 9 * self.rejected.len()
+            + if self.large { 8 } else { 4 + self.effect_len }
     }
 }
 
@@ -183,7 +216,12 @@ impl LogEntry {
             status: self.status,
             origin: self.origin.clone(),
             batch_id: self.batch_id.clone(),
-            effect_len: self.effect.len(),
+            rejected: self.rejected.clone(),
+            effect_len: match self.large {
+                Some(n) => n as usize,
+                None => self.effect.len(),
+            },
+            large: self.large.is_some(),
         }
     }
 }
@@ -191,7 +229,9 @@ impl LogEntry {
 /// Writes one entry.
 pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
     entry.head().encode(out).expect("writing to memory");
-    out.extend_from_slice(entry.effect.as_bytes());
+    if entry.large.is_none() {
+        out.extend_from_slice(entry.effect.as_bytes());
+    }
 }
 
 /// Writes the trailer.
@@ -247,7 +287,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
     loop {
         let at = r.pos;
         match r.u8("entry tag")? {
-            TAG_ENTRY => {
+            tag @ (TAG_ENTRY | TAG_LARGE) => {
                 let seq = r.i64("seq")?;
                 if seq <= entries.last().map_or(0, |e| e.seq) {
                     return Err(r.err_at(at, format!("seq {seq} is not increasing")));
@@ -257,14 +297,35 @@ pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
                     .ok_or_else(|| r.err_at(at + 9, format!("unknown status {code}")))?;
                 let origin = r.string("origin")?;
                 let batch_id = r.string("batch_id")?;
-                let len = r.u32("effect length")? as usize;
-                let effect = Changeset::from_bytes(r.take(len, "effect")?.to_vec());
+                let count = r.u32("rejected count")? as usize;
+                // Each takes 9 bytes: a count the page cannot hold is refused before any
+                // allocation.
+                if count > (bytes.len() - r.pos) / 9 {
+                    return Err(r.err_at(r.pos - 4, "truncated inside the rejected list"));
+                }
+                let mut rejected = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let id = r.i64("rejected transaction id")?;
+                    let at = r.pos;
+                    let code = r.u8("reject reason")?;
+                    let reason = RejectReason::from_code(code)
+                        .ok_or_else(|| r.err_at(at, format!("unknown reject reason {code}")))?;
+                    rejected.push(RejectedTx { id, reason });
+                }
+                let (effect, large) = if tag == TAG_ENTRY {
+                    let len = r.u32("effect length")? as usize;
+                    (Changeset::from_bytes(r.take(len, "effect")?.to_vec()), None)
+                } else {
+                    (Changeset::default(), Some(r.u64("effect length")?))
+                };
                 entries.push(LogEntry {
                     seq,
                     status,
                     origin,
                     batch_id,
+                    rejected,
                     effect,
+                    large,
                 });
             }
             TAG_END => {
@@ -321,6 +382,12 @@ impl Reader<'_> {
         Ok(u32::from_be_bytes(b))
     }
 
+    fn u64(&mut self, what: &str) -> Result<u64, LogDecodeError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_be_bytes(b))
+    }
+
     fn i64(&mut self, what: &str) -> Result<i64, LogDecodeError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8, what)?);
@@ -349,14 +416,36 @@ mod tests {
                     status: PushStatus::Applied,
                     origin: "phone".into(),
                     batch_id: "b-1".into(),
+                    rejected: vec![],
                     effect: Changeset::from_bytes(vec![1, 2, 3]),
+                    large: None,
                 },
                 LogEntry {
                     seq: 4,
-                    status: PushStatus::Rejected,
+                    status: PushStatus::Partial,
                     origin: "laptop".into(),
                     batch_id: "b-2".into(),
+                    rejected: vec![
+                        RejectedTx {
+                            id: 17,
+                            reason: RejectReason::ForeignKey,
+                        },
+                        RejectedTx {
+                            id: 19,
+                            reason: RejectReason::Policy,
+                        },
+                    ],
+                    effect: Changeset::from_bytes(vec![9]),
+                    large: None,
+                },
+                LogEntry {
+                    seq: 6,
+                    status: PushStatus::Applied,
+                    origin: "tablet".into(),
+                    batch_id: "b-3".into(),
+                    rejected: vec![],
                     effect: Changeset::default(),
+                    large: Some(70 << 20),
                 },
             ],
             more: true,
@@ -386,7 +475,7 @@ mod tests {
     #[test]
     fn wrong_version_and_non_increasing_seq_are_errors() {
         let mut bytes = encode(&page());
-        bytes[5] = 2;
+        bytes[5] = 1;
         assert!(decode(&bytes).unwrap_err().what.contains("version"));
         let mut p = page();
         p.entries[1].seq = 3;

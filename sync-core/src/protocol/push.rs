@@ -1,7 +1,9 @@
-//! `POST /v1/databases/{db}/push`: the body is a plain SQLite changeset (optionally
-//! `Content-Encoding: zstd`); the headers carry the batch id, the cursor and the schema
-//! version; the answer is [`PushResponse`] (200) or, for a rejected batch, an error envelope
-//! with code `push_rejected` (409) carrying the same fields.
+//! `POST /v1/databases/{db}/push`: the body is a batch of transactions
+//! ([`crate::protocol::batch`]; or, for tools, one plain SQLite changeset), optionally
+//! `Content-Encoding: zstd`; the headers carry the batch id, the cursor and the schema
+//! version; the answer is [`PushResponse`], with every transaction's outcome: 200 when at
+//! least one transaction applied, or an error envelope with code `push_rejected` (409)
+//! carrying the same fields when every one was rejected.
 
 use super::conflicts::Conflict;
 use super::error::{ErrorBody, ErrorCode};
@@ -74,14 +76,17 @@ impl PushHeaders {
 }
 
 named_enum! {
-    /// Whether the server applied a batch.
+    /// What the server did with a batch, summed over its transactions.
     pub enum PushStatus {
-        /// Applied (possibly with conflicts resolved by policy); its effect is in the log at
-        /// `seq`.
+        /// Every transaction applied (possibly with conflicts resolved by policy); the
+        /// effect is in the log at `seq`.
         Applied = "applied",
-        /// Rejected as a whole; nothing of it was applied. It still has a log entry at `seq`
-        /// (with an empty effect) so that the client learns the outcome even if this answer is
-        /// lost.
+        /// Some transactions applied, some were rejected; the log entry at `seq` holds the
+        /// effects of those that applied.
+        Partial = "partial",
+        /// Every transaction was rejected; nothing was applied. The batch still has a log
+        /// entry at `seq` (with an empty effect) so that the client learns the outcome even
+        /// if this answer is lost.
         Rejected = "rejected",
     }
 }
@@ -92,6 +97,7 @@ impl PushStatus {
         match self {
             PushStatus::Applied => 0,
             PushStatus::Rejected => 1,
+            PushStatus::Partial => 2,
         }
     }
 
@@ -100,18 +106,71 @@ impl PushStatus {
         match code {
             0 => Some(PushStatus::Applied),
             1 => Some(PushStatus::Rejected),
+            2 => Some(PushStatus::Partial),
             _ => None,
+        }
+    }
+
+    /// The status of a batch whose transactions had these outcomes.
+    pub fn of(outcomes: &[TxOutcome]) -> PushStatus {
+        let rejected = outcomes.iter().filter(|t| t.reason.is_some()).count();
+        match rejected {
+            0 => PushStatus::Applied,
+            n if n == outcomes.len() => PushStatus::Rejected,
+            _ => PushStatus::Partial,
         }
     }
 }
 
 named_enum! {
-    /// Why a batch was rejected.
+    /// Why a transaction was rejected.
     pub enum RejectReason {
         /// A table with the `reject` policy had a conflict.
         Policy = "policy",
-        /// Applying the batch would leave foreign-key violations.
+        /// Applying the transaction would leave foreign-key violations.
         ForeignKey = "foreign_key",
+    }
+}
+
+impl RejectReason {
+    /// The reason as one byte, in the log page framing.
+    pub fn code(self) -> u8 {
+        match self {
+            RejectReason::Policy => 1,
+            RejectReason::ForeignKey => 2,
+        }
+    }
+
+    /// The reason of a [`code`](Self::code), if it is one.
+    pub fn from_code(code: u8) -> Option<RejectReason> {
+        match code {
+            1 => Some(RejectReason::Policy),
+            2 => Some(RejectReason::ForeignKey),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to one transaction of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxOutcome {
+    /// The client's id for the transaction (as in the batch).
+    pub id: i64,
+    /// Present when the transaction was rejected (nothing of it was applied).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<RejectReason>,
+    /// Changes in the transaction as received (those written are `changes` minus the
+    /// conflicts resolved by omission).
+    pub changes: u64,
+    /// Every conflict met while applying it, with its resolution; for a rejected one, the
+    /// last is the one that rejected it (the row that blocked it, or the foreign-key count).
+    pub conflicts: Vec<Conflict>,
+}
+
+impl TxOutcome {
+    /// True when the transaction applied.
+    pub fn applied(&self) -> bool {
+        self.reason.is_none()
     }
 }
 
@@ -125,37 +184,41 @@ pub struct PushResponse {
     pub batch_id: String,
     /// The log seq recorded for this batch (every processed batch gets exactly one).
     pub seq: i64,
-    /// Applied or rejected.
+    /// Applied, partial or rejected (see [`PushStatus::of`]).
     pub status: PushStatus,
-    /// Present when rejected.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<RejectReason>,
-    /// True when the batch applied with no conflict *and* nothing was interleaved between the
-    /// client's cursor and this batch (`seq == cursor + 1`): the client's local state then
-    /// equals the server's at `seq` plus its later pending changes, so it may skip the
-    /// undo/redo of a rebase.
+    /// True when every transaction applied with no conflict *and* nothing was interleaved
+    /// between the client's cursor and this batch (`seq == cursor + 1`): the client's local
+    /// state then equals the server's at `seq` plus its later pending changes, so it may skip
+    /// the undo/redo of a rebase.
     pub clean: bool,
     /// True when this is the stored answer to an earlier delivery of the same batch.
     pub duplicate: bool,
-    /// Changes in the batch as received (those written are `changes` minus the conflicts
-    /// resolved by omission); 0 when rejected.
+    /// Changes in the transactions that applied.
     #[serde(default)]
     pub changes: u64,
-    /// Every conflict met, with its resolution.
-    pub conflicts: Vec<Conflict>,
+    /// Every transaction's outcome, in batch order.
+    pub transactions: Vec<TxOutcome>,
 }
 
 impl PushResponse {
-    /// The 409 error envelope for a rejected batch: code `push_rejected` with the response's
-    /// fields as data.
+    /// Conflicts of every transaction, in batch order.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.transactions.iter().flat_map(|t| t.conflicts.iter())
+    }
+
+    /// The 409 error envelope for a batch whose every transaction was rejected: code
+    /// `push_rejected` with the response's fields as data.
     pub fn to_rejection(&self) -> ErrorBody {
-        let why = match self.reason {
+        let why = match self.transactions.first().and_then(|t| t.reason) {
             Some(RejectReason::ForeignKey) => "it would leave foreign-key violations",
             _ => "a table with the reject policy had a conflict",
         };
         let mut body = ErrorBody::new(
             ErrorCode::PushRejected,
-            format!("batch {} was rejected: {why}", self.batch_id),
+            format!(
+                "every transaction of batch {} was rejected (the first: {why})",
+                self.batch_id
+            ),
         );
         if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) {
             for (k, v) in fields {
@@ -219,18 +282,22 @@ mod tests {
             batch_id: "b1".into(),
             seq: 9,
             status: PushStatus::Rejected,
-            reason: Some(RejectReason::Policy),
             clean: false,
             duplicate: false,
-            changes: 1,
-            conflicts: vec![Conflict {
-                kind: ConflictKind::Data,
-                table: "notes".into(),
-                op: Some(Op::Update),
-                pk: vec![Value::Integer(1)],
-                resolution: Resolution::Abort,
-                current: None,
-                fk_violations: None,
+            changes: 0,
+            transactions: vec![TxOutcome {
+                id: 3,
+                reason: Some(RejectReason::Policy),
+                changes: 1,
+                conflicts: vec![Conflict {
+                    kind: ConflictKind::Data,
+                    table: "notes".into(),
+                    op: Some(Op::Update),
+                    pk: vec![Value::Integer(1)],
+                    resolution: Resolution::Abort,
+                    current: None,
+                    fk_violations: None,
+                }],
             }],
         };
         let body = response.to_rejection();

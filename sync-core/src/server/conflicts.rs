@@ -7,11 +7,13 @@ use crate::engine::apply::ApplyReport;
 use crate::protocol::conflicts::{Conflict, ConflictRecord};
 use rusqlite::{Connection, params};
 
+/// Records the conflicts one transaction (`tx`, the client's id for it) of a batch met.
 pub(crate) fn record(
     conn: &Connection,
     seq: i64,
     device: &str,
     batch_id: &str,
+    tx: i64,
     report: &ApplyReport,
     now_ms: i64,
 ) -> Result<(), ServerError> {
@@ -19,11 +21,12 @@ pub(crate) fn record(
         return Ok(()); // (not even compiling the statement: most batches meet no conflict)
     }
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO _sync_conflicts(seq, batch_id, device, at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO _sync_conflicts(seq, batch_id, device, at_ms, record, tx) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for c in &report.conflicts {
         let json = serde_json::to_string(&Conflict::from(c)).map_err(ServerError::internal)?;
-        stmt.execute(params![seq, batch_id, device, now_ms, json])?;
+        stmt.execute(params![seq, batch_id, device, now_ms, json, tx])?;
     }
     Ok(())
 }
@@ -36,7 +39,8 @@ pub fn conflicts(
 ) -> Result<(Vec<ConflictRecord>, bool), ServerError> {
     let limit = limit.clamp(1, crate::protocol::conflicts::MAX_LIMIT);
     let mut stmt = conn.prepare_cached(
-        "SELECT id, seq, batch_id, device, at_ms, record FROM _sync_conflicts WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, seq, batch_id, device, at_ms, record, tx FROM _sync_conflicts \
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, (limit + 1) as i64], |r| {
         Ok((
@@ -46,17 +50,19 @@ pub fn conflicts(
             r.get::<_, String>(3)?,
             r.get::<_, i64>(4)?,
             r.get::<_, String>(5)?,
+            r.get::<_, Option<i64>>(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, seq, batch_id, device, at_ms, record) = row?;
+        let (id, seq, batch_id, device, at_ms, record, tx) = row?;
         let conflict = serde_json::from_str(&record)
             .map_err(|e| ServerError::internal(format!("conflict record {id} unreadable: {e}")))?;
         out.push(ConflictRecord {
             id,
             seq,
             batch_id,
+            tx,
             device,
             at_ms,
             conflict,

@@ -21,6 +21,9 @@ pub enum ServerError {
     /// The body is not a valid changeset.
     #[error(transparent)]
     InvalidChangeset(#[from] DecodeError),
+    /// The body is not a valid batch.
+    #[error(transparent)]
+    InvalidBatch(#[from] crate::protocol::batch::BatchError),
     /// The changeset does not fit the schema.
     #[error(transparent)]
     ChangesetSchema(#[from] SchemaError),
@@ -101,6 +104,9 @@ impl ServerError {
             ServerError::InvalidChangeset(e) => {
                 ErrorBody::new(ErrorCode::InvalidChangeset, self.to_string())
                     .with("offset", e.offset)
+            }
+            ServerError::InvalidBatch(e) => {
+                ErrorBody::new(ErrorCode::InvalidBatch, self.to_string()).with("offset", e.offset)
             }
             ServerError::ChangesetSchema(SchemaError::Sqlite(_)) => {
                 ErrorBody::new(ErrorCode::Internal, "internal error")

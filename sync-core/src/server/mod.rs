@@ -40,6 +40,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// Call once when a database is created or opened.
 pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
     effect_last(conn)?;
+    add_conflict_tx_column(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sync_log (
              seq      INTEGER PRIMARY KEY,
@@ -62,7 +63,8 @@ pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
              batch_id TEXT    NOT NULL,
              device   TEXT    NOT NULL,
              at_ms    INTEGER NOT NULL,
-             record   TEXT    NOT NULL
+             record   TEXT    NOT NULL,
+             tx       INTEGER
          );
          CREATE TABLE IF NOT EXISTS _sync_meta (
              key   TEXT PRIMARY KEY,
@@ -112,6 +114,19 @@ fn effect_last(conn: &Connection) -> rusqlite::Result<()> {
          DROP TABLE _sync_log_old;",
     )?;
     tx.commit()
+}
+
+/// `_sync_conflicts.tx` (the transaction of the batch) came with per-transaction batches;
+/// older databases get the column, empty for their records.
+fn add_conflict_tx_column(conn: &Connection) -> rusqlite::Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('_sync_conflicts')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !columns.is_empty() && !columns.iter().any(|c| c == "tx") {
+        conn.execute_batch("ALTER TABLE _sync_conflicts ADD COLUMN tx INTEGER")?;
+    }
+    Ok(())
 }
 
 pub(crate) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {

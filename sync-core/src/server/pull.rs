@@ -7,7 +7,7 @@ use super::push::COPY_CHUNK;
 use crate::engine::tx::Tx;
 use crate::protocol::pull::{self as log, LogPage};
 use crate::protocol::push::PushStatus;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::io::{Read, Write};
 
 /// Log entries after `since`, at most `limit` of them and about `max_bytes` (at least one
@@ -82,16 +82,23 @@ pub fn pull_into(
             break;
         }
         let seq: i64 = row.get(0)?;
+        let origin: String = row.get(1)?;
+        let batch_id: String = row.get(2)?;
+        let code = u8::try_from(row.get::<_, i64>(3)?).unwrap_or(u8::MAX);
+        let status = PushStatus::from_code(code)
+            .ok_or_else(|| ServerError::internal(format!("log entry {seq} has status {code}")))?;
+        let rejected = match status {
+            PushStatus::Applied => Vec::new(),
+            _ => rejected_of(conn, &origin, &batch_id)?,
+        };
         let head = log::EntryHead {
             seq,
-            origin: row.get(1)?,
-            batch_id: row.get(2)?,
-            status: if row.get::<_, i64>(3)? == 0 {
-                PushStatus::Applied
-            } else {
-                PushStatus::Rejected
-            },
+            origin,
+            batch_id,
+            status,
+            rejected,
             effect_len: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+            large: false,
         };
         let size = head.encoded_len();
         if info.entries > 0 && bytes + size > max_bytes {
@@ -127,6 +134,28 @@ pub fn pull_into(
     log::encode_trailer(info.more, out).map_err(io)?;
     tx.commit()?;
     Ok(info)
+}
+
+/// The rejected transactions of a batch, from its stored answer.
+fn rejected_of(
+    conn: &Connection,
+    device: &str,
+    batch_id: &str,
+) -> Result<Vec<log::RejectedTx>, ServerError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT response FROM _sync_batches WHERE device = ?1 AND batch_id = ?2")?
+        .query_row(params![device, batch_id], |r| r.get(0))
+        .optional()?;
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let answer: crate::protocol::push::PushResponse = serde_json::from_str(&json)
+        .map_err(|e| ServerError::internal(format!("stored answer unreadable: {e}")))?;
+    Ok(answer
+        .transactions
+        .iter()
+        .filter_map(|t| t.reason.map(|reason| log::RejectedTx { id: t.id, reason }))
+        .collect())
 }
 
 /// Drops log entries so that at least `keep` newest remain; returns the new `oldest_seq`.

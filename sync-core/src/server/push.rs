@@ -1,18 +1,23 @@
-//! Push: a batch is applied with the tables' policies under a session, and its effect, the
-//! conflicts met and the stored answer are committed in one transaction before the server
-//! answers. A retried batch (same device and id) gets the stored answer and changes nothing.
+//! Push: a batch is a list of transactions, each applied on its own with the tables' policies
+//! under its own session — a transaction that is rejected (a `reject` policy conflict,
+//! foreign-key violations left at its end) is rejected alone and changes nothing — and the
+//! effects of those that applied, the conflicts met and the stored answer are committed in one
+//! transaction before the server answers. A retried batch (same device and id) gets the stored
+//! answer and changes nothing.
 
 use super::ServerError;
 use super::conflicts;
-use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured_into};
+use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply_captured_into};
 use crate::engine::conflict::ConflictKind;
-use crate::engine::decode::DecodeError;
+use crate::engine::decode::{DecodeError, DecodeErrorKind};
 use crate::engine::policy::PolicySet;
 use crate::engine::schema::ShapeCache;
 use crate::engine::spool::{self, Source, Spool, Spooled};
 use crate::engine::tx::Tx;
 use crate::protocol::VERSION;
-use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason};
+use crate::protocol::batch::{self, TxRange};
+use crate::protocol::conflicts::Conflict;
+use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason, TxOutcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -36,25 +41,38 @@ pub struct PushTarget<'a> {
     pub scratch: Option<&'a Path>,
 }
 
+/// A push body and how it is framed.
+#[derive(Debug, Clone, Copy)]
+pub enum PushBody<'a> {
+    /// A batch ([`crate::protocol::batch`]).
+    Batch(Source<'a>),
+    /// One plain changeset: a batch of one transaction with id 0.
+    Changeset(Source<'a>),
+}
+
 /// Effects and pull pages are copied between SQLite and files in pieces of this size.
 pub(crate) const COPY_CHUNK: usize = 64 * 1024;
 
 /// Processes one push in one transaction: a known batch gets its stored answer (`duplicate`);
-/// otherwise the changeset is validated, checked against the schema, applied under the
-/// policies with a session attached, and its effect appended to the log with the next seq,
-/// together with the conflict records and the idempotency record. A batch rejected by policy
-/// or by foreign keys is recorded too (empty effect), so a retry is answered the same way.
+/// otherwise every transaction of the batch, in order, is validated, checked against the
+/// schema and applied under the policies with its own session attached. A transaction that
+/// is rejected is rolled back alone and answered with its reason; the effects of the others
+/// are appended to the log, one entry for the batch with the next seq, together with the
+/// conflict records and the idempotency record. A batch whose every transaction was rejected
+/// is recorded too (empty effect), so a retry is answered the same way.
 ///
 /// `body` may be in memory or in a file (a spooled upload): a file is validated and applied in
 /// pieces, and a large effect goes through a spool in `target.scratch` into the log row by
 /// incremental blob I/O, so memory does not grow with the size of the push.
 ///
-/// Errors (bad input, schema mismatch) leave the database unchanged and record nothing.
+/// Errors (bad input in any transaction, schema mismatch) leave the database unchanged and
+/// record nothing: a batch is processed whole or not at all, while its transactions are
+/// accepted or rejected one by one.
 pub fn push(
     target: PushTarget<'_>,
     device: &str,
     headers: &PushHeaders,
-    body: Source<'_>,
+    body: PushBody<'_>,
     config: &PushConfig,
     now_ms: i64,
 ) -> Result<PushResponse, ServerError> {
@@ -71,16 +89,7 @@ pub fn push(
             client: headers.schema_version,
         });
     }
-    // An empty body is not a changeset (apply would accept it as a no-op). Everything else
-    // — that it decodes, that its tables fit — is checked once, by the apply below (reading
-    // the schema costs more than the apply itself for a small batch); its errors map to the
-    // same wire codes.
-    if body.is_empty() {
-        return Err(ServerError::InvalidChangeset(DecodeError {
-            offset: 0,
-            kind: crate::engine::decode::DecodeErrorKind::Empty,
-        }));
-    }
+    let (source, ranges) = transactions(body)?;
     // Read before the apply: the apply expires every prepared statement of the connection
     // (it sets PRAGMA defer_foreign_keys), so each statement used after it is compiled again.
     // The write transaction is held, so the head cannot move meanwhile.
@@ -100,33 +109,46 @@ pub fn push(
         Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
         None => Spool::in_memory(),
     };
-    let applied = apply_captured_into(conn, body, &options, Some(target.shapes), &mut effect);
-    let (status, reason, report, effect) = match applied {
-        Ok(report) => (
-            PushStatus::Applied,
-            None,
-            report,
-            effect.finish().map_err(ServerError::Io)?,
-        ),
-        Err(ApplyError::Aborted { report }) => {
-            let fk = report
-                .conflicts
-                .last()
-                .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
-            let reason = if fk {
-                RejectReason::ForeignKey
-            } else {
-                RejectReason::Policy
-            };
-            (
-                PushStatus::Rejected,
-                Some(reason),
-                report,
-                Spooled::from_bytes(Vec::new()),
-            )
-        }
-        Err(e) => return Err(ServerError::from_apply(e)),
-    };
+    let mut outcomes = Vec::with_capacity(ranges.len());
+    let mut reports = Vec::with_capacity(ranges.len());
+    for r in &ranges {
+        let before = effect.len();
+        // Inside this transaction the apply takes a savepoint of its own: a rejected
+        // transaction is rolled back alone.
+        let applied = apply_captured_into(
+            conn,
+            source.slice(r.offset, r.len),
+            &options,
+            Some(target.shapes),
+            &mut effect,
+        );
+        let (reason, report) = match applied {
+            Ok(report) => (None, report),
+            Err(ApplyError::Aborted { report }) => {
+                effect.truncate(before).map_err(ServerError::Io)?;
+                let fk = report
+                    .conflicts
+                    .last()
+                    .is_some_and(|c| c.kind == ConflictKind::ForeignKey);
+                let reason = if fk {
+                    RejectReason::ForeignKey
+                } else {
+                    RejectReason::Policy
+                };
+                (Some(reason), report)
+            }
+            Err(e) => return Err(in_transaction(ServerError::from_apply(e), r)),
+        };
+        outcomes.push(TxOutcome {
+            id: r.id,
+            reason,
+            changes: if reason.is_none() { report.changes } else { 0 },
+            conflicts: report.conflicts.iter().map(Conflict::from).collect(),
+        });
+        reports.push((r.id, report));
+    }
+    let status = PushStatus::of(&outcomes);
+    let effect = effect.finish().map_err(ServerError::Io)?;
     append_log(
         conn,
         &LogRow {
@@ -139,23 +161,22 @@ pub fn push(
         &effect,
     )?;
     super::set_meta(conn, "head_seq", seq)?;
-    conflicts::record(conn, seq, device, &headers.batch_id, &report, now_ms)?;
+    for (id, report) in &reports {
+        conflicts::record(conn, seq, device, &headers.batch_id, *id, report, now_ms)?;
+    }
     let response = PushResponse {
         v: VERSION,
         batch_id: headers.batch_id.clone(),
         seq,
         status,
-        reason,
         clean: status == PushStatus::Applied
-            && report.conflicts.is_empty()
+            && reports
+                .iter()
+                .all(|(_, r): &(i64, ApplyReport)| r.conflicts.is_empty())
             && seq == headers.cursor + 1,
         duplicate: false,
-        changes: if status == PushStatus::Applied {
-            report.changes
-        } else {
-            0
-        },
-        conflicts: report.conflicts.iter().map(Into::into).collect(),
+        changes: outcomes.iter().map(|t| t.changes).sum(),
+        transactions: outcomes,
     };
     let json = serde_json::to_string(&response).map_err(ServerError::internal)?;
     conn.prepare_cached(
@@ -164,6 +185,53 @@ pub fn push(
     .execute(params![device, headers.batch_id, seq, json])?;
     tx.commit()?;
     Ok(response)
+}
+
+/// The body's transactions: where each lies in the body's bytes.
+fn transactions(body: PushBody<'_>) -> Result<(Source<'_>, Vec<TxRange>), ServerError> {
+    match body {
+        // An empty body is not a changeset (apply would accept it as a no-op). Everything
+        // else — that it decodes, that its tables fit — is checked once, by the apply (reading
+        // the schema costs more than the apply itself for a small batch); its errors map to
+        // the same wire codes.
+        PushBody::Changeset(source) if source.is_empty() => {
+            Err(ServerError::InvalidChangeset(DecodeError {
+                offset: 0,
+                kind: DecodeErrorKind::Empty,
+            }))
+        }
+        PushBody::Changeset(source) => Ok((
+            source,
+            vec![TxRange {
+                id: 0,
+                offset: 0,
+                len: source.len(),
+            }],
+        )),
+        PushBody::Batch(source) => {
+            let ranges = batch::decode_index(source).map_err(ServerError::Io)??;
+            if ranges.is_empty() {
+                return Err(ServerError::InvalidBatch(batch::BatchError {
+                    offset: 0,
+                    what: "a batch without transactions".into(),
+                }));
+            }
+            Ok((source, ranges))
+        }
+    }
+}
+
+/// A decode error inside one transaction, its offset made relative to the whole body.
+fn in_transaction(e: ServerError, r: &TxRange) -> ServerError {
+    match e {
+        ServerError::InvalidChangeset(mut d) => {
+            d.offset = d
+                .offset
+                .saturating_add(usize::try_from(r.offset).unwrap_or(0));
+            ServerError::InvalidChangeset(d)
+        }
+        other => other,
+    }
 }
 
 /// The columns of a log row other than its effect.

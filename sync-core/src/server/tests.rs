@@ -1,7 +1,7 @@
 //! Unit tests of the server steps against in-memory and on-disk databases.
 
 use super::pull::{compact, pull, pull_into};
-use super::push::{PushConfig, PushTarget, push};
+use super::push::{PushBody, PushConfig, PushTarget, push};
 use super::rowid::lease_rowids;
 use super::snapshot::snapshot;
 use super::*;
@@ -57,7 +57,14 @@ fn push_to(
         shapes: &shapes,
         scratch: None,
     };
-    push(target, device, headers, changeset.into(), config, now_ms)
+    push(
+        target,
+        device,
+        headers,
+        PushBody::Changeset(changeset.as_bytes().into()),
+        config,
+        now_ms,
+    )
 }
 
 fn config(p: Policy) -> PushConfig {
@@ -178,7 +185,7 @@ fn a_push_from_a_file_logs_a_large_effect_through_a_spool_and_pulls_back_whole()
         target,
         "d",
         &headers("big", 0),
-        spooled.source(),
+        PushBody::Changeset(spooled.source()),
         &config(Policy::Replace),
         1,
     )
@@ -233,7 +240,7 @@ fn rejected_batch_is_logged_empty_and_answers_the_same_on_retry() {
     let cs = client_change("UPDATE notes SET title = 'client' WHERE id = 1");
     let r = push_to(&db, "d", &headers("b", 0), &cs, &cfg, 1).unwrap();
     assert_eq!(r.status, PushStatus::Rejected);
-    assert_eq!(r.reason, Some(RejectReason::Policy));
+    assert_eq!(r.transactions[0].reason, Some(RejectReason::Policy));
     let title: String = db
         .query_row("SELECT title FROM notes", [], |r| r.get(0))
         .unwrap();

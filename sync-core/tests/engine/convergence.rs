@@ -9,8 +9,8 @@
 //!
 //! * every device's app tables equal the server's, row for row;
 //! * no write acknowledged locally is missing: each write transaction also inserts a unique,
-//!   never-modified `journal` row, which must be on the server — or inside a changeset the
-//!   device recorded as a local conflict (a rejected batch), never silently gone;
+//!   never-modified `journal` row, which must be on the server or else inside a transaction in
+//!   the device's rejected queue — exactly one of the two, never silently gone;
 //! * outboxes are empty and cursors equal the server's head.
 //!
 //! `SYNC_CONVERGENCE_SEED=N` replays one case; `SYNC_CONVERGENCE_CASES=N` runs more (CI runs a
@@ -33,7 +33,7 @@ use sync_core::engine::policy::{Policy, PolicySet};
 use sync_core::engine::value::Value;
 use sync_core::protocol::push::PushResponse;
 use sync_core::server;
-use sync_core::server::push::{PushConfig, PushTarget, push};
+use sync_core::server::push::{PushBody, PushConfig, PushTarget, push};
 
 const SCHEMA: &str = "
     CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '',
@@ -268,7 +268,7 @@ impl World {
             },
             &format!("device-{d}"),
             &batch.headers,
-            (&batch.changeset).into(),
+            PushBody::Batch((&batch.body).into()),
             &self.config,
             self.now,
         ) {
@@ -282,7 +282,7 @@ impl World {
             response.status,
             response.clean,
             response.duplicate,
-            response.conflicts.len(),
+            response.conflicts().count(),
             if fault == 1 { " (answer lost)" } else { "" }
         ));
         (fault != 1).then_some(response)
@@ -479,27 +479,32 @@ impl World {
             .collect::<Result<_, _>>()
             .unwrap();
         for dev in &self.devices {
-            let dropped = dropped_journal_ids(&dev.conn);
+            let rejected = rejected_journal_ids(&dev.conn);
             for id in &dev.acknowledged {
-                if !on_server.contains(id) && !dropped.contains(id) {
-                    self.fail(format!(
-                        "device {}: acknowledged write with journal id {id} is neither on the server nor recorded as a local conflict",
+                match (on_server.contains(id), rejected.contains(id)) {
+                    (true, false) | (false, true) => {}
+                    (false, false) => self.fail(format!(
+                        "device {}: acknowledged write with journal id {id} is neither on the server nor in the rejected queue",
                         dev.id
-                    ));
+                    )),
+                    (true, true) => self.fail(format!(
+                        "device {}: write with journal id {id} is on the server and in the rejected queue",
+                        dev.id
+                    )),
                 }
             }
         }
     }
 }
 
-/// Journal ids inside changesets a device recorded as dropped (local conflicts).
-fn dropped_journal_ids(conn: &Connection) -> std::collections::HashSet<i64> {
+/// Journal ids inside the transactions of a device's rejected queue.
+fn rejected_journal_ids(conn: &Connection) -> std::collections::HashSet<i64> {
     let mut out = std::collections::HashSet::new();
-    for c in local_conflicts(conn, 0).unwrap() {
-        let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
+    for r in client::rejected::list(conn).unwrap() {
+        if r.changeset.is_empty() {
             continue;
-        };
-        for change in cs.inspect().unwrap() {
+        }
+        for change in r.changeset.inspect().unwrap() {
             if change.table == "journal"
                 && change.op == Op::Insert
                 && let Some(Value::Integer(id)) = change.pk_values().first()
@@ -642,7 +647,7 @@ fn an_update_of_a_row_deleted_remotely_is_a_local_conflict_not_silent_loss() {
 }
 
 #[test]
-fn a_rejected_batch_is_recorded_with_its_changes() {
+fn a_rejected_transaction_is_queued_with_its_changes_and_the_row_that_blocked_it() {
     let mut world = World::new(11);
     world.config.policies = PolicySet::uniform(Policy::Abort);
     let (a, b) = (0, 1);
@@ -664,10 +669,20 @@ fn a_rejected_batch_is_recorded_with_its_changes() {
     // b pushes before pulling a's update: a DATA conflict under `reject`.
     world.push(b, 2);
     world.sync_until_quiet(b);
-    let conflicts = local_conflicts(&world.devices[b].conn, 0).unwrap();
-    assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].kind, LocalConflictKind::BatchRejected);
-    let dropped = conflicts[0].changeset.as_ref().unwrap().inspect().unwrap();
+    assert!(
+        local_conflicts(&world.devices[b].conn, 0)
+            .unwrap()
+            .is_empty()
+    );
+    let rejected = client::rejected::list(&world.devices[b].conn).unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].reason, client::rejected::RejectedReason::Policy);
+    assert_eq!(rejected[0].by, client::rejected::RejectedBy::Server);
+    // The row that blocked it: a's update, already on the server.
+    let blocking = rejected[0].conflicts.last().unwrap();
+    assert_eq!(blocking.kind, ConflictKind::Data);
+    assert_eq!(blocking.pk, vec![Value::Integer(1)]);
+    let dropped = rejected[0].changeset.inspect().unwrap();
     assert_eq!(
         dropped[0].new.as_ref().unwrap()[1],
         Some(Value::Text("y".into()))

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use sync_core::protocol::VERSION;
+use sync_core::protocol::batch;
 use sync_core::protocol::push::MEDIA_TYPE;
 use sync_core::protocol::push::PushHeaders;
 use sync_core::protocol::push::PushStatus;
@@ -34,26 +35,44 @@ enum Encoding {
     Zstd,
 }
 
-fn media_checks(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let essence = ct
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence != MEDIA_TYPE && essence != "application/octet-stream" {
-            return Err(ApiError::unsupported(format!(
-                "Content-Type {essence:?} is not accepted; send {MEDIA_TYPE}"
-            )));
+/// How the body is framed: a batch of transactions, or one plain changeset (tools, curl;
+/// also when no type is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Batch,
+    Changeset,
+}
+
+fn media_checks(headers: &HeaderMap) -> Result<(Framing, Encoding), ApiError> {
+    let framing = match headers.get(header::CONTENT_TYPE) {
+        None => Framing::Changeset,
+        Some(ct) => {
+            let essence = ct
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence == batch::MEDIA_TYPE {
+                Framing::Batch
+            } else if essence == MEDIA_TYPE || essence == "application/octet-stream" {
+                Framing::Changeset
+            } else {
+                return Err(ApiError::unsupported(format!(
+                    "Content-Type {essence:?} is not accepted; send {} or {MEDIA_TYPE}",
+                    batch::MEDIA_TYPE
+                )));
+            }
         }
-    }
+    };
     match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str()) {
-        None => Ok(Encoding::Identity),
-        Some(Ok(v)) if v.trim().eq_ignore_ascii_case("identity") => Ok(Encoding::Identity),
-        Some(Ok(v)) if v.trim().eq_ignore_ascii_case("zstd") => Ok(Encoding::Zstd),
+        None => Ok((framing, Encoding::Identity)),
+        Some(Ok(v)) if v.trim().eq_ignore_ascii_case("identity") => {
+            Ok((framing, Encoding::Identity))
+        }
+        Some(Ok(v)) if v.trim().eq_ignore_ascii_case("zstd") => Ok((framing, Encoding::Zstd)),
         Some(v) => Err(ApiError::unsupported(format!(
             "Content-Encoding {:?} is not supported (use zstd or none)",
             v.unwrap_or("?")
@@ -79,7 +98,7 @@ pub async fn push(
 ) -> Result<Response, ApiError> {
     let grant = state.authorize(&headers, &name, &note).await?;
     state.shared().authorize_write(&grant, &name)?;
-    let encoding = media_checks(&headers)?;
+    let (framing, encoding) = media_checks(&headers)?;
     let push_headers = PushHeaders::parse(|n| headers.get(n).and_then(|v| v.to_str().ok()))
         .map_err(ApiError::Wire)?;
     let shared = state.shared();
@@ -115,7 +134,10 @@ pub async fn push(
                     },
                     &grant.device,
                     &push_headers,
-                    changeset.source(),
+                    match framing {
+                        Framing::Batch => server::push::PushBody::Batch(changeset.source()),
+                        Framing::Changeset => server::push::PushBody::Changeset(changeset.source()),
+                    },
                     &s.push,
                     now_ms(),
                 )?;
@@ -124,7 +146,7 @@ pub async fn push(
                 }
                 Ok::<_, ApiError>(r)
             })?;
-            s.metrics.push(&outcome, outcome.changes);
+            s.metrics.push(&outcome);
             if !outcome.duplicate {
                 s.hub.publish(grant.database_id, outcome.seq);
             }
@@ -141,7 +163,7 @@ pub async fn push(
         "push"
     );
     match response.status {
-        PushStatus::Applied => Ok(Json(response).into_response()),
+        PushStatus::Applied | PushStatus::Partial => Ok(Json(response).into_response()),
         PushStatus::Rejected => Err(ApiError::Wire(response.to_rejection())),
     }
 }

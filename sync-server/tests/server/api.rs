@@ -21,7 +21,7 @@ async fn push_then_pull_round_trips_and_reproduces_the_server_rows() {
         (answer.seq, answer.clean, answer.duplicate),
         (1, true, false)
     );
-    assert!(answer.conflicts.is_empty());
+    assert!(answer.transactions[0].conflicts.is_empty());
 
     let page = s.pull(&token, "notes", 0).await;
     assert_eq!(page.head_seq, 1);
@@ -64,8 +64,18 @@ async fn a_retried_batch_is_logged_once_and_answered_the_same() {
     let second = s.push_ok(&token, "notes", "retry-me", 0, &cs).await;
     assert!(second.duplicate && !first.duplicate);
     assert_eq!(
-        (second.seq, second.status, second.clean, &second.conflicts),
-        (first.seq, first.status, first.clean, &first.conflicts)
+        (
+            second.seq,
+            second.status,
+            second.clean,
+            &second.transactions[0].conflicts
+        ),
+        (
+            first.seq,
+            first.status,
+            first.clean,
+            &first.transactions[0].conflicts
+        )
     );
     // Even a different body under the same batch id changes nothing: the id decides.
     let other = device.change("INSERT INTO notes VALUES (2, 'twice', '', 1)");

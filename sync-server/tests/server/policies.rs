@@ -48,7 +48,7 @@ async fn last_push_wins_merges_edits_to_different_columns_of_one_row() {
     let rb = s.push_ok(&b, "shared", "b1", 1, &cb).await;
     assert!(ra.clean);
     assert!(
-        rb.conflicts.is_empty() && !rb.clean,
+        rb.transactions[0].conflicts.is_empty() && !rb.clean,
         "no conflict, but interleaved"
     );
     let notes = assert_log_reproduces(&s, &a).await;
@@ -72,8 +72,8 @@ async fn last_push_wins_on_the_same_column_and_the_conflict_is_recorded() {
         .change("UPDATE notes SET title = 'B' WHERE id = 1");
     s.push_ok(&a, "shared", "a1", 1, &ca).await;
     let rb = s.push_ok(&b, "shared", "b1", 1, &cb).await;
-    assert_eq!(rb.conflicts.len(), 1);
-    let c = serde_json::to_value(&rb.conflicts[0]).unwrap();
+    assert_eq!(rb.transactions[0].conflicts.len(), 1);
+    let c = serde_json::to_value(&rb.transactions[0].conflicts[0]).unwrap();
     assert_eq!(
         (
             c["kind"].as_str(),
@@ -116,7 +116,7 @@ async fn first_write_wins_keeps_the_first_push() {
         .change("UPDATE tags SET name = 'second' WHERE id = 1");
     s.push_ok(&a, "shared", "a1", 1, &ca).await;
     let rb = s.push_ok(&b, "shared", "b1", 1, &cb).await;
-    let c = serde_json::to_value(&rb.conflicts).unwrap();
+    let c = serde_json::to_value(&rb.transactions[0].conflicts).unwrap();
     assert_eq!(c[0]["resolution"], "omit");
     assert_log_reproduces(&s, &a).await;
     let copy = s.local_copy(&a, "shared").await;
@@ -138,7 +138,7 @@ async fn newest_wins_compares_the_timestamp_column() {
     s.push_ok(&a, "shared", "a1", 1, &ca).await;
     let rb = s.push_ok(&b, "shared", "b1", 1, &cb).await;
     assert_eq!(
-        serde_json::to_value(&rb.conflicts).unwrap()[0]["resolution"],
+        serde_json::to_value(&rb.transactions[0].conflicts).unwrap()[0]["resolution"],
         "omit"
     );
     let notes = assert_log_reproduces(&s, &a).await;
@@ -147,7 +147,7 @@ async fn newest_wins_compares_the_timestamp_column() {
     let cb2 = db.change("UPDATE notes SET title = 'B at 400', updated_at = 400 WHERE id = 1");
     let rb2 = s.push_ok(&b, "shared", "b2", 1, &cb2).await;
     assert_eq!(
-        serde_json::to_value(&rb2.conflicts).unwrap()[0]["resolution"],
+        serde_json::to_value(&rb2.transactions[0].conflicts).unwrap()[0]["resolution"],
         "replace"
     );
     let notes = assert_log_reproduces(&s, &a).await;
@@ -174,11 +174,14 @@ async fn reject_answers_409_changes_nothing_and_answers_the_same_on_retry() {
     let (status, json) = s.push(&b, "shared", "b1", 1, &cb).await;
     assert_error(status, &json, 409, "push_rejected");
     assert_eq!(json["status"], "rejected");
-    assert_eq!(json["reason"], "policy");
+    assert_eq!(json["transactions"][0]["reason"], "policy");
     assert_eq!(json["seq"], 3);
     assert_eq!(json["duplicate"], false);
-    assert_eq!(json["conflicts"][0]["kind"], "DATA");
-    assert_eq!(json["conflicts"][0]["resolution"], "abort");
+    assert_eq!(json["transactions"][0]["conflicts"][0]["kind"], "DATA");
+    assert_eq!(
+        json["transactions"][0]["conflicts"][0]["resolution"],
+        "abort"
+    );
     let after = rows(
         &rusqlite::Connection::open(s.db_path("shared")).unwrap(),
         "SELECT 'note', id, title FROM notes UNION ALL SELECT 'tag', id, name FROM tags ORDER BY 1, 2",
@@ -221,6 +224,6 @@ async fn a_parent_delete_cascades_to_children_another_device_added() {
         Local::new().change("PRAGMA foreign_keys = OFF; INSERT INTO note_tags VALUES (1, 1);");
     let (status, json) = s.push(&b, "shared", "b2", 3, &cb2).await;
     assert_error(status, &json, 409, "push_rejected");
-    assert_eq!(json["reason"], "foreign_key");
+    assert_eq!(json["transactions"][0]["reason"], "foreign_key");
     s.stop().await;
 }

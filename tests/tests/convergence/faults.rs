@@ -168,18 +168,35 @@ impl FaultyTransport {
         }
     }
 
-    /// Notes which journal rows a batch the server processed carried.
-    fn record_carried(&self, batch_id: &str, changeset: &Changeset) {
+    /// Notes which journal rows the transactions of a batch the server applied carried (a
+    /// rejected transaction carried nothing: it may come back, redone, in a later batch).
+    fn record_carried(&self, batch_id: &str, body: &[u8], answer: &PushResponse) {
         let mut carriers = self.carriers.lock().unwrap_or_else(|p| p.into_inner());
-        for change in changeset.inspect().expect("a pushed changeset decodes") {
-            if change.table == "journal"
-                && change.op == Op::Insert
-                && let Some(Value::Integer(id)) = change.pk_values().first()
+        let ranges = sync_core::protocol::batch::decode_index(body.into())
+            .expect("reading memory")
+            .expect("a pushed batch decodes");
+        for r in ranges {
+            let applied = answer
+                .transactions
+                .iter()
+                .any(|t| t.id == r.id && t.applied());
+            if !applied {
+                continue;
+            }
+            let bytes = &body[r.offset as usize..(r.offset + r.len) as usize];
+            for change in Changeset::from_bytes(bytes.to_vec())
+                .changes()
+                .map(|c| c.expect("a pushed changeset decodes"))
             {
-                carriers
-                    .entry(*id)
-                    .or_default()
-                    .insert(batch_id.to_string());
+                if change.table == "journal"
+                    && change.op == Op::Insert
+                    && let Some(Value::Integer(id)) = change.pk_values().first()
+                {
+                    carriers
+                        .entry(*id)
+                        .or_default()
+                        .insert(batch_id.to_string());
+                }
             }
         }
     }
@@ -211,19 +228,15 @@ impl Transport for FaultyTransport {
         self.inner.info()
     }
 
-    fn push(
-        &self,
-        headers: &PushHeaders,
-        changeset: &Changeset,
-    ) -> sync_client::Result<PushResponse> {
+    fn push(&self, headers: &PushHeaders, body: &[u8]) -> sync_client::Result<PushResponse> {
         let fate = self.fate();
         if let Fate::Drop = fate {
             self.note(format!("push {} dropped", short(&headers.batch_id)));
             return Err(injected("push request dropped"));
         }
-        let result = self.inner.push(headers, changeset);
-        if result.is_ok() {
-            self.record_carried(&headers.batch_id, changeset);
+        let result = self.inner.push(headers, body);
+        if let Ok(answer) = &result {
+            self.record_carried(&headers.batch_id, body, answer);
         }
         self.note(match &result {
             Ok(r) => format!(
@@ -234,7 +247,7 @@ impl Transport for FaultyTransport {
                 r.status,
                 r.clean,
                 r.duplicate,
-                r.conflicts.len(),
+                r.conflicts().count(),
                 if matches!(fate, Fate::LoseAnswer) {
                     " (answer lost)"
                 } else {

@@ -138,7 +138,7 @@ pub struct Stats {
     pub syncs: u64,
     pub failed_syncs: u64,
     pub pushed_batches: u64,
-    pub rejected_batches: u64,
+    pub rejected_transactions: u64,
     pub bootstraps: u64,
     pub local_conflicts: u64,
     pub server_conflicts: u64,
@@ -147,7 +147,7 @@ pub struct Stats {
     pub late_joins: u64,
     pub compactions: u64,
     pub server_restarts: u64,
-    pub dropped_journal_rows: u64,
+    pub rejected_journal_rows: u64,
 }
 
 impl Stats {
@@ -157,7 +157,7 @@ impl Stats {
         self.syncs += o.syncs;
         self.failed_syncs += o.failed_syncs;
         self.pushed_batches += o.pushed_batches;
-        self.rejected_batches += o.rejected_batches;
+        self.rejected_transactions += o.rejected_transactions;
         self.bootstraps += o.bootstraps;
         self.local_conflicts += o.local_conflicts;
         self.server_conflicts += o.server_conflicts;
@@ -166,7 +166,7 @@ impl Stats {
         self.late_joins += o.late_joins;
         self.compactions += o.compactions;
         self.server_restarts += o.server_restarts;
-        self.dropped_journal_rows += o.dropped_journal_rows;
+        self.rejected_journal_rows += o.rejected_journal_rows;
     }
 }
 
@@ -529,14 +529,14 @@ impl Case<'_> {
                     "  d{d} synced: cursor {} pushed {} rejected {} pulled {} bootstrapped {} conflicts {} local / {} server",
                     r.cursor,
                     r.pushed_batches,
-                    r.rejected_batches,
+                    r.rejected_transactions,
                     r.pulled_entries,
                     r.bootstrapped,
                     r.new_conflicts,
                     r.server_conflicts
                 ));
                 self.stats.pushed_batches += r.pushed_batches as u64;
-                self.stats.rejected_batches += r.rejected_batches as u64;
+                self.stats.rejected_transactions += r.rejected_transactions as u64;
                 self.stats.bootstraps += u64::from(r.bootstrapped);
                 self.stats.local_conflicts += r.new_conflicts as u64;
                 self.stats.server_conflicts += r.server_conflicts as u64;
@@ -657,22 +657,33 @@ impl Case<'_> {
                 }
             }
         }
-        // No acknowledged write is missing: its journal row is on the server, or inside a
-        // changeset the device recorded as a local conflict. And nothing is invented.
+        // No acknowledged write is missing: its journal row is on the server, or else inside a
+        // transaction in the device's rejected queue — exactly one of the two. And nothing is
+        // invented.
         let on_server = journal_ids(&self.server_db);
         let mut acknowledged_anywhere = HashSet::new();
         for dev in &self.devices {
             let dropped = dropped_journal_ids(&dev.path);
-            self.stats.dropped_journal_rows += dropped.len() as u64;
+            self.stats.rejected_journal_rows += dropped.len() as u64;
             let ledger = dev.ledger.lock().unwrap();
             for id in &ledger.acknowledged {
                 acknowledged_anywhere.insert(*id);
-                if !on_server.contains(id) && !dropped.contains(id) {
-                    return Err(self.failure(format!(
-                        "device {}: the acknowledged write with journal id {id} is neither on the \
-                         server nor recorded as a local conflict",
-                        dev.id
-                    )));
+                match (on_server.contains(id), dropped.contains(id)) {
+                    (true, false) | (false, true) => {}
+                    (false, false) => {
+                        return Err(self.failure(format!(
+                            "device {}: the acknowledged write with journal id {id} is neither \
+                             on the server nor in the rejected queue",
+                            dev.id
+                        )));
+                    }
+                    (true, true) => {
+                        return Err(self.failure(format!(
+                            "device {}: the write with journal id {id} is on the server and in \
+                             the rejected queue",
+                            dev.id
+                        )));
+                    }
                 }
             }
         }
@@ -799,14 +810,15 @@ fn journal_ids(path: &Path) -> HashSet<i64> {
 }
 
 /// Journal ids inside changesets a device recorded as dropped (local conflicts).
+/// Journal ids inside the transactions of a device's rejected queue.
 fn dropped_journal_ids(path: &Path) -> HashSet<i64> {
     let conn = read_only(path);
     let mut out = HashSet::new();
-    for c in sync_core::client::conflicts::local_conflicts(&conn, 0).unwrap() {
-        let Some(cs) = c.changeset.filter(|cs| !cs.is_empty()) else {
+    for r in sync_core::client::rejected::list(&conn).unwrap() {
+        if r.changeset.is_empty() {
             continue;
-        };
-        for change in cs.inspect().unwrap() {
+        }
+        for change in r.changeset.inspect().unwrap() {
             if change.table == "journal"
                 && change.op == Op::Insert
                 && let Some(Value::Integer(id)) = change.pk_values().first()

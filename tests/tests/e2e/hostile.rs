@@ -31,8 +31,8 @@ impl Transport for Planting {
     fn info(&self) -> Result<DatabaseInfo> {
         self.real.info()
     }
-    fn push(&self, headers: &PushHeaders, changeset: &Changeset) -> Result<PushResponse> {
-        self.real.push(headers, changeset)
+    fn push(&self, headers: &PushHeaders, body: &[u8]) -> Result<PushResponse> {
+        self.real.push(headers, body)
     }
     fn pull(&self, since: i64, _limit: usize, _max_bytes: usize) -> Result<LogPage> {
         Ok(LogPage {
@@ -42,7 +42,9 @@ impl Transport for Planting {
                 status: PushStatus::Applied,
                 origin: "someone-else".into(),
                 batch_id: "planted".into(),
+                rejected: vec![],
                 effect: self.effect.clone(),
+                large: None,
             }],
             more: false,
         })

@@ -19,10 +19,10 @@ use session_sync_tests::*;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use sync_client::RejectedReason;
 use sync_client::transport::{EventStream, Transport};
 use sync_client::{ClientConfig, HttpTransport, SyncClient};
 use sync_core::client::conflicts::LocalConflictKind;
-use sync_core::engine::changeset::Changeset;
 use sync_core::engine::conflict::ConflictKind;
 use sync_core::engine::conflict::Resolution;
 use sync_core::engine::decode::Op;
@@ -184,32 +184,34 @@ fn delete_vs_update_follows_the_server_policy_on_every_device() {
         assert_eq!(record.conflict.pk, vec![Value::Integer(1)]);
 
         let status = loser.status().unwrap();
-        assert_eq!(
-            status.server_conflicts.len(),
-            1,
-            "{case}: the loser sees the server's conflict"
-        );
-        assert_eq!(
-            status.server_conflicts[0].conflict, record.conflict,
-            "{case}"
-        );
-        assert_eq!(report.server_conflicts, 1, "{case}");
+        assert!(status.local_conflicts.is_empty(), "{case}");
         if expect.rejected {
-            assert_eq!(report.rejected_batches, 1, "{case}");
-            assert_eq!(report.new_conflicts, 1, "{case}");
-            assert_eq!(status.local_conflicts.len(), 1, "{case}");
+            // The whole transaction is rejected and kept, with the row that blocked it.
+            assert_eq!(report.rejected_transactions, 1, "{case}");
+            assert_eq!(report.server_conflicts, 0, "{case}");
+            assert!(status.server_conflicts.is_empty(), "{case}");
+            assert_eq!(status.rejected.len(), 1, "{case}");
+            let rejected = &status.rejected[0];
+            assert_eq!(rejected.reason, RejectedReason::Policy, "{case}");
             assert_eq!(
-                status.local_conflicts[0].kind,
-                LocalConflictKind::BatchRejected,
+                rejected.conflicts.last(),
+                Some(&record.conflict),
+                "{case}: the row that blocked it"
+            );
+            assert_eq!(rejected.changes, 1, "{case}: the dropped change is kept");
+        } else {
+            assert_eq!(report.rejected_transactions, 0, "{case}");
+            assert!(status.rejected.is_empty(), "{case}");
+            assert_eq!(
+                status.server_conflicts.len(),
+                1,
+                "{case}: the loser sees the server's conflict"
+            );
+            assert_eq!(
+                status.server_conflicts[0].conflict, record.conflict,
                 "{case}"
             );
-            assert!(
-                status.local_conflicts[0].changeset.is_some(),
-                "{case}: the dropped change is kept for the user"
-            );
-        } else {
-            assert_eq!(report.rejected_batches, 0, "{case}");
-            assert!(status.local_conflicts.is_empty(), "{case}");
+            assert_eq!(report.server_conflicts, 1, "{case}");
         }
         assert!(
             winner.status().unwrap().server_conflicts.is_empty(),
@@ -305,8 +307,8 @@ impl Transport for GatedPull {
     fn info(&self) -> sync_client::Result<DatabaseInfo> {
         self.inner.info()
     }
-    fn push(&self, h: &PushHeaders, c: &Changeset) -> sync_client::Result<PushResponse> {
-        self.inner.push(h, c)
+    fn push(&self, h: &PushHeaders, body: &[u8]) -> sync_client::Result<PushResponse> {
+        self.inner.push(h, body)
     }
     fn pull(&self, since: i64, limit: usize, max: usize) -> sync_client::Result<LogPage> {
         if let Some(pulling) = self.pulling.lock().unwrap().take() {
@@ -383,7 +385,7 @@ fn an_update_of_a_row_deleted_remotely_becomes_a_local_conflict() {
 /// after that status stays until a later status lists it.
 #[test]
 fn clearing_conflicts_keeps_those_recorded_after_the_status() {
-    let s = Setup::new(Policy::Abort);
+    let s = Setup::new(Policy::Replace);
     let clash = |title_a: &str, title_b: &str| {
         exec(
             &s.a,
@@ -394,32 +396,28 @@ fn clearing_conflicts_keeps_those_recorded_after_the_status() {
             &format!("UPDATE notes SET title = '{title_b}' WHERE id = 1"),
         );
         s.a.sync_now().unwrap();
-        assert_eq!(s.b.sync_now().unwrap().rejected_batches, 1);
+        assert_eq!(s.b.sync_now().unwrap().server_conflicts, 1);
     };
     clash("a1", "b1");
     let shown = s.b.status().unwrap();
     assert_eq!(
         (shown.local_conflicts.len(), shown.server_conflicts.len()),
-        (1, 1)
+        (0, 1)
     );
     clash("a2", "b2");
-    assert_eq!(s.b.status().unwrap().local_conflicts.len(), 2);
-    assert_eq!(s.b.clear_conflicts(&shown).unwrap(), 2);
+    assert_eq!(s.b.status().unwrap().server_conflicts.len(), 2);
+    assert_eq!(s.b.clear_conflicts(&shown).unwrap(), 1);
     let left = s.b.status().unwrap();
-    assert_eq!(
-        (left.local_conflicts.len(), left.server_conflicts.len()),
-        (1, 1),
-        "the newer conflicts stay"
-    );
-    assert!(left.local_conflicts[0].id > shown.local_conflicts[0].id);
+    assert_eq!(left.server_conflicts.len(), 1, "the newer conflict stays");
     assert!(left.server_conflicts[0].id > shown.server_conflicts[0].id);
-    assert_eq!(s.b.clear_conflicts(&left).unwrap(), 2);
+    assert_eq!(s.b.clear_conflicts(&left).unwrap(), 1);
     let none = s.b.status().unwrap();
     assert!(none.local_conflicts.is_empty() && none.server_conflicts.is_empty());
     assert_eq!(
         query_text(&s.b, "SELECT title FROM notes WHERE id = 1").as_deref(),
-        Some("a2")
+        Some("b2")
     );
+    s.a.sync_now().unwrap();
     s.c.sync_now().unwrap();
     s.assert_converged();
 }

@@ -35,7 +35,7 @@ fn time_push_step(
 ) -> anyhow::Result<bool> {
     use sync_core::engine::changeset::Changeset;
     use sync_core::protocol::push::PushHeaders;
-    use sync_core::server::push::{PushConfig, PushTarget, push};
+    use sync_core::server::push::{PushBody, PushConfig, PushTarget, push};
     let config = PushConfig {
         policies: ServerConfig::default().policies,
     };
@@ -52,7 +52,14 @@ fn time_push_step(
             shapes,
             scratch: None,
         };
-        let r = push(target, "dev", &headers, (&cs).into(), &config, 0)?;
+        let r = push(
+            target,
+            "dev",
+            &headers,
+            PushBody::Changeset(cs.as_bytes().into()),
+            &config,
+            0,
+        )?;
         anyhow::ensure!(r.seq == i as i64 + 1);
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / pushes as f64;
