@@ -16,19 +16,20 @@ use sync_client::{LocalConflict, ServerConflict, Status, SyncClient, SyncReport}
 
 /// Sync DB with its server once: push pending changes, pull and integrate remote ones.
 ///
-/// Prints what happened: batches pushed (and rejected), log entries pulled, whether the
-/// database was re-based on a snapshot, the new cursor, and every conflict this sync
-/// recorded — conflicts the server resolved in our batches (its policy decided; e.g. a change
-/// of ours that lost, or a rowid collision) and local conflicts (a pending change that could
-/// not be kept, e.g. an update of a row deleted on another device).
+/// Prints what happened: transactions and batches pushed, transactions rejected, log entries
+/// pulled, whether the database was re-based on a snapshot, the new cursor, and every conflict
+/// this sync recorded — conflicts the server resolved in our transactions (its policy decided;
+/// e.g. a change of ours that lost, or a rowid collision), local conflicts (a pending change
+/// that could not be kept, e.g. an update of a row deleted on another device) and rejected
+/// transactions (kept whole: see `sync-cli rejected`).
 ///
 /// With --watch: run background sync (on an interval, after local writes by anyone using this
 /// library on DB, and when the server announces new changes) and print what happens — remote
 /// changes, status changes, errors, conflicts — until interrupted (Ctrl-C; interrupting is
 /// safe, every acknowledged write is committed).
 ///
-/// Exit status: 0 synced, 1 synced and conflicts were recorded, 2 error (e.g. server
-/// unreachable: local changes stay pending).
+/// Exit status: 0 synced, 1 synced and conflicts were recorded or transactions rejected, 2
+/// error (e.g. server unreachable: local changes stay pending).
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
     /// The local database (created by `init`).
@@ -84,6 +85,10 @@ pub(super) fn sync_and_report(
             }
             for c in &local {
                 out.line(&format!("local conflict: {}", local_conflict_text(c)))?;
+            }
+            let seen = before.rejected.last().map_or(0, |r| r.id);
+            for r in after.rejected.iter().filter(|r| r.id > seen) {
+                out.line(&format!("rejected: {}", super::rejected::rejected_text(r)))?;
             }
         }
         Format::Json => out.json(&ReportJson::new(&report, &server, &local))?,

@@ -516,3 +516,58 @@ fn sync_watch_prints_remote_changes_as_they_arrive() {
         SqlValue::Integer(2)
     );
 }
+
+/// A transaction the server rejects is kept: `sync` exits 1 and names it, `rejected list`
+/// and `show` describe it, a `redo` that would still be rejected exits 2 and keeps it,
+/// `discard` forgets it.
+#[test]
+fn a_rejected_transaction_is_listed_shown_and_discarded() {
+    let server = Server::start();
+    let scratch = Scratch::new();
+    let (a, b) = (scratch.path("a.db"), scratch.path("b.db"));
+    init(&server, &a, "laptop", &[]);
+    init(&server, &b, "phone", &[]);
+    sync_cli([
+        "exec",
+        s(&a),
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one', 1); INSERT INTO tags VALUES (1, 'work')",
+    ])
+    .expect(0);
+    sync_cli(["sync", s(&a)]).expect(0);
+    sync_cli(["sync", s(&b)]).expect(0);
+    sync_cli(["exec", s(&b), "DELETE FROM notes WHERE id = 1", "--sync"]).expect(0);
+    sync_cli(["exec", s(&a), "INSERT INTO note_tags VALUES (1, 1)"]).expect(0);
+    let run = sync_cli(["sync", s(&a)]).expect(1);
+    assert!(
+        run.stdout.contains("1 rejected")
+            && run
+                .stdout
+                .contains("rejected: #1 foreign_key (foreign_key by server"),
+        "{}",
+        run.stdout
+    );
+    let run = sync_cli(["rejected", "list", s(&a)]).expect(0);
+    assert!(run.stdout.starts_with("#1 foreign_key"), "{}", run.stdout);
+    let run = sync_cli(["rejected", "show", s(&a), "1", "--format", "json"]).expect(0);
+    let shown: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(shown["reason"], "foreign_key");
+    assert_eq!(shown["changes_list"][0]["table"], "note_tags");
+    let run = sync_cli(["status", s(&a)]).expect(0);
+    assert!(
+        run.stdout.contains("rejected:         1\n  #1"),
+        "{}",
+        run.stdout
+    );
+    let run = sync_cli(["rejected", "redo", s(&a), "1"]).expect(2);
+    assert!(
+        run.stderr.contains("still cannot be applied"),
+        "{}",
+        run.stderr
+    );
+    sync_cli(["rejected", "list", s(&a), "--format", "json"]).expect(0);
+    sync_cli(["rejected", "discard", s(&a), "1"]).expect(0);
+    let run = sync_cli(["rejected", "list", s(&a)]).expect(0);
+    assert_eq!(run.stdout, "no rejected transactions\n");
+    sync_cli(["rejected", "discard", s(&a), "1"]).expect(2);
+    sync_cli(["rejected", "show", s(&a), "1"]).expect(2);
+}

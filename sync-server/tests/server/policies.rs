@@ -227,3 +227,103 @@ async fn a_parent_delete_cascades_to_children_another_device_added() {
     assert_eq!(json["transactions"][0]["reason"], "foreign_key");
     s.stop().await;
 }
+
+/// A batch is a list of transactions, each applied on its own: one that would leave a
+/// foreign-key violation is rejected alone, the healthy ones before and after it apply, the
+/// answer lists every outcome, the log holds only what applied, and the stored answer comes
+/// back on a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_violating_transaction_is_rejected_alone_in_its_batch() {
+    let (s, a, _b) = two_devices("notes", "last-push-wins").await;
+    let local = s.local_copy(&a, "shared").await;
+    let first = local.change("INSERT INTO notes VALUES (7, 'seven', '', 1)");
+    let orphan =
+        Local::new().change("PRAGMA foreign_keys = OFF; INSERT INTO note_tags VALUES (42, 1);");
+    let last = local.change("UPDATE tags SET name = 'renamed' WHERE id = 1");
+    let txs: [(i64, &[u8]); 3] = [(11, &first), (12, &orphan), (13, &last)];
+    let (status, json) = s.push_batch(&a, "shared", "mixed", 1, &txs).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["status"], "partial");
+    assert_eq!(json["clean"], false);
+    let outcomes = json["transactions"].as_array().unwrap();
+    let ids: Vec<i64> = outcomes.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [11, 12, 13]);
+    assert!(outcomes[0].get("reason").is_none());
+    assert_eq!(outcomes[1]["reason"], "foreign_key");
+    assert_eq!(outcomes[1]["conflicts"][0]["kind"], "FOREIGN_KEY");
+    assert!(outcomes[2].get("reason").is_none());
+    let server = rusqlite::Connection::open(s.db_path("shared")).unwrap();
+    assert_eq!(
+        rows(&server, "SELECT id || ':' || title FROM notes ORDER BY id"),
+        rows(&server, "SELECT '1:title' UNION ALL SELECT '7:seven'")
+    );
+    assert_eq!(
+        rows(&server, "SELECT name FROM tags"),
+        rows(&server, "SELECT 'renamed'")
+    );
+    assert!(rows(&server, "SELECT * FROM note_tags").is_empty());
+    // The log entry carries the applied effects and names the rejected transaction.
+    let page = s.pull(&a, "shared", 1).await;
+    let entry = &page.entries[0];
+    assert_eq!(entry.status, sync_core::protocol::push::PushStatus::Partial);
+    assert_eq!(
+        entry.rejected,
+        [sync_core::protocol::pull::RejectedTx {
+            id: 12,
+            reason: sync_core::protocol::push::RejectReason::ForeignKey
+        }]
+    );
+    let tables: Vec<String> = entry
+        .effect
+        .validate()
+        .unwrap()
+        .tables
+        .into_keys()
+        .collect();
+    assert_eq!(tables, ["notes", "tags"]);
+    assert_log_reproduces(&s, &a).await;
+    let (status, again) = s.push_batch(&a, "shared", "mixed", 1, &txs).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["transactions"], json["transactions"]);
+    s.stop().await;
+}
+
+/// A body that is not a valid batch is `400 invalid_batch` and changes nothing; so is a batch
+/// whose second transaction does not decode, although its first one would apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_batch_is_refused_whole_and_changes_nothing() {
+    let (s, a, _b) = two_devices("notes", "last-push-wins").await;
+    let before = file_fingerprint(&s.db_path("shared"));
+    let good = s
+        .local_copy(&a, "shared")
+        .await
+        .change("INSERT INTO notes VALUES (8, 'eight', '', 1)");
+    let mut body = sync_core::protocol::batch::encode(&[(1, &good)]);
+    body.push(0);
+    let (status, json) = s.push_raw_batch(&a, "shared", "bad1", 1, body).await;
+    assert_error(status, &json, 400, "invalid_batch");
+    let dup = sync_core::protocol::batch::encode(&[(1, &good), (1, &good)]);
+    let (status, json) = s.push_raw_batch(&a, "shared", "bad2", 1, dup).await;
+    assert_error(status, &json, 400, "invalid_batch");
+    let (status, json) = s
+        .push_batch(&a, "shared", "bad3", 1, &[(1, &good), (2, b"T\x02garbage")])
+        .await;
+    assert_error(status, &json, 400, "invalid_changeset");
+    assert!(
+        json["offset"].as_u64().unwrap() > good.len() as u64,
+        "the offset counts from the start of the body: {json}"
+    );
+    let (status, json) = s
+        .push_raw_batch(
+            &a,
+            "shared",
+            "bad4",
+            1,
+            sync_core::protocol::batch::encode(&[]),
+        )
+        .await;
+    assert_error(status, &json, 400, "invalid_batch");
+    assert_eq!(before, file_fingerprint(&s.db_path("shared")));
+    s.stop().await;
+}

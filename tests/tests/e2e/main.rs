@@ -18,5 +18,6 @@ mod errors;
 mod fts;
 mod hostile;
 mod policies;
+mod rejected;
 mod rowids;
 mod sync;

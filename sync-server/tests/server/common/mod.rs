@@ -129,6 +129,43 @@ impl TestServer {
         json_of(r).await
     }
 
+    /// Pushes a batch of transactions (the client's framing): `(id, changeset)` each.
+    pub async fn push_batch(
+        &self,
+        token: &str,
+        db: &str,
+        batch: &str,
+        cursor: i64,
+        txs: &[(i64, &[u8])],
+    ) -> (StatusCode, Json) {
+        let body = sync_core::protocol::batch::encode(txs);
+        self.push_raw_batch(token, db, batch, cursor, body).await
+    }
+
+    /// Pushes `body` as a batch (whatever it holds).
+    pub async fn push_raw_batch(
+        &self,
+        token: &str,
+        db: &str,
+        batch: &str,
+        cursor: i64,
+        body: Vec<u8>,
+    ) -> (StatusCode, Json) {
+        let r = self
+            .http
+            .post(self.url(db, "/push"))
+            .bearer_auth(token)
+            .header("content-type", sync_core::protocol::batch::MEDIA_TYPE)
+            .header("sync-batch-id", batch)
+            .header("sync-cursor", cursor.to_string())
+            .header("sync-schema-version", "1")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        json_of(r).await
+    }
+
     /// Pushes and expects 200; returns the answer.
     pub async fn push_ok(
         &self,
