@@ -21,6 +21,8 @@ pub(crate) struct Inner {
     pub(crate) writer: Arc<Writer>,
     pub(crate) readers: Arc<Readers>,
     pub(crate) rowids: Arc<Rowids>,
+    /// The size limits a write and a sync work under.
+    pub(crate) limits: Arc<crate::limits::Limits>,
     /// The sync and what it tells when it ends; shared with the background threads.
     pub(crate) syncer: Arc<Syncer>,
     pub(crate) fts: Option<Arc<Fts>>,
@@ -123,27 +125,35 @@ impl SyncClient {
         let rowids = Arc::clone(&self.inner.rowids);
         // A session records no DDL: in a database that syncs, a schema change would exist on
         // this device only. A local-only database creates its own tables.
-        let schema_changes = if self.inner.syncer.engine.is_some() {
-            sync_core::engine::capture::SchemaChanges::Refuse
-        } else {
-            sync_core::engine::capture::SchemaChanges::AllowTrackable
+        use sync_core::engine::capture::{CaptureError, CaptureOptions, SchemaChanges};
+        let syncs = self.inner.syncer.engine.is_some();
+        let options = CaptureOptions {
+            schema_changes: if syncs {
+                SchemaChanges::Refuse
+            } else {
+                SchemaChanges::AllowTrackable
+            },
+            // Only a database that syncs has a limit to keep: nothing else would refuse it.
+            max_bytes: syncs.then(|| self.inner.limits.transaction()),
+            // A large changeset waits in a file beside the database, not in memory.
+            scratch: Some(self.scratch_dir()),
         };
         let (value, changed) = self.inner.writer.run(move |conn| {
             rowids.take_exhausted();
-            let result = sync_core::engine::capture::capture_with(conn, schema_changes, |c| {
+            let result = sync_core::engine::capture::capture_with(conn, &options, |c| {
                 let value = f(c)?;
                 rowids.persist(c)?;
                 Ok::<_, Error>(value)
             });
             match result {
                 Ok(captured) => Ok((captured.value, captured.outbox_seq.is_some())),
-                Err(sync_core::engine::capture::CaptureError::Write(_))
-                    if rowids.take_exhausted() =>
-                {
-                    Err(exhausted(Exhausted))
+                Err(CaptureError::Write(_)) if rowids.take_exhausted() => Err(exhausted(Exhausted)),
+                Err(CaptureError::Write(e)) => Err(e),
+                Err(CaptureError::Untrackable(e)) => Err(e.into()),
+                Err(e @ CaptureError::TooLarge { .. }) => {
+                    Err(Error::new(ErrorKind::TooLarge, e.to_string()).with_source(e))
                 }
-                Err(sync_core::engine::capture::CaptureError::Write(e)) => Err(e),
-                Err(sync_core::engine::capture::CaptureError::Untrackable(e)) => Err(e.into()),
+                Err(CaptureError::Spool(e)) => Err(e.into()),
                 Err(e) => Err(Error::new(ErrorKind::InvalidSql, e.to_string()).with_source(e)),
             }
         })??;
@@ -151,6 +161,17 @@ impl SyncClient {
             self.notify_local_write();
         }
         Ok(value)
+    }
+
+    /// Where large changesets wait on their way: the database's own directory (same file
+    /// system, so the space is the database's).
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
+        self.inner
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
     }
 
     /// Runs `f` with a read-only connection from the pool (SQLite refuses writes on it).
@@ -349,6 +370,18 @@ mod tests {
             Err(unreachable())
         }
         fn push(&self, _: &PushHeaders, _: &[u8]) -> Result<PushResponse> {
+            Err(unreachable())
+        }
+        fn upload_status(&self, _: &str) -> Result<Option<u64>> {
+            Err(unreachable())
+        }
+        fn upload_part(&self, _: &str, _: u64, _: u64, _: &[u8]) -> Result<u64> {
+            Err(unreachable())
+        }
+        fn push_uploaded(&self, _: &PushHeaders) -> Result<PushResponse> {
+            Err(unreachable())
+        }
+        fn effect(&self, _: i64, _: u64, _: u64) -> Result<Vec<u8>> {
             Err(unreachable())
         }
         fn pull(&self, since: i64, _: usize, _: usize) -> Result<LogPage> {

@@ -106,6 +106,11 @@ pub struct ClientConfig {
     pub sync_interval: Duration,
     /// Upper bound on one pushed batch, before compression.
     pub push_max_bytes: usize,
+    /// The largest changeset one local write may produce: a larger write fails when it
+    /// commits ([`crate::ErrorKind::TooLarge`]) instead of waiting for a push the server would
+    /// refuse. The server's own limit (learnt on the first sync, and remembered) applies too,
+    /// whichever is smaller. `None`: the server's limit, or 512 MiB until it is known.
+    pub max_transaction_bytes: Option<u64>,
     /// Timeout of one HTTP request.
     pub http_timeout: Duration,
     /// Attempts per request for retryable failures within one sync (exponential backoff
@@ -124,6 +129,7 @@ impl Default for ClientConfig {
             busy_timeout: Duration::from_secs(5),
             sync_interval: Duration::from_secs(30),
             push_max_bytes: 1 << 20,
+            max_transaction_bytes: None,
             http_timeout: Duration::from_secs(30),
             retries: 4,
         }

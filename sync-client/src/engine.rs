@@ -7,6 +7,7 @@
 //! notes and tells when it ends (the status notes, the change listener, the indexer).
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::Limits;
 use crate::rowid::Rowids;
 use crate::settings;
 use crate::transport::Transport;
@@ -15,6 +16,7 @@ use rand::RngExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sync_core::client::cycle::{Cycle, CycleConfig, CycleError, CycleReport, Reply, Step};
+use sync_core::client::push::BatchBody;
 use sync_core::client::state;
 
 /// A listener told which tables changed after remote changes were applied.
@@ -76,6 +78,7 @@ pub(crate) struct Engine {
     pub(crate) writer: Arc<Writer>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) rowids: Arc<Rowids>,
+    pub(crate) limits: Arc<Limits>,
     pub(crate) config: EngineConfig,
     /// One sync at a time per database (the cycle requires it).
     running: Mutex<()>,
@@ -99,12 +102,14 @@ impl Engine {
         writer: Arc<Writer>,
         transport: Arc<dyn Transport>,
         rowids: Arc<Rowids>,
+        limits: Arc<Limits>,
         config: EngineConfig,
     ) -> Engine {
         Engine {
             writer,
             transport,
             rowids,
+            limits,
             config,
             running: Mutex::new(()),
         }
@@ -135,7 +140,12 @@ impl Engine {
     pub(crate) fn sync_once(&self) -> Result<SyncReport> {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         self.refill_rowids();
-        let mut cycle = Some(Cycle::new(self.config.cycle.clone()));
+        self.learn_limits();
+        let mut cycle = Some(Cycle::new(CycleConfig {
+            max_body_bytes: usize::try_from(self.limits.body()).unwrap_or(usize::MAX),
+            scratch_dir: Some(self.config.scratch_dir.clone()),
+            ..self.config.cycle.clone()
+        }));
         loop {
             let step = self
                 .with_cycle(&mut cycle, |c, conn| c.next(conn, &mut new_batch_id))?
@@ -145,26 +155,56 @@ impl Engine {
             let reply = match step {
                 Step::Done => break,
                 Step::Push(batch) => {
-                    Reply::Pushed(self.retry(|| self.transport.push(&batch.headers, &batch.body))?)
+                    let BatchBody::Inline(body) = &batch.body else {
+                        return Err(Error::new(
+                            ErrorKind::Internal,
+                            "the sync cycle asked to push an upload inline",
+                        ));
+                    };
+                    Reply::Pushed(self.retry(|| self.transport.push(&batch.headers, body))?)
+                }
+                Step::UploadStatus { batch_id } => {
+                    Reply::UploadStatus(self.retry(|| self.transport.upload_status(&batch_id))?)
+                }
+                Step::Upload {
+                    batch_id,
+                    offset,
+                    total,
+                    bytes,
+                } => match self
+                    .retry(|| self.transport.upload_part(&batch_id, offset, total, &bytes))
+                {
+                    Ok(received) => Reply::Uploaded(received),
+                    Err(e) => {
+                        self.feed_refusal(&mut cycle, e)?;
+                        continue;
+                    }
+                },
+                Step::PushUploaded(headers) => {
+                    match self.retry(|| self.transport.push_uploaded(&headers)) {
+                        Ok(r) => Reply::Pushed(r),
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
                 }
                 Step::Pull(query) => {
                     let (since, limit, max_bytes) = query.effective();
                     match self.retry(|| self.transport.pull(since, limit, max_bytes)) {
                         Ok(page) => Reply::Page(page),
                         Err(e) => {
-                            // The cycle may recover from a refusal (by bootstrapping); if it
-                            // does not, the sync fails with the server's own error.
-                            let Some(code) = e.server_body().map(|b| b.code) else {
-                                return Err(e);
-                            };
-                            let fed = self.with_cycle(&mut cycle, move |c, conn| {
-                                c.feed(conn, Reply::Refused(code), now_ms())
-                            })?;
-                            match fed {
-                                Ok(()) => continue,
-                                Err(CycleError::Refused(_)) => return Err(e),
-                                Err(other) => return Err(self.explain(other)),
-                            }
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
+                }
+                Step::Effect { seq, offset, len } => {
+                    match self.retry(|| self.transport.effect(seq, offset, len)) {
+                        Ok(bytes) => Reply::Effect(bytes),
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
                         }
                     }
                 }
@@ -195,6 +235,42 @@ impl Engine {
             );
         }
         Ok(report.into())
+    }
+
+    /// Asks the server for its size limits once per process (and remembers them); a server
+    /// that cannot be asked now is asked on the next sync.
+    fn learn_limits(&self) {
+        if self.limits.learnt() {
+            return;
+        }
+        let Ok(info) = self.transport.info() else {
+            return;
+        };
+        let limits = Arc::clone(&self.limits);
+        let stored = match self.writer.run(move |conn| limits.learn(conn, info.limits)) {
+            Ok(r) => r.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "could not remember the server's limits");
+        }
+    }
+
+    /// A request the server refused: the cycle may recover from it (a bootstrap, a restarted
+    /// upload) — then `Ok` and the sync goes on — or not, and the sync fails with the server's
+    /// own error. A failure that is not a server's answer fails the sync as it is.
+    fn feed_refusal(&self, cycle: &mut Option<Cycle>, e: Error) -> Result<()> {
+        let Some(code) = e.server_body().map(|b| b.code) else {
+            return Err(e);
+        };
+        let fed = self.with_cycle(cycle, move |c, conn| {
+            c.feed(conn, Reply::Refused(code), now_ms())
+        })?;
+        match fed {
+            Ok(()) => Ok(()),
+            Err(CycleError::Refused(_)) => Err(e),
+            Err(other) => Err(self.explain(other)),
+        }
     }
 
     /// Runs `f` on the cycle and the writer connection, on the writer thread.

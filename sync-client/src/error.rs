@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Corruption,
     /// Range rowids are used up and no new lease could be obtained (offline).
     RowidsExhausted,
+    /// A write produced a changeset larger than one transaction may hold (the server's
+    /// `max_transaction_bytes`, or [`crate::ClientConfig::max_transaction_bytes`]); nothing was
+    /// written. Split it into smaller transactions.
+    TooLarge,
     /// Bad configuration (missing server settings, invalid URL, unknown FTS table).
     Config,
     /// A file could not be read or written.
@@ -129,6 +133,7 @@ impl Error {
             | ErrorCode::Overloaded
             | ErrorCode::RequestTimeout
             | ErrorCode::TooManyStreams
+            | ErrorCode::TooManyUploads
             | ErrorCode::InsufficientStorage
             | ErrorCode::Internal => ErrorKind::Network,
             _ => ErrorKind::Internal,

@@ -13,6 +13,7 @@
 //! | `background` | the sync loop, server events and the indexer — threads that never hold the client |
 //! | `signal` | a wake-up flag with a timeout, for the background threads |
 //! | `settings` | the settings store in the database: the remote, FTS tables, the last sync's outcome |
+//! | `limits` | the server's size limits: part size for uploads, the per-transaction limit checked at commit |
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
 //! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
@@ -32,6 +33,7 @@ pub mod config;
 mod engine;
 pub mod error;
 mod fts;
+mod limits;
 mod lock;
 mod open;
 mod readers;

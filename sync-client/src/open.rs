@@ -6,6 +6,7 @@ use crate::config::{ClientConfig, Durability, RemoteConfig};
 use crate::engine::{Engine, EngineConfig, Syncer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fts::Fts;
+use crate::limits::Limits;
 use crate::readers::Readers;
 use crate::rowid::Rowids;
 use crate::settings;
@@ -158,6 +159,7 @@ impl SyncClient {
             config.fts.clone()
         };
         let rowids = Rowids::load(&conn, config.rowids)?;
+        let limits = Arc::new(Limits::load(&conn, config.max_transaction_bytes)?);
         rowids.register_function(&conn)?;
         let fts = if fts_tables.is_empty() {
             None
@@ -182,6 +184,7 @@ impl SyncClient {
                     Arc::clone(&writer),
                     transport,
                     Arc::clone(&rowids),
+                    Arc::clone(&limits),
                     EngineConfig {
                         cycle: CycleConfig {
                             push_max_bytes: config.push_max_bytes,
@@ -211,6 +214,7 @@ impl SyncClient {
                 writer,
                 readers,
                 rowids,
+                limits,
                 syncer,
                 fts,
                 background: Mutex::new(None),
@@ -229,7 +233,9 @@ impl SyncClient {
         let inner = Arc::get_mut(&mut self.inner).ok_or_else(only)?;
         let syncer = Arc::get_mut(&mut inner.syncer).ok_or_else(only)?;
         if let Some(e) = syncer.engine.take() {
-            syncer.engine = Some(Engine::new(e.writer, transport, e.rowids, e.config));
+            syncer.engine = Some(Engine::new(
+                e.writer, transport, e.rowids, e.limits, e.config,
+            ));
         }
         Ok(self)
     }

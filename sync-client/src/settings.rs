@@ -8,6 +8,7 @@
 //! | `fts` | the full-text search tables, JSON (a list of [`FtsTable`]) |
 //! | `last_sync_ms` | when the last sync succeeded |
 //! | `last_error` | the last sync's error, cleared by a successful one |
+//! | `server_max_body_bytes`, `server_max_transaction_bytes` | the server's size limits, as last learnt (`limits`) |
 
 use crate::config::{FtsTable, RemoteConfig};
 use crate::error::{Error, ErrorKind, Result};

@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::protocol::error::ErrorBody;
+use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
 use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::protocol::rowid::LeaseRequest;
@@ -19,6 +19,7 @@ pub use sync_core::protocol::info::DatabaseInfo;
 pub use sync_core::protocol::pull::{LogEntry, LogPage};
 pub use sync_core::protocol::push::{PushHeaders, PushResponse, PushStatus};
 pub use sync_core::protocol::rowid::Lease;
+use sync_core::protocol::upload::{self, EffectQuery, PartQuery, UploadStatus};
 
 /// Bodies smaller than this are sent uncompressed (zstd would not pay).
 const COMPRESS_ABOVE: usize = 512;
@@ -31,8 +32,19 @@ pub trait Transport: Send + Sync {
     /// batch whose every transaction was rejected (409 `push_rejected`) is an `Ok` answer with
     /// status `rejected`.
     fn push(&self, headers: &PushHeaders, body: &[u8]) -> Result<PushResponse>;
+    /// `GET /v1/databases/{db}/uploads/{batch}`: how many bytes of the upload of `batch_id`
+    /// the server has (`None`: no upload).
+    fn upload_status(&self, batch_id: &str) -> Result<Option<u64>>;
+    /// `PUT /v1/databases/{db}/uploads/{batch}`: one part of a batch body of `total` bytes,
+    /// at `offset`; returns the bytes the server has received from the start.
+    fn upload_part(&self, batch_id: &str, offset: u64, total: u64, part: &[u8]) -> Result<u64>;
+    /// `POST /v1/databases/{db}/push` of an uploaded batch (header `sync-upload`, no body).
+    fn push_uploaded(&self, headers: &PushHeaders) -> Result<PushResponse>;
     /// `GET /v1/databases/{db}/pull`.
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage>;
+    /// `GET /v1/databases/{db}/log/{seq}/effect`: bytes `offset..offset+len` of a large
+    /// effect.
+    fn effect(&self, seq: i64, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// `GET /v1/databases/{db}/snapshot`, written to `dest`; returns (seq, schema version).
     fn snapshot(&self, dest: &Path) -> Result<(i64, u32)>;
     /// `POST /v1/databases/{db}/rowid-ranges`.
@@ -224,6 +236,72 @@ impl Transport for HttpTransport {
                 None => Err(e),
             },
         }
+    }
+
+    fn upload_status(&self, batch_id: &str) -> Result<Option<u64>> {
+        let url = format!(
+            "{}{}",
+            self.base,
+            routes::upload_path(&self.database, batch_id)
+        );
+        match self.send(self.http.get(url).bearer_auth(&self.token)) {
+            Ok(resp) => Ok(Some(json::<UploadStatus>(&self.body(resp)?)?.received)),
+            Err(e)
+                if e.server_body()
+                    .is_some_and(|b| b.code == ErrorCode::NotFound) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn upload_part(&self, batch_id: &str, offset: u64, total: u64, part: &[u8]) -> Result<u64> {
+        let query = PartQuery { offset, total }.to_query_string();
+        let url = format!(
+            "{}{}?{query}",
+            self.base,
+            routes::upload_path(&self.database, batch_id)
+        );
+        self.stats
+            .bytes_up
+            .fetch_add(part.len() as u64, Ordering::Relaxed);
+        let resp = self.send(
+            self.http
+                .put(url)
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_TYPE, upload::MEDIA_TYPE)
+                .body(part.to_vec()),
+        )?;
+        Ok(json::<UploadStatus>(&self.body(resp)?)?.received)
+    }
+
+    fn push_uploaded(&self, headers: &PushHeaders) -> Result<PushResponse> {
+        let mut req = self
+            .post(routes::PUSH)
+            .header(upload::HEADER_UPLOAD, "1")
+            .header(reqwest::header::CONTENT_LENGTH, "0");
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        match self.send(req) {
+            Ok(resp) => json(&self.body(resp)?),
+            Err(e) => match e.server_body().and_then(PushResponse::from_rejection) {
+                Some(rejected) => Ok(rejected),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn effect(&self, seq: i64, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let query = EffectQuery { offset, len }.to_query_string();
+        let url = format!(
+            "{}{}?{query}",
+            self.base,
+            routes::effect_path(&self.database, seq)
+        );
+        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        self.body(resp)
     }
 
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage> {

@@ -14,6 +14,7 @@
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
+//! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
 //! | [`memory`] | freed heap memory back to the OS after databases were closed |
@@ -44,6 +45,7 @@ pub mod request;
 pub mod routes;
 pub mod state;
 pub mod storage;
+pub mod uploads;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
@@ -105,14 +107,18 @@ async fn maintenance(state: AppState) {
             }
         }
         let s = state.clone();
-        let (closed, returned) = tokio::task::spawn_blocking(move || {
-            let storage = &s.shared().storage;
-            let closed = storage.evict_idle();
+        let (closed, returned, expired) = tokio::task::spawn_blocking(move || {
+            let shared = s.shared();
+            let closed = shared.storage.evict_idle();
+            let expired = shared.uploads.expire(shared.config.upload_ttl);
             // After closing: their memory went back to the allocator, not to the OS.
-            (closed, storage.return_freed_memory())
+            (closed, shared.storage.return_freed_memory(), expired)
         })
         .await
-        .unwrap_or((0, false));
+        .unwrap_or((0, false, 0));
+        if expired > 0 {
+            tracing::info!(expired, "maintenance: removed abandoned uploads");
+        }
         let channels = state.shared().hub.prune();
         if closed > 0 || returned {
             tracing::debug!(

@@ -65,6 +65,8 @@ pub struct Shared {
     pub budget: Arc<Budget>,
     /// Event streams open, server-wide and per device.
     pub streams: crate::events::StreamSlots,
+    /// Uploads of large batches in progress.
+    pub uploads: crate::uploads::Uploads,
     shutdown: watch::Sender<bool>,
 }
 
@@ -116,6 +118,11 @@ impl AppState {
                 streams: crate::events::StreamSlots::new(
                     config.max_event_streams,
                     config.max_event_streams_per_device,
+                ),
+                uploads: crate::uploads::Uploads::new(
+                    &config.data_dir,
+                    config.max_transaction_bytes,
+                    config.upload_budget_bytes,
                 ),
                 config,
                 auth,

@@ -91,12 +91,14 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
 }
 
 /// Re-bases the local database on a snapshot: in one transaction, make every app table equal
-/// to the snapshot's, set the cursor to the snapshot's seq, redo pending.
+/// to the snapshot's, set the cursor to the snapshot's seq, redo pending (large pending
+/// transactions through files in `scratch`).
 /// Pending local changes survive. A batch in flight must have been answered (its fate known)
 /// or this fails with [`ClientError::InflightUnresolved`].
 pub fn bootstrap(
     conn: &Connection,
     snapshot: &Path,
+    scratch: Option<&Path>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let (seq, version) = snapshot_meta(snapshot)?;
@@ -110,7 +112,7 @@ pub fn bootstrap(
         "ATTACH DATABASE ?1 AS _sync_snap",
         [snapshot.to_string_lossy()],
     )?;
-    let result = bootstrap_attached(conn, seq, now_ms);
+    let result = bootstrap_attached(conn, seq, scratch, now_ms);
     let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
     let report = result?;
     detach?;
@@ -120,6 +122,7 @@ pub fn bootstrap(
 fn bootstrap_attached(
     conn: &Connection,
     seq: i64,
+    scratch: Option<&Path>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let tables = schema::user_tables(conn)?;
@@ -162,7 +165,11 @@ fn bootstrap_attached(
     }
     let to_snapshot = Changeset::from_bytes(bytes).invert()?;
     touched.add(&to_snapshot);
-    apply_exact(conn, &to_snapshot, "bootstrap")?;
+    apply_exact(
+        conn,
+        crate::engine::spool::Source::Bytes(to_snapshot.as_bytes()),
+        "bootstrap",
+    )?;
     // Main is now the snapshot: no pending transaction is applied. The batch in flight, if
     // the snapshot contains it (its answer came, its seq is at or below the snapshot's), is
     // settled now; then the pending transactions are redone on the snapshot.
@@ -171,12 +178,12 @@ fn bootstrap_attached(
         let log_seq = f.acked_seq.unwrap_or(seq);
         report.new_rejected += settle_batch(conn, &f, None, log_seq, now_ms)?;
     }
-    let redid = redo_each(conn, &outbox::entries(conn)?, now_ms, &mut touched)?;
+    let redid = redo_each(conn, &outbox::entries(conn)?, scratch, now_ms, &mut touched)?;
     report.new_conflicts += redid.conflicts;
     report.new_rejected += redid.rejected;
     set_state(conn, "cursor", seq)?;
     tx.commit()?;
-    report.touched = touched.into_rows();
+    (report.touched, report.touched_tables) = touched.into_parts();
     Ok(report)
 }
 

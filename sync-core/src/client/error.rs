@@ -80,6 +80,10 @@ pub enum ClientError {
     /// SQLite failed.
     #[error("local database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A scratch file (a large transaction or effect on its way) could not be written or
+    /// read.
+    #[error("scratch file I/O failed: {0}")]
+    Io(std::io::Error),
 }
 
 impl From<ApplyError> for ClientError {

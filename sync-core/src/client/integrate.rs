@@ -1,32 +1,75 @@
 //! Integrating pulled log entries, in one local transaction: undo the pending transactions
-//! (the inverse of their concatenation), apply the pulled effects, settle this device's own
-//! batch if it is among them (applied transactions leave the outbox, rejected ones move to the
-//! rejected queue), redo the remaining pending transactions one by one, move the cursor.
+//! (newest first), apply the pulled effects in order, settle this device's own batch if it is
+//! among them (applied transactions leave the outbox, rejected ones move to the rejected
+//! queue), redo the remaining pending transactions one by one, move the cursor.
+//!
+//! Nothing here needs a transaction or an effect in memory whole: a large effect (pulled into
+//! a file, [`LargeEffects`]) and a large pending transaction (copied out of the outbox into a
+//! scratch file) are validated, inverted and applied from files, in pieces.
 
 use super::ClientError;
 use super::push::settle_batch;
 use super::redo::redo_each;
 use super::report::{IntegrateReport, Touched};
 use super::state::{clear_inflight, cursor, inflight};
-use crate::engine::apply::{ApplyError, ApplyOptions, apply};
+use crate::engine::apply::{ApplyError, ApplyOptions, apply_source};
 use crate::engine::changeset::Changeset;
+use crate::engine::decode;
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::policy::{Policy, PolicySet};
 use crate::engine::schema;
+use crate::engine::spool::{self, Source, Spool, Spooled};
 use crate::engine::tx::Tx;
 use crate::protocol::pull::LogEntry;
 use crate::protocol::push::PushStatus;
 use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::Path;
 
-/// Integrates pulled log entries in one transaction: undo pending (inverse of their
-/// concatenation), apply the entries' effects (concatenated), settle our own batch if it is
-/// among them, redo the remaining pending transactions one by one under a session and store
-/// their captured effects, move the cursor. Entries at or below the cursor are skipped; a gap
-/// is an error. Foreign-key actions are off throughout: every effect already carries its
-/// cascaded rows.
+/// Effects too large for a pull page, fetched on their own (into files), by log seq.
+#[derive(Debug, Default)]
+pub struct LargeEffects {
+    files: HashMap<i64, Spooled>,
+}
+
+impl LargeEffects {
+    /// Adds the fetched effect of entry `seq`.
+    pub fn insert(&mut self, seq: i64, effect: Spooled) {
+        self.files.insert(seq, effect);
+    }
+
+    /// The effect of entry `seq`, if fetched.
+    pub fn get(&self, seq: i64) -> Option<Source<'_>> {
+        self.files.get(&seq).map(Spooled::source)
+    }
+
+    /// Forgets every effect (their files go with them).
+    pub fn clear(&mut self) {
+        self.files.clear();
+    }
+}
+
+/// [`integrate_with`] for entries whose effects are all in memory, and no scratch directory.
 pub fn integrate(
     conn: &Connection,
     entries: &[LogEntry],
+    now_ms: i64,
+) -> Result<IntegrateReport, ClientError> {
+    integrate_with(conn, entries, &LargeEffects::default(), None, now_ms)
+}
+
+/// Integrates pulled log entries in one transaction: undo pending, apply the entries'
+/// effects (the large ones from `large`), settle our own batch if it is among them, redo the
+/// remaining pending transactions one by one under a session and store their captured
+/// effects, move the cursor. Entries at or below the cursor are skipped; a gap is an error.
+/// Foreign-key actions are off throughout: every effect already carries its cascaded rows.
+/// `scratch` is where large pending transactions are copied to be undone and redone (`None`:
+/// in memory).
+pub fn integrate_with(
+    conn: &Connection,
+    entries: &[LogEntry],
+    large: &LargeEffects,
+    scratch: Option<&Path>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let tx = Tx::begin(conn)?;
@@ -39,23 +82,30 @@ pub fn integrate(
             ..IntegrateReport::default()
         });
     };
+    let mut effects = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         if e.seq != cursor + 1 + i as i64 {
             return Err(ClientError::Gap { cursor, got: e.seq });
         }
-        check_pulled(e)?;
+        let effect = match e.large {
+            None => Effect::Memory(&e.effect),
+            Some(len) => {
+                Effect::File(large.get(e.seq).filter(|s| s.len() == len).ok_or_else(|| {
+                    ClientError::CorruptEntry {
+                        seq: e.seq,
+                        what: format!("its large effect of {len} bytes was not fetched whole"),
+                    }
+                })?)
+            }
+        };
+        check_pulled(e, effect.source())?;
+        effects.push(effect);
     }
     let last_seq = last.seq;
     let inflight = inflight(conn)?;
     let own = inflight
         .as_ref()
         .and_then(|f| entries.iter().find(|e| e.batch_id == f.batch_id));
-    let remote = Changeset::concat_all(
-        entries
-            .iter()
-            .filter(|e| e.status != PushStatus::Rejected)
-            .map(|e| &e.effect),
-    )?;
     let mut report = IntegrateReport {
         entries: entries.len(),
         cursor: last_seq,
@@ -63,48 +113,95 @@ pub fn integrate(
         ..IntegrateReport::default()
     };
     let mut touched = Touched::default();
-    touched.add(&remote);
-
     let pending = outbox::entries(conn)?;
+    if !pending.is_empty() {
+        report.rebased = true;
+        undo_all(conn, &pending, scratch, &mut touched)?;
+    }
+    apply_remote(conn, &effects, &mut touched)?;
     if pending.is_empty() {
-        apply_exact(conn, &remote, "remote")?;
         if own.is_some() {
             clear_inflight(conn)?;
         }
     } else {
-        report.rebased = true;
-        let undo = undo_all(conn, &pending)?;
-        touched.add(&undo);
-        apply_exact(conn, &remote, "remote")?;
         if let (Some(own), Some(f)) = (own, &inflight) {
             report.new_rejected += settle_batch(conn, f, Some(&own.rejected), own.seq, now_ms)?;
         }
         let remaining: Vec<OutboxEntry> = outbox::entries(conn)?;
-        let redid = redo_each(conn, &remaining, now_ms, &mut touched)?;
+        let redid = redo_each(conn, &remaining, scratch, now_ms, &mut touched)?;
         report.new_conflicts += redid.conflicts;
         report.new_rejected += redid.rejected;
     }
     super::state::set_state(conn, "cursor", last_seq)?;
     tx.commit()?;
-    report.touched = touched.into_rows();
+    (report.touched, report.touched_tables) = touched.into_parts();
     Ok(report)
+}
+
+/// A pulled entry's effect: with the page, or fetched into a file.
+#[derive(Clone, Copy)]
+enum Effect<'a> {
+    Memory(&'a Changeset),
+    File(Source<'a>),
+}
+
+impl<'a> Effect<'a> {
+    fn source(self) -> Source<'a> {
+        match self {
+            Effect::Memory(c) => Source::Bytes(c.as_bytes()),
+            Effect::File(s) => s,
+        }
+    }
+}
+
+/// Applies the entries' effects in order: runs of in-memory ones concatenated (one apply),
+/// large ones from their files.
+fn apply_remote(
+    conn: &Connection,
+    effects: &[Effect<'_>],
+    touched: &mut Touched,
+) -> Result<(), ClientError> {
+    let mut run: Vec<&Changeset> = Vec::new();
+    let flush = |run: &mut Vec<&Changeset>, touched: &mut Touched| -> Result<(), ClientError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let together = Changeset::concat_all(run.iter().copied())?;
+        run.clear();
+        touched.add(&together);
+        apply_exact(conn, Source::Bytes(together.as_bytes()), "remote")
+    };
+    for effect in effects {
+        match *effect {
+            Effect::Memory(c) if c.is_empty() => {}
+            Effect::Memory(c) => run.push(c),
+            Effect::File(source) => {
+                flush(&mut run, touched)?;
+                touched.add_source(source).map_err(ClientError::Io)?;
+                apply_exact(conn, source, "remote")?;
+            }
+        }
+    }
+    flush(&mut run, touched)
 }
 
 /// Refuses a pulled entry whose effect does not decode or writes an internal table: the
 /// server never logs such an effect (its apply refuses them), so one arriving means a damaged
 /// or hostile log, and applying it could rewrite this device's outbox or cursor.
-fn check_pulled(entry: &LogEntry) -> Result<(), ClientError> {
-    if entry.effect.is_empty() {
+fn check_pulled(entry: &LogEntry, effect: Source<'_>) -> Result<(), ClientError> {
+    if effect.is_empty() {
         return Ok(());
     }
     let corrupt = |what: String| ClientError::CorruptEntry {
         seq: entry.seq,
         what,
     };
-    let summary = entry
-        .effect
-        .validate()
-        .map_err(|e| corrupt(e.to_string()))?;
+    let summary = match effect.as_bytes() {
+        Some(bytes) => decode::validate(bytes),
+        None => decode::validate_reader(effect.reader(), decode::STREAM_WINDOW)
+            .map_err(ClientError::Io)?,
+    }
+    .map_err(|e| corrupt(e.to_string()))?;
     if entry.status == PushStatus::Rejected {
         return Err(corrupt(
             "a wholly rejected batch with a non-empty effect".into(),
@@ -130,15 +227,17 @@ fn exact_options() -> ApplyOptions {
     }
 }
 
+/// Applies `changeset` (in memory or in a file) exactly: any conflict means local state is
+/// not what the protocol says it is ([`ClientError::Diverged`]).
 pub(crate) fn apply_exact(
     conn: &Connection,
-    changeset: &Changeset,
+    changeset: Source<'_>,
     step: &'static str,
 ) -> Result<(), ClientError> {
     if changeset.is_empty() {
         return Ok(());
     }
-    match apply(conn, changeset, &exact_options()) {
+    match apply_source(conn, changeset, &exact_options(), None) {
         Ok(_) => Ok(()),
         Err(ApplyError::Aborted { report }) => Err(ClientError::Diverged {
             step,
@@ -148,9 +247,42 @@ pub(crate) fn apply_exact(
     }
 }
 
-/// Applies the inverse of all pending changesets; returns that inverse.
-fn undo_all(conn: &Connection, pending: &[OutboxEntry]) -> Result<Changeset, ClientError> {
-    let undo = Changeset::concat_all(pending.iter().map(|e| &e.changeset))?.invert()?;
-    apply_exact(conn, &undo, "undo")?;
-    Ok(undo)
+/// Undoes every pending transaction, newest first: runs of in-memory ones by the inverse of
+/// their concatenation (one apply), large ones inverted from file to file.
+fn undo_all(
+    conn: &Connection,
+    pending: &[OutboxEntry],
+    scratch: Option<&Path>,
+    touched: &mut Touched,
+) -> Result<(), ClientError> {
+    let mut run: Vec<&Changeset> = Vec::new();
+    let flush = |run: &mut Vec<&Changeset>, touched: &mut Touched| -> Result<(), ClientError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        run.reverse(); // oldest first, as concatenation wants them
+        let undo = Changeset::concat_all(run.iter().copied())?.invert()?;
+        run.clear();
+        touched.add(&undo);
+        apply_exact(conn, Source::Bytes(undo.as_bytes()), "undo")
+    };
+    for entry in pending.iter().rev() {
+        match outbox::spool_large(conn, entry, scratch).map_err(ClientError::Io)? {
+            None => run.push(&entry.changeset),
+            Some(copy) => {
+                flush(&mut run, touched)?;
+                let mut inverse = match scratch {
+                    Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
+                    None => Spool::in_memory(),
+                };
+                rusqlite::session::invert_strm(&mut copy.source().reader(), &mut inverse)?;
+                let inverse = inverse.finish().map_err(ClientError::Io)?;
+                touched
+                    .add_source(inverse.source())
+                    .map_err(ClientError::Io)?;
+                apply_exact(conn, inverse.source(), "undo")?;
+            }
+        }
+    }
+    flush(&mut run, touched)
 }

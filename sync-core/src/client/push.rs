@@ -19,21 +19,73 @@ pub struct PushBatch {
     /// Headers to send.
     pub headers: PushHeaders,
     /// The body: the batch framing ([`crate::protocol::batch`]) of its transactions.
-    pub body: Vec<u8>,
+    pub body: BatchBody,
     /// Last outbox seq in the batch.
     pub through_seq: i64,
     /// Number of transactions in the batch.
     pub entries: usize,
 }
 
+/// How a batch's body travels.
+#[derive(Debug, Clone)]
+pub enum BatchBody {
+    /// In memory, pushed in one request.
+    Inline(Vec<u8>),
+    /// Larger than one request may be (one large transaction): uploaded in parts read from
+    /// the outbox ([`UploadBody::read`]), then pushed by name.
+    Upload(UploadBody),
+}
+
+/// The body of a batch that is uploaded in parts: its framing header, then its transactions'
+/// changesets, read from the outbox in pieces — never in memory whole.
+#[derive(Debug, Clone)]
+pub struct UploadBody {
+    header: Vec<u8>,
+    /// `(outbox seq, changeset length)` of each transaction, in order.
+    entries: Vec<(i64, u64)>,
+    total: u64,
+}
+
+impl UploadBody {
+    /// The body's size.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes `offset..offset + len` (clamped to the body) of the body.
+    pub fn read(&self, conn: &Connection, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let end = offset.saturating_add(len).min(self.total);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut at = 0u64;
+        let head = self.header.len() as u64;
+        if offset < head {
+            out.extend_from_slice(&self.header[offset as usize..end.min(head) as usize]);
+        }
+        at += head;
+        for &(seq, len) in &self.entries {
+            let (start, stop) = (offset.max(at), end.min(at + len));
+            if start < stop {
+                let mut buf = vec![0u8; (stop - start) as usize];
+                outbox::read_at(conn, seq, start - at, &mut buf)?;
+                out.extend_from_slice(&buf);
+            }
+            at += len;
+        }
+        Ok(out)
+    }
+}
+
 /// Prepares the batch to push: the batch already in flight (same id, so a retry is
 /// idempotent), or a new one made of the oldest outbox entries up to about `max_bytes` (at
 /// least one entry) with the id `new_batch_id()` returns — which must never repeat for this
-/// device. Returns `None` when there is nothing to push, or when the batch in flight was
-/// answered and only a pull can settle it.
+/// device. A batch whose body would pass `max_body` (the server's request limit: one large
+/// transaction) is to be uploaded in parts ([`BatchBody::Upload`]). Returns `None` when there
+/// is nothing to push, or when the batch in flight was answered and only a pull can settle
+/// it.
 pub fn prepare_push(
     conn: &Connection,
     max_bytes: usize,
+    max_body: usize,
     new_batch_id: impl FnOnce() -> String,
 ) -> Result<Option<PushBatch>, ClientError> {
     let tx = Tx::begin(conn)?;
@@ -51,7 +103,7 @@ pub fn prepare_push(
                     cursor,
                     schema_version,
                 },
-                body: encode(&entries),
+                body: body(&entries, max_body),
                 through_seq: f.through_seq,
                 entries: entries.len(),
             };
@@ -64,12 +116,12 @@ pub fn prepare_push(
         clear_inflight(conn)?;
     }
     let mut taken: Vec<OutboxEntry> = Vec::new();
-    let mut bytes = 0usize;
+    let mut bytes = 0u64;
     for entry in outbox::entries_after(conn, i64::MIN, batch::MAX_TRANSACTIONS)? {
-        if !taken.is_empty() && bytes + entry.changeset.len() > max_bytes {
+        if !taken.is_empty() && bytes + entry.len > max_bytes as u64 {
             break;
         }
-        bytes += entry.changeset.len();
+        bytes += entry.len;
         taken.push(entry);
     }
     let Some(last) = taken.last() else {
@@ -89,18 +141,31 @@ pub fn prepare_push(
             cursor,
             schema_version,
         },
-        body: encode(&taken),
+        body: body(&taken, max_body),
         through_seq,
         entries: taken.len(),
     }))
 }
 
-fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
-    let txs: Vec<(i64, &[u8])> = entries
-        .iter()
-        .map(|e| (e.seq, e.changeset.as_bytes()))
-        .collect();
-    batch::encode(&txs)
+/// The body of a batch of `entries`: inline when it fits one request and every changeset is
+/// in memory, else uploaded.
+fn body(entries: &[OutboxEntry], max_body: usize) -> BatchBody {
+    let index: Vec<(i64, u64)> = entries.iter().map(|e| (e.seq, e.len)).collect();
+    let total = batch::header_len(entries.len()) + index.iter().map(|(_, n)| n).sum::<u64>();
+    if total <= max_body as u64 && entries.iter().all(|e| !e.is_large()) {
+        let txs: Vec<(i64, &[u8])> = entries
+            .iter()
+            .map(|e| (e.seq, e.changeset.as_bytes()))
+            .collect();
+        return BatchBody::Inline(batch::encode(&txs));
+    }
+    let mut header = Vec::new();
+    batch::encode_header(&index, &mut header).expect("writing to memory");
+    BatchBody::Upload(UploadBody {
+        header,
+        entries: index,
+        total,
+    })
 }
 
 pub(crate) fn entries_through(

@@ -9,14 +9,15 @@ use super::ClientError;
 use super::conflicts::{Dropped, LocalConflictKind, record_conflict};
 use super::rejected::{self, RejectedBy, RejectedReason, Rejection};
 use super::report::Touched;
-use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured};
-use crate::engine::changeset::Changeset;
+use crate::engine::apply::{ApplyError, ApplyOptions, apply_captured_into};
 use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::Op;
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::policy::{Policy, PolicySet};
+use crate::engine::spool::{self, Source, Spool, Spooled};
 use crate::protocol::conflicts::Conflict;
 use rusqlite::Connection;
+use std::path::Path;
 
 /// What redoing pending transactions did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,15 +35,23 @@ pub(crate) struct Redid {
 pub(crate) fn redo_each(
     conn: &Connection,
     entries: &[OutboxEntry],
+    scratch: Option<&Path>,
     now_ms: i64,
     touched: &mut Touched,
 ) -> Result<Redid, ClientError> {
     let mut done = Redid::default();
     for e in entries {
-        match redo_one(conn, &e.changeset, now_ms) {
+        let copy = outbox::spool_large(conn, e, scratch).map_err(ClientError::Io)?;
+        let source = match &copy {
+            Some(file) => file.source(),
+            None => Source::Bytes(e.changeset.as_bytes()),
+        };
+        match redo_one(conn, source, scratch, now_ms) {
             Ok((effect, conflicts)) => {
-                touched.add(&effect);
-                outbox::replace(conn, e.seq, &effect)?;
+                touched
+                    .add_source(effect.source())
+                    .map_err(ClientError::Io)?;
+                outbox::replace_source(conn, e.seq, effect.source())?;
                 done.conflicts += conflicts;
             }
             Err(RedoError::ForeignKey(conflicts)) => {
@@ -86,9 +95,10 @@ impl<E: Into<ClientError>> From<E> for RedoError {
 /// row deleted remotely and a constraint violation are omitted and recorded.
 fn redo_one(
     conn: &Connection,
-    changeset: &Changeset,
+    changeset: Source<'_>,
+    scratch: Option<&Path>,
     now_ms: i64,
-) -> Result<(Changeset, usize), RedoError> {
+) -> Result<(Spooled, usize), RedoError> {
     let options = ApplyOptions {
         policies: PolicySet::uniform(Policy::Replace),
         fk_no_action: true,
@@ -98,9 +108,13 @@ fn redo_one(
         piece_bytes: None,
     };
     if changeset.is_empty() {
-        return Ok((Changeset::default(), 0));
+        return Ok((Spooled::from_bytes(Vec::new()), 0));
     }
-    let (report, effect) = match apply_captured(conn, changeset, &options, None) {
+    let mut effect = match scratch {
+        Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
+        None => Spool::in_memory(),
+    };
+    let report = match apply_captured_into(conn, changeset, &options, None, &mut effect) {
         Ok(r) => r,
         Err(ApplyError::Aborted { report })
             if report
@@ -140,5 +154,5 @@ fn redo_one(
         )?;
         recorded += 1;
     }
-    Ok((effect, recorded))
+    Ok((effect.finish().map_err(ClientError::Io)?, recorded))
 }

@@ -6,10 +6,12 @@
 
 use super::ClientError;
 use crate::engine::apply::{ApplyError, ApplyOptions};
+use crate::engine::blob;
 use crate::engine::capture::{CaptureError, capture};
 use crate::engine::changeset::Changeset;
 use crate::engine::conflict::ConflictKind;
-use crate::engine::outbox::OutboxEntry;
+use crate::engine::decode;
+use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::policy::{Policy, PolicySet};
 use crate::names::named_enum;
 use crate::protocol::conflicts::Conflict;
@@ -30,6 +32,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
              batch_id    TEXT,
              log_seq     INTEGER,
              conflicts   TEXT    NOT NULL,
+             changes     INTEGER NOT NULL,
              changeset   BLOB    NOT NULL
          );",
     )
@@ -82,7 +85,9 @@ pub struct Rejected {
     pub conflicts: Vec<Conflict>,
     /// Changes in its changeset.
     pub changes: u64,
-    /// The transaction's changes.
+    /// Its changeset's size in bytes.
+    pub bytes: u64,
+    /// The transaction's changes (read by [`get`] only, not by [`list`]).
     #[serde(skip)]
     pub changeset: Changeset,
 }
@@ -108,12 +113,28 @@ pub(crate) fn move_to_queue(
     now_ms: i64,
 ) -> Result<(), ClientError> {
     let conflicts = serde_json::to_string(rejection.conflicts).expect("conflicts serialize");
-    conn.prepare_cached(
+    let source = outbox::cell(entry.seq);
+    // A large changeset is counted and copied in pieces, never read whole.
+    let changes = if entry.is_large() {
+        let reader = blob::Reader::new(conn, source)?;
+        decode::validate_reader(reader, decode::STREAM_WINDOW)
+            .map_err(ClientError::Io)?
+            .map(|s| s.changes())
+            .unwrap_or(0)
+    } else if entry.changeset.is_empty() {
+        0
+    } else {
+        entry.changeset.validate().map(|s| s.changes()).unwrap_or(0)
+    };
+    let mut insert = conn.prepare_cached(
         "INSERT INTO _sync_rejected(outbox_seq, created_ms, rejected_ms, reason, source, detail,
-                                    batch_id, log_seq, conflicts, changeset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
+                                    batch_id, log_seq, conflicts, changes, changeset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let zero = rusqlite::blob::ZeroBlob(entry.len);
+    let bytes = entry.changeset.as_bytes();
+    let changeset: &dyn rusqlite::ToSql = if entry.is_large() { &zero } else { &bytes };
+    insert.execute(params![
         entry.seq,
         entry.created_ms,
         now_ms,
@@ -123,21 +144,29 @@ pub(crate) fn move_to_queue(
         rejection.batch_id,
         rejection.log_seq,
         conflicts,
-        entry.changeset.as_bytes()
+        changes as i64,
+        changeset
     ])?;
+    if entry.is_large() {
+        let id = conn.last_insert_rowid();
+        let to = blob::Cell {
+            table: "_sync_rejected",
+            column: "changeset",
+            rowid: id,
+        };
+        blob::copy_cell(conn, source, to).map_err(ClientError::Io)?;
+    }
     crate::engine::outbox::remove(conn, entry.seq)?;
     Ok(())
 }
 
 const COLUMNS: &str = "id, outbox_seq, created_ms, rejected_ms, reason, source, detail, batch_id, \
-                       log_seq, conflicts, changeset";
+                       log_seq, conflicts, changes, length(changeset)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rejected> {
     let parse = |i: usize, e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
     };
-    let changeset = Changeset::from_bytes(r.get(10)?);
-    let changes = changeset.validate().map(|s| s.changes()).unwrap_or(0);
     Ok(Rejected {
         id: r.get(0)?,
         outbox_seq: r.get(1)?,
@@ -156,24 +185,29 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rejected> {
         log_seq: r.get(8)?,
         conflicts: serde_json::from_str(&r.get::<_, String>(9)?)
             .map_err(|e| parse(9, e.to_string()))?,
-        changes,
-        changeset,
+        changes: r.get::<_, i64>(10)? as u64,
+        bytes: r.get::<_, i64>(11)? as u64,
+        changeset: Changeset::default(),
     })
 }
 
-/// Every rejected transaction, oldest first.
+/// Every rejected transaction, oldest first, without their changesets (see [`get`]).
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Rejected>> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM _sync_rejected ORDER BY id"))?;
     stmt.query_map([], row)?.collect()
 }
 
-/// One rejected transaction.
+/// One rejected transaction, with its changeset (read into memory whole).
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Rejected>> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM _sync_rejected WHERE id = ?1"
+        "SELECT {COLUMNS}, changeset FROM _sync_rejected WHERE id = ?1"
     ))?
-    .query_row([id], row)
+    .query_row([id], |r| {
+        let mut rejected = row(r)?;
+        rejected.changeset = Changeset::from_bytes(r.get(12)?);
+        Ok(rejected)
+    })
     .optional()
 }
 

@@ -10,9 +10,11 @@
 use crate::engine::changeset::Changeset;
 use crate::engine::outbox;
 use crate::engine::schema::{SchemaError, check_trackable, is_internal_table};
+use crate::engine::spool::{self, Spool};
 use crate::engine::tx::Tx;
 use rusqlite::Connection;
 use rusqlite::session::Session;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Errors from [`capture`]. `E` is the closure's own error type.
@@ -44,6 +46,24 @@ pub enum CaptureError<E> {
     /// session cannot track; the transaction was rolled back.
     #[error("{0}; nothing was written")]
     Untrackable(SchemaError),
+    /// The write's changeset is larger than [`CaptureOptions::max_bytes`]: it could never be
+    /// synced, so it is refused when it commits rather than stranded later. The transaction
+    /// was rolled back.
+    #[error(
+        "the write's changeset is {size} bytes, more than the {limit} bytes one transaction may \
+         hold (the server's max_transaction_bytes); nothing was written — split it into smaller \
+         transactions"
+    )]
+    TooLarge {
+        /// The changeset's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The changeset could not be spooled to its scratch file (a full disk); the transaction
+    /// was rolled back.
+    #[error("could not spool the write's changeset: {0}")]
+    Spool(std::io::Error),
     /// SQLite failed to begin, record or commit; the transaction was rolled back.
     #[error("could not record the write: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -62,6 +82,19 @@ pub enum SchemaChanges {
     AllowTrackable,
 }
 
+/// How [`capture_with`] captures.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureOptions {
+    /// What to do when the closure changes the schema.
+    pub schema_changes: SchemaChanges,
+    /// Refuse (roll back) a write whose changeset is larger ([`CaptureError::TooLarge`]).
+    pub max_bytes: Option<u64>,
+    /// Where a changeset larger than [`spool::DEFAULT_THRESHOLD`] waits, in an unlinked file,
+    /// between the session and the outbox row (written through blob I/O): memory then holds
+    /// no copy of it. `None` keeps it in memory.
+    pub scratch: Option<PathBuf>,
+}
+
 /// The result of a captured write.
 #[derive(Debug)]
 pub struct Captured<T> {
@@ -69,8 +102,12 @@ pub struct Captured<T> {
     pub value: T,
     /// The outbox `seq` of the stored changeset; `None` when the write changed no tracked row.
     pub outbox_seq: Option<i64>,
-    /// The captured changeset (empty when nothing tracked changed).
+    /// The captured changeset when it stayed in memory (always without a scratch directory);
+    /// empty when nothing tracked changed — or when it went to a scratch file: read it from
+    /// the outbox then.
     pub changeset: Changeset,
+    /// The changeset's size in bytes.
+    pub len: u64,
 }
 
 /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`) with a session attached to every table
@@ -84,15 +121,17 @@ pub fn capture<T, E>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<Captured<T>, CaptureError<E>> {
-    capture_with(conn, SchemaChanges::Refuse, f)
+    capture_with(conn, &CaptureOptions::default(), f)
 }
 
-/// [`capture`], with the closure's schema changes treated as `schema_changes` says.
+/// [`capture`] under `options`: how schema changes are treated, a size limit, a scratch
+/// directory for large changesets.
 pub fn capture_with<T, E>(
     conn: &Connection,
-    schema_changes: SchemaChanges,
+    options: &CaptureOptions,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<Captured<T>, CaptureError<E>> {
+    let schema_changes = options.schema_changes;
     if !conn.is_autocommit() {
         return Err(CaptureError::NestedTransaction);
     }
@@ -116,22 +155,37 @@ pub fn capture_with<T, E>(
                 }
             }
         }
-        let mut bytes = Vec::new();
+        let mut spool = match &options.scratch {
+            Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
+            None => Spool::in_memory(),
+        };
         if !session.is_empty() {
-            session.changeset_strm(&mut bytes)?;
+            session.changeset_strm(&mut spool)?;
         }
-        (value, bytes)
+        (value, spool.finish().map_err(CaptureError::Spool)?)
     };
+    let len = bytes.len();
+    if let Some(limit) = options.max_bytes
+        && len > limit
+    {
+        return Err(CaptureError::TooLarge { size: len, limit });
+    }
     let outbox_seq = if bytes.is_empty() {
         None
     } else {
-        Some(outbox::push(conn, &bytes, now_ms())?)
+        Some(outbox::push_source(conn, bytes.source(), now_ms())?)
     };
     tx.commit()?;
+    let changeset = match bytes.as_bytes() {
+        // In memory: hand over the bytes themselves (no copy).
+        Some(_) => Changeset::from_bytes(bytes.into_bytes().unwrap_or_default()),
+        None => Changeset::default(),
+    };
     Ok(Captured {
         value,
         outbox_seq,
-        changeset: Changeset::from_bytes(bytes),
+        changeset,
+        len,
     })
 }
 

@@ -17,10 +17,12 @@
 //! | [`diff`](mod@diff) | the changeset that turns one database file into another |
 //! | [`schema`] | which tables a session can track; whether a changeset fits a database; names as SQLite judges them |
 //! | [`spool`] | bytes in memory while small, in an unlinked temporary file once large |
+//! | [`blob`] | large values in and out of SQLite in pieces (incremental blob I/O) |
 //! | [`tx`] | the one transaction guard: writes begin `IMMEDIATE` |
-//! | [`ffi`] | the only `unsafe`: `sqlite3changeset_apply_v2` (and its streaming form) and the conflict accessors rusqlite lacks |
+//! | [`ffi`] | the only `unsafe`: `sqlite3changeset_apply_v2` and the conflict accessors rusqlite lacks |
 
 pub mod apply;
+pub mod blob;
 pub mod capture;
 pub mod changeset;
 pub mod conflict;

@@ -11,7 +11,9 @@
 //! transaction: a new seq is one past the larger of the newest entry and a *floor* that
 //! records the largest seq ever removed — written only when entries are removed, at sync time.
 
+use crate::engine::blob;
 use crate::engine::changeset::Changeset;
+use crate::engine::spool::Source;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Name of the outbox table.
@@ -60,27 +62,107 @@ fn changeset_last(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// One pending changeset.
+/// Entries up to this size are read into memory with the outbox; larger ones stay in the
+/// database and are read in pieces ([`read_at`], [`copy`]) — a transaction of any size never
+/// has to fit in memory. ([`set_load_max`] changes it, for tests that want small
+/// transactions to take the large path.)
+pub const LOAD_MAX: u64 = 4 << 20;
+
+thread_local! {
+    static LOAD_LIMIT: std::cell::Cell<u64> = const { std::cell::Cell::new(LOAD_MAX) };
+}
+
+/// Sets the size above which entries are not read into memory, for outbox reads on the
+/// calling thread (tests: the behaviour is the same either way, only the path differs).
+#[doc(hidden)]
+pub fn set_load_max(bytes: u64) {
+    LOAD_LIMIT.with(|l| l.set(bytes));
+}
+
+fn load_max() -> i64 {
+    LOAD_LIMIT.with(|l| l.get()).min(i64::MAX as u64) as i64
+}
+
+/// One pending transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Position in the outbox; never reused.
     pub seq: i64,
-    /// The captured changeset.
+    /// The captured changeset — empty for a large entry (see [`OutboxEntry::is_large`]).
     pub changeset: Changeset,
     /// When it was captured (milliseconds since the Unix epoch).
     pub created_ms: i64,
+    /// The changeset's size in bytes.
+    pub len: u64,
+    /// The changeset was too large to read into memory ([`LOAD_MAX`]).
+    pub large: bool,
+}
+
+impl OutboxEntry {
+    /// True when the changeset is larger than [`LOAD_MAX`] and was not read into memory.
+    pub fn is_large(&self) -> bool {
+        self.large
+    }
+}
+
+const CELL: &str = "changeset";
+
+/// The cell of entry `seq`'s changeset.
+pub fn cell(seq: i64) -> blob::Cell<'static> {
+    blob::Cell {
+        table: TABLE,
+        column: CELL,
+        rowid: seq,
+    }
 }
 
 /// Appends a changeset and returns its `seq`. Call inside the write transaction.
 pub fn push(conn: &Connection, changeset: &[u8], created_ms: i64) -> rusqlite::Result<i64> {
+    push_source(conn, Source::Bytes(changeset), created_ms)
+}
+
+/// [`push`] from a [`Source`]: a changeset in a file is written through blob I/O, never
+/// held in memory.
+pub fn push_source(
+    conn: &Connection,
+    changeset: Source<'_>,
+    created_ms: i64,
+) -> rusqlite::Result<i64> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO _sync_outbox (seq, created_ms, changeset) VALUES (
              max(coalesce((SELECT max(seq) FROM _sync_outbox), 0),
                  (SELECT seq FROM _sync_outbox_floor WHERE id = 1)) + 1,
              ?2, ?1)",
     )?;
-    stmt.execute(params![changeset, created_ms])?;
-    Ok(conn.last_insert_rowid())
+    match changeset.as_bytes() {
+        Some(bytes) => stmt.execute(params![bytes, created_ms])?,
+        None => stmt.execute(params![
+            rusqlite::blob::ZeroBlob(zeroblob_len(changeset)?),
+            created_ms
+        ])?,
+    };
+    let seq = conn.last_insert_rowid();
+    if changeset.as_bytes().is_none() {
+        blob::fill(conn, cell(seq), changeset).map_err(to_sqlite)?;
+    }
+    Ok(seq)
+}
+
+fn zeroblob_len(source: Source<'_>) -> rusqlite::Result<u64> {
+    if source.len() > i32::MAX as u64 {
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "a changeset of {} bytes is larger than SQLite's blobs",
+                source.len()
+            )
+            .into(),
+        ));
+    }
+    Ok(source.len())
+}
+
+fn to_sqlite(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
 /// All entries, oldest first.
@@ -88,38 +170,70 @@ pub fn entries(conn: &Connection) -> rusqlite::Result<Vec<OutboxEntry>> {
     entries_after(conn, i64::MIN, usize::MAX)
 }
 
-/// Up to `limit` entries with `seq > after`, oldest first.
+/// Up to `limit` entries with `seq > after`, oldest first. A large entry's changeset is not
+/// read (see [`OutboxEntry::is_large`]).
 pub fn entries_after(
     conn: &Connection,
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<Vec<OutboxEntry>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, changeset, created_ms FROM _sync_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, CASE WHEN length(changeset) <= ?3 THEN changeset END, created_ms,
+                length(changeset)
+         FROM _sync_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![after, limit], |r| {
-        Ok(OutboxEntry {
-            seq: r.get(0)?,
-            changeset: Changeset::from_bytes(r.get(1)?),
-            created_ms: r.get(2)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![after, limit, load_max()], row)?;
     rows.collect()
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let changeset: Option<Vec<u8>> = r.get(1)?;
+    Ok(OutboxEntry {
+        seq: r.get(0)?,
+        large: changeset.is_none(),
+        changeset: Changeset::from_bytes(changeset.unwrap_or_default()),
+        created_ms: r.get(2)?,
+        len: r.get::<_, i64>(3)? as u64,
+    })
+}
+
+/// Copies an entry's whole changeset to `out` (a spool, to apply or push a large one).
+pub fn copy(conn: &Connection, seq: i64, out: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    blob::copy(conn, cell(seq), out)
+}
+
+/// A large entry's changeset copied out into a spool in `scratch` (in memory without one),
+/// to be applied or inverted from there; `None` for an entry already in memory.
+pub fn spool_large(
+    conn: &Connection,
+    entry: &OutboxEntry,
+    scratch: Option<&std::path::Path>,
+) -> std::io::Result<Option<crate::engine::spool::Spooled>> {
+    if !entry.is_large() {
+        return Ok(None);
+    }
+    let mut spool = match scratch {
+        Some(dir) => crate::engine::spool::Spool::new(dir, crate::engine::spool::DEFAULT_THRESHOLD),
+        None => crate::engine::spool::Spool::in_memory(),
+    };
+    copy(conn, entry.seq, &mut spool)?;
+    Ok(Some(spool.finish()?))
+}
+
+/// Reads bytes `offset..offset + buf.len()` of an entry's changeset.
+pub fn read_at(conn: &Connection, seq: i64, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    blob::read_at(conn, cell(seq), offset, buf)
 }
 
 /// One entry by `seq`.
 pub fn get(conn: &Connection, seq: i64) -> rusqlite::Result<Option<OutboxEntry>> {
     conn.query_row(
-        "SELECT seq, changeset, created_ms FROM _sync_outbox WHERE seq = ?1",
-        [seq],
-        |r| {
-            Ok(OutboxEntry {
-                seq: r.get(0)?,
-                changeset: Changeset::from_bytes(r.get(1)?),
-                created_ms: r.get(2)?,
-            })
-        },
+        "SELECT seq, CASE WHEN length(changeset) <= ?2 THEN changeset END, created_ms,
+                length(changeset)
+         FROM _sync_outbox WHERE seq = ?1",
+        params![seq, load_max()],
+        row,
     )
     .optional()
 }
@@ -136,8 +250,25 @@ pub fn stats(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
 /// Replaces an entry's changeset (after a rebase changed its effect). The entry stays even
 /// when its new effect is empty: it is still a transaction the server has to settle.
 pub fn replace(conn: &Connection, seq: i64, changeset: &Changeset) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE _sync_outbox SET changeset = ?2 WHERE seq = ?1")?
-        .execute(params![seq, changeset.as_bytes()])?;
+    replace_source(conn, seq, Source::Bytes(changeset.as_bytes()))
+}
+
+/// [`replace`] from a [`Source`] (a large effect, through blob I/O).
+pub fn replace_source(conn: &Connection, seq: i64, changeset: Source<'_>) -> rusqlite::Result<()> {
+    match changeset.as_bytes() {
+        Some(bytes) => {
+            conn.prepare_cached("UPDATE _sync_outbox SET changeset = ?2 WHERE seq = ?1")?
+                .execute(params![seq, bytes])?;
+        }
+        None => {
+            conn.prepare_cached("UPDATE _sync_outbox SET changeset = ?2 WHERE seq = ?1")?
+                .execute(params![
+                    seq,
+                    rusqlite::blob::ZeroBlob(zeroblob_len(changeset)?)
+                ])?;
+            blob::fill(conn, cell(seq), changeset).map_err(to_sqlite)?;
+        }
+    }
     Ok(())
 }
 

@@ -45,6 +45,9 @@ named_enum! {
         /// foreign-key violations); the data is the push answer. It is recorded as processed
         /// and answers the same on retry.
         PushRejected = "push_rejected",
+        /// 409: a push names an upload that has not fully arrived (`received`, `total`);
+        /// upload the rest, then push again.
+        UploadIncomplete = "upload_incomplete",
         /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
         /// restored from an older backup. Bootstrap from a snapshot.
         CursorAhead = "cursor_ahead",
@@ -57,6 +60,9 @@ named_enum! {
         /// 429: this device already has as many event streams open as the server allows
         /// (`limit`); close one first.
         TooManyStreams = "too_many_streams",
+        /// 429: this device already has as many uploads in progress as the server allows
+        /// (`limit`); finish one first.
+        TooManyUploads = "too_many_uploads",
         /// 503: the server is shutting down; retry later.
         Unavailable = "unavailable",
         /// 503: the server is at a capacity limit (request bodies in flight, connections, event
@@ -86,10 +92,13 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::TooManyStreams => 429,
+            ErrorCode::TooManyStreams | ErrorCode::TooManyUploads => 429,
             ErrorCode::Overloaded => 503,
             ErrorCode::InsufficientStorage => 507,
-            ErrorCode::SchemaMismatch | ErrorCode::PushRejected | ErrorCode::CursorAhead => 409,
+            ErrorCode::SchemaMismatch
+            | ErrorCode::PushRejected
+            | ErrorCode::UploadIncomplete
+            | ErrorCode::CursorAhead => 409,
             ErrorCode::CursorTooOld => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -174,6 +183,7 @@ mod tests {
             ErrorCode::RequestTimeout,
             ErrorCode::TypeMismatch,
             ErrorCode::TooManyStreams,
+            ErrorCode::TooManyUploads,
             ErrorCode::Overloaded,
             ErrorCode::InsufficientStorage,
             ErrorCode::InvalidChangeset,
@@ -182,6 +192,7 @@ mod tests {
             ErrorCode::InternalTable,
             ErrorCode::SchemaMismatch,
             ErrorCode::PushRejected,
+            ErrorCode::UploadIncomplete,
             ErrorCode::CursorTooOld,
             ErrorCode::CursorAhead,
             ErrorCode::PayloadTooLarge,

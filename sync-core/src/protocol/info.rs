@@ -30,4 +30,18 @@ pub struct DatabaseInfo {
     pub access: Access,
     /// The caller's device name (the origin its pushes are logged under).
     pub device: String,
+    /// The server's size limits (absent from servers older than uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// The sizes a server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// The largest request body: a batch larger than this is uploaded in parts of at most
+    /// this size ([`crate::protocol::upload`]).
+    pub max_body_bytes: u64,
+    /// The largest transaction (batch body) the server takes, uploaded or not: a client
+    /// refuses to commit a larger write.
+    pub max_transaction_bytes: u64,
 }

@@ -10,6 +10,7 @@
 //! | [`error`] | the JSON error envelope and its stable codes |
 //! | [`push`] | `POST …/push`: headers, the answer with every transaction's outcome |
 //! | [`batch`] | the push body: an ordered list of transactions, each its own changeset |
+//! | [`upload`] | large transactions: batch bodies uploaded in parts, large effects fetched in ranges |
 //! | [`pull`] | `GET …/pull`: the query and the binary log page format |
 //! | [`snapshot`] | `GET …/snapshot`: headers and the marker table inside the file |
 //! | [`events`] | `GET …/events`: the server-sent `head` event |
@@ -27,6 +28,7 @@ pub mod push;
 pub mod routes;
 pub mod rowid;
 pub mod snapshot;
+pub mod upload;
 
 /// Version of the protocol, in the URL prefix (`/v1`) and in every JSON envelope (`"v": 1`).
 pub const VERSION: u32 = 1;

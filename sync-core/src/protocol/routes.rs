@@ -11,6 +11,10 @@ pub const PULL: &str = "/v1/databases/{db}/pull";
 pub const CONFLICTS: &str = "/v1/databases/{db}/conflicts";
 /// `POST`: lease a range of rowids ([`super::rowid`]).
 pub const ROWID_RANGES: &str = "/v1/databases/{db}/rowid-ranges";
+/// `PUT` a part / `GET` the status of an upload ([`super::upload`]).
+pub const UPLOAD: &str = "/v1/databases/{db}/uploads/{batch}";
+/// `GET`: a range of a log entry's effect ([`super::upload`]).
+pub const EFFECT: &str = "/v1/databases/{db}/log/{seq}/effect";
 /// `GET`: a snapshot file ([`super::snapshot`]).
 pub const SNAPSHOT: &str = "/v1/databases/{db}/snapshot";
 /// `GET`: server-sent events ([`super::events`]).
@@ -21,9 +25,11 @@ pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 
 /// Every route, for per-route metrics.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 11] = [
     PUSH,
     PULL,
+    UPLOAD,
+    EFFECT,
     EVENTS,
     SNAPSHOT,
     ROWID_RANGES,
@@ -37,6 +43,16 @@ pub const ALL: [&str; 9] = [
 /// [`super::valid_database_name`], which keeps it free of characters URLs would escape).
 pub fn path(route: &str, db: &str) -> String {
     route.replace("{db}", db)
+}
+
+/// The upload route for `batch` (a valid batch id: URL-safe by its alphabet).
+pub fn upload_path(db: &str, batch: &str) -> String {
+    path(UPLOAD, db).replace("{batch}", batch)
+}
+
+/// The effect route for log entry `seq`.
+pub fn effect_path(db: &str, seq: i64) -> String {
+    path(EFFECT, db).replace("{seq}", &seq.to_string())
 }
 
 #[cfg(test)]

@@ -47,6 +47,12 @@ pub enum ServerError {
         /// The newest seq.
         head: i64,
     },
+    /// The log has no entry `seq` (compacted, or never written).
+    #[error("the log has no entry {seq} (compacted, or never written)")]
+    NoSuchEntry {
+        /// The seq asked for.
+        seq: i64,
+    },
     /// A request parameter is out of range.
     #[error("{0}")]
     BadRequest(String),
@@ -126,6 +132,9 @@ impl ServerError {
                 ErrorBody::new(ErrorCode::CursorAhead, self.to_string()).with("head_seq", *head)
             }
             ServerError::BadRequest(m) => ErrorBody::new(ErrorCode::BadRequest, m.clone()),
+            ServerError::NoSuchEntry { seq } => {
+                ErrorBody::new(ErrorCode::NotFound, self.to_string()).with("seq", *seq)
+            }
             ServerError::TypeMismatch(_) => {
                 ErrorBody::new(ErrorCode::TypeMismatch, self.to_string())
             }

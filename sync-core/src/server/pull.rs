@@ -10,8 +10,9 @@ use crate::protocol::push::PushStatus;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::io::{Read, Write};
 
-/// Log entries after `since`, at most `limit` of them and about `max_bytes` (at least one
-/// entry is returned even if it alone is larger). Decoded from [`pull_into`]'s page.
+/// Log entries after `since`, at most `limit` of them and about `max_bytes`; an entry whose
+/// effect alone is larger than `max_bytes` comes without it (a `large` entry: fetch it with
+/// [`effect_range`]). Decoded from [`pull_into`]'s page.
 pub fn pull(
     conn: &Connection,
     since: i64,
@@ -91,14 +92,18 @@ pub fn pull_into(
             PushStatus::Applied => Vec::new(),
             _ => rejected_of(conn, &origin, &batch_id)?,
         };
+        let effect_len = usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
+        // An effect larger than the page's budget is not copied into the page: the client
+        // fetches it in ranges (`effect_range`), so no page holds more than about `max_bytes`.
+        let large = effect_len > max_bytes;
         let head = log::EntryHead {
             seq,
             origin,
             batch_id,
             status,
             rejected,
-            effect_len: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-            large: false,
+            effect_len,
+            large,
         };
         let size = head.encoded_len();
         if info.entries > 0 && bytes + size > max_bytes {
@@ -108,6 +113,9 @@ pub fn pull_into(
         bytes += size;
         info.entries += 1;
         head.encode(out).map_err(io)?;
+        if large {
+            continue;
+        }
         match row
             .get_ref(5)?
             .as_blob_or_null()
@@ -134,6 +142,40 @@ pub fn pull_into(
     log::encode_trailer(info.more, out).map_err(io)?;
     tx.commit()?;
     Ok(info)
+}
+
+/// Copies bytes `offset..offset+len` (clamped) of log entry `seq`'s effect to `out`, through
+/// blob I/O; returns the effect's whole size. An entry that is not in the log (compacted, or
+/// never written) is [`ServerError::NoSuchEntry`].
+pub fn effect_range(
+    conn: &Connection,
+    seq: i64,
+    offset: u64,
+    len: u64,
+    out: &mut dyn Write,
+) -> Result<u64, ServerError> {
+    let tx = Tx::begin_read(conn)?;
+    let blob = match conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", seq, true) {
+        Ok(b) => b,
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::Unknown => {
+            return Err(ServerError::NoSuchEntry { seq });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let total = blob.len() as u64;
+    let start = offset.min(total);
+    let end = start.saturating_add(len).min(total);
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut at = start;
+    while at < end {
+        let n = ((end - at) as usize).min(COPY_CHUNK);
+        blob.read_at_exact(&mut buf[..n], at as usize)?;
+        out.write_all(&buf[..n]).map_err(ServerError::Io)?;
+        at += n as u64;
+    }
+    drop(blob);
+    tx.commit()?;
+    Ok(total)
 }
 
 /// The rejected transactions of a batch, from its stored answer.

@@ -8,6 +8,7 @@
 use super::ServerError;
 use super::conflicts;
 use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply_captured_into};
+use crate::engine::blob;
 use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::{DecodeError, DecodeErrorKind};
 use crate::engine::policy::PolicySet;
@@ -19,7 +20,6 @@ use crate::protocol::batch::{self, TxRange};
 use crate::protocol::conflicts::Conflict;
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason, TxOutcome};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::io::{Read, Write};
 use std::path::Path;
 
 /// How pushes are applied.
@@ -278,20 +278,27 @@ fn append_log(conn: &Connection, row: &LogRow<'_>, effect: &Spooled) -> Result<(
                 rusqlite::blob::ZeroBlob(len as u64),
                 row.now_ms
             ])?;
-            let mut blob =
-                conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", row.seq, false)?;
-            let mut reader = effect.source().reader();
-            let mut buf = vec![0u8; COPY_CHUNK];
-            loop {
-                let n = reader.read(&mut buf).map_err(ServerError::Io)?;
-                if n == 0 {
-                    break;
-                }
-                blob.write_all(&buf[..n]).map_err(ServerError::Io)?;
-            }
+            let cell = blob::Cell {
+                table: "_sync_log",
+                column: "effect",
+                rowid: row.seq,
+            };
+            blob::fill(conn, cell, effect.source()).map_err(ServerError::Io)?;
         }
     }
     Ok(())
+}
+
+/// The stored answer to a batch this device pushed before (`duplicate: true`), if any.
+pub fn stored(
+    conn: &Connection,
+    device: &str,
+    batch_id: &str,
+) -> Result<Option<PushResponse>, ServerError> {
+    Ok(stored_answer(conn, device, batch_id)?.map(|mut r| {
+        r.duplicate = true;
+        r
+    }))
 }
 
 fn stored_answer(

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use sync_core::engine::capture::CaptureError;
 use sync_core::engine::capture::SchemaChanges;
 use sync_core::engine::capture::capture;
-use sync_core::engine::capture::capture_with;
+use sync_core::engine::capture::{CaptureOptions, capture_with};
 use sync_core::engine::decode::Op;
 use sync_core::engine::outbox;
 use sync_core::engine::savepoint::savepoint;
@@ -141,13 +141,17 @@ fn a_schema_change_inside_a_capture_is_refused_and_changes_nothing() {
         assert!(outbox::entries(&conn).unwrap().is_empty(), "{ddl}");
     }
     // A database that does not sync may create tables, trackable ones only.
-    let allow = SchemaChanges::AllowTrackable;
+    let allow = CaptureOptions {
+        schema_changes: SchemaChanges::AllowTrackable,
+        ..CaptureOptions::default()
+    };
     conn.execute_batch("DROP TABLE nokey").unwrap();
-    capture_with(&conn, allow, |c| {
+    capture_with(&conn, &allow, |c| {
         c.execute_batch("CREATE TABLE extra(id INTEGER PRIMARY KEY); INSERT INTO extra VALUES (7)")
     })
     .unwrap();
-    let err = capture_with(&conn, allow, |c| c.execute_batch("CREATE TABLE loose(x)")).unwrap_err();
+    let err =
+        capture_with(&conn, &allow, |c| c.execute_batch("CREATE TABLE loose(x)")).unwrap_err();
     assert!(matches!(err, CaptureError::Untrackable(_)), "{err}");
     assert!(err.to_string().contains("loose"), "{err}");
     assert!(conn.is_autocommit());
@@ -175,7 +179,7 @@ fn a_schema_change_inside_a_capture_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(triggers, 0);
     // A local-only database may make TEMP objects.
-    capture_with(&conn, allow, |c| {
+    capture_with(&conn, &allow, |c| {
         c.execute_batch("CREATE TEMP TABLE scratch(x); INSERT INTO notes VALUES (2, 'b', NULL)")
     })
     .unwrap();

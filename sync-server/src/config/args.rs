@@ -86,6 +86,17 @@ pub struct ServeArgs {
     /// Event streams one device may hold open; more get 429 too_many_streams [default: 4].
     #[arg(long, env = "SYNC_MAX_EVENT_STREAMS_PER_DEVICE", value_name = "N")]
     pub max_event_streams_per_device: Option<usize>,
+    /// The largest transaction (batch body) a device may upload, in bytes; bigger ones are
+    /// refused with 413, and clients refuse to commit them [default: 536870912 (512 MiB)].
+    #[arg(long, env = "SYNC_MAX_TRANSACTION_BYTES", value_name = "BYTES")]
+    pub max_transaction_bytes: Option<u64>,
+    /// Bytes all uploads in progress may declare together; past it new uploads get 507
+    /// [default: 4294967296 (4 GiB)].
+    #[arg(long, env = "SYNC_UPLOAD_BUDGET_BYTES", value_name = "BYTES")]
+    pub upload_budget_bytes: Option<u64>,
+    /// Seconds an upload may go without a part before it is removed [default: 86400].
+    #[arg(long, env = "SYNC_UPLOAD_TTL_SECS", value_name = "SECS")]
+    pub upload_ttl_secs: Option<u64>,
     /// Do not create the demo user, database and token on first start (they are created
     /// only when the embedded demo schema is served, never with --schema).
     #[arg(long, env = "SYNC_NO_DEMO")]
@@ -132,6 +143,11 @@ impl ServeArgs {
             max_event_streams_per_device: self
                 .max_event_streams_per_device
                 .or(fallback.max_event_streams_per_device),
+            max_transaction_bytes: self
+                .max_transaction_bytes
+                .or(fallback.max_transaction_bytes),
+            upload_budget_bytes: self.upload_budget_bytes.or(fallback.upload_budget_bytes),
+            upload_ttl_secs: self.upload_ttl_secs.or(fallback.upload_ttl_secs),
             no_demo: self.no_demo || fallback.no_demo,
             log_format: self.log_format.or(fallback.log_format),
             log: self.log.or(fallback.log),

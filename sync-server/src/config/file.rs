@@ -52,6 +52,12 @@ pub struct FileConfig {
     pub max_event_streams: Option<usize>,
     /// Event streams per device.
     pub max_event_streams_per_device: Option<usize>,
+    /// The largest transaction a device may upload, bytes.
+    pub max_transaction_bytes: Option<u64>,
+    /// Bytes all uploads in progress may declare together.
+    pub upload_budget_bytes: Option<u64>,
+    /// Seconds an upload may go without a part.
+    pub upload_ttl_secs: Option<u64>,
     /// `true` disables the first-start demo.
     pub no_demo: Option<bool>,
     /// Log format.

@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub max_event_streams: usize,
     /// Event streams one device may hold open.
     pub max_event_streams_per_device: usize,
+    /// The largest transaction (batch body) a device may upload.
+    pub max_transaction_bytes: u64,
+    /// Bytes all uploads in progress may declare together.
+    pub upload_budget_bytes: u64,
+    /// How long an upload may go without a part before it is removed.
+    pub upload_ttl: Duration,
     /// Create the demo user, database and token on a first start with the embedded schema.
     pub demo: bool,
     /// Interval of SSE keep-alive comments.
@@ -91,6 +97,9 @@ impl Default for ServerConfig {
             max_connections: 4096,
             max_event_streams: 2048,
             max_event_streams_per_device: 4,
+            max_transaction_bytes: 512 * 1024 * 1024,
+            upload_budget_bytes: 4 * 1024 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(24 * 3600),
             demo: true,
             events_keepalive: Duration::from_secs(15),
             maintenance: Duration::from_secs(30),
@@ -226,6 +235,16 @@ impl ServerConfig {
                 .max_event_streams_per_device
                 .or(file.max_event_streams_per_device)
                 .unwrap_or(d.max_event_streams_per_device),
+            max_transaction_bytes: serve
+                .max_transaction_bytes
+                .or(file.max_transaction_bytes)
+                .unwrap_or(d.max_transaction_bytes),
+            upload_budget_bytes: serve
+                .upload_budget_bytes
+                .or(file.upload_budget_bytes)
+                .unwrap_or(d.upload_budget_bytes),
+            upload_ttl: secs(serve.upload_ttl_secs.or(file.upload_ttl_secs))
+                .unwrap_or(d.upload_ttl),
             demo: !(serve.no_demo || file.no_demo.unwrap_or(false)),
             events_keepalive: file
                 .events_keepalive_secs

@@ -7,11 +7,13 @@
 //! | `read` | `GET …/{db}`, `GET …/pull`, `GET …/conflicts` |
 //! | `snapshot` | `GET …/snapshot` |
 //! | `events` | `GET …/events` (server-sent events) |
+//! | `upload` | `PUT`/`GET …/uploads/{batch}`, `GET …/log/{seq}/effect` (large transactions) |
 
 mod events;
 mod push;
 mod read;
 mod snapshot;
+mod upload;
 
 use crate::error::{ApiError, error_response};
 use crate::request::{REQUEST_ID_HEADER, RequestNote};
@@ -22,7 +24,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -36,6 +38,8 @@ pub fn app(state: AppState) -> Router {
         .route(routes::INFO, get(read::info))
         .route(routes::PUSH, post(push::push))
         .route(routes::PULL, get(read::pull))
+        .route(routes::UPLOAD, put(upload::put_part).get(upload::status))
+        .route(routes::EFFECT, get(upload::effect))
         .route(routes::CONFLICTS, get(read::conflicts))
         .route(routes::ROWID_RANGES, post(push::rowid_ranges))
         .route(routes::SNAPSHOT, get(snapshot::snapshot))

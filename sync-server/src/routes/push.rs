@@ -8,23 +8,31 @@
 
 use super::DbName;
 use crate::body;
+use crate::catalog::Grant;
 use crate::catalog::now_ms;
 use crate::error::ApiError;
 use crate::request::RequestNote;
 use crate::state::AppState;
+use crate::state::Shared;
+use crate::uploads::Found;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use sync_core::engine::spool::Source;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::batch;
+use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::push::MEDIA_TYPE;
 use sync_core::protocol::push::PushHeaders;
+use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::push::PushStatus;
 use sync_core::protocol::rowid::Lease;
 use sync_core::protocol::rowid::LeaseRequest;
+use sync_core::protocol::upload;
 use sync_core::server;
+use sync_core::server::push::PushBody;
 
 /// Largest JSON body of a lease request.
 const MAX_JSON_BODY: usize = 16 * 1024;
@@ -98,9 +106,20 @@ pub async fn push(
 ) -> Result<Response, ApiError> {
     let grant = state.authorize(&headers, &name, &note).await?;
     state.shared().authorize_write(&grant, &name)?;
-    let (framing, encoding) = media_checks(&headers)?;
     let push_headers = PushHeaders::parse(|n| headers.get(n).and_then(|v| v.to_str().ok()))
         .map_err(ApiError::Wire)?;
+    if headers.contains_key(upload::HEADER_UPLOAD) {
+        if declared_length(&headers).is_some_and(|n| n > 0) {
+            return Err(ApiError::bad_request(
+                "a push of an uploaded batch has no body",
+            ));
+        }
+        let response = state
+            .blocking(move |s| push_uploaded(s, &grant, &push_headers))
+            .await?;
+        return Ok(answer(&name, response));
+    }
+    let (framing, encoding) = media_checks(&headers)?;
     let shared = state.shared();
     let received = body::receive(
         body,
@@ -124,36 +143,98 @@ pub async fn push(
                 }
                 Encoding::Identity => raw,
             };
-            let db = s.storage.get(grant.database_id)?;
-            let outcome = db.write(|conn| {
-                let r = server::push::push(
-                    server::push::PushTarget {
-                        conn,
-                        shapes: db.shapes(),
-                        scratch: Some(dir),
-                    },
-                    &grant.device,
-                    &push_headers,
-                    match framing {
-                        Framing::Batch => server::push::PushBody::Batch(changeset.source()),
-                        Framing::Changeset => server::push::PushBody::Changeset(changeset.source()),
-                    },
-                    &s.push,
-                    now_ms(),
-                )?;
-                if !r.duplicate {
-                    s.maybe_compact(conn, r.seq);
-                }
-                Ok::<_, ApiError>(r)
-            })?;
-            s.metrics.push(&outcome);
-            if !outcome.duplicate {
-                s.hub.publish(grant.database_id, outcome.seq);
-            }
+            let body = match framing {
+                Framing::Batch => PushBody::Batch(changeset.source()),
+                Framing::Changeset => PushBody::Changeset(changeset.source()),
+            };
+            let outcome = apply(s, &grant, &push_headers, body)?;
             drop(reservation);
             Ok(outcome)
         })
         .await?;
+    Ok(answer(&name, response))
+}
+
+/// Applies a push body on the database's writer, then counts and announces it.
+fn apply(
+    s: &Shared,
+    grant: &Grant,
+    headers: &PushHeaders,
+    body: PushBody<'_>,
+) -> Result<PushResponse, ApiError> {
+    let db = s.storage.get(grant.database_id)?;
+    let outcome = db.write(|conn| {
+        let r = server::push::push(
+            server::push::PushTarget {
+                conn,
+                shapes: db.shapes(),
+                scratch: Some(s.body_limits.spool_dir.as_path()),
+            },
+            &grant.device,
+            headers,
+            body,
+            &s.push,
+            now_ms(),
+        )?;
+        if !r.duplicate {
+            s.maybe_compact(conn, r.seq);
+        }
+        Ok::<_, ApiError>(r)
+    })?;
+    s.metrics.push(&outcome);
+    if !outcome.duplicate {
+        s.hub.publish(grant.database_id, outcome.seq);
+    }
+    Ok(outcome)
+}
+
+/// The push of a batch uploaded in parts: its file is the body, removed once the push
+/// committed. Without a file, a batch that was pushed before gets its stored answer (the
+/// file went with that push); anything else is not complete yet.
+fn push_uploaded(
+    s: &Shared,
+    grant: &Grant,
+    headers: &PushHeaders,
+) -> Result<PushResponse, ApiError> {
+    let incomplete = |received: u64, total: u64| {
+        ApiError::Wire(
+            ErrorBody::new(
+                ErrorCode::UploadIncomplete,
+                format!(
+                    "batch {} is not fully uploaded ({received} of {total} bytes)",
+                    headers.batch_id
+                ),
+            )
+            .with("received", received)
+            .with("total", total),
+        )
+    };
+    match s
+        .uploads
+        .complete(grant.database_id, &grant.device, &headers.batch_id)?
+    {
+        Found::Complete(upload) => {
+            let source = Source::File {
+                file: &upload.file,
+                offset: 0,
+                len: upload.len,
+            };
+            let outcome = apply(s, grant, headers, PushBody::Batch(source))?;
+            upload.remove();
+            Ok(outcome)
+        }
+        Found::Partial(status) => Err(incomplete(status.received, status.total)),
+        Found::None => {
+            let db = s.storage.get(grant.database_id)?;
+            let stored =
+                db.write(|conn| server::push::stored(conn, &grant.device, &headers.batch_id))?;
+            stored.ok_or_else(|| incomplete(0, 0))
+        }
+    }
+}
+
+/// The push answer: 200, or 409 `push_rejected` when every transaction was rejected.
+fn answer(name: &str, response: PushResponse) -> Response {
     tracing::debug!(
         database = %name,
         batch = %response.batch_id,
@@ -163,8 +244,8 @@ pub async fn push(
         "push"
     );
     match response.status {
-        PushStatus::Applied | PushStatus::Partial => Ok(Json(response).into_response()),
-        PushStatus::Rejected => Err(ApiError::Wire(response.to_rejection())),
+        PushStatus::Applied | PushStatus::Partial => Json(response).into_response(),
+        PushStatus::Rejected => ApiError::Wire(response.to_rejection()).into_response(),
     }
 }
 

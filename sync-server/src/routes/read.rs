@@ -13,14 +13,14 @@ use axum::response::Response;
 use sync_core::engine::spool::Spool;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::conflicts::{self, ConflictPage, ConflictsQuery};
-use sync_core::protocol::info::DatabaseInfo;
+use sync_core::protocol::info::{DatabaseInfo, Limits};
 use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::server;
 
 /// zstd level for pull pages: fast, and effects compress well.
 const ZSTD_LEVEL: i32 = 3;
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
 }
@@ -50,6 +50,10 @@ pub async fn info(
                 oldest_seq: bounds.oldest_seq,
                 access: grant.access,
                 device: grant.device,
+                limits: Some(Limits {
+                    max_body_bytes: s.config.max_body_bytes as u64,
+                    max_transaction_bytes: s.config.max_transaction_bytes,
+                }),
             })
         })
         .await?;

@@ -77,6 +77,9 @@ pub struct FaultyTransport {
     trace: Trace,
     carriers: Carriers,
     state: Mutex<State>,
+    /// Parts of batches uploaded through this transport, assembled: what a pushed upload
+    /// carried.
+    uploads: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 /// What happens to one push, pull or snapshot request.
@@ -111,6 +114,30 @@ impl FaultyTransport {
                 bootstrap_expected: false,
                 unexpected_bootstraps: 0,
             }),
+            uploads: Mutex::default(),
+        }
+    }
+
+    /// Runs one request of the large-transaction routes under its fate.
+    fn faulty<T>(
+        &self,
+        what: String,
+        call: impl FnOnce() -> sync_client::Result<T>,
+    ) -> sync_client::Result<T> {
+        let fate = self.fate();
+        if let Fate::Drop = fate {
+            self.note(format!("{what} dropped"));
+            return Err(injected("request dropped"));
+        }
+        let result = call();
+        self.note(match &result {
+            Ok(_) if matches!(fate, Fate::LoseAnswer) => format!("{what} (answer lost)"),
+            Ok(_) => what,
+            Err(e) => format!("{what} failed: {e}"),
+        });
+        match fate {
+            Fate::LoseAnswer if result.is_ok() => Err(injected("answer lost")),
+            _ => result,
         }
     }
 
@@ -261,6 +288,59 @@ impl Transport for FaultyTransport {
             Fate::LoseAnswer => Err(injected("push answer lost after the server committed")),
             _ => result,
         }
+    }
+
+    fn upload_status(&self, batch_id: &str) -> sync_client::Result<Option<u64>> {
+        self.faulty(format!("upload status {}", short(batch_id)), || {
+            self.inner.upload_status(batch_id)
+        })
+    }
+
+    fn upload_part(
+        &self,
+        batch_id: &str,
+        offset: u64,
+        total: u64,
+        part: &[u8],
+    ) -> sync_client::Result<u64> {
+        self.faulty(
+            format!("upload {} at {offset} of {total}", short(batch_id)),
+            || {
+                let received = self.inner.upload_part(batch_id, offset, total, part)?;
+                let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+                let body = uploads.entry(batch_id.to_string()).or_default();
+                body.truncate(offset as usize);
+                body.extend_from_slice(part);
+                Ok(received)
+            },
+        )
+    }
+
+    fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
+        let result = self.faulty(
+            format!("push uploaded {}", short(&headers.batch_id)),
+            || {
+                let answer = self.inner.push_uploaded(headers)?;
+                let body = self
+                    .uploads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&headers.batch_id)
+                    .cloned();
+                if let Some(body) = body {
+                    self.record_carried(&headers.batch_id, &body, &answer);
+                }
+                Ok(answer)
+            },
+        );
+        self.run_hook(HookAt::Push);
+        result
+    }
+
+    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
+        self.faulty(format!("effect {seq} at {offset}"), || {
+            self.inner.effect(seq, offset, len)
+        })
     }
 
     fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> sync_client::Result<LogPage> {

@@ -815,6 +815,9 @@ fn dropped_journal_ids(path: &Path) -> HashSet<i64> {
     let conn = read_only(path);
     let mut out = HashSet::new();
     for r in sync_core::client::rejected::list(&conn).unwrap() {
+        let r = sync_core::client::rejected::get(&conn, r.id)
+            .unwrap()
+            .unwrap();
         if r.changeset.is_empty() {
             continue;
         }

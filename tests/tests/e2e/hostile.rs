@@ -28,6 +28,24 @@ struct Planting {
 }
 
 impl Transport for Planting {
+    fn upload_status(&self, batch_id: &str) -> sync_client::Result<Option<u64>> {
+        self.real.upload_status(batch_id)
+    }
+    fn upload_part(
+        &self,
+        batch_id: &str,
+        offset: u64,
+        total: u64,
+        part: &[u8],
+    ) -> sync_client::Result<u64> {
+        self.real.upload_part(batch_id, offset, total, part)
+    }
+    fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
+        self.real.push_uploaded(headers)
+    }
+    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
+        self.real.effect(seq, offset, len)
+    }
     fn info(&self) -> Result<DatabaseInfo> {
         self.real.info()
     }

@@ -22,6 +22,24 @@ struct OnePushOnly {
 }
 
 impl Transport for OnePushOnly {
+    fn upload_status(&self, batch_id: &str) -> sync_client::Result<Option<u64>> {
+        self.inner.upload_status(batch_id)
+    }
+    fn upload_part(
+        &self,
+        batch_id: &str,
+        offset: u64,
+        total: u64,
+        part: &[u8],
+    ) -> sync_client::Result<u64> {
+        self.inner.upload_part(batch_id, offset, total, part)
+    }
+    fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
+        self.inner.push_uploaded(headers)
+    }
+    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
+        self.inner.effect(seq, offset, len)
+    }
     fn info(&self) -> sync_client::Result<DatabaseInfo> {
         self.inner.info()
     }

@@ -5,9 +5,12 @@
 //! faults). The rules live here once:
 //!
 //! 1. **Push** the outbox batch by batch until it is empty or an answer needs a pull to settle
-//!    (anything but a clean answer with nothing interleaved).
+//!    (anything but a clean answer with nothing interleaved). A batch larger than one request
+//!    (one large transaction) is uploaded in parts first — resuming from what the server
+//!    already has — and then pushed by name.
 //! 2. **Pull** pages and integrate them, several pages per local transaction up to a byte
-//!    budget, until the server has nothing more.
+//!    budget, until the server has nothing more. An effect too large for a page is fetched in
+//!    ranges into a scratch file first.
 //! 3. **Bootstrap** when the server says the cursor is out of its log (`cursor_too_old`,
 //!    `cursor_ahead`) or integrating finds divergence: first push the batch in flight again if
 //!    its answer never came (a snapshot cannot tell whether it contains that batch), then
@@ -20,15 +23,19 @@
 //! network. A failure to reach the server is the pump's business: it drops the cycle (all
 //! state that matters is in the database) and the next sync starts a new one.
 
+mod large;
+
 use super::ClientError;
 use super::bootstrap::bootstrap;
-use super::integrate::integrate;
+use super::integrate::{LargeEffects, integrate_with};
 use super::push::{PushBatch, PushOutcome, on_push_response, prepare_push};
 use super::report::TouchedRow;
 use super::state::{cursor, inflight};
 use crate::engine::outbox;
+use crate::engine::spool::Spool;
 use crate::protocol::error::ErrorCode;
 use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
+use crate::protocol::push::PushHeaders;
 use crate::protocol::push::PushResponse;
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -48,6 +55,13 @@ pub struct CycleConfig {
     pub max_rounds: u32,
     /// Bootstraps in one round.
     pub max_bootstraps: u32,
+    /// The server's request-body limit: a batch larger than this is uploaded in parts of this
+    /// size.
+    pub max_body_bytes: usize,
+    /// Bytes asked for per range of a large effect.
+    pub effect_part_bytes: u64,
+    /// Where large transactions and effects wait in unlinked files (`None`: in memory).
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl Default for CycleConfig {
@@ -59,6 +73,9 @@ impl Default for CycleConfig {
             integrate_budget: 16 << 20,
             max_rounds: 4,
             max_bootstraps: 2,
+            max_body_bytes: 8 << 20,
+            effect_part_bytes: 8 << 20,
+            scratch_dir: None,
         }
     }
 }
@@ -66,10 +83,38 @@ impl Default for CycleConfig {
 /// What the pump should do next.
 #[derive(Debug)]
 pub enum Step {
-    /// Push this batch; answer with [`Reply::Pushed`].
+    /// Push this batch (its body is [`BatchBody::Inline`]); answer with [`Reply::Pushed`].
     Push(PushBatch),
+    /// Ask how much of the upload of this batch the server has; answer with
+    /// [`Reply::UploadStatus`].
+    UploadStatus {
+        /// The batch.
+        batch_id: String,
+    },
+    /// Upload a part; answer with [`Reply::Uploaded`].
+    Upload {
+        /// The batch.
+        batch_id: String,
+        /// Where the part goes.
+        offset: u64,
+        /// The whole body's size.
+        total: u64,
+        /// The part.
+        bytes: Vec<u8>,
+    },
+    /// Push the uploaded batch by name; answer with [`Reply::Pushed`].
+    PushUploaded(PushHeaders),
     /// Pull this page; answer with [`Reply::Page`].
     Pull(PullQuery),
+    /// Fetch a range of log entry `seq`'s effect; answer with [`Reply::Effect`].
+    Effect {
+        /// The entry.
+        seq: i64,
+        /// First byte.
+        offset: u64,
+        /// Most bytes.
+        len: u64,
+    },
     /// Download a snapshot to a file; answer with [`Reply::Snapshot`].
     Snapshot,
     /// The sync is complete; [`Cycle::report`] says what it did.
@@ -82,8 +127,14 @@ pub enum Reply {
     /// The push answer (200, or a `push_rejected` answer read with
     /// [`PushResponse::from_rejection`]).
     Pushed(PushResponse),
+    /// How much of an upload the server has (`None`: nothing).
+    UploadStatus(Option<u64>),
+    /// A part was stored: bytes received from the start.
+    Uploaded(u64),
     /// The pulled page.
     Page(LogPage),
+    /// The bytes of an effect range.
+    Effect(Vec<u8>),
     /// The downloaded snapshot file (it may be removed once `feed` returns).
     Snapshot(PathBuf),
     /// The server answered with an error envelope of this code.
@@ -111,8 +162,11 @@ pub struct CycleReport {
     pub divergences: Vec<String>,
     /// The cursor at the end.
     pub cursor: i64,
-    /// Rows that may have changed (remote changes and re-based pending ones).
+    /// Rows that may have changed (remote changes and re-based pending ones; none listed
+    /// past [`crate::client::report::MAX_TOUCHED_ROWS`] per integration).
     pub touched: Vec<TouchedRow>,
+    /// Tables with rows that may have changed, sorted, each once.
+    pub touched_tables: Vec<String>,
 }
 
 /// Why a cycle stopped before it was done.
@@ -141,6 +195,8 @@ impl From<rusqlite::Error> for CycleError {
 enum Phase {
     Push,
     Pull,
+    /// Large effects of pulled entries being fetched.
+    Fetch,
     Bootstrap,
     EndOfRound,
     Done,
@@ -151,8 +207,29 @@ enum Asked {
     Push,
     /// The in-flight batch, pushed again before a snapshot.
     BootstrapPush,
+    UploadStatus,
+    Upload,
     Pull,
+    Effect,
     Snapshot,
+}
+
+/// A batch being uploaded.
+#[derive(Debug)]
+struct Uploading {
+    batch: PushBatch,
+    /// Bytes the server has; `None` until asked.
+    received: Option<u64>,
+    /// Pushed as [`Asked::Push`] or [`Asked::BootstrapPush`] once complete.
+    then: Asked,
+}
+
+/// A large effect being fetched.
+#[derive(Debug)]
+struct Fetching {
+    seq: i64,
+    len: u64,
+    spool: Spool,
 }
 
 /// One sync in progress. See the module docs.
@@ -168,6 +245,12 @@ pub struct Cycle {
     /// Pulled entries not integrated yet, and their effects' size.
     entries: Vec<LogEntry>,
     entry_bytes: usize,
+    /// Whether the last page said more entries follow.
+    more: bool,
+    /// Large effects of `entries`, fetched.
+    large: LargeEffects,
+    fetching: Option<Fetching>,
+    uploading: Option<Uploading>,
     report: CycleReport,
 }
 
@@ -184,6 +267,10 @@ impl Cycle {
             pulled_in_round: 0,
             entries: Vec::new(),
             entry_bytes: 0,
+            more: false,
+            large: LargeEffects::default(),
+            fetching: None,
+            uploading: None,
             report: CycleReport::default(),
         }
     }
@@ -206,11 +293,36 @@ impl Cycle {
     ) -> Result<Step, CycleError> {
         loop {
             match self.phase {
+                _ if self
+                    .uploading
+                    .as_ref()
+                    .is_some_and(|u| u.received.is_some()) =>
+                {
+                    return self.upload_step(conn);
+                }
                 Phase::Push => {
-                    match prepare_push(conn, self.config.push_max_bytes, &mut *new_batch_id)? {
-                        Some(batch) => return Ok(self.ask(Asked::Push, Step::Push(batch))),
+                    let (max, body) = (self.config.push_max_bytes, self.config.max_body_bytes);
+                    match prepare_push(conn, max, body, &mut *new_batch_id)? {
+                        Some(batch) => return Ok(self.send(batch, Asked::Push)),
                         None => self.phase = Phase::Pull,
                     }
+                }
+                Phase::Fetch => {
+                    if self.fetching.is_none() {
+                        let (seq, len) = self
+                            .unfetched()
+                            .ok_or(CycleError::Unexpected("nothing left to fetch"))?;
+                        self.fetching = Some(Fetching {
+                            seq,
+                            len,
+                            spool: self.spool(),
+                        });
+                    }
+                    let f = self.fetching.as_ref().expect("just set");
+                    let offset = f.spool.len();
+                    let len = (f.len - offset).min(self.config.effect_part_bytes.max(1));
+                    let seq = f.seq;
+                    return Ok(self.ask(Asked::Effect, Step::Effect { seq, offset, len }));
                 }
                 Phase::Pull => {
                     let since = match self.entries.last() {
@@ -224,9 +336,14 @@ impl Cycle {
                 Phase::Bootstrap => {
                     let unanswered = inflight(conn)?.is_some_and(|f| f.acked_seq.is_none());
                     if unanswered
-                        && let Some(batch) = prepare_push(conn, usize::MAX, &mut *new_batch_id)?
+                        && let Some(batch) = prepare_push(
+                            conn,
+                            usize::MAX,
+                            self.config.max_body_bytes,
+                            &mut *new_batch_id,
+                        )?
                     {
-                        return Ok(self.ask(Asked::BootstrapPush, Step::Push(batch)));
+                        return Ok(self.send(batch, Asked::BootstrapPush));
                     }
                     return Ok(self.ask(Asked::Snapshot, Step::Snapshot));
                 }
@@ -245,6 +362,8 @@ impl Cycle {
                 }
                 Phase::Done => {
                     self.report.cursor = cursor(conn)?;
+                    self.report.touched_tables.sort();
+                    self.report.touched_tables.dedup();
                     return Ok(Step::Done);
                 }
             }
@@ -264,6 +383,7 @@ impl Cycle {
             .ok_or(CycleError::Unexpected("nothing was asked"))?;
         match (asked, reply) {
             (Asked::Push | Asked::BootstrapPush, Reply::Pushed(response)) => {
+                self.uploading = None;
                 self.report.pushed_batches += 1;
                 self.report.pushed_transactions += response.transactions.len();
                 let settled = on_push_response(conn, &response, now_ms)?;
@@ -277,24 +397,61 @@ impl Cycle {
                 }
                 Ok(())
             }
-            (Asked::Pull, Reply::Page(page)) => self.on_page(conn, page, now_ms),
-            (Asked::Pull, Reply::Refused(ErrorCode::CursorTooOld | ErrorCode::CursorAhead))
-                if self.bootstraps < self.config.max_bootstraps =>
+            (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::UploadIncomplete))
+                if self.uploading.is_some() =>
             {
+                // The server lost or expired part of the upload: ask again, resume from there.
+                self.restart_upload()
+            }
+            (Asked::UploadStatus, Reply::UploadStatus(received)) => {
+                let up = self
+                    .uploading
+                    .as_mut()
+                    .ok_or(CycleError::Unexpected("no upload in progress"))?;
+                up.received = Some(received.unwrap_or(0));
+                Ok(())
+            }
+            (Asked::Upload, Reply::Uploaded(received)) => {
+                let up = self
+                    .uploading
+                    .as_mut()
+                    .ok_or(CycleError::Unexpected("no upload in progress"))?;
+                if up.received.is_some_and(|had| received <= had) {
+                    return Err(CycleError::Unexpected("an upload part made no progress"));
+                }
+                up.received = Some(received);
+                Ok(())
+            }
+            (Asked::Upload, Reply::Refused(ErrorCode::BadRequest)) if self.uploading.is_some() => {
+                // A part the server found out of place (its upload expired meanwhile).
+                self.restart_upload()
+            }
+            (Asked::Pull, Reply::Page(page)) => self.on_page(conn, page, now_ms),
+            (Asked::Effect, Reply::Effect(bytes)) => self.on_effect(conn, bytes, now_ms),
+            (
+                Asked::Pull | Asked::Effect,
+                Reply::Refused(
+                    ErrorCode::CursorTooOld | ErrorCode::CursorAhead | ErrorCode::NotFound,
+                ),
+            ) if self.bootstraps < self.config.max_bootstraps => {
                 // Pages pulled before the log moved out of reach are superseded by the
-                // snapshot.
+                // snapshot (an effect compacted away while it was fetched, likewise).
                 self.entries.clear();
                 self.entry_bytes = 0;
+                self.large.clear();
+                self.fetching = None;
                 self.bootstraps += 1;
                 self.phase = Phase::Bootstrap;
                 Ok(())
             }
             (Asked::Snapshot, Reply::Snapshot(path)) => {
-                let r = bootstrap(conn, &path, now_ms)?;
+                let scratch = self.config.scratch_dir.clone();
+                let r = bootstrap(conn, &path, scratch.as_deref(), now_ms)?;
                 self.report.bootstrapped = true;
                 self.report.new_conflicts += r.new_conflicts;
                 self.report.rejected_transactions += r.new_rejected;
                 self.report.touched.extend(r.touched);
+                self.report.touched_tables.extend(r.touched_tables);
                 self.phase = Phase::Pull;
                 Ok(())
             }
@@ -302,8 +459,14 @@ impl Cycle {
             (Asked::Push | Asked::BootstrapPush, _) => Err(CycleError::Unexpected(
                 "a push was answered with something else",
             )),
+            (Asked::UploadStatus | Asked::Upload, _) => Err(CycleError::Unexpected(
+                "an upload was answered with something else",
+            )),
             (Asked::Pull, _) => Err(CycleError::Unexpected(
                 "a pull was answered with something else",
+            )),
+            (Asked::Effect, _) => Err(CycleError::Unexpected(
+                "an effect range was answered with something else",
             )),
             (Asked::Snapshot, _) => Err(CycleError::Unexpected(
                 "a snapshot was answered with something else",
@@ -312,11 +475,25 @@ impl Cycle {
     }
 
     fn on_page(&mut self, conn: &Connection, page: LogPage, now_ms: i64) -> Result<(), CycleError> {
-        let more = page.more;
-        self.entry_bytes += page.entries.iter().map(|e| e.effect.len()).sum::<usize>();
-        let got_any = !page.entries.is_empty();
+        self.more = page.more && !page.entries.is_empty();
+        self.entry_bytes += page
+            .entries
+            .iter()
+            .map(|e| e.large.map_or(e.effect.len(), |n| n as usize))
+            .sum::<usize>();
         self.entries.extend(page.entries);
-        if more && got_any && self.entry_bytes < self.config.integrate_budget {
+        self.after_page(conn, now_ms)
+    }
+
+    /// After a page (or the last range of a large effect): fetch what is large, pull more
+    /// while under the budget, else integrate what was pulled.
+    fn after_page(&mut self, conn: &Connection, now_ms: i64) -> Result<(), CycleError> {
+        if self.unfetched().is_some() {
+            self.phase = Phase::Fetch;
+            return Ok(());
+        }
+        let more = self.more;
+        if more && self.entry_bytes < self.config.integrate_budget {
             self.phase = Phase::Pull;
             return Ok(());
         }
@@ -327,13 +504,17 @@ impl Cycle {
             return Ok(());
         }
         let n = entries.len();
-        match integrate(conn, &entries, now_ms) {
+        let scratch = self.config.scratch_dir.clone();
+        let integrated = integrate_with(conn, &entries, &self.large, scratch.as_deref(), now_ms);
+        self.large.clear();
+        match integrated {
             Ok(r) => {
                 self.pulled_in_round += n;
                 self.report.pulled_entries += n;
                 self.report.new_conflicts += r.new_conflicts;
                 self.report.rejected_transactions += r.new_rejected;
                 self.report.touched.extend(r.touched);
+                self.report.touched_tables.extend(r.touched_tables);
                 self.phase = if more { Phase::Pull } else { Phase::EndOfRound };
                 Ok(())
             }
