@@ -48,9 +48,7 @@ pub struct SyncReport {
 
 impl From<CycleReport> for SyncReport {
     fn from(r: CycleReport) -> Self {
-        let mut changed_tables: Vec<String> = r.touched.into_iter().map(|(t, _)| t).collect();
-        changed_tables.sort();
-        changed_tables.dedup();
+        let changed_tables = r.touched_tables;
         SyncReport {
             pushed_batches: r.pushed_batches,
             pushed_transactions: r.pushed_transactions,

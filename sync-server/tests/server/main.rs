@@ -13,3 +13,4 @@ mod load;
 mod ops;
 mod policies;
 mod snapshot;
+mod uploads;

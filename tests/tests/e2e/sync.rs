@@ -203,3 +203,99 @@ fn a_page_spooled_to_a_file_on_the_server_pulls_whole() {
         &dir.path().join("b.db"),
     ]);
 }
+
+/// One transaction several times the server's body limit (the limit lowered to 1 MiB): it is
+/// uploaded in parts, its effect is larger than a pull page and reaches the other device in
+/// ranges, and nothing of the upload is left on the server.
+#[test]
+fn a_transaction_larger_than_the_body_limit_is_uploaded_in_parts_and_pulled_in_ranges() {
+    let server = Server::start_with(|c| c.max_body_bytes = 1 << 20);
+    let ta = server.setup("alice", "notes", "laptop");
+    let tb = server.token("alice", "phone");
+    let dir = tempfile::tempdir().unwrap();
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    exec(
+        &a,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+         INSERT INTO notes(id, title, body, updated_at)
+         SELECT i, 'bulk', hex(randomblob(120)), i FROM n;",
+    );
+    let status = a.status().unwrap();
+    assert_eq!(status.pending_changesets, 1);
+    assert!(status.pending_bytes > 5 << 20, "{status:?}");
+    let report = a.sync_now().unwrap();
+    assert_eq!(report.pushed_transactions, 1, "{report:?}");
+    assert_eq!(a.status().unwrap().pending_changesets, 0);
+    let report = b.sync_now().unwrap();
+    assert_eq!(report.pulled_entries, 1, "{report:?}");
+    assert_eq!(report.changed_tables, ["notes"]);
+    assert_eq!(query_i64(&b, "SELECT count(*) FROM notes"), 20_000);
+    let uploads = server.data_dir().join("uploads");
+    let left: Vec<_> = walk(&uploads);
+    assert!(left.is_empty(), "upload files left behind: {left:?}");
+    a.close();
+    b.close();
+    assert_all_equal(&[
+        &server.db_path("notes"),
+        &dir.path().join("a.db"),
+        &dir.path().join("b.db"),
+    ]);
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// A write larger than one transaction may hold fails when it commits, names the limit and
+/// leaves nothing behind — whether the limit is the app's or the server's (learnt on a sync).
+#[test]
+fn a_write_past_the_transaction_limit_fails_at_commit_and_changes_nothing() {
+    let server = Server::start_with(|c| c.max_transaction_bytes = 2 << 20);
+    let ta = server.setup("alice", "notes", "laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let bulk = |n: u32| {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+             INSERT INTO notes(id, title, body, updated_at)
+             SELECT i, 'bulk', hex(randomblob(120)), i FROM n;"
+        )
+    };
+    let capped = ClientConfig {
+        max_transaction_bytes: Some(100_000),
+        ..ClientConfig::default()
+    };
+    let a = server.notes_client(dir.path(), "a.db", &ta, capped);
+    let sql = bulk(1000);
+    let err = a.write(move |c| Ok(c.execute_batch(&sql)?)).unwrap_err();
+    assert_eq!(err.kind(), sync_client::ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("100000 bytes"), "{err}");
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM notes"), 0);
+    assert_eq!(a.status().unwrap().pending_changesets, 0);
+    a.close();
+
+    // No cap of its own: the server's 2 MiB, once a sync has told it.
+    let a =
+        sync_client::SyncClient::open(dir.path().join("a.db"), ClientConfig::default()).unwrap();
+    a.sync_now().unwrap();
+    let sql = bulk(12_000);
+    let err = a.write(move |c| Ok(c.execute_batch(&sql)?)).unwrap_err();
+    assert_eq!(err.kind(), sync_client::ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains(&(2u64 << 20).to_string()), "{err}");
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM notes"), 0);
+    // Under the limit: fine.
+    exec(&a, &bulk(100));
+    assert_eq!(a.sync_now().unwrap().pushed_transactions, 1);
+    a.close();
+}
