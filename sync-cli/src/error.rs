@@ -1,4 +1,5 @@
-//! [`CliError`]: everything that makes `sync-cli` exit with status 2.
+//! [`CliError`]: everything that makes `sync-cli` exit with status 2 — or 3, for a write that
+//! was made and kept while the sync after it failed ([`CliError::SyncAfterWrite`]).
 //!
 //! Each message names the file it concerns. Errors from sync-core already carry their cause in
 //! their message (`invalid changeset at byte 17: …`), so `main` prints only the top-level
@@ -85,12 +86,28 @@ pub enum CliError {
     /// Arguments that parse but do not make sense together.
     #[error("{0}")]
     Usage(String),
+    /// `exec --sync`: the write committed (it is pending, kept for the next sync) and then the
+    /// sync failed. Exit status 3, so a script can tell it from "nothing was written".
+    #[error("the write was kept and is pending; the sync after it failed: {0}")]
+    SyncAfterWrite(Box<CliError>),
 }
 
 impl CliError {
     /// True when the error is a write to a pipe whose reader has gone away
     /// (`sync-cli inspect big.cs | head`): not a failure worth reporting.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, CliError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+        match self {
+            CliError::Write { source, .. } => source.kind() == io::ErrorKind::BrokenPipe,
+            CliError::SyncAfterWrite(inner) => inner.is_broken_pipe(),
+            _ => false,
+        }
+    }
+
+    /// The exit status: 3 for a write kept while its sync failed, else 2.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CliError::SyncAfterWrite(_) => 3,
+            _ => 2,
+        }
     }
 }

@@ -9,7 +9,8 @@
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
 //! | [`error`] | [`CliError`](error::CliError): everything that exits with status 2 |
 //!
-//! Exit statuses follow `diff(1)` and ripgrep: 0 ok, 1 differences or conflicts, 2 error. A
+//! Exit statuses follow `diff(1)` and ripgrep: 0 ok, 1 differences or conflicts, 2 error (3:
+//! `exec --sync` kept its write but the sync failed). A
 //! write to a closed pipe (`sync-cli inspect big.cs | head`) ends the program quietly with 0.
 //!
 //! Errors are a typed enum rather than `anyhow`: `main` must tell a broken pipe and an
@@ -32,8 +33,8 @@ use std::process::ExitCode;
 /// format). A sync client: init a local copy of a server database, exec and query SQL on it
 /// (offline too), sync, status, the rejected queue, search.
 ///
-/// Exit status: 0 ok, 1 differences (diff), conflicts (apply, sync) or no match (search),
-/// 2 error.
+/// Exit status: 0 ok, 1 differences (diff), conflicts or rejected transactions (apply, sync)
+/// or no match (search), 2 error, 3 a write kept while the sync after it failed (exec --sync).
 #[derive(Debug, Parser)]
 #[command(name = "sync-cli", version, propagate_version = true)]
 struct Cli {
@@ -87,7 +88,7 @@ fn main() -> ExitCode {
         Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(std::io::stderr().lock(), "sync-cli: error: {err}");
-            ExitCode::from(2)
+            ExitCode::from(err.exit_status())
         }
     }
 }

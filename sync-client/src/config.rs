@@ -106,6 +106,9 @@ pub struct ClientConfig {
     pub sync_interval: Duration,
     /// Upper bound on one pushed batch, before compression.
     pub push_max_bytes: usize,
+    /// About the most bytes asked for per pull page (an entry whose effect alone is larger
+    /// comes without it and is fetched in ranges).
+    pub pull_max_bytes: usize,
     /// The largest changeset one local write may produce: a larger write fails when it
     /// commits ([`crate::ErrorKind::TooLarge`]) instead of waiting for a push the server would
     /// refuse. The server's own limit (learnt on the first sync, and remembered) applies too,
@@ -129,6 +132,7 @@ impl Default for ClientConfig {
             busy_timeout: Duration::from_secs(5),
             sync_interval: Duration::from_secs(30),
             push_max_bytes: 1 << 20,
+            pull_max_bytes: sync_core::protocol::pull::DEFAULT_MAX_BYTES,
             max_transaction_bytes: None,
             http_timeout: Duration::from_secs(30),
             retries: 4,

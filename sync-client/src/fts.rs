@@ -69,34 +69,7 @@ impl Fts {
         tables: Vec<FtsTable>,
         writer_conn: &Connection,
     ) -> Result<(Fts, bool)> {
-        for t in &tables {
-            let shape = schema::table_shape(writer_conn, &t.table)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("FTS table {:?} does not exist", t.table),
-                )
-            })?;
-            if shape.rowid_alias().is_none() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("FTS table {:?} needs an INTEGER PRIMARY KEY", t.table),
-                ));
-            }
-            if t.columns.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("FTS table {:?} has no columns", t.table),
-                ));
-            }
-            for c in &t.columns {
-                if !shape.columns.iter().any(|sc| &sc.name == c) {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!("FTS column {:?}.{c:?} does not exist", t.table),
-                    ));
-                }
-            }
-        }
+        Fts::check(&tables, writer_conn)?;
         writer_conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _sync_fts_dirty (
                  tbl TEXT    NOT NULL,
@@ -170,10 +143,6 @@ impl Fts {
             }
             ddl.push_str("COMMIT;");
             conn.execute_batch(&ddl)?;
-            conn.execute(
-                "INSERT INTO _fts_meta(key, value) VALUES ('config', ?1)",
-                [&fingerprint],
-            )?;
             // Everything must be (re)indexed.
             for t in &tables {
                 writer_conn.execute(
@@ -185,6 +154,12 @@ impl Fts {
                     [&t.table],
                 )?;
             }
+            // Last: an index is taken as built for this configuration only once every row is
+            // marked for indexing (a process killed before this point rebuilds next time).
+            conn.execute(
+                "INSERT INTO _fts_meta(key, value) VALUES ('config', ?1)",
+                [&fingerprint],
+            )?;
         }
         Ok((
             Fts {
@@ -194,6 +169,41 @@ impl Fts {
             },
             rebuild,
         ))
+    }
+
+    /// Checks that every table and column of `tables` exists in `conn`'s database and can be
+    /// indexed (an `INTEGER PRIMARY KEY`, at least one column).
+    pub(crate) fn check(tables: &[FtsTable], conn: &Connection) -> Result<()> {
+        let writer_conn = conn;
+        for t in tables {
+            let shape = schema::table_shape(writer_conn, &t.table)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("FTS table {:?} does not exist", t.table),
+                )
+            })?;
+            if shape.rowid_alias().is_none() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("FTS table {:?} needs an INTEGER PRIMARY KEY", t.table),
+                ));
+            }
+            if t.columns.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("FTS table {:?} has no columns", t.table),
+                ));
+            }
+            for c in &t.columns {
+                if !shape.columns.iter().any(|sc| &sc.name == c) {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("FTS column {:?}.{c:?} does not exist", t.table),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The indexed tables.

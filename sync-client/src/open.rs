@@ -29,22 +29,63 @@ impl Drop for Created<'_> {
         if self.keep {
             return;
         }
-        let fts = Fts::path_for(self.path);
-        for base in [self.path, fts.as_path()] {
-            for suffix in ["", "-wal", "-shm", "-journal"] {
-                let mut p = base.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(PathBuf::from(p));
-            }
+        remove_database_files(self.path);
+        remove_database_files(&Fts::path_for(self.path));
+    }
+}
+
+/// Removes a database file and its companions (WAL, shared memory, journal).
+fn remove_database_files(base: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = base.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Removes the scratch directories of earlier, killed inits of the same target.
+fn remove_stale_scratch(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// Puts the finished copy at `path` in one step, never over an existing file: a hard link
+/// (which fails if `path` exists), or — where the file system has none — a rename after a
+/// last check. Then the directory entry is made durable.
+fn publish(staged: &Path, path: &Path) -> Result<()> {
+    match std::fs::hard_link(staged, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{} already exists; init creates a new local copy",
+                    path.display()
+                ),
+            ));
+        }
+        Err(_) if !path.exists() => std::fs::rename(staged, path)?,
+        Err(e) => return Err(e.into()),
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl SyncClient {
     /// Creates a new local copy of a server database at `path` (which must not exist): reads
     /// the database's info, downloads a snapshot, and stores the server settings in the
-    /// database so later opens need no remote configuration. On failure nothing is left at
-    /// `path`.
+    /// database so later opens need no remote configuration. The copy is built in a scratch
+    /// directory beside `path` and put in place in one step: on failure — even a killed
+    /// process — there is no file at `path`, or a complete copy.
     pub fn init(
         path: impl AsRef<Path>,
         remote: RemoteConfig,
@@ -84,19 +125,39 @@ impl SyncClient {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let scratch = tempfile::Builder::new()
-            .prefix(".sync-init")
-            .tempdir_in(dir)?;
+        // The copy is made whole in a scratch directory beside the target and then linked
+        // into place in one step: a killed init leaves no file at `path`, or a complete one.
+        // What a killed earlier init left in its scratch directory goes now (the writer
+        // lock, held, says no other init of this path is running).
+        let prefix = format!(
+            ".{}.sync-init",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        remove_stale_scratch(dir, &prefix);
+        let scratch = tempfile::Builder::new().prefix(&prefix).tempdir_in(dir)?;
         let snap = scratch.path().join("snapshot.db");
         transport.snapshot(&snap)?;
-        // From here on the file exists: a failure (a bad FTS table, say) must not leave a
-        // half-made copy behind that the retry would refuse as "already exists".
-        let mut created = Created { path, keep: false };
+        let staged = scratch.path().join("local.db");
         {
-            let conn = init_from_snapshot(&snap, path)?;
+            let conn = init_from_snapshot(&snap, &staged)?;
             settings::install(&conn)?;
             settings::store_remote(&conn, &remote)?;
+            // The search configuration is part of the copy: checked and stored before it
+            // is published (the index itself is built when the copy opens).
+            if !config.fts.is_empty() {
+                Fts::check(&config.fts, &conn)?;
+                settings::store_fts(&conn, &config.fts)?;
+            }
+            // One file, complete on disk, before it is published.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
+        std::fs::File::open(&staged)?.sync_all()?;
+        // A search index at the target belongs to no copy (the target does not exist).
+        remove_database_files(&crate::fts::Fts::path_for(path));
+        publish(&staged, path)?;
+        // From here on the file exists: a failure (a bad FTS table, say) must not leave a
+        // copy behind that the retry would refuse as "already exists".
+        let mut created = Created { path, keep: false };
         config.remote = Some(remote);
         let client = SyncClient::open_locked(path.to_path_buf(), config, writer_lock)?;
         created.keep = true;
@@ -188,6 +249,7 @@ impl SyncClient {
                     EngineConfig {
                         cycle: CycleConfig {
                             push_max_bytes: config.push_max_bytes,
+                            pull_max_bytes: config.pull_max_bytes,
                             ..CycleConfig::default()
                         },
                         retries: config.retries.max(1),

@@ -23,8 +23,9 @@ use sync_client::{Error, ErrorKind, Value};
 /// to be exact: `int:42`, `real:1`, `text:007`, `text:NULL`, `blob:00ff10` (hex), `null:`.
 /// A parameter that starts with `-` but is not a number goes after `--`.
 ///
-/// Exit status: 0 written, 1 written and --sync recorded conflicts, 2 error (nothing written;
-/// with --sync, a failed sync after the write exits 2 but the write is kept for later).
+/// Exit status: 0 written, 1 written and --sync recorded conflicts or rejected transactions,
+/// 2 error (nothing written), 3 written and kept, but the sync after it (--sync) failed: the
+/// write stays pending for the next sync.
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
     /// The local database (created by `init`, or any SQLite database to use local-only).
@@ -69,7 +70,10 @@ pub fn exec(args: &ExecArgs) -> Result<Outcome, CliError> {
     out.flush()?;
     let result = sync_and_report(&client, &args.db, &before, args.format, &mut out);
     client.close();
-    result
+    result.map_err(|e| match e {
+        broken if broken.is_broken_pipe() => broken,
+        other => CliError::SyncAfterWrite(Box::new(other)),
+    })
 }
 
 /// Executes every statement of `sql` (parameters only with a single statement); returns the

@@ -447,6 +447,37 @@ fn sync_with_the_server_gone_exits_2_and_keeps_the_write() {
         "{}",
         run.stdout
     );
+    // `exec --sync` with the server gone: the write is made and kept (exit 3, not 2).
+    let run = sync_cli([
+        "exec",
+        s(&db),
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'kept', 1)",
+        "--sync",
+        "--format",
+        "json",
+    ])
+    .expect(3);
+    assert_eq!(run.stdout.lines().next(), Some(r#"{"changed":1}"#));
+    assert!(
+        run.stderr
+            .contains("the write was kept and is pending; the sync after it failed"),
+        "{}",
+        run.stderr
+    );
+    let run = sync_cli(["status", s(&db)]).expect(0);
+    assert!(
+        run.stdout.contains("pending:          2 changesets ("),
+        "{}",
+        run.stdout
+    );
+    // A write that fails exits 2 and writes nothing, --sync or not.
+    sync_cli([
+        "exec",
+        s(&db),
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'duplicate', 1)",
+        "--sync",
+    ])
+    .expect(2);
 }
 
 #[test]
@@ -570,4 +601,95 @@ fn a_rejected_transaction_is_listed_shown_and_discarded() {
     assert_eq!(run.stdout, "no rejected transactions\n");
     sync_cli(["rejected", "discard", s(&a), "1"]).expect(2);
     sync_cli(["rejected", "show", s(&a), "1"]).expect(2);
+}
+
+/// `init` killed at random points (SIGKILL, nothing runs after it): each time there is either
+/// no file at the target or a complete, working copy — and the next `init` works, clearing
+/// what the killed one left in its scratch directory.
+#[test]
+fn a_killed_init_leaves_nothing_or_a_working_copy() {
+    let server = Server::start();
+    let scratch = Scratch::new();
+    let seed_db = scratch.path("seed.db");
+    init(&server, &seed_db, "seeder", &["--fts", "notes:title,body"]);
+    sync_cli([
+        "exec",
+        s(&seed_db),
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO notes(id, title, body, updated_at) SELECT i, 'n' || i, hex(randomblob(60)), i FROM n",
+        "--sync",
+    ])
+    .expect(0);
+    let token = server.token("phone");
+    let init_args = |db: &Path| {
+        vec![
+            "init".to_string(),
+            s(db).to_string(),
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            token.clone(),
+            "--database".into(),
+            "notes".into(),
+            "--fts".into(),
+            "notes:title,body".into(),
+        ]
+    };
+    // How long an init takes here, to kill within it.
+    let started = Instant::now();
+    sync_cli(init_args(&scratch.path("timed.db"))).expect(0);
+    let full = started.elapsed();
+    let seed: u64 = std::env::var("SYNC_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("kill seed {seed} (replay with SYNC_KILL_SEED={seed}); an init takes {full:?}");
+    let mut state = seed | 1;
+    let (mut none, mut whole) = (0, 0);
+    for i in 0..50 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let db = scratch.path(&format!("k{i}.db"));
+        let delay = full.mul_f64((state % 1000) as f64 / 1000.0 * 1.2);
+        let mut child = Command::new(crate::common::sync_cli_path())
+            .args(init_args(&db))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        child.wait().unwrap();
+        if db.exists() {
+            // Complete: it opens, holds every row, and syncs.
+            let run = sync_cli(["query", s(&db), "SELECT count(*) FROM notes"]).expect(0);
+            assert!(
+                run.stdout.ends_with("\n20000\n"),
+                "k{i}.db after a kill at {delay:?}: {}",
+                run.stdout
+            );
+            sync_cli(["sync", s(&db)]).expect(0);
+            whole += 1;
+        } else {
+            none += 1;
+            // Nothing there: the next init makes the copy and clears the scratch left behind.
+            sync_cli(init_args(&db)).expect(0);
+            let prefix = format!(".k{i}.db.sync-init");
+            let left: Vec<_> = std::fs::read_dir(db.parent().unwrap())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .collect();
+            assert!(left.is_empty(), "scratch left after a fresh init: {left:?}");
+        }
+        let run = sync_cli(["search", s(&db), "n1234"]).expect(0);
+        assert!(run.stdout.contains("1234"), "{}", run.stdout);
+    }
+    println!("killed inits: {none} left nothing, {whole} left a complete copy");
 }

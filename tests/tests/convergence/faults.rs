@@ -46,6 +46,11 @@ pub type Trace = Arc<Mutex<Vec<String>>>;
 /// idempotency only catches a retry under the *same* id).
 pub type Carriers = Arc<Mutex<HashMap<i64, BTreeSet<String>>>>;
 
+/// Batch bodies uploaded in parts, assembled as the parts went by (by batch id, over every
+/// transport of a case: an upload a closed client started is finished by its next
+/// incarnation).
+pub type Uploads = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
 /// A local write to run while a request is on the wire.
 pub type Hook = Box<dyn FnOnce() + Send>;
 
@@ -79,7 +84,9 @@ pub struct FaultyTransport {
     state: Mutex<State>,
     /// Parts of batches uploaded through this transport, assembled: what a pushed upload
     /// carried.
-    uploads: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    uploads: Uploads,
+    /// Upload parts and effect ranges sent since the last [`FaultyTransport::take_large_counts`].
+    large: Mutex<(u64, u64)>,
 }
 
 /// What happens to one push, pull or snapshot request.
@@ -100,6 +107,7 @@ impl FaultyTransport {
         seed: u64,
         trace: Trace,
         carriers: Carriers,
+        uploads: Uploads,
     ) -> FaultyTransport {
         FaultyTransport {
             inner,
@@ -114,8 +122,14 @@ impl FaultyTransport {
                 bootstrap_expected: false,
                 unexpected_bootstraps: 0,
             }),
-            uploads: Mutex::default(),
+            uploads,
+            large: Mutex::default(),
         }
+    }
+
+    /// Upload parts and effect ranges sent since the last call.
+    pub fn take_large_counts(&self) -> (u64, u64) {
+        std::mem::take(&mut *self.large.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Runs one request of the large-transaction routes under its fate.
@@ -306,6 +320,7 @@ impl Transport for FaultyTransport {
         self.faulty(
             format!("upload {} at {offset} of {total}", short(batch_id)),
             || {
+                self.large.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
                 let received = self.inner.upload_part(batch_id, offset, total, part)?;
                 let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
                 let body = uploads.entry(batch_id.to_string()).or_default();
@@ -339,6 +354,7 @@ impl Transport for FaultyTransport {
 
     fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
         self.faulty(format!("effect {seq} at {offset}"), || {
+            self.large.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
             self.inner.effect(seq, offset, len)
         })
     }

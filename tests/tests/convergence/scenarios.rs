@@ -62,6 +62,7 @@ impl Rig {
             0,
             Arc::clone(&self.trace),
             Arc::clone(&self.carriers),
+            crate::faults::Uploads::default(),
         ));
         let client = client
             .with_transport(Arc::clone(&transport) as Arc<dyn sync_client::Transport>)

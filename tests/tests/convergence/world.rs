@@ -6,7 +6,7 @@
 //! there is one lazily started server per policy combination, and every case gets a new
 //! database on it.
 
-use crate::faults::{Carriers, FaultRates, FaultyTransport, HookAt, Trace};
+use crate::faults::{Carriers, FaultRates, FaultyTransport, HookAt, Trace, Uploads};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
@@ -104,10 +104,18 @@ impl Fleet {
     }
 }
 
+/// The server's request-body limit in this test: bulk writes are several times larger.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// The mutation kind of a bulk write.
+const BULK: u8 = 100;
+
 /// The configuration of the server for one policy combination.
 fn configure(cfg: &mut ServerConfig, schema_dir: &Path, (default, notes): (usize, usize)) {
     cfg.schema_dir = Some(schema_dir.to_path_buf());
     cfg.log_keep = LOG_KEEP;
+    // Small request bodies: bulk writes (and larger batches) are uploaded in parts.
+    cfg.max_body_bytes = BODY_LIMIT;
     cfg.policies = PolicySet::uniform(Policy::parse(DEFAULT_POLICIES[default]).unwrap())
         .with_table("notes", Policy::parse(NOTES_POLICIES[notes]).unwrap());
 }
@@ -148,6 +156,9 @@ pub struct Stats {
     pub compactions: u64,
     pub server_restarts: u64,
     pub rejected_journal_rows: u64,
+    pub bulk_writes: u64,
+    pub upload_parts: u64,
+    pub effect_ranges: u64,
 }
 
 impl Stats {
@@ -167,6 +178,9 @@ impl Stats {
         self.compactions += o.compactions;
         self.server_restarts += o.server_restarts;
         self.rejected_journal_rows += o.rejected_journal_rows;
+        self.bulk_writes += o.bulk_writes;
+        self.upload_parts += o.upload_parts;
+        self.effect_ranges += o.effect_ranges;
     }
 }
 
@@ -216,6 +230,7 @@ pub struct Case<'f> {
     devices: Vec<Device>,
     trace: Trace,
     carriers: Carriers,
+    uploads: Uploads,
     rates: FaultRates,
     policies: String,
     /// Steps of this run (for the replay command).
@@ -267,6 +282,8 @@ impl Fleet {
                     // Small batches: a sync pushes several, and a rebase meets a batch in
                     // flight behind later pending entries.
                     push_max_bytes: rng.random_range(64..=2048),
+                    // Small pages: bulk writes' effects come on their own, in ranges.
+                    pull_max_bytes: rng.random_range(2048..=16384),
                     ..ClientConfig::default()
                 },
             })
@@ -281,6 +298,7 @@ impl Fleet {
             devices,
             trace: Trace::default(),
             carriers: Carriers::default(),
+            uploads: Uploads::default(),
             rates,
             policies,
             steps: 0,
@@ -348,6 +366,7 @@ impl Case<'_> {
             self.seed ^ ((d as u64 + 1) << 56) ^ (dev.incarnations << 40),
             Arc::clone(&self.trace),
             Arc::clone(&self.carriers),
+            Arc::clone(&self.uploads),
         ));
         transport.set_rates(self.rates);
         let client = client
@@ -442,6 +461,16 @@ impl Case<'_> {
     }
 
     fn mutations(&mut self) -> Vec<Mutation> {
+        if self.rng.random_range(0..25) == 0 {
+            // A bulk write, several times the server's body limit.
+            self.stats.bulk_writes += 1;
+            return vec![Mutation {
+                kind: BULK,
+                note: self.rng.random_range(1..=4i64) * 100,
+                tag: self.rng.random_range(20..=40i64),
+                r: self.rng.random_range(0..1000i64),
+            }];
+        }
         (0..self.rng.random_range(1..=3))
             .map(|_| Mutation {
                 kind: self.rng.random_range(0..9u8),
@@ -551,6 +580,9 @@ impl Case<'_> {
                 );
             }
         }
+        let (parts, ranges) = transport.take_large_counts();
+        self.stats.upload_parts += parts;
+        self.stats.effect_ranges += ranges;
         if transport.unexpected_bootstraps() > 0 {
             return Err(self.failure(format!(
                 "device {d} re-based on a snapshot without being told its cursor was out of \
@@ -737,6 +769,17 @@ fn apply_mutation(c: &Connection, m: &Mutation, now: i64) -> rusqlite::Result<()
     let Mutation { kind, note, tag, r } = *m;
     let updated = now * 10 + r % 10;
     match kind {
+        BULK => {
+            // `tag` rows of ~1 KB from id `note`: inserted, or their bodies rewritten.
+            let body = format!("{r:04}").repeat(250);
+            for i in 0..tag {
+                c.execute(
+                    "INSERT INTO notes(id, title, body, updated_at) VALUES (?1, 'bulk', ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                    rusqlite::params![note + i, format!("{body}{i}"), updated],
+                )?;
+            }
+        }
         0 | 1 => {
             c.execute(
                 "INSERT OR IGNORE INTO notes(id, title, body, updated_at) VALUES (?1, ?2, '', ?3)",
