@@ -4,7 +4,7 @@
 //!
 //! The `sync-cli` tests are not here: Cargo builds a binary before the integration tests of
 //! its own package only (and gives them its path in `CARGO_BIN_EXE_sync-cli`), so they live in
-//! `sync-client/tests/cli/`.
+//! `sync-cli/tests/cli/`.
 
 use rusqlite::Connection;
 use std::net::SocketAddr;
@@ -97,6 +97,22 @@ impl Server {
         config: ClientConfig,
     ) -> SyncClient {
         init_client(dir, file, self.remote(token, "notes"), config)
+    }
+
+    /// Two devices of alice on `notes` — `a` (laptop) and `b` (phone) — with local copies in
+    /// a directory of their own.
+    pub fn pair(&self) -> Pair {
+        let ta = self.setup("alice", "notes", "laptop");
+        let tb = self.token("alice", "phone");
+        let dir = tempfile::tempdir().unwrap();
+        let a = self.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+        let b = self.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+        Pair {
+            dir,
+            a,
+            b,
+            tokens: (ta, tb),
+        }
     }
 
     pub fn remote(&self, token: &str, db: &str) -> RemoteConfig {
@@ -235,6 +251,37 @@ pub fn sqldiff(a: &Path, b: &Path) -> String {
         out.push_str(&String::from_utf8_lossy(&o.stdout));
     }
     out
+}
+
+/// Two devices on one server database ([`Server::pair`]).
+pub struct Pair {
+    /// Where their files are.
+    pub dir: tempfile::TempDir,
+    /// The laptop (`a.db`).
+    pub a: SyncClient,
+    /// The phone (`b.db`).
+    pub b: SyncClient,
+    /// Their tokens.
+    pub tokens: (String, String),
+}
+
+impl Pair {
+    /// A file of theirs.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Closes both and checks that their files and the server's equal each other.
+    #[track_caller]
+    pub fn assert_converged(self, server: &Server) {
+        self.a.close();
+        self.b.close();
+        assert_all_equal(&[
+            &server.db_path("notes"),
+            &self.path("a.db"),
+            &self.path("b.db"),
+        ]);
+    }
 }
 
 /// Asserts that `sqldiff` finds no difference between any two of `dbs` (every pair, in both

@@ -127,37 +127,51 @@ def test_bad_sql_is_invalid_sql_and_changes_nothing(workdir):
     db.shutdown()
 
 
-def test_a_rejected_change_is_a_conflict_until_cleared(rejecting_server, workdir):
+def test_a_rejected_transaction_waits_in_the_queue_to_be_redone_or_discarded(rejecting_server, workdir):
     a, b = two_devices(rejecting_server, workdir)
     a.execute("INSERT INTO notes(id, title, body, updated_at) VALUES (1, 'first', '', 1)", [])
     a.sync_now()
     b.sync_now()
-    # Both edit the note offline; a pushes first, so the server rejects b's batch.
+    # Both edit the note offline; a pushes first, so the server rejects b's transaction.
     a.execute("UPDATE notes SET title = 'by a' WHERE id = 1", [])
     b.execute("UPDATE notes SET title = 'by b' WHERE id = 1", [])
     a.sync_now()
     report = b.sync_now()
-    assert report.rejected_batches == 1
+    assert report.rejected_transactions == 1
     assert notes(b) == notes(a) == [(1, "by a", "")]
     shown = b.status()
-    assert [c.kind for c in shown.conflicts] == ["batch_rejected"]
-    # The server's side of it: b's update met a's row and the policy aborted the batch.
-    [met] = shown.server_conflicts
-    assert (met.kind, met.resolution, met.table) == ("DATA", "abort", "notes")
-    assert met.pk == [integer(1)] and text("by a") in met.current
-    # A second clash after the app showed the first one.
+    assert shown.conflicts == [] and shown.server_conflicts == []
+    [rejected] = shown.rejected
+    assert (rejected.reason, rejected.by, rejected.changes) == ("policy", "server", 1)
+    # The row that blocked it: a's update, already on the server.
+    blocking = rejected.blocking
+    assert (blocking.kind, blocking.table) == ("DATA", "notes")
+    assert blocking.pk == [integer(1)] and text("by a") in blocking.current
+    assert b.rejected() == shown.rejected
+    [change] = b.rejected_changes(rejected.id)
+    assert (change.table, change.op) == ("notes", "UPDATE")
+    assert text("by b") in [v for v in change.new if v is not None]
+    assert b.rejected_changes(12345) is None
+    # Redo: a new local write over the current state (the conflict with a's row is resolved
+    # in the redone change's favour and counted), pushed by the next sync.
+    assert b.redo_rejected(rejected.id) == 1
+    assert b.rejected() == []
+    assert notes(b) == [(1, "by b", "")]
+    b.sync_now()
+    a.sync_now()
+    assert notes(a) == [(1, "by b", "")]
+    # A second clash, discarded this time: nothing else changes.
     a.execute("UPDATE notes SET title = 'by a again' WHERE id = 1", [])
     b.execute("UPDATE notes SET title = 'by b again' WHERE id = 1", [])
     a.sync_now()
-    assert b.sync_now().rejected_batches == 1
-    assert len(b.status().conflicts) == 2
-    # Clearing what was shown leaves the newer ones; clearing a later status clears them.
-    assert b.clear_conflicts(shown) == 2
-    left = b.status()
-    assert len(left.conflicts) == 1 and left.conflicts[0].id > shown.conflicts[0].id
-    assert len(left.server_conflicts) == 1 and left.server_conflicts[0].id > met.id
-    assert b.clear_conflicts(left) == 2
-    assert b.status().conflicts == [] and b.status().server_conflicts == []
+    assert b.sync_now().rejected_transactions == 1
+    [again] = b.rejected()
+    assert b.discard_rejected(again.id) is True
+    assert b.discard_rejected(again.id) is False
+    assert b.rejected() == []
+    assert notes(b) == notes(a) == [(1, "by a again", "")]
+    with pytest.raises(ss.SyncError.NotFound):
+        b.redo_rejected(again.id)
     a.shutdown()
     b.shutdown()
 

@@ -70,25 +70,22 @@ impl Transport for OnePushOnly {
 #[test]
 fn a_rejected_transaction_takes_nothing_else_with_it_and_waits_in_the_queue() {
     let server = Server::start();
-    let ta = server.setup("alice", "notes", "laptop");
-    let tb = server.token("alice", "phone");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
-    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let p = server.pair();
+    let (a, b) = (&p.a, &p.b);
     exec(
-        &a,
+        a,
         "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one', 1);
          INSERT INTO tags(id, name) VALUES (1, 'work');",
     );
     a.sync_now().unwrap();
     b.sync_now().unwrap();
-    exec(&b, "DELETE FROM notes WHERE id = 1");
+    exec(b, "DELETE FROM notes WHERE id = 1");
     b.sync_now().unwrap();
     exec(
-        &a,
+        a,
         "INSERT INTO notes(id, title, updated_at) VALUES (99, 'ninety-nine', 2)",
     );
-    exec(&a, "INSERT INTO note_tags VALUES (1, 1)");
+    exec(a, "INSERT INTO note_tags VALUES (1, 1)");
     assert_eq!(a.status().unwrap().pending_changesets, 2);
 
     let report = a.sync_now().unwrap();
@@ -96,7 +93,7 @@ fn a_rejected_transaction_takes_nothing_else_with_it_and_waits_in_the_queue() {
     assert_eq!(report.pushed_transactions, 2, "{report:?}");
     assert_eq!(report.rejected_transactions, 1, "{report:?}");
     b.sync_now().unwrap();
-    for client in [&a, &b] {
+    for client in [a, b] {
         assert_eq!(
             query_text(client, "SELECT title FROM notes WHERE id = 99").as_deref(),
             Some("ninety-nine"),
@@ -124,11 +121,11 @@ fn a_rejected_transaction_takes_nothing_else_with_it_and_waits_in_the_queue() {
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert_eq!(a.rejected().unwrap().len(), 1);
     assert_eq!(a.status().unwrap().pending_changesets, 0);
-    assert_eq!(query_i64(&a, "SELECT count(*) FROM note_tags"), 0);
+    assert_eq!(query_i64(a, "SELECT count(*) FROM note_tags"), 0);
 
     // Once note 1 exists again, the redo is a new write that syncs like any other.
     exec(
-        &b,
+        b,
         "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one again', 3)",
     );
     b.sync_now().unwrap();
@@ -139,59 +136,44 @@ fn a_rejected_transaction_takes_nothing_else_with_it_and_waits_in_the_queue() {
     assert!(a.rejected().unwrap().is_empty());
     a.sync_now().unwrap();
     b.sync_now().unwrap();
-    assert_eq!(query_i64(&b, "SELECT count(*) FROM note_tags"), 1);
+    assert_eq!(query_i64(b, "SELECT count(*) FROM note_tags"), 1);
     let err = a.redo_rejected(rejected.id).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &server.db_path("notes"),
-        &dir.path().join("a.db"),
-        &dir.path().join("b.db"),
-    ]);
+    p.assert_converged(&server);
 }
 
 /// Discarding forgets a rejected transaction and changes nothing else.
 #[test]
 fn a_discarded_rejected_transaction_is_gone_and_nothing_else_changed() {
     let server = Server::start();
-    let ta = server.setup("alice", "notes", "laptop");
-    let tb = server.token("alice", "phone");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
-    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let p = server.pair();
+    let (a, b) = (&p.a, &p.b);
     exec(
-        &a,
+        a,
         "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one', 1);
          INSERT INTO tags(id, name) VALUES (1, 'work');",
     );
     a.sync_now().unwrap();
     b.sync_now().unwrap();
-    exec(&b, "DELETE FROM tags WHERE id = 1");
+    exec(b, "DELETE FROM tags WHERE id = 1");
     b.sync_now().unwrap();
-    exec(&a, "INSERT INTO note_tags VALUES (1, 1)");
+    exec(a, "INSERT INTO note_tags VALUES (1, 1)");
     a.sync_now().unwrap();
     let rejected = a.rejected().unwrap();
     assert_eq!(rejected.len(), 1);
-    let before = dump(&dir.path().join("a.db"))
+    let before = dump(&p.path("a.db"))
         .into_iter()
         .filter(|(t, _)| !t.starts_with("_sync"))
         .collect::<Vec<_>>();
     assert!(a.discard_rejected(rejected[0].id).unwrap());
     assert!(!a.discard_rejected(rejected[0].id).unwrap());
     assert!(a.rejected().unwrap().is_empty());
-    let after = dump(&dir.path().join("a.db"))
+    let after = dump(&p.path("a.db"))
         .into_iter()
         .filter(|(t, _)| !t.starts_with("_sync"))
         .collect::<Vec<_>>();
     assert_eq!(before, after);
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &server.db_path("notes"),
-        &dir.path().join("a.db"),
-        &dir.path().join("b.db"),
-    ]);
+    p.assert_converged(&server);
 }
 
 /// The issue's wedge: B writes 40 offline transactions of ~300 KB while A writes once; B's
@@ -200,14 +182,11 @@ fn a_discarded_rejected_transaction_is_gone_and_nothing_else_changed() {
 #[test]
 fn a_rebase_keeps_forty_offline_transactions_forty_entries_and_all_rows_arrive() {
     let server = Server::start();
-    let ta = server.setup("alice", "notes", "laptop");
-    let tb = server.token("alice", "phone");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
-    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let p = server.pair();
+    let (a, b) = (&p.a, &p.b);
     for t in 0..40 {
         exec(
-            &b,
+            b,
             &format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
                  INSERT INTO notes(id, title, body, updated_at)
@@ -219,16 +198,20 @@ fn a_rebase_keeps_forty_offline_transactions_forty_entries_and_all_rows_arrive()
     assert_eq!(status.pending_changesets, 40);
     assert!(status.pending_bytes > 40 * 290_000, "{status:?}");
     exec(
-        &a,
+        a,
         "INSERT INTO notes(id, title, updated_at) VALUES (1, 'from a', 1)",
     );
     a.sync_now().unwrap();
     // B's first batch is not clean (A's write lies between B's cursor and it), so a rebase
     // follows; the network then fails, which leaves the rebased outbox to look at.
-    let path = dir.path().join("b.db");
+    let path = p.path("b.db");
     b.close();
     let transport = OnePushOnly {
-        inner: HttpTransport::new(&server.remote(&tb, "notes"), Duration::from_secs(30)).unwrap(),
+        inner: HttpTransport::new(
+            &server.remote(&p.tokens.1, "notes"),
+            Duration::from_secs(30),
+        )
+        .unwrap(),
         pushes: AtomicUsize::new(0),
     };
     let b = SyncClient::open(&path, ClientConfig::default())
@@ -264,14 +247,9 @@ fn a_rebase_keeps_forty_offline_transactions_forty_entries_and_all_rows_arrive()
     assert_eq!(report.rejected_transactions, 0);
     assert_eq!(b.status().unwrap().pending_changesets, 0);
     a.sync_now().unwrap();
-    for client in [&a, &b] {
+    for client in [a, &b] {
         assert_eq!(query_i64(client, "SELECT count(*) FROM notes"), 4001);
     }
-    a.close();
     b.close();
-    assert_all_equal(&[
-        &server.db_path("notes"),
-        &dir.path().join("a.db"),
-        &dir.path().join("b.db"),
-    ]);
+    p.assert_converged(&server);
 }

@@ -177,31 +177,22 @@ fn edits_to_different_columns_of_one_row_merge() {
 #[test]
 fn a_page_spooled_to_a_file_on_the_server_pulls_whole() {
     let server = Server::start();
-    let ta = server.setup("alice", "notes", "laptop");
-    let tb = server.token("alice", "phone");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
-    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let p = server.pair();
+    let (a, b) = (&p.a, &p.b);
     exec(
-        &a,
+        a,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
          INSERT INTO notes(id, title, body, updated_at)
          SELECT i, 'n' || i, hex(randomblob(2000)), i FROM n;",
     );
     a.sync_now().unwrap();
     b.sync_now().unwrap();
-    assert_eq!(query_i64(&b, "SELECT count(*) FROM notes"), 1500);
+    assert_eq!(query_i64(b, "SELECT count(*) FROM notes"), 1500);
     assert_eq!(
-        query_i64(&b, "SELECT sum(length(body)) FROM notes"),
+        query_i64(b, "SELECT sum(length(body)) FROM notes"),
         1500 * 4000
     );
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &server.db_path("notes"),
-        &dir.path().join("a.db"),
-        &dir.path().join("b.db"),
-    ]);
+    p.assert_converged(&server);
 }
 
 /// One transaction several times the server's body limit (the limit lowered to 1 MiB): it is
@@ -210,13 +201,10 @@ fn a_page_spooled_to_a_file_on_the_server_pulls_whole() {
 #[test]
 fn a_transaction_larger_than_the_body_limit_is_uploaded_in_parts_and_pulled_in_ranges() {
     let server = Server::start_with(|c| c.max_body_bytes = 1 << 20);
-    let ta = server.setup("alice", "notes", "laptop");
-    let tb = server.token("alice", "phone");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
-    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let p = server.pair();
+    let (a, b) = (&p.a, &p.b);
     exec(
-        &a,
+        a,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
          INSERT INTO notes(id, title, body, updated_at)
          SELECT i, 'bulk', hex(randomblob(120)), i FROM n;",
@@ -230,17 +218,11 @@ fn a_transaction_larger_than_the_body_limit_is_uploaded_in_parts_and_pulled_in_r
     let report = b.sync_now().unwrap();
     assert_eq!(report.pulled_entries, 1, "{report:?}");
     assert_eq!(report.changed_tables, ["notes"]);
-    assert_eq!(query_i64(&b, "SELECT count(*) FROM notes"), 20_000);
+    assert_eq!(query_i64(b, "SELECT count(*) FROM notes"), 20_000);
     let uploads = server.data_dir().join("uploads");
     let left: Vec<_> = walk(&uploads);
     assert!(left.is_empty(), "upload files left behind: {left:?}");
-    a.close();
-    b.close();
-    assert_all_equal(&[
-        &server.db_path("notes"),
-        &dir.path().join("a.db"),
-        &dir.path().join("b.db"),
-    ]);
+    p.assert_converged(&server);
 }
 
 /// Every file under `dir` (none if it does not exist).
