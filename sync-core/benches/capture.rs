@@ -15,7 +15,6 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rusqlite::session::Session;
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use sync_core::engine::apply::ApplyOptions;
 use sync_core::engine::apply::apply;
 use sync_core::engine::capture::capture;
 use sync_core::engine::changeset::Changeset;
+use sync_core::engine::ffi::session::Session;
 use sync_core::engine::outbox;
 
 const SCHEMA: &str = "
@@ -153,7 +153,7 @@ fn write_batch(conn: &Connection, batch: &[Row], mode: Mode) {
             {
                 let mut session = Session::new(conn).unwrap();
                 session.table_filter(Some(|t: &str| !t.starts_with("_sync_")));
-                session.attach::<&str>(None).unwrap();
+                session.attach(None).unwrap();
                 for r in batch {
                     r.insert(conn).unwrap();
                 }

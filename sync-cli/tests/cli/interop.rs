@@ -5,7 +5,6 @@ use crate::common::{
     EDITED_TABLES, Scratch, assert_rows_differ, assert_same_rows, changes_in, inspect_sorted,
     sqldiff_changeset, sqlite3, sync_cli,
 };
-use rusqlite::session::{ConflictAction, ConflictType};
 use sync_core::engine::decode::Change;
 use sync_core::engine::decode::Op;
 use sync_core::engine::value::Value;
@@ -274,10 +273,12 @@ fn table_header_without_changes_is_valid() {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
     conn.execute_batch("CREATE TABLE t(a PRIMARY KEY, b); CREATE TABLE u(a PRIMARY KEY);")
         .unwrap();
-    conn.apply_strm(
-        &mut bytes.as_slice(),
-        None::<fn(&str) -> bool>,
-        |_: ConflictType, _| ConflictAction::SQLITE_CHANGESET_ABORT,
+    sync_core::engine::ffi::apply_v2(
+        &conn,
+        &bytes,
+        sync_core::engine::ffi::ApplyFlags::default(),
+        None,
+        &mut |_, _| sync_core::engine::conflict::Resolution::Abort,
     )
     .expect("SQLite applies a changeset with an empty table block");
     let a: i64 = conn.query_row("SELECT a FROM u", [], |r| r.get(0)).unwrap();

@@ -8,12 +8,12 @@ use super::redo::redo_each;
 use super::report::{IntegrateReport, Touched};
 use super::state::{inflight, schema_version, set_schema_version, set_state};
 use crate::engine::changeset::Changeset;
+use crate::engine::ffi::session::Session;
 use crate::engine::outbox;
 use crate::engine::schema;
 use crate::engine::tx::Tx;
 use crate::protocol::snapshot::META_TABLE as SNAPSHOT_META_TABLE;
 use rusqlite::Connection;
-use rusqlite::session::Session;
 use std::path::Path;
 
 /// Reads a snapshot file's seq and schema version (from its `_sync_snapshot` table).
@@ -159,7 +159,7 @@ fn bootstrap_attached(
         let mut session = Session::new(conn)?;
         for t in &tables {
             session.attach(Some(t.as_str()))?;
-            session.diff::<&str, &str>("_sync_snap", t)?;
+            session.diff("_sync_snap", t)?;
         }
         session.changeset_strm(&mut bytes)?;
     }

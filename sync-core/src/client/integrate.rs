@@ -275,7 +275,10 @@ fn undo_all(
                     Some(dir) => Spool::new(dir, spool::DEFAULT_THRESHOLD),
                     None => Spool::in_memory(),
                 };
-                rusqlite::session::invert_strm(&mut copy.source().reader(), &mut inverse)?;
+                crate::engine::ffi::session::invert_strm(
+                    &mut copy.source().reader(),
+                    &mut inverse,
+                )?;
                 let inverse = inverse.finish().map_err(ClientError::Io)?;
                 touched
                     .add_source(inverse.source())

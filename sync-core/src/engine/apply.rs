@@ -332,9 +332,9 @@ impl Run<'_> {
     ) -> Result<(), Stop> {
         let session = match effect {
             Some(_) => {
-                let mut session = rusqlite::session::Session::new(self.conn)?;
+                let mut session = crate::engine::ffi::session::Session::new(self.conn)?;
                 session.table_filter(Some(|t: &str| !schema::is_internal_table(t)));
-                session.attach::<&str>(None)?;
+                session.attach(None)?;
                 Some(session)
             }
             None => None,

@@ -8,12 +8,12 @@
 //! records that transaction and nothing else.
 
 use crate::engine::changeset::Changeset;
+use crate::engine::ffi::session::Session;
 use crate::engine::outbox;
 use crate::engine::schema::{SchemaError, check_trackable, is_internal_table};
 use crate::engine::spool::{self, Spool};
 use crate::engine::tx::Tx;
 use rusqlite::Connection;
-use rusqlite::session::Session;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,7 +140,7 @@ pub fn capture_with<T, E>(
     let (value, bytes) = {
         let mut session = Session::new(conn)?;
         session.table_filter(Some(|table: &str| !is_internal_table(table)));
-        session.attach::<&str>(None)?;
+        session.attach(None)?;
         let value = f(conn).map_err(CaptureError::Write)?;
         if conn.is_autocommit() {
             drop(session);

@@ -1,7 +1,7 @@
 //! [`Changeset`]: owned changeset bytes, and the operations SQLite provides on them.
 
 use crate::engine::decode::{self, Change, Changes, DecodeError, Summary};
-use rusqlite::session::{Changegroup, concat_strm, invert_strm};
+use crate::engine::ffi::session::{Changegroup, concat_strm, invert_strm};
 
 /// Errors from changeset operations that go through SQLite.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,7 @@ impl Changeset {
             }
             decode::validate(&cs.bytes)?;
             total += cs.len();
-            group.add_stream(&mut cs.bytes.as_slice()).map_err(sqlite)?;
+            group.add(cs.bytes.as_slice()).map_err(sqlite)?;
         }
         let mut out = Vec::with_capacity(total);
         group.output_strm(&mut out).map_err(sqlite)?;

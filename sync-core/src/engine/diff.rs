@@ -2,8 +2,8 @@
 //! `sqldiff --changeset OUT FROM TO`.
 
 use crate::engine::changeset::Changeset;
+use crate::engine::ffi::session::Session;
 use crate::engine::schema::{self, SchemaError, Untrackable};
-use rusqlite::session::Session;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ pub fn diff(from: &Path, to: &Path) -> Result<DiffOutput, DiffError> {
         let mut session = Session::new(&to_conn)?;
         for t in &compared {
             session.attach(Some(t.as_str()))?;
-            session.diff::<&str, &str>("aux", t)?;
+            session.diff("aux", t)?;
         }
         session.changeset_strm(&mut bytes)?;
     }

@@ -4,10 +4,10 @@
 #![allow(dead_code)] // not every test module uses every helper
 
 use rusqlite::Connection;
-use rusqlite::session::Session;
 use std::path::{Path, PathBuf};
 use sync_core::engine::apply::ApplyOptions;
 use sync_core::engine::changeset::Changeset;
+use sync_core::engine::ffi::session::Session;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
 use sync_core::engine::value::Value;
@@ -163,7 +163,7 @@ pub fn all_rows(conn: &Connection, sql: &str) -> Vec<Vec<Value>> {
 /// (the changeset a device would push for that write).
 pub fn record(conn: &Connection, sql: &str) -> Changeset {
     let mut session = Session::new(conn).unwrap();
-    session.attach::<&str>(None).unwrap();
+    session.attach(None).unwrap();
     conn.execute_batch(sql).unwrap();
     let mut bytes = Vec::new();
     session.changeset_strm(&mut bytes).unwrap();

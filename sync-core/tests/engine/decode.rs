@@ -2,14 +2,9 @@
 //! real sessions; golden fixtures; and invert / concat / concat_all.
 
 use crate::common::{TempDb, blob, chinook_copy, dump, int, null, real, record, rows, seed, text};
-use fallible_streaming_iterator::FallibleStreamingIterator;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rusqlite::hooks::Action;
-use rusqlite::session::ChangesetIter;
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params_from_iter};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use sync_core::engine::apply::ApplyOptions;
 use sync_core::engine::apply::apply;
@@ -18,76 +13,35 @@ use sync_core::engine::changeset::ChangesetError;
 use sync_core::engine::decode::Change;
 use sync_core::engine::decode::Op;
 use sync_core::engine::decode::OpCounts;
+use sync_core::engine::ffi::session::sqlite_changes;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
 use sync_core::engine::value::Value;
 
-/// Decodes with SQLite's iterator (`sqlite3changeset_start_strm` / `_next`), into the same
-/// shape as [`sync_core::engine::decode`]. An undefined field (an unchanged column of an UPDATE) is
+/// Decodes with SQLite's iterator (`sqlite3changeset_start` / `_next`, through
+/// `sync_core::engine::ffi::session::sqlite_changes`), into the same shape as
+/// [`sync_core::engine::decode`]. An undefined field (an unchanged column of an UPDATE) is
 /// `None`, as in ours.
 fn sqlite_decode(bytes: &[u8]) -> rusqlite::Result<Vec<Change>> {
-    let mut input: &[u8] = bytes;
-    let reader: &mut dyn Read = &mut input;
-    let mut it = ChangesetIter::start_strm(&reader)?;
-    let mut out = Vec::new();
-    while let Some(item) = it.next()? {
-        let (table, columns, op, indirect) = {
-            let op = item.op()?;
-            let kind = match op.code() {
-                Action::SQLITE_INSERT => Op::Insert,
-                Action::SQLITE_UPDATE => Op::Update,
-                Action::SQLITE_DELETE => Op::Delete,
-                other => panic!("SQLite reported operation {other:?}"),
+    Ok(sqlite_changes(bytes)?
+        .into_iter()
+        .map(|c| {
+            let op = match c.op {
+                rusqlite::ffi::SQLITE_INSERT => Op::Insert,
+                rusqlite::ffi::SQLITE_UPDATE => Op::Update,
+                rusqlite::ffi::SQLITE_DELETE => Op::Delete,
+                other => panic!("SQLite reported operation {other}"),
             };
-            (
-                op.table_name().to_string(),
-                op.number_of_columns() as usize,
-                kind,
-                op.indirect(),
-            )
-        };
-        let field = |v: rusqlite::Result<ValueRef<'_>>| match v {
-            Ok(v) => Ok(Some(strict_value(v))),
-            Err(rusqlite::Error::InvalidColumnIndex(_)) => Ok(None), // undefined field
-            Err(e) => Err(e),
-        };
-        let old = match op {
-            Op::Insert => None,
-            _ => Some(
-                (0..columns)
-                    .map(|i| field(item.old_value(i)))
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            ),
-        };
-        let new = match op {
-            Op::Delete => None,
-            _ => Some(
-                (0..columns)
-                    .map(|i| field(item.new_value(i)))
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            ),
-        };
-        out.push(Change {
-            table,
-            op,
-            indirect,
-            pk: item.pk()?.to_vec(),
-            old,
-            new,
-        });
-    }
-    Ok(out)
-}
-
-/// Like `Value::from(ValueRef)` but panics on non-UTF-8 text, so a lossy conversion cannot
-/// hide a disagreement.
-fn strict_value(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Text(t) => Value::Text(
-            String::from_utf8(t.to_vec()).expect("test data is UTF-8 unless said otherwise"),
-        ),
-        other => Value::from(other),
-    }
+            Change {
+                table: c.table,
+                op,
+                indirect: c.indirect,
+                pk: c.pk,
+                old: (op != Op::Insert).then_some(c.old),
+                new: (op != Op::Delete).then_some(c.new),
+            }
+        })
+        .collect())
 }
 
 /// Our decoder and SQLite's must see exactly the same changes, and `validate`'s counts must
@@ -256,8 +210,8 @@ fn cascaded_deletes_are_indirect_and_indirect_sessions_mark_everything() {
         ]
     );
 
-    let mut session = rusqlite::session::Session::new(&db.conn).unwrap();
-    session.attach::<&str>(None).unwrap();
+    let mut session = sync_core::engine::ffi::session::Session::new(&db.conn).unwrap();
+    session.attach(None).unwrap();
     session.set_indirect(true);
     db.conn
         .execute("INSERT INTO parent VALUES (2, 'q')", [])
@@ -373,8 +327,8 @@ fn random_sessions_decode_like_sqlite() {
         .unwrap_or(40);
     let mut seen = [false; 3];
     for _ in 0..rounds {
-        let mut session = rusqlite::session::Session::new(&db.conn).unwrap();
-        session.attach::<&str>(None).unwrap();
+        let mut session = sync_core::engine::ffi::session::Session::new(&db.conn).unwrap();
+        session.attach(None).unwrap();
         for _ in 0..rng.random_range(1..30) {
             random_write(&db.conn, &mut rng);
         }
@@ -787,8 +741,8 @@ fn key_ordering_keeps_every_change_and_the_result() {
     let mut rng = StdRng::seed_from_u64(seed("SYNC_DECODE_SEED"));
     for _ in 0..10 {
         let source = TempDb::new(VARIED);
-        let mut session = rusqlite::session::Session::new(&source.conn).unwrap();
-        session.attach::<&str>(None).unwrap();
+        let mut session = sync_core::engine::ffi::session::Session::new(&source.conn).unwrap();
+        session.attach(None).unwrap();
         for _ in 0..rng.random_range(1..300) {
             random_write(&source.conn, &mut rng);
         }
@@ -864,8 +818,8 @@ fn key_ordering_of_a_key_column_holding_mixed_types_follows_sqlite() {
     // others they must still compare by value.
     let schema = "CREATE TABLE m(k NOT NULL PRIMARY KEY, v) WITHOUT ROWID;";
     let source = TempDb::new(schema);
-    let mut session = rusqlite::session::Session::new(&source.conn).unwrap();
-    session.attach::<&str>(None).unwrap();
+    let mut session = sync_core::engine::ffi::session::Session::new(&source.conn).unwrap();
+    session.attach(None).unwrap();
     source
         .conn
         .execute_batch(

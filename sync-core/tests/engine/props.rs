@@ -14,7 +14,6 @@ use proptest::test_runner::Config as ProptestConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::Connection;
-use rusqlite::session::Session;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use sync_core::engine::apply::ApplyError;
@@ -25,6 +24,7 @@ use sync_core::engine::decode::Change;
 use sync_core::engine::decode::Op;
 use sync_core::engine::encode::encode;
 use sync_core::engine::encode::put_varint;
+use sync_core::engine::ffi::session::Session;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
 use sync_core::engine::value::Value;
@@ -75,7 +75,7 @@ fn pool() -> &'static [Vec<u8>] {
         let mut pool = Vec::new();
         while pool.len() < 24 {
             let mut session = Session::new(&conn).unwrap();
-            session.attach::<&str>(None).unwrap();
+            session.attach(None).unwrap();
             for _ in 0..rng.random_range(1..6) {
                 random_write(&conn, &mut rng);
             }

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use reqwest::StatusCode;
-use rusqlite::session::Session;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value as Json;
@@ -13,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use sync_core::engine::apply::ApplyOptions;
 use sync_core::engine::changeset::Changeset;
+use sync_core::engine::ffi::session::Session;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
 use sync_core::protocol::pull as log;
@@ -254,7 +254,7 @@ impl Local {
     /// Runs `sql` and returns the changeset it produced.
     pub fn change(&self, sql: &str) -> Vec<u8> {
         let mut session = Session::new(&self.conn).unwrap();
-        session.attach::<&str>(None).unwrap();
+        session.attach(None).unwrap();
         self.conn.execute_batch(sql).unwrap();
         let mut out = Vec::new();
         session.changeset_strm(&mut out).unwrap();

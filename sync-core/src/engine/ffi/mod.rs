@@ -1,10 +1,13 @@
-//! Safe wrappers over the parts of SQLite's session API that rusqlite does not expose:
-//! `sqlite3changeset_apply_v2` (flags such as FKNOACTION) and the conflict-handler accessors.
-//! (Not its streaming form: SQLite keeps every change it has read until that apply ends, so
-//! large changesets are applied in pieces instead — `engine::apply`.)
+//! Safe wrappers over SQLite's session extension: `sqlite3changeset_apply_v2` (flags such as
+//! FKNOACTION) and the conflict-handler accessors here, sessions, changegroups, streaming
+//! invert and concat and SQLite's own iterator in [`session`]. (Not the streaming apply: SQLite
+//! keeps every change it has read until that apply ends, so large changesets are applied in
+//! pieces instead — `engine::apply`.)
 //!
 //! Everything `unsafe` in the crate lives in this module. The contract each call relies on is
 //! stated next to it.
+
+pub mod session;
 
 use crate::engine::conflict::{ConflictKind, Resolution};
 use crate::engine::decode::Op;
