@@ -344,6 +344,7 @@ mod tests {
     use sync_core::protocol::info::DatabaseInfo;
     use sync_core::protocol::pull::LogEntry;
     use sync_core::protocol::pull::LogPage;
+    use sync_core::protocol::pull::PullQuery;
     use sync_core::protocol::push::PushHeaders;
     use sync_core::protocol::push::PushResponse;
     use sync_core::protocol::push::PushStatus;
@@ -384,7 +385,8 @@ mod tests {
         fn effect(&self, _: i64, _: u64, _: u64) -> Result<Vec<u8>> {
             Err(unreachable())
         }
-        fn pull(&self, since: i64, _: usize, _: usize) -> Result<LogPage> {
+        fn pull(&self, query: &PullQuery) -> Result<LogPage> {
+            let since = query.effective().0;
             if since > 0 {
                 return Ok(LogPage {
                     head_seq: 1,
@@ -414,9 +416,10 @@ mod tests {
                     large: None,
                 }],
                 more: false,
+                tip: None,
             })
         }
-        fn snapshot(&self, _: &Path) -> Result<(i64, u32)> {
+        fn snapshot(&self, _: &Path, _: &str) -> Result<(i64, u32)> {
             Err(unreachable())
         }
         fn lease(&self, _: i64) -> Result<Lease> {

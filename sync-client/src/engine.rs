@@ -187,16 +187,13 @@ impl Engine {
                         }
                     }
                 }
-                Step::Pull(query) => {
-                    let (since, limit, max_bytes) = query.effective();
-                    match self.retry(|| self.transport.pull(since, limit, max_bytes)) {
-                        Ok(page) => Reply::Page(page),
-                        Err(e) => {
-                            self.feed_refusal(&mut cycle, e)?;
-                            continue;
-                        }
+                Step::Pull(query) => match self.retry(|| self.transport.pull(&query)) {
+                    Ok(page) => Reply::Page(page),
+                    Err(e) => {
+                        self.feed_refusal(&mut cycle, e)?;
+                        continue;
                     }
-                }
+                },
                 Step::Effect { seq, offset, len } => {
                     match self.retry(|| self.transport.effect(seq, offset, len)) {
                         Ok(bytes) => Reply::Effect(bytes),
@@ -211,7 +208,8 @@ impl Engine {
                         .prefix(".sync-snapshot")
                         .tempdir_in(&self.config.scratch_dir)?;
                     let path = dir.path().join("snapshot.db");
-                    self.retry(|| self.transport.snapshot(&path))?;
+                    let reason = cycle.as_ref().map_or("cursor", |c| c.snapshot_reason());
+                    self.retry(|| self.transport.snapshot(&path, reason))?;
                     _scratch = Some(dir);
                     Reply::Snapshot(path)
                 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
+use sync_core::protocol::lineage::HEADER_REASON;
 use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::protocol::rowid::LeaseRequest;
 use sync_core::protocol::{self, HEADER_SCHEMA_VERSION, VERSION, routes, snapshot};
@@ -41,12 +42,12 @@ pub trait Transport: Send + Sync {
     /// `POST /v1/databases/{db}/push` of an uploaded batch (header `sync-upload`, no body).
     fn push_uploaded(&self, headers: &PushHeaders) -> Result<PushResponse>;
     /// `GET /v1/databases/{db}/pull`.
-    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage>;
+    fn pull(&self, query: &PullQuery) -> Result<LogPage>;
     /// `GET /v1/databases/{db}/log/{seq}/effect`: bytes `offset..offset+len` of a large
     /// effect.
     fn effect(&self, seq: i64, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// `GET /v1/databases/{db}/snapshot`, written to `dest`; returns (seq, schema version).
-    fn snapshot(&self, dest: &Path) -> Result<(i64, u32)>;
+    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)>;
     /// `POST /v1/databases/{db}/rowid-ranges`.
     fn lease(&self, size: i64) -> Result<Lease>;
     /// `GET /v1/databases/{db}/events`: a blocking stream of head seqs.
@@ -304,8 +305,8 @@ impl Transport for HttpTransport {
         self.body(resp)
     }
 
-    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> Result<LogPage> {
-        let query = PullQuery::after(since, limit, max_bytes).to_query_string();
+    fn pull(&self, query: &PullQuery) -> Result<LogPage> {
+        let query = query.to_query_string();
         let req = self
             .http
             .get(format!("{}?{query}", self.url(routes::PULL)))
@@ -318,11 +319,12 @@ impl Transport for HttpTransport {
         })
     }
 
-    fn snapshot(&self, dest: &Path) -> Result<(i64, u32)> {
+    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)> {
         let resp = self.send(
             self.streaming
                 .get(self.url(routes::SNAPSHOT))
-                .bearer_auth(&self.token),
+                .bearer_auth(&self.token)
+                .header(HEADER_REASON, reason),
         )?;
         let header = |name: &str| -> Result<i64> {
             resp.headers()

@@ -10,6 +10,7 @@
 //! | `sync_changes_applied_total` | counter | — (row changes written by pushes) |
 //! | `sync_conflicts_total` | counter | `kind` = `DATA`, `NOTFOUND`, `CONFLICT`, `CONSTRAINT`, `FOREIGN_KEY` |
 //! | `sync_errors_total` | counter | `code` (the wire error code) |
+//! | `sync_snapshots_total` | counter | `reason` = `new`, `cursor`, `lineage`, `chain`, `checksum`, `diverged`, `other` (snapshots served; `checksum` and `diverged` are repairs of a device whose synced state differed) |
 //! | `sync_open_databases` | gauge | — |
 //! | `sync_db_cache_total` | counter | `result` = `hit`, `miss`, `evicted` |
 //! | `sync_event_streams` | gauge | — (connected SSE clients) |
@@ -102,6 +103,7 @@ pub struct Metrics {
     refused_connections: AtomicU64,
     routes: [RouteMetrics; ROUTES.len()],
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    snapshots: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -152,6 +154,12 @@ impl Metrics {
     /// Counts bytes sent in pull pages and snapshots.
     pub fn bytes_out(&self, n: u64) {
         self.response_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a snapshot served, by the client's reason.
+    pub fn snapshot_served(&self, reason: &'static str) {
+        let mut s = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        *s.entry(reason).or_default() += 1;
     }
 
     /// Counts an error answer.
@@ -269,6 +277,18 @@ impl Metrics {
         );
         for (code, n) in self.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "sync_errors_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sync_snapshots_total Snapshots served, by the client's reason.\n# TYPE sync_snapshots_total counter"
+        );
+        for (reason, n) in self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "sync_snapshots_total{{reason=\"{reason}\"}} {n}");
         }
         let _ = writeln!(
             out,

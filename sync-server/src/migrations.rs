@@ -264,6 +264,13 @@ impl AppSchema {
                 })?;
             server::set_schema_version(conn, m.version)?;
         }
+        if current < self.version() {
+            // A migration may write rows, which no log entry carries.
+            server::lineage::refresh_head_sum(conn).map_err(|e| MigrationError::Sql {
+                file: "(checksum)".into(),
+                source: rusqlite::Error::UserFunctionError(Box::new(e)),
+            })?;
+        }
         schema::check_trackable(conn).map_err(MigrationError::Untrackable)?;
         Ok(self.version())
     }

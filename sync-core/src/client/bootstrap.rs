@@ -6,18 +6,33 @@ use super::integrate::apply_exact;
 use super::push::settle_batch;
 use super::redo::redo_each;
 use super::report::{IntegrateReport, Touched};
-use super::state::{inflight, schema_version, set_schema_version, set_state};
+use super::state::{inflight, schema_version, set_schema_version, set_state, set_sum, set_synced};
 use crate::engine::changeset::Changeset;
+use crate::engine::checksum::{self, Checksum};
 use crate::engine::ffi::session::Session;
 use crate::engine::outbox;
 use crate::engine::schema;
 use crate::engine::tx::Tx;
+use crate::protocol::lineage::{Hex64, Tip};
 use crate::protocol::snapshot::META_TABLE as SNAPSHOT_META_TABLE;
 use rusqlite::Connection;
+use rusqlite::OptionalExtension;
 use std::path::Path;
 
-/// Reads a snapshot file's seq and schema version (from its `_sync_snapshot` table).
-pub fn snapshot_meta(path: &Path) -> Result<(i64, u32), ClientError> {
+/// What a snapshot file says it is (its `_sync_snapshot` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The seq it corresponds to.
+    pub seq: i64,
+    /// Its schema version.
+    pub schema_version: u32,
+    /// Lineage, chain value and checksum at `seq` (`None` from a server before lineages).
+    pub tip: Option<Tip>,
+}
+
+/// Reads a snapshot file's seq, schema version and position (from its `_sync_snapshot`
+/// table).
+pub fn snapshot_meta(path: &Path) -> Result<SnapshotInfo, ClientError> {
     let snap = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
     let get = |key: &str| -> Result<i64, ClientError> {
@@ -32,7 +47,82 @@ pub fn snapshot_meta(path: &Path) -> Result<(i64, u32), ClientError> {
     let version = u32::try_from(get("schema_version")?)
         .map_err(|_| ClientError::InvalidSnapshot("schema_version out of range".into()))?;
     check_snapshot_schema(&snap)?;
-    Ok((seq, version))
+    let optional = |key: &str| -> Result<Option<rusqlite::types::Value>, ClientError> {
+        snap.query_row(
+            "SELECT value FROM _sync_snapshot WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))
+    };
+    use rusqlite::types::Value as V;
+    let tip = match (optional("lineage")?, optional("chain")?) {
+        (Some(V::Integer(lineage)), Some(V::Integer(chain))) => {
+            let sum = match optional("sum")? {
+                None => None,
+                Some(V::Blob(b)) => Some(Checksum::from_bytes(&b).ok_or_else(|| {
+                    ClientError::InvalidSnapshot("its checksum is not 32 bytes".into())
+                })?),
+                Some(_) => {
+                    return Err(ClientError::InvalidSnapshot(
+                        "its checksum is not a blob".into(),
+                    ));
+                }
+            };
+            Some(Tip {
+                lineage: Hex64(lineage),
+                seq,
+                chain: Hex64(chain),
+                sum,
+            })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(ClientError::InvalidSnapshot(
+                "its lineage and chain value are incomplete".into(),
+            ));
+        }
+    };
+    Ok(SnapshotInfo {
+        seq,
+        schema_version: version,
+        tip,
+    })
+}
+
+/// Checks that the app tables (now the snapshot's content) have the snapshot's checksum, and
+/// returns it: a damaged or incomplete download is refused before anything is built on it.
+fn check_snapshot_sum(
+    conn: &Connection,
+    info: &SnapshotInfo,
+) -> Result<Option<Checksum>, ClientError> {
+    let Some(expected) = info.tip.and_then(|t| t.sum) else {
+        return Ok(None);
+    };
+    let found = checksum::table_sum(conn)?;
+    if found != expected {
+        return Err(ClientError::InvalidSnapshot(format!(
+            "its content has checksum {found}, but it says {expected}"
+        )));
+    }
+    Ok(Some(found))
+}
+
+fn record_position(
+    conn: &Connection,
+    info: &SnapshotInfo,
+    sum: Option<Checksum>,
+) -> Result<(), ClientError> {
+    match &info.tip {
+        Some(tip) => set_synced(conn, tip, sum)?,
+        None => {
+            set_state(conn, "cursor", info.seq)?;
+            set_state(conn, "lineage", 0)?;
+            set_sum(conn, None)?;
+        }
+    }
+    Ok(())
 }
 
 /// A snapshot becomes (or replaces the rows of) the local database, so it may hold app tables
@@ -74,7 +164,7 @@ fn check_snapshot_schema(snap: &Connection) -> Result<(), ClientError> {
 /// Makes a new local database at `dest` from a snapshot file: copies it, removes the
 /// snapshot's marker table, installs the client tables and sets cursor and schema version.
 pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, ClientError> {
-    let (seq, version) = snapshot_meta(snapshot)?;
+    let info = snapshot_meta(snapshot)?;
     if dest.exists() {
         return Err(ClientError::InvalidSnapshot(format!(
             "{} already exists",
@@ -85,8 +175,9 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
     let conn = Connection::open(dest)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; DROP TABLE _sync_snapshot;")?;
     super::install(&conn)?;
-    set_state(&conn, "cursor", seq)?;
-    set_schema_version(&conn, version)?;
+    let sum = check_snapshot_sum(&conn, &info)?;
+    record_position(&conn, &info, sum)?;
+    set_schema_version(&conn, info.schema_version)?;
     Ok(conn)
 }
 
@@ -101,7 +192,8 @@ pub fn bootstrap(
     scratch: Option<&Path>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
-    let (seq, version) = snapshot_meta(snapshot)?;
+    let info = snapshot_meta(snapshot)?;
+    let version = info.schema_version;
     if version != schema_version(conn)? {
         return Err(ClientError::InvalidSnapshot(format!(
             "the snapshot is at schema version {version}, the local database at {}",
@@ -112,7 +204,7 @@ pub fn bootstrap(
         "ATTACH DATABASE ?1 AS _sync_snap",
         [snapshot.to_string_lossy()],
     )?;
-    let result = bootstrap_attached(conn, seq, scratch, now_ms);
+    let result = bootstrap_attached(conn, &info, scratch, now_ms);
     let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
     let report = result?;
     detach?;
@@ -121,10 +213,11 @@ pub fn bootstrap(
 
 fn bootstrap_attached(
     conn: &Connection,
-    seq: i64,
+    info: &SnapshotInfo,
     scratch: Option<&Path>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
+    let seq = info.seq;
     let tables = schema::user_tables(conn)?;
     let snap_tables = schema::user_tables_in(conn, "_sync_snap")?;
     for t in snap_tables.iter().chain(&tables) {
@@ -170,6 +263,7 @@ fn bootstrap_attached(
         crate::engine::spool::Source::Bytes(to_snapshot.as_bytes()),
         "bootstrap",
     )?;
+    let sum = check_snapshot_sum(conn, info)?;
     // Main is now the snapshot: no pending transaction is applied. The batch in flight, if
     // the snapshot contains it (its answer came, its seq is at or below the snapshot's), is
     // settled now; then the pending transactions are redone on the snapshot.
@@ -181,7 +275,7 @@ fn bootstrap_attached(
     let redid = redo_each(conn, &outbox::entries(conn)?, scratch, now_ms, &mut touched)?;
     report.new_conflicts += redid.conflicts;
     report.new_rejected += redid.rejected;
-    set_state(conn, "cursor", seq)?;
+    record_position(conn, info, sum)?;
     tx.commit()?;
     (report.touched, report.touched_tables) = touched.into_parts();
     Ok(report)
@@ -209,7 +303,8 @@ mod tests {
     fn snapshots_holding_internal_tables_or_triggers_on_them_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ok = snapshot_with(dir.path(), "");
-        assert_eq!(snapshot_meta(&ok).unwrap(), (0, 1));
+        let info = snapshot_meta(&ok).unwrap();
+        assert_eq!((info.seq, info.schema_version, info.tip), (0, 1, None));
         for extra in [
             "CREATE TABLE _SYNC_OUTBOX(seq INTEGER PRIMARY KEY, changeset BLOB, created_ms INTEGER);",
             "CREATE TABLE _sync_client(key TEXT PRIMARY KEY, value INTEGER);",

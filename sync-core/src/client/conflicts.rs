@@ -290,6 +290,7 @@ mod tests {
                     }],
                 },
             ],
+            tip: None,
         };
         assert_eq!(record_server(&conn, &response, 1).unwrap(), 1);
         let again = PushResponse {

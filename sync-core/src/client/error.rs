@@ -17,6 +17,19 @@ pub enum ClientError {
         /// The conflicts found.
         conflicts: Vec<Conflict>,
     },
+    /// The synced state's content checksum is not the server's at the same seq: a row differs
+    /// (changed behind the library's back, or a damaged file). Bootstrap to repair.
+    #[error(
+        "the synced state differs from the server's at seq {seq}: checksum {found}, the server's {expected}"
+    )]
+    ChecksumMismatch {
+        /// The seq compared at.
+        seq: i64,
+        /// The server's checksum.
+        expected: crate::engine::checksum::Checksum,
+        /// The local one.
+        found: crate::engine::checksum::Checksum,
+    },
     /// Pulled entries do not continue from the cursor.
     #[error("pulled log entries start at seq {got} but the cursor is {cursor}")]
     Gap {
@@ -92,6 +105,23 @@ impl From<ApplyError> for ClientError {
             ApplyError::Schema(s) => ClientError::Schema(s),
             ApplyError::Sqlite(s) => ClientError::Sqlite(s),
             other => ClientError::Apply(other),
+        }
+    }
+}
+
+impl From<crate::engine::checksum::ChecksumError> for ClientError {
+    fn from(e: crate::engine::checksum::ChecksumError) -> Self {
+        use crate::engine::checksum::ChecksumError as E;
+        match e {
+            E::Sqlite(s) => ClientError::Sqlite(s),
+            E::Schema(s) => ClientError::Schema(s),
+            E::Io(e) => ClientError::Io(e),
+            // A change that does not describe the rows it was just applied to: the local
+            // state is not what the protocol says it is.
+            E::Decode(_) | E::Mismatch(_) => ClientError::Diverged {
+                step: "checksum",
+                conflicts: Vec::new(),
+            },
         }
     }
 }

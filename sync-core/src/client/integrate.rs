@@ -14,12 +14,14 @@ use super::report::{IntegrateReport, Touched};
 use super::state::{clear_inflight, cursor, inflight};
 use crate::engine::apply::{ApplyError, ApplyOptions, apply_source};
 use crate::engine::changeset::Changeset;
+use crate::engine::checksum::{self, Checksum};
 use crate::engine::decode;
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::policy::{Policy, PolicySet};
 use crate::engine::schema;
 use crate::engine::spool::{self, Source, Spool, Spooled};
 use crate::engine::tx::Tx;
+use crate::protocol::lineage::Tip;
 use crate::protocol::pull::LogEntry;
 use crate::protocol::push::PushStatus;
 use rusqlite::Connection;
@@ -49,13 +51,33 @@ impl LargeEffects {
     }
 }
 
-/// [`integrate_with`] for entries whose effects are all in memory, and no scratch directory.
+/// What the server said about the position after the pulled entries, to check against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect<'a> {
+    /// The page's tip: lineage, chain value and checksum after the last entry (`None`: a
+    /// server of the older page format; nothing is checked).
+    pub tip: Option<&'a Tip>,
+    /// Recompute the synced state's checksum from the tables instead of following it through
+    /// the effects — catches a row changed behind the library's back that no pulled entry
+    /// touches.
+    pub full: bool,
+}
+
+/// [`integrate_with`] for entries whose effects are all in memory, no scratch directory and
+/// nothing to check against.
 pub fn integrate(
     conn: &Connection,
     entries: &[LogEntry],
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
-    integrate_with(conn, entries, &LargeEffects::default(), None, now_ms)
+    integrate_with(
+        conn,
+        entries,
+        &LargeEffects::default(),
+        None,
+        Expect::default(),
+        now_ms,
+    )
 }
 
 /// Integrates pulled log entries in one transaction: undo pending, apply the entries'
@@ -64,12 +86,15 @@ pub fn integrate(
 /// effects, move the cursor. Entries at or below the cursor are skipped; a gap is an error.
 /// Foreign-key actions are off throughout: every effect already carries its cascaded rows.
 /// `scratch` is where large pending transactions are copied to be undone and redone (`None`:
-/// in memory).
+/// in memory). Once the effects are applied the tables hold the synced state at the last
+/// entry: its checksum (followed through the effects, or recomputed: `expect.full`) must be
+/// the server's there, else nothing is kept ([`ClientError::ChecksumMismatch`]: bootstrap).
 pub fn integrate_with(
     conn: &Connection,
     entries: &[LogEntry],
     large: &LargeEffects,
     scratch: Option<&Path>,
+    expect: Expect<'_>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let tx = Tx::begin(conn)?;
@@ -118,7 +143,8 @@ pub fn integrate_with(
         report.rebased = true;
         undo_all(conn, &pending, scratch, &mut touched)?;
     }
-    apply_remote(conn, &effects, &mut touched)?;
+    let delta = apply_remote(conn, &effects, &mut touched)?;
+    let sum = synced_sum_after(conn, delta, last_seq, expect)?;
     if pending.is_empty() {
         if own.is_some() {
             clear_inflight(conn)?;
@@ -132,10 +158,61 @@ pub fn integrate_with(
         report.new_conflicts += redid.conflicts;
         report.new_rejected += redid.rejected;
     }
-    super::state::set_state(conn, "cursor", last_seq)?;
+    match expect.tip {
+        Some(tip) => super::state::set_synced(conn, tip, sum)?,
+        None => {
+            // No position came with the entries (an older server): the chain value at the new
+            // cursor is unknown, so is the lineage until a page says.
+            super::state::set_state(conn, "cursor", last_seq)?;
+            super::state::set_state(conn, "lineage", 0)?;
+            super::state::set_sum(conn, sum)?;
+        }
+    }
     tx.commit()?;
     (report.touched, report.touched_tables) = touched.into_parts();
     Ok(report)
+}
+
+/// The synced state's checksum at `seq` (the tables hold that state now): the one before plus
+/// `delta`, or recomputed when asked or when the one before is unknown and the server's is
+/// known. Checked against the server's.
+fn synced_sum_after(
+    conn: &Connection,
+    delta: Checksum,
+    seq: i64,
+    expect: Expect<'_>,
+) -> Result<Option<Checksum>, ClientError> {
+    let before = super::state::synced(conn)?.sum;
+    let server = expect.tip.and_then(|t| t.sum);
+    if let Some(tip) = expect.tip
+        && tip.seq != seq
+    {
+        return Err(ClientError::CorruptEntry {
+            seq,
+            what: format!(
+                "the page's position is at seq {}, its last entry at {seq}",
+                tip.seq
+            ),
+        });
+    }
+    let sum = if expect.full || (before.is_none() && server.is_some()) {
+        Some(checksum::table_sum(conn)?)
+    } else {
+        before.map(|mut s| {
+            s.add(&delta);
+            s
+        })
+    };
+    if let (Some(expected), Some(found)) = (server, sum)
+        && expected != found
+    {
+        return Err(ClientError::ChecksumMismatch {
+            seq,
+            expected,
+            found,
+        });
+    }
+    Ok(sum)
 }
 
 /// A pulled entry's effect: with the page, or fetched into a file.
@@ -155,34 +232,44 @@ impl<'a> Effect<'a> {
 }
 
 /// Applies the entries' effects in order: runs of in-memory ones concatenated (one apply),
-/// large ones from their files.
+/// large ones from their files. Returns how they changed the tables' checksum (each applied
+/// changeset followed right after its apply: a concatenation holds one change per row).
 fn apply_remote(
     conn: &Connection,
     effects: &[Effect<'_>],
     touched: &mut Touched,
-) -> Result<(), ClientError> {
+) -> Result<Checksum, ClientError> {
     let mut run: Vec<&Changeset> = Vec::new();
-    let flush = |run: &mut Vec<&Changeset>, touched: &mut Touched| -> Result<(), ClientError> {
+    let mut delta = Checksum::EMPTY;
+    let flush = |run: &mut Vec<&Changeset>,
+                 touched: &mut Touched,
+                 delta: &mut Checksum|
+     -> Result<(), ClientError> {
         if run.is_empty() {
             return Ok(());
         }
         let together = Changeset::concat_all(run.iter().copied())?;
         run.clear();
         touched.add(&together);
-        apply_exact(conn, Source::Bytes(together.as_bytes()), "remote")
+        let source = Source::Bytes(together.as_bytes());
+        apply_exact(conn, source, "remote")?;
+        delta.add(&checksum::delta(conn, source)?);
+        Ok(())
     };
     for effect in effects {
         match *effect {
             Effect::Memory(c) if c.is_empty() => {}
             Effect::Memory(c) => run.push(c),
             Effect::File(source) => {
-                flush(&mut run, touched)?;
+                flush(&mut run, touched, &mut delta)?;
                 touched.add_source(source).map_err(ClientError::Io)?;
                 apply_exact(conn, source, "remote")?;
+                delta.add(&checksum::delta(conn, source)?);
             }
         }
     }
-    flush(&mut run, touched)
+    flush(&mut run, touched, &mut delta)?;
+    Ok(delta)
 }
 
 /// Refuses a pulled entry whose effect does not decode or writes an internal table: the
@@ -249,7 +336,7 @@ pub(crate) fn apply_exact(
 
 /// Undoes every pending transaction, newest first: runs of in-memory ones by the inverse of
 /// their concatenation (one apply), large ones inverted from file to file.
-fn undo_all(
+pub(crate) fn undo_all(
     conn: &Connection,
     pending: &[OutboxEntry],
     scratch: Option<&Path>,

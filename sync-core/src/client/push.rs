@@ -6,10 +6,11 @@
 
 use super::ClientError;
 use super::conflicts;
-use super::state::{clear_inflight, cursor, inflight, schema_version, set_state};
+use super::state::{clear_inflight, cursor, inflight, schema_version, set_synced, synced};
 use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::tx::Tx;
 use crate::protocol::batch;
+use crate::protocol::lineage::{Hex64, Tip};
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus};
 use rusqlite::{Connection, params};
 
@@ -91,6 +92,11 @@ pub fn prepare_push(
     let tx = Tx::begin(conn)?;
     let cursor = cursor(conn)?;
     let schema_version = schema_version(conn)?;
+    let position = synced(conn)?.position;
+    let (lineage, chain) = (
+        position.map(|p| Hex64(p.lineage)),
+        position.map(|p| Hex64(p.chain)),
+    );
     if let Some(f) = inflight(conn)? {
         if f.acked_seq.is_some() {
             return Ok(None);
@@ -102,6 +108,8 @@ pub fn prepare_push(
                     batch_id: f.batch_id,
                     cursor,
                     schema_version,
+                    lineage,
+                    chain,
                 },
                 body: body(&entries, max_body),
                 through_seq: f.through_seq,
@@ -140,6 +148,8 @@ pub fn prepare_push(
             batch_id,
             cursor,
             schema_version,
+            lineage,
+            chain,
         },
         body: body(&taken, max_body),
         through_seq,
@@ -220,18 +230,30 @@ pub fn on_push_response(
         });
     };
     let cursor = cursor(conn)?;
-    let outcome = if response.status == PushStatus::Applied
-        && response.clean
-        && !response.duplicate
-        && response.seq == cursor + 1
-    {
+    let position = synced(conn)?.position;
+    let same_history = |tip: &Tip| position.is_some_and(|p| p.lineage == tip.lineage.0);
+    let clean_tip = response.tip.filter(same_history);
+    if let (Some(tip), true) = (
+        clean_tip,
+        response.status == PushStatus::Applied
+            && response.clean
+            && !response.duplicate
+            && response.seq == cursor + 1,
+    ) {
         // Server at seq = server at cursor + exactly this batch, which is what the local
-        // database already shows: drop the entries, move the cursor, skip undo/redo.
+        // database already shows: drop the entries, move the cursor, skip undo/redo. The
+        // synced state is now the local state: its checksum is the server's at seq.
         outbox::remove_through(conn, f.through_seq)?;
         clear_inflight(conn)?;
-        set_state(conn, "cursor", response.seq)?;
-        PushOutcome::Settled { seq: response.seq }
-    } else {
+        set_synced(conn, &tip, tip.sum)?;
+        let new_conflicts = conflicts::record_server(conn, response, now_ms)?;
+        tx.commit()?;
+        return Ok(Settled {
+            outcome: PushOutcome::Settled { seq: response.seq },
+            new_conflicts,
+        });
+    }
+    let outcome = {
         let answer = serde_json::to_string(response).expect("an answer serializes");
         conn.execute(
             "UPDATE _sync_inflight SET acked_seq = ?1, acked_status = ?2, answer = ?3 WHERE id = 1",

@@ -1,6 +1,8 @@
 //! The client's own state in `_sync_client` (cursor, schema version) and `_sync_inflight`
 //! (the batch being pushed and, once answered, the server's answer).
 
+use crate::engine::checksum::Checksum;
+use crate::protocol::lineage::{Position, Tip};
 use crate::protocol::push::{PushResponse, PushStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -88,4 +90,89 @@ pub fn inflight(conn: &Connection) -> rusqlite::Result<Option<Inflight>> {
 pub(crate) fn clear_inflight(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM _sync_inflight", [])?;
     Ok(())
+}
+
+/// Where the local synced state stands: the cursor's lineage and chain value, and the content
+/// checksum of the synced state (the app tables with every pending transaction undone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    /// The cursor with its lineage and chain value; `None` when unknown (a copy made before
+    /// lineages existed, or one whose server history changed and that awaits a snapshot).
+    pub position: Option<Position>,
+    /// The checksum of the synced state; `None` when unknown.
+    pub sum: Option<Checksum>,
+}
+
+/// The synced state's position and checksum.
+pub fn synced(conn: &Connection) -> rusqlite::Result<Synced> {
+    let lineage = get_state(conn, "lineage")?;
+    let position = (lineage != 0)
+        .then(|| -> rusqlite::Result<Position> {
+            Ok(Position {
+                lineage,
+                seq: cursor(conn)?,
+                chain: get_state(conn, "chain")?,
+            })
+        })
+        .transpose()?;
+    let sum = if get_state(conn, "sum_known")? == 1 {
+        let mut lanes = [0u64; 4];
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane = get_state(conn, &format!("sum{i}"))? as u64;
+        }
+        Some(Checksum(lanes))
+    } else {
+        None
+    };
+    Ok(Synced { position, sum })
+}
+
+/// Moves the cursor to `tip` (its seq, lineage and chain value) with the synced state's
+/// checksum `sum`.
+pub(crate) fn set_synced(
+    conn: &Connection,
+    tip: &Tip,
+    sum: Option<Checksum>,
+) -> rusqlite::Result<()> {
+    set_state(conn, "cursor", tip.seq)?;
+    set_state(conn, "lineage", tip.lineage.0)?;
+    set_state(conn, "chain", tip.chain.0)?;
+    set_sum(conn, sum)
+}
+
+/// Records the synced state's checksum (`None`: unknown).
+pub(crate) fn set_sum(conn: &Connection, sum: Option<Checksum>) -> rusqlite::Result<()> {
+    set_state(conn, "sum_known", i64::from(sum.is_some()))?;
+    for (i, lane) in sum.unwrap_or_default().0.iter().enumerate() {
+        set_state(conn, &format!("sum{i}"), *lane as i64)?;
+    }
+    Ok(())
+}
+
+/// Forgets the cursor's history after the server said it changed (`lineage_mismatch`,
+/// `chain_mismatch`): the position becomes unknown — so no push answer counts as clean until a
+/// snapshot says where the new history stands — and an answered batch in flight counts as
+/// unanswered again, since the answer belongs to the old history: it is pushed again (the
+/// server answers from its idempotency records if it still has the batch) before the snapshot.
+pub fn forget_position(conn: &Connection) -> rusqlite::Result<()> {
+    set_state(conn, "lineage", 0)?;
+    set_sum(conn, None)?;
+    conn.execute(
+        "UPDATE _sync_inflight SET acked_seq = NULL, acked_status = NULL, answer = NULL",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Counts a repair (a re-bootstrap after the synced state was found to differ from the
+/// server's) and returns the new count.
+pub(crate) fn count_repair(conn: &Connection) -> rusqlite::Result<i64> {
+    let n = get_state(conn, "repairs")? + 1;
+    set_state(conn, "repairs", n)?;
+    Ok(n)
+}
+
+/// Repairs made so far (see [`count_repair`]).
+pub fn repairs(conn: &Connection) -> rusqlite::Result<i64> {
+    get_state(conn, "repairs")
 }

@@ -8,6 +8,7 @@
 //! | [`decode`] | a pure-Rust reader of the changeset format: `inspect`, `validate` (in memory or streaming), summaries, byte offsets in errors |
 //! | [`encode`] | the writer of the changeset format (the inverse of `decode`), for tools and tests |
 //! | [`changeset`] | [`changeset::Changeset`]: owned bytes; `invert`, `concat` through SQLite's changegroup |
+//! | [`checksum`] | an order-independent checksum of the app tables' content, followed through changesets |
 //! | [`conflict`] | the vocabulary: conflict kinds SQLite reports, resolutions a handler answers |
 //! | [`policy`] | conflict policies: parse, resolve one conflict, check preconditions against a schema |
 //! | [`apply`] | apply with policies and an [`apply::ApplyReport`] of every conflict; capture the effect |
@@ -25,6 +26,7 @@ pub mod apply;
 pub mod blob;
 pub mod capture;
 pub mod changeset;
+pub mod checksum;
 pub mod conflict;
 pub mod decode;
 pub mod diff;

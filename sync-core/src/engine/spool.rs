@@ -89,6 +89,23 @@ impl Spool {
         Ok(())
     }
 
+    /// Hands what was written from byte `from` on to `f` as a [`Source`] (flushing first), and
+    /// writing may go on after: a reader of the last part written, while the spool grows.
+    pub fn with_tail<R>(&mut self, from: u64, f: impl FnOnce(Source<'_>) -> R) -> io::Result<R> {
+        let from = from.min(self.len);
+        match &mut self.file {
+            None => Ok(f(Source::Bytes(&self.mem[from as usize..]))),
+            Some(w) => {
+                w.flush()?;
+                Ok(f(Source::File {
+                    file: w.get_ref(),
+                    offset: from,
+                    len: self.len - from,
+                }))
+            }
+        }
+    }
+
     fn spill(&mut self) -> io::Result<()> {
         let dir = self.dir.as_deref().unwrap_or(Path::new("."));
         let mut file = BufWriter::with_capacity(64 * 1024, tempfile::tempfile_in(dir)?);

@@ -51,6 +51,14 @@ named_enum! {
         /// 409: the client's cursor is ahead of the server's head (`head_seq`): the server was
         /// restored from an older backup. Bootstrap from a snapshot.
         CursorAhead = "cursor_ahead",
+        /// 409: the client's cursor is in another history of the database (`lineage`, the
+        /// server's): it was restored, rewound to a point in time, or imported over.
+        /// Bootstrap from a snapshot, keeping pending transactions.
+        LineageMismatch = "lineage_mismatch",
+        /// 409: the log entry at the client's cursor (`seq`) is not the one the client
+        /// integrated: the server's log lost its tail (an OS crash under relaxed durability)
+        /// and grew again. Bootstrap from a snapshot, keeping pending transactions.
+        ChainMismatch = "chain_mismatch",
         /// 410: `since` is older than the retained log (`oldest_seq`); bootstrap from a snapshot.
         CursorTooOld = "cursor_too_old",
         /// 413: the body exceeds the server's limit (`limit`).
@@ -98,7 +106,9 @@ impl ErrorCode {
             ErrorCode::SchemaMismatch
             | ErrorCode::PushRejected
             | ErrorCode::UploadIncomplete
-            | ErrorCode::CursorAhead => 409,
+            | ErrorCode::CursorAhead
+            | ErrorCode::LineageMismatch
+            | ErrorCode::ChainMismatch => 409,
             ErrorCode::CursorTooOld => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -195,6 +205,8 @@ mod tests {
             ErrorCode::UploadIncomplete,
             ErrorCode::CursorTooOld,
             ErrorCode::CursorAhead,
+            ErrorCode::LineageMismatch,
+            ErrorCode::ChainMismatch,
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
             ErrorCode::Unavailable,

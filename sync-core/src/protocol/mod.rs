@@ -14,6 +14,7 @@
 //! | [`pull`] | `GET …/pull`: the query and the binary log page format |
 //! | [`snapshot`] | `GET …/snapshot`: headers and the marker table inside the file |
 //! | [`events`] | `GET …/events`: the server-sent `head` event |
+//! | [`lineage`] | lineage ids, chain values and checksums: which history a position is in |
 //! | [`info`] | `GET …/{db}`: database metadata and access |
 //! | [`rowid`] | `POST …/rowid-ranges` |
 //! | [`conflicts`] | `GET …/conflicts`, and the conflict record push answers carry |
@@ -23,6 +24,7 @@ pub mod conflicts;
 pub mod error;
 pub mod events;
 pub mod info;
+pub mod lineage;
 pub mod pull;
 pub mod push;
 pub mod routes;

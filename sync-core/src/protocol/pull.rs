@@ -2,11 +2,8 @@
 //! page: a compact, versioned binary framing of log entries, because effects are changesets
 //! and travel as bytes (never base64 in JSON).
 //!
-//! ```text
-//! page    = magic "SSLOG" version:u8(=1) head_seq:u64 entry* trailer
-//! entry   = 'E' seq:u64 status:u8 origin_len:u8 origin batch_len:u8 batch_id effect_len:u32 effect
-//! trailer = 'Z' more:u8
-//! ```
+//! The framing is specified in docs/protocol.md (version 3: version 2's entries, and a
+//! trailer that ends with the position after the last entry — see [`super::lineage`]).
 //!
 //! Integers are big-endian. `status` is 0 applied, 1 rejected. `origin` is the device that
 //! pushed the batch (UTF-8, ≤ 255 bytes); `batch_id` follows the push rules. `effect` is the
@@ -14,8 +11,10 @@
 //! the page was read; `more` is 1 when the page was cut short by its count or byte limit.
 //! Entries are in increasing seq order. Anything after the trailer is an error.
 
+use super::lineage::{Hex64, Position, Tip};
 use super::push::{PushStatus, RejectReason};
 use crate::engine::changeset::Changeset;
+use crate::engine::checksum::Checksum;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 
@@ -29,6 +28,13 @@ pub struct PullQuery {
     pub limit: Option<usize>,
     /// About the most bytes in the page (one entry is always sent, however large).
     pub max_bytes: Option<usize>,
+    /// The page format the client reads: 3 for pages with the position trailer (lineage,
+    /// chain value, checksum); absent or 2 for the older format without it.
+    pub v: Option<u8>,
+    /// The lineage of the client's cursor; a different one is `409 lineage_mismatch`.
+    pub lineage: Option<Hex64>,
+    /// The chain value at the client's cursor; a different one is `409 chain_mismatch`.
+    pub chain: Option<Hex64>,
 }
 
 /// Entries per page unless the query says otherwise.
@@ -47,7 +53,22 @@ impl PullQuery {
             since: Some(since),
             limit: Some(limit),
             max_bytes: Some(max_bytes),
+            v: Some(FORMAT_VERSION),
+            lineage: None,
+            chain: None,
         }
+    }
+
+    /// This query, claiming the cursor is at `position` (checked by the server).
+    pub fn at(mut self, position: Option<Position>) -> PullQuery {
+        self.lineage = position.map(|p| Hex64(p.lineage));
+        self.chain = position.map(|p| Hex64(p.chain));
+        self
+    }
+
+    /// Whether the answer should be in the current format (with the position trailer).
+    pub fn wants_positions(&self) -> bool {
+        self.v.is_some_and(|v| v >= 3)
     }
 
     /// The query string (without `?`), as a client sends it.
@@ -61,6 +82,15 @@ impl PullQuery {
         }
         if let Some(b) = self.max_bytes {
             parts.push(format!("max_bytes={b}"));
+        }
+        if let Some(v) = self.v {
+            parts.push(format!("v={v}"));
+        }
+        if let Some(l) = self.lineage {
+            parts.push(format!("lineage={l}"));
+        }
+        if let Some(c) = self.chain {
+            parts.push(format!("chain={c}"));
         }
         parts.join("&")
     }
@@ -80,7 +110,9 @@ impl PullQuery {
 /// Magic bytes at the start of a page.
 pub const MAGIC: &[u8; 5] = b"SSLOG";
 /// The framing version this code reads and writes.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
+/// The older page format (no position trailer), still served to clients that ask for it.
+pub const FORMAT_VERSION_2: u8 = 2;
 /// Media type of a page.
 pub const MEDIA_TYPE: &str = "application/vnd.session-sync.log";
 
@@ -127,6 +159,9 @@ pub struct LogPage {
     pub entries: Vec<LogEntry>,
     /// True when more entries follow (ask again with `since` = the last seq here).
     pub more: bool,
+    /// The position after the page's last entry (at `since` for an empty page): lineage,
+    /// chain value, checksum. `None` in a version-2 page.
+    pub tip: Option<Tip>,
 }
 
 /// Why a page does not decode.
@@ -139,10 +174,15 @@ pub struct LogDecodeError {
     pub what: String,
 }
 
-/// Writes the page header.
-pub fn encode_header(head_seq: i64, out: &mut dyn Write) -> io::Result<()> {
+/// Writes the page header: version 3 when the page will end with a position trailer
+/// (`positions`), else version 2.
+pub fn encode_header(head_seq: i64, positions: bool, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(MAGIC)?;
-    out.write_all(&[FORMAT_VERSION])?;
+    out.write_all(&[if positions {
+        FORMAT_VERSION
+    } else {
+        FORMAT_VERSION_2
+    }])?;
     out.write_all(&head_seq.to_be_bytes())
 }
 
@@ -234,19 +274,34 @@ pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
     }
 }
 
-/// Writes the trailer.
-pub fn encode_trailer(more: bool, out: &mut dyn Write) -> io::Result<()> {
-    out.write_all(&[TAG_END, u8::from(more)])
+/// Writes the trailer; with a tip (version 3) it carries the position after the last entry.
+pub fn encode_trailer(more: bool, tip: Option<&Tip>, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&[TAG_END, u8::from(more)])?;
+    if let Some(tip) = tip {
+        let mut t = Vec::with_capacity(58);
+        t.extend_from_slice(&tip.lineage.0.to_be_bytes());
+        t.extend_from_slice(&tip.seq.to_be_bytes());
+        t.extend_from_slice(&tip.chain.0.to_be_bytes());
+        match tip.sum {
+            Some(sum) => {
+                t.push(1);
+                t.extend_from_slice(&sum.to_bytes());
+            }
+            None => t.push(0),
+        }
+        out.write_all(&t)?;
+    }
+    Ok(())
 }
 
 /// Encodes a whole page.
 pub fn encode(page: &LogPage) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_header(page.head_seq, &mut out).expect("writing to memory");
+    encode_header(page.head_seq, page.tip.is_some(), &mut out).expect("writing to memory");
     for e in &page.entries {
         encode_entry(e, &mut out);
     }
-    encode_trailer(page.more, &mut out).expect("writing to memory");
+    encode_trailer(page.more, page.tip.as_ref(), &mut out).expect("writing to memory");
     out
 }
 
@@ -276,7 +331,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
         return Err(r.err_at(0, "not a session-sync log page (bad magic)"));
     }
     let version = r.u8("version")?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
         return Err(r.err_at(
             MAGIC.len(),
             format!("unsupported log page version {version} (this client reads {FORMAT_VERSION})"),
@@ -334,6 +389,26 @@ pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
                     1 => true,
                     other => return Err(r.err_at(r.pos - 1, format!("bad more flag {other}"))),
                 };
+                let tip = if version == FORMAT_VERSION {
+                    let lineage = Hex64(r.i64("lineage")?);
+                    let seq = r.i64("tip seq")?;
+                    let chain = Hex64(r.i64("chain value")?);
+                    let sum = match r.u8("checksum flag")? {
+                        0 => None,
+                        1 => Checksum::from_bytes(r.take(32, "checksum")?),
+                        other => {
+                            return Err(r.err_at(r.pos - 1, format!("bad checksum flag {other}")));
+                        }
+                    };
+                    Some(Tip {
+                        lineage,
+                        seq,
+                        chain,
+                        sum,
+                    })
+                } else {
+                    None
+                };
                 if r.pos != bytes.len() {
                     return Err(r.err_at(r.pos, "bytes after the trailer"));
                 }
@@ -341,6 +416,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogPage, LogDecodeError> {
                     head_seq,
                     entries,
                     more,
+                    tip,
                 });
             }
             other => return Err(r.err_at(at, format!("unknown tag 0x{other:02x}"))),
@@ -449,6 +525,12 @@ mod tests {
                 },
             ],
             more: true,
+            tip: Some(Tip {
+                lineage: Hex64(-7),
+                seq: 6,
+                chain: Hex64(0x0123_4567_89ab_cdef),
+                sum: Some(Checksum([1, 2, 3, u64::MAX])),
+            }),
         }
     }
 
@@ -458,7 +540,15 @@ mod tests {
         let bytes = encode(&p);
         assert_eq!(decode(&bytes).unwrap(), p);
         let sizes: usize = p.entries.iter().map(encoded_len).sum();
-        assert_eq!(bytes.len(), MAGIC.len() + 1 + 8 + sizes + 2);
+        assert_eq!(bytes.len(), MAGIC.len() + 1 + 8 + sizes + 2 + 25 + 32);
+        // Without a checksum, and in the older format without a position.
+        let mut p = page();
+        p.tip.as_mut().unwrap().sum = None;
+        assert_eq!(decode(&encode(&p)).unwrap(), p);
+        p.tip = None;
+        let bytes = encode(&p);
+        assert_eq!(bytes[5], FORMAT_VERSION_2);
+        assert_eq!(decode(&bytes).unwrap(), p);
     }
 
     #[test]

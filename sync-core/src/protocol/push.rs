@@ -7,6 +7,7 @@
 
 use super::conflicts::Conflict;
 use super::error::{ErrorBody, ErrorCode};
+use super::lineage::{HEADER_CHAIN, HEADER_LINEAGE, Hex64, Tip};
 use super::{HEADER_SCHEMA_VERSION, valid_batch_id};
 use crate::names::named_enum;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ pub struct PushHeaders {
     pub cursor: i64,
     /// Schema version of the client's database.
     pub schema_version: u32,
+    /// The lineage of the client's cursor (`None`: not checked).
+    pub lineage: Option<Hex64>,
+    /// The chain value at the client's cursor (`None`: not checked).
+    pub chain: Option<Hex64>,
 }
 
 impl PushHeaders {
@@ -58,20 +63,34 @@ impl PushHeaders {
         let schema_version: u32 = required(HEADER_SCHEMA_VERSION)?
             .parse()
             .map_err(|_| bad(HEADER_SCHEMA_VERSION, "must be a non-negative integer"))?;
+        let hex = |name: &str| -> Result<Option<Hex64>, ErrorBody> {
+            get(name)
+                .map(|v| v.parse::<Hex64>().map_err(|why| bad(name, &why)))
+                .transpose()
+        };
         Ok(PushHeaders {
             batch_id: batch_id.to_string(),
             cursor,
             schema_version,
+            lineage: hex(HEADER_LINEAGE)?,
+            chain: hex(HEADER_CHAIN)?,
         })
     }
 
     /// The headers as name/value pairs, for a client to send.
-    pub fn to_pairs(&self) -> [(&'static str, String); 3] {
-        [
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![
             (HEADER_BATCH_ID, self.batch_id.clone()),
             (HEADER_CURSOR, self.cursor.to_string()),
             (HEADER_SCHEMA_VERSION, self.schema_version.to_string()),
-        ]
+        ];
+        if let Some(l) = self.lineage {
+            pairs.push((HEADER_LINEAGE, l.to_string()));
+        }
+        if let Some(c) = self.chain {
+            pairs.push((HEADER_CHAIN, c.to_string()));
+        }
+        pairs
     }
 }
 
@@ -198,6 +217,10 @@ pub struct PushResponse {
     pub changes: u64,
     /// Every transaction's outcome, in batch order.
     pub transactions: Vec<TxOutcome>,
+    /// The position after this batch's log entry: lineage, chain value and content checksum
+    /// (absent from answers stored before positions existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tip: Option<Tip>,
 }
 
 impl PushResponse {
@@ -299,6 +322,7 @@ mod tests {
                     fk_violations: None,
                 }],
             }],
+            tip: None,
         };
         let body = response.to_rejection();
         assert_eq!(body.code, ErrorCode::PushRejected);

@@ -47,6 +47,24 @@ pub enum ServerError {
         /// The newest seq.
         head: i64,
     },
+    /// The client's position is in another lineage of the database.
+    #[error(
+        "this database's history was rewound (restored, or imported over): the client's lineage {client} is not the server's {server}; bootstrap from a snapshot"
+    )]
+    LineageMismatch {
+        /// The client's lineage.
+        client: crate::protocol::lineage::Hex64,
+        /// The server's.
+        server: crate::protocol::lineage::Hex64,
+    },
+    /// The log entry at the client's seq is not the one it integrated.
+    #[error(
+        "the log entry at seq {seq} is not the one this client integrated (the server's log lost its tail and grew again); bootstrap from a snapshot"
+    )]
+    ChainMismatch {
+        /// The client's seq.
+        seq: i64,
+    },
     /// The log has no entry `seq` (compacted, or never written).
     #[error("the log has no entry {seq} (compacted, or never written)")]
     NoSuchEntry {
@@ -130,6 +148,13 @@ impl ServerError {
             }
             ServerError::CursorAhead { head, .. } => {
                 ErrorBody::new(ErrorCode::CursorAhead, self.to_string()).with("head_seq", *head)
+            }
+            ServerError::LineageMismatch { server, .. } => {
+                ErrorBody::new(ErrorCode::LineageMismatch, self.to_string())
+                    .with("lineage", server.to_string())
+            }
+            ServerError::ChainMismatch { seq } => {
+                ErrorBody::new(ErrorCode::ChainMismatch, self.to_string()).with("seq", *seq)
             }
             ServerError::BadRequest(m) => ErrorBody::new(ErrorCode::BadRequest, m.clone()),
             ServerError::NoSuchEntry { seq } => {

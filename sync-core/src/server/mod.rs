@@ -9,6 +9,7 @@
 //! | [`snapshot`] | a consistent copy of the app tables and its seq |
 //! | [`rowid`] | leases of rowid ranges |
 //! | [`conflicts`] | the conflicts met while applying, recorded and listed |
+//! | [`lineage`] | the lineage id, the log's hash chain and the content checksum at each seq |
 //! | [`error`] | [`ServerError`], each variant one wire code |
 //!
 //! This module installs the internal tables and reads and writes `_sync_meta`.
@@ -20,11 +21,13 @@
 //! | `_sync_log` | one row per processed batch: seq, origin device, batch id, status, effect |
 //! | `_sync_batches` | idempotency: (device, batch id) → seq and the stored answer; never pruned |
 //! | `_sync_conflicts` | every conflict met while applying pushes, with its resolution |
-//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid` |
+//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid`, `lineage` |
+//! | `_sync_chain` | per seq from `oldest_seq` to the head: the chain value and the content checksum |
 //! | `_sync_leases` | rowid ranges granted to devices |
 
 pub mod conflicts;
 pub mod error;
+pub mod lineage;
 pub mod pull;
 pub mod push;
 pub mod rowid;
@@ -83,7 +86,7 @@ pub fn install(conn: &Connection, schema_version: u32) -> rusqlite::Result<()> {
         "INSERT OR IGNORE INTO _sync_meta(key, value) VALUES ('schema_version', ?1)",
         [schema_version],
     )?;
-    Ok(())
+    lineage::install(conn)
 }
 
 /// The effect must be the last column of `_sync_log`: a large effect is inserted as a

@@ -5,7 +5,7 @@
 use super::ServerError;
 use super::push::COPY_CHUNK;
 use crate::engine::tx::Tx;
-use crate::protocol::pull::{self as log, LogPage};
+use crate::protocol::pull::{self as log, LogPage, PullQuery};
 use crate::protocol::push::PushStatus;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::io::{Read, Write};
@@ -19,8 +19,14 @@ pub fn pull(
     limit: usize,
     max_bytes: usize,
 ) -> Result<LogPage, ServerError> {
+    pull_query(conn, &PullQuery::after(since, limit, max_bytes))
+}
+
+/// [`pull`] for a client's whole query: its claimed position is checked and the page is in
+/// the format it asked for.
+pub fn pull_query(conn: &Connection, query: &PullQuery) -> Result<LogPage, ServerError> {
     let mut bytes = Vec::new();
-    pull_into(conn, since, limit, max_bytes, &mut bytes)?;
+    pull_into(conn, query, &mut bytes)?;
     log::decode(&bytes).map_err(ServerError::internal)
 }
 
@@ -35,18 +41,20 @@ pub struct PageInfo {
     pub more: bool,
 }
 
-/// Writes the pull page of the entries after `since` (see [`pull`]) to `out` in the log
-/// framing (`protocol::log`), reading each effect from its row in pieces: a page holding a
-/// large effect is copied, not loaded. Run it on a read connection; the read transaction
-/// lasts only as long as writing to `out` (a spool, never the network).
+/// Writes the pull page `query` asks for (see [`pull`]) to `out` in the log framing
+/// (`protocol::log`), reading each effect from its row in pieces: a page holding a large
+/// effect is copied, not loaded. The position the query claims (lineage, chain value at
+/// `since`) is checked first. Run it on a read connection; the read transaction lasts only as
+/// long as writing to `out` (a spool, never the network).
 pub fn pull_into(
     conn: &Connection,
-    since: i64,
-    limit: usize,
-    max_bytes: usize,
+    query: &PullQuery,
     out: &mut dyn Write,
 ) -> Result<PageInfo, ServerError> {
+    let (since, limit, max_bytes) = query.effective();
+    let positions = query.wants_positions();
     let tx = Tx::begin_read(conn)?;
+    super::lineage::check(conn, since, query.lineage, query.chain)?;
     let b = super::bounds(conn)?;
     if since < b.oldest_seq {
         return Err(ServerError::CursorTooOld {
@@ -67,7 +75,8 @@ pub fn pull_into(
         entries: 0,
         more: false,
     };
-    log::encode_header(b.head_seq, out).map_err(io)?;
+    log::encode_header(b.head_seq, positions, out).map_err(io)?;
+    let mut last_seq = since;
     // Effects up to a chunk come with the row; larger ones are copied through blob I/O.
     let mut stmt = conn.prepare_cached(
         "SELECT seq, device, batch_id, status, length(effect), \
@@ -112,6 +121,7 @@ pub fn pull_into(
         }
         bytes += size;
         info.entries += 1;
+        last_seq = seq;
         head.encode(out).map_err(io)?;
         if large {
             continue;
@@ -139,7 +149,15 @@ pub fn pull_into(
     }
     drop(rows);
     drop(stmt);
-    log::encode_trailer(info.more, out).map_err(io)?;
+    let tip =
+        if positions {
+            Some(super::lineage::at(conn, last_seq)?.ok_or_else(|| {
+                ServerError::internal(format!("no chain value at seq {last_seq}"))
+            })?)
+        } else {
+            None
+        };
+    log::encode_trailer(info.more, tip.as_ref(), out).map_err(io)?;
     tx.commit()?;
     Ok(info)
 }
@@ -209,6 +227,7 @@ pub fn compact(conn: &Connection, keep: i64) -> rusqlite::Result<i64> {
     let oldest = (b.head_seq - keep.max(0)).max(b.oldest_seq);
     if oldest > b.oldest_seq {
         conn.execute("DELETE FROM _sync_log WHERE seq <= ?1", [oldest])?;
+        super::lineage::compact(conn, oldest)?;
         super::set_meta(conn, "oldest_seq", oldest)?;
     }
     tx.commit()?;

@@ -9,6 +9,7 @@ use super::ServerError;
 use super::conflicts;
 use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply_captured_into};
 use crate::engine::blob;
+use crate::engine::checksum::{self, Checksum};
 use crate::engine::conflict::ConflictKind;
 use crate::engine::decode::{DecodeError, DecodeErrorKind};
 use crate::engine::policy::PolicySet;
@@ -78,6 +79,9 @@ pub fn push(
 ) -> Result<PushResponse, ServerError> {
     let conn = target.conn;
     let tx = Tx::begin(conn)?;
+    // A cursor from another history would make a `clean` answer wrong (its seq + 1 may be
+    // this batch's seq in the new history): refused before anything, retries included.
+    super::lineage::check(conn, headers.cursor, headers.lineage, headers.chain)?;
     if let Some(mut stored) = stored_answer(conn, device, &headers.batch_id)? {
         stored.duplicate = true;
         return Ok(stored);
@@ -111,6 +115,7 @@ pub fn push(
     };
     let mut outcomes = Vec::with_capacity(ranges.len());
     let mut reports = Vec::with_capacity(ranges.len());
+    let mut delta = Checksum::EMPTY;
     for r in &ranges {
         let before = effect.len();
         // Inside this transaction the apply takes a savepoint of its own: a rejected
@@ -139,6 +144,15 @@ pub fn push(
             }
             Err(e) => return Err(in_transaction(ServerError::from_apply(e), r)),
         };
+        if reason.is_none() {
+            // Each transaction's effect is followed right after its apply, while the rows it
+            // updated hold what it left (a later transaction may change them again).
+            let d = effect
+                .with_tail(before, |tail| checksum::delta(conn, tail))
+                .map_err(ServerError::Io)?
+                .map_err(ServerError::internal)?;
+            delta.add(&d);
+        }
         outcomes.push(TxOutcome {
             id: r.id,
             reason,
@@ -160,6 +174,12 @@ pub fn push(
         },
         &effect,
     )?;
+    let tip = super::lineage::record(
+        conn,
+        (seq, status, device, &headers.batch_id),
+        effect.source(),
+        delta,
+    )?;
     super::set_meta(conn, "head_seq", seq)?;
     for (id, report) in &reports {
         conflicts::record(conn, seq, device, &headers.batch_id, *id, report, now_ms)?;
@@ -177,6 +197,7 @@ pub fn push(
         duplicate: false,
         changes: outcomes.iter().map(|t| t.changes).sum(),
         transactions: outcomes,
+        tip: Some(tip),
     };
     let json = serde_json::to_string(&response).map_err(ServerError::internal)?;
     conn.prepare_cached(

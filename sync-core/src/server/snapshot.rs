@@ -2,14 +2,27 @@
 //! device to start from.
 
 use super::ServerError;
+use crate::protocol::lineage::Tip;
 use rusqlite::{Connection, params};
 use std::path::Path;
 
+/// What a snapshot holds: its seq, schema version and the position (lineage, chain value,
+/// content checksum) there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The log seq it corresponds to.
+    pub seq: i64,
+    /// Its schema version.
+    pub schema_version: u32,
+    /// Lineage, chain value and checksum at `seq`.
+    pub tip: Tip,
+}
+
 /// Writes a consistent copy of the database's app tables to `dest` (which must not exist)
-/// and returns the seq and schema version it corresponds to. The copy holds the app tables
-/// and a `_sync_snapshot` table with rows `('seq', N)` and `('schema_version', V)`; the
-/// server's internal tables are dropped.
-pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerError> {
+/// and returns what it holds. The copy holds the app tables and a `_sync_snapshot` table with
+/// rows `('seq', N)`, `('schema_version', V)`, `('lineage', L)`, `('chain', C)` and, when
+/// known, `('sum', 32-byte blob)`; the server's internal tables are dropped.
+pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotMeta, ServerError> {
     if dest.exists() {
         return Err(ServerError::internal(format!(
             "snapshot destination {} already exists",
@@ -28,16 +41,29 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<(i64, u32), ServerErro
     }
     let seq = super::meta(&out, "head_seq")?;
     let version = super::schema_version(&out)?;
+    let tip = super::lineage::at(&out, seq)?
+        .ok_or_else(|| ServerError::internal(format!("no chain value at the head {seq}")))?;
     out.execute_batch(
         "PRAGMA journal_mode = OFF;
          DROP TABLE _sync_log; DROP TABLE _sync_batches; DROP TABLE _sync_conflicts;
-         DROP TABLE _sync_meta; DROP TABLE _sync_leases;
+         DROP TABLE _sync_meta; DROP TABLE _sync_leases; DROP TABLE _sync_chain;
          CREATE TABLE _sync_snapshot (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     )?;
     out.execute(
-        "INSERT INTO _sync_snapshot(key, value) VALUES ('seq', ?1), ('schema_version', ?2)",
-        params![seq, version],
+        "INSERT INTO _sync_snapshot(key, value) VALUES ('seq', ?1), ('schema_version', ?2), \
+         ('lineage', ?3), ('chain', ?4)",
+        params![seq, version, tip.lineage.0, tip.chain.0],
     )?;
+    if let Some(sum) = tip.sum {
+        out.execute(
+            "INSERT INTO _sync_snapshot(key, value) VALUES ('sum', ?1)",
+            [sum.to_bytes().to_vec()],
+        )?;
+    }
     out.execute_batch("VACUUM")?;
-    Ok((seq, version))
+    Ok(SnapshotMeta {
+        seq,
+        schema_version: version,
+        tip,
+    })
 }

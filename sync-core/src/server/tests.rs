@@ -13,6 +13,7 @@ use crate::engine::schema::ShapeCache;
 use crate::engine::spool::{self, Spool};
 use crate::protocol::error::ErrorCode;
 use crate::protocol::pull as log;
+use crate::protocol::pull::PullQuery;
 use crate::protocol::push::{PushHeaders, PushResponse, PushStatus, RejectReason};
 use std::io::Write;
 
@@ -39,6 +40,8 @@ fn headers(batch: &str, cursor: i64) -> PushHeaders {
         batch_id: batch.into(),
         cursor,
         schema_version: 1,
+        lineage: None,
+        chain: None,
     }
 }
 
@@ -196,7 +199,7 @@ fn a_push_from_a_file_logs_a_large_effect_through_a_spool_and_pulls_back_whole()
         .unwrap();
     assert_eq!(n, 10_000);
     let mut page = Spool::new(dir.path(), 4096);
-    let info = pull_into(&db, 0, 10, 1 << 30, &mut page).unwrap();
+    let info = pull_into(&db, &PullQuery::after(0, 10, 1 << 30), &mut page).unwrap();
     assert_eq!((info.entries, info.more), (1, false));
     let page = log::decode(&page.finish().unwrap().into_bytes().unwrap()).unwrap();
     let effect = &page.entries[0].effect;
@@ -314,7 +317,9 @@ fn snapshot_holds_app_tables_and_its_seq() {
     )
     .unwrap();
     let path = dir.path().join("snap.db");
-    assert_eq!(snapshot(&db, &path).unwrap(), (1, 1));
+    let meta = snapshot(&db, &path).unwrap();
+    assert_eq!((meta.seq, meta.schema_version), (1, 1));
+    assert_eq!(Some(meta.tip), super::lineage::at(&db, 1).unwrap());
     let snap = Connection::open(&path).unwrap();
     let n: i64 = snap
         .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))

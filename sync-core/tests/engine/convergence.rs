@@ -498,7 +498,12 @@ impl World {
             Step::Pull(query) => {
                 let (since, limit, _) = query.effective();
                 let limit = limit.min(self.rng.random_range(1..=6));
-                match server::pull::pull(&self.server, since, limit, 4096) {
+                let query = sync_core::protocol::pull::PullQuery {
+                    limit: Some(limit),
+                    max_bytes: Some(4096),
+                    ..query
+                };
+                match server::pull::pull_query(&self.server, &query) {
                     Ok(_) if fault <= 1 => {
                         self.log
                             .push(format!("d{d} pull since {since}: answer lost"));
@@ -519,7 +524,7 @@ impl World {
             Step::Snapshot => {
                 self.snapshots += 1;
                 let path = self.dir.path().join(format!("snap-{}.db", self.snapshots));
-                let (seq, _) = server::snapshot::snapshot(&self.server, &path).unwrap();
+                let seq = server::snapshot::snapshot(&self.server, &path).unwrap().seq;
                 self.stats.bootstraps += 1;
                 self.log.push(format!("d{d} bootstrap at seq {seq}"));
                 cycle.feed(&self.devices[d].conn, Reply::Snapshot(path), self.now)

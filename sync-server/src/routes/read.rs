@@ -87,7 +87,8 @@ pub async fn pull(
     headers: HeaderMap,
     q: Result<Query<PullQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (since, limit, max_bytes) = query(q)?.effective();
+    let q = query(q)?;
+    let since = q.effective().0;
     if since < 0 {
         return Err(ApiError::bad_request("since must not be negative"));
     }
@@ -105,10 +106,10 @@ pub async fn pull(
             if zstd {
                 let mut encoder =
                     zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL).map_err(io)?;
-                db.read(|c| server::pull::pull_into(c, since, limit, max_bytes, &mut encoder))??;
+                db.read(|c| server::pull::pull_into(c, &q, &mut encoder))??;
                 spool = encoder.finish().map_err(io)?;
             } else {
-                db.read(|c| server::pull::pull_into(c, since, limit, max_bytes, &mut spool))??;
+                db.read(|c| server::pull::pull_into(c, &q, &mut spool))??;
             }
             let page = spool.finish().map_err(io)?;
             s.metrics.bytes_out(page.len());

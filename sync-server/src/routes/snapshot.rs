@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use sync_core::protocol::HEADER_SCHEMA_VERSION;
+use sync_core::protocol::lineage::{HEADER_CHAIN, HEADER_LINEAGE, HEADER_REASON, HEADER_SUM};
 use sync_core::protocol::snapshot::HEADER_SEQ;
 use sync_core::protocol::snapshot::MEDIA_TYPE;
 
@@ -20,6 +21,7 @@ pub async fn snapshot(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = crate::state::bearer(&headers)?;
+    let reason = snapshot_reason(&headers);
     let snap = state
         .blocking(move |s| {
             let grant = s.authorize(&token, &name, &note)?;
@@ -28,6 +30,7 @@ pub async fn snapshot(
         })
         .await?;
     state.shared().metrics.bytes_out(snap.len);
+    state.shared().metrics.snapshot_served(reason);
     let mut response = Response::new(crate::body::file_body(snap.file));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
@@ -37,5 +40,21 @@ pub async fn snapshot(
         HEADER_SCHEMA_VERSION,
         HeaderValue::from(snap.schema_version),
     );
+    let text = |v: String| HeaderValue::from_str(&v).expect("hex digits");
+    h.insert(HEADER_LINEAGE, text(snap.tip.lineage.to_string()));
+    h.insert(HEADER_CHAIN, text(snap.tip.chain.to_string()));
+    if let Some(sum) = snap.tip.sum {
+        h.insert(HEADER_SUM, text(sum.to_string()));
+    }
     Ok(response)
+}
+
+/// The client's reason for a snapshot (`Sync-Reason`), one of a fixed set for the metrics;
+/// anything else counts as `other`.
+fn snapshot_reason(headers: &HeaderMap) -> &'static str {
+    let given = headers.get(HEADER_REASON).and_then(|v| v.to_str().ok());
+    ["new", "cursor", "lineage", "chain", "checksum", "diverged"]
+        .into_iter()
+        .find(|r| Some(*r) == given)
+        .unwrap_or("other")
 }

@@ -9,8 +9,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use sync_core::protocol::lineage::Tip;
 use sync_core::server;
 use sync_core::server::LogBounds;
+use sync_core::server::snapshot::SnapshotMeta;
 
 /// Directory of database files inside the data directory.
 pub const DBS_DIR: &str = "dbs";
@@ -52,8 +54,7 @@ pub struct Database {
 
 #[derive(Debug)]
 struct CachedSnapshot {
-    seq: i64,
-    schema_version: u32,
+    meta: SnapshotMeta,
     path: PathBuf,
 }
 
@@ -69,6 +70,8 @@ pub struct SnapshotFile {
     pub seq: i64,
     /// Its schema version.
     pub schema_version: u32,
+    /// Lineage, chain value and checksum at `seq`.
+    pub tip: Tip,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,10 +176,17 @@ impl Database {
     /// reused while the head does not move.
     pub fn snapshot(&self) -> Result<SnapshotFile, StorageError> {
         let mut cached = lock(&self.snapshot);
-        let head = self.bounds()?.head_seq;
+        // The head's position, not only its seq: a restored database may be back at the
+        // same seq in another history.
+        let head = self
+            .read(server::lineage::head)?
+            .map_err(|source| StorageError::Snapshot {
+                id: self.id,
+                source,
+            })?;
         if let Some(c) = cached.as_ref()
-            && c.seq == head
-            && let Ok(file) = open_snapshot(&c.path, c.seq, c.schema_version)
+            && c.meta.tip.position() == head
+            && let Ok(file) = open_snapshot(&c.path, &c.meta)
         {
             return Ok(file);
         }
@@ -190,7 +200,7 @@ impl Database {
             .snapshots_dir
             .join(format!("{}-{nonce:016x}.tmp", self.id));
         let made = self.read(|c| server::snapshot::snapshot(c, &tmp))?;
-        let (seq, schema_version) = match made {
+        let meta = match made {
             Ok(v) => v,
             Err(source) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -202,14 +212,10 @@ impl Database {
         };
         let path = self
             .snapshots_dir
-            .join(format!("{}-{seq}-{nonce:016x}.db", self.id));
+            .join(format!("{}-{}-{nonce:016x}.db", self.id, meta.seq));
         std::fs::rename(&tmp, &path).map_err(io(&tmp))?;
-        let file = open_snapshot(&path, seq, schema_version).map_err(io(&path))?;
-        if let Some(old) = cached.replace(CachedSnapshot {
-            seq,
-            schema_version,
-            path,
-        }) {
+        let file = open_snapshot(&path, &meta).map_err(io(&path))?;
+        if let Some(old) = cached.replace(CachedSnapshot { meta, path }) {
             let _ = std::fs::remove_file(old.path);
         }
         Ok(file)
@@ -232,14 +238,15 @@ impl Drop for Database {
     }
 }
 
-fn open_snapshot(path: &Path, seq: i64, schema_version: u32) -> std::io::Result<SnapshotFile> {
+fn open_snapshot(path: &Path, meta: &SnapshotMeta) -> std::io::Result<SnapshotFile> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     Ok(SnapshotFile {
         file,
         len,
-        seq,
-        schema_version,
+        seq: meta.seq,
+        schema_version: meta.schema_version,
+        tip: meta.tip,
     })
 }
 

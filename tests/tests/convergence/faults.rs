@@ -23,6 +23,7 @@ use sync_core::engine::value::Value;
 use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::pull::PullQuery;
 use sync_core::protocol::push::PushHeaders;
 use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::rowid::Lease;
@@ -359,13 +360,14 @@ impl Transport for FaultyTransport {
         })
     }
 
-    fn pull(&self, since: i64, limit: usize, max_bytes: usize) -> sync_client::Result<LogPage> {
+    fn pull(&self, query: &PullQuery) -> sync_client::Result<LogPage> {
+        let since = query.effective().0;
         let fate = self.fate();
         if let Fate::Drop = fate {
             self.note(format!("pull since {since} dropped"));
             return Err(injected("pull request dropped"));
         }
-        let result = self.inner.pull(since, limit, max_bytes);
+        let result = self.inner.pull(query);
         {
             let mut s = self.state();
             match &result {
@@ -402,7 +404,7 @@ impl Transport for FaultyTransport {
         }
     }
 
-    fn snapshot(&self, dest: &Path) -> sync_client::Result<(i64, u32)> {
+    fn snapshot(&self, dest: &Path, reason: &str) -> sync_client::Result<(i64, u32)> {
         {
             let mut s = self.state();
             if !s.bootstrap_expected {
@@ -414,7 +416,7 @@ impl Transport for FaultyTransport {
             self.note("snapshot dropped".into());
             return Err(injected("snapshot request dropped"));
         }
-        let result = self.inner.snapshot(dest);
+        let result = self.inner.snapshot(dest, reason);
         self.note(match &result {
             Ok((seq, _)) => format!(
                 "snapshot at seq {seq}{}",

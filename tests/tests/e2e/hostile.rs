@@ -16,6 +16,7 @@ use sync_core::engine::value::Value;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::pull::LogEntry;
 use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::pull::PullQuery;
 use sync_core::protocol::push::PushHeaders;
 use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::push::PushStatus;
@@ -52,7 +53,8 @@ impl Transport for Planting {
     fn push(&self, headers: &PushHeaders, body: &[u8]) -> Result<PushResponse> {
         self.real.push(headers, body)
     }
-    fn pull(&self, since: i64, _limit: usize, _max_bytes: usize) -> Result<LogPage> {
+    fn pull(&self, query: &PullQuery) -> Result<LogPage> {
+        let since = query.effective().0;
         Ok(LogPage {
             head_seq: since + 1,
             entries: vec![LogEntry {
@@ -65,10 +67,11 @@ impl Transport for Planting {
                 large: None,
             }],
             more: false,
+            tip: None,
         })
     }
-    fn snapshot(&self, dest: &Path) -> Result<(i64, u32)> {
-        self.real.snapshot(dest)
+    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)> {
+        self.real.snapshot(dest, reason)
     }
     fn lease(&self, size: i64) -> Result<Lease> {
         self.real.lease(size)

@@ -32,6 +32,7 @@ use sync_core::engine::value::Value;
 use sync_core::protocol::conflicts::ConflictPage;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::pull::PullQuery;
 use sync_core::protocol::push::PushHeaders;
 use sync_core::protocol::push::PushResponse;
 use sync_core::protocol::rowid::Lease;
@@ -328,16 +329,16 @@ impl Transport for GatedPull {
     fn push(&self, h: &PushHeaders, body: &[u8]) -> sync_client::Result<PushResponse> {
         self.inner.push(h, body)
     }
-    fn pull(&self, since: i64, limit: usize, max: usize) -> sync_client::Result<LogPage> {
+    fn pull(&self, query: &PullQuery) -> sync_client::Result<LogPage> {
         if let Some(pulling) = self.pulling.lock().unwrap().take() {
             pulling.send(()).unwrap();
             let go = self.go.lock().unwrap().take().unwrap();
             go.recv().unwrap();
         }
-        self.inner.pull(since, limit, max)
+        self.inner.pull(query)
     }
-    fn snapshot(&self, dest: &Path) -> sync_client::Result<(i64, u32)> {
-        self.inner.snapshot(dest)
+    fn snapshot(&self, dest: &Path, reason: &str) -> sync_client::Result<(i64, u32)> {
+        self.inner.snapshot(dest, reason)
     }
     fn lease(&self, size: i64) -> sync_client::Result<Lease> {
         self.inner.lease(size)

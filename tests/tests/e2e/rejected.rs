@@ -12,6 +12,7 @@ use sync_client::{ClientConfig, ErrorKind, HttpTransport, RejectedBy, RejectedRe
 use sync_core::engine::conflict::ConflictKind;
 use sync_core::protocol::info::DatabaseInfo;
 use sync_core::protocol::pull::LogPage;
+use sync_core::protocol::pull::PullQuery;
 use sync_core::protocol::push::{PushHeaders, PushResponse};
 use sync_core::protocol::rowid::Lease;
 
@@ -49,11 +50,11 @@ impl Transport for OnePushOnly {
         }
         self.inner.push(h, body)
     }
-    fn pull(&self, since: i64, limit: usize, max: usize) -> sync_client::Result<LogPage> {
-        self.inner.pull(since, limit, max)
+    fn pull(&self, query: &PullQuery) -> sync_client::Result<LogPage> {
+        self.inner.pull(query)
     }
-    fn snapshot(&self, dest: &Path) -> sync_client::Result<(i64, u32)> {
-        self.inner.snapshot(dest)
+    fn snapshot(&self, dest: &Path, reason: &str) -> sync_client::Result<(i64, u32)> {
+        self.inner.snapshot(dest, reason)
     }
     fn lease(&self, size: i64) -> sync_client::Result<Lease> {
         self.inner.lease(size)

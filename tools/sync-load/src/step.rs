@@ -45,6 +45,8 @@ fn time_push_step(
             batch_id: format!("b{i}"),
             cursor: i as i64,
             schema_version: 1,
+            lineage: None,
+            chain: None,
         };
         let cs = Changeset::from_bytes(insert_notes(i as i64 + 1, 1, 0));
         let target = PushTarget {

@@ -24,16 +24,21 @@
 //! state that matters is in the database) and the next sync starts a new one.
 
 mod large;
+mod outcome;
+mod verify;
+
+pub use outcome::{CycleError, CycleReport};
+pub use verify::synced_sum;
 
 use super::ClientError;
 use super::bootstrap::bootstrap;
-use super::integrate::{LargeEffects, integrate_with};
+use super::integrate::{Expect, LargeEffects, integrate_with};
 use super::push::{PushBatch, PushOutcome, on_push_response, prepare_push};
-use super::report::TouchedRow;
 use super::state::{cursor, inflight};
 use crate::engine::outbox;
 use crate::engine::spool::Spool;
 use crate::protocol::error::ErrorCode;
+use crate::protocol::lineage::Tip;
 use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
 use crate::protocol::push::PushHeaders;
 use crate::protocol::push::PushResponse;
@@ -62,6 +67,10 @@ pub struct CycleConfig {
     pub effect_part_bytes: u64,
     /// Where large transactions and effects wait in unlinked files (`None`: in memory).
     pub scratch_dir: Option<PathBuf>,
+    /// Recompute the synced state's checksum from the tables once in this sync (see
+    /// [`Cycle::snapshot_reason`] and docs/design.md): the pump asks for it on its first sync
+    /// and whenever another connection wrote the file.
+    pub full_check: bool,
 }
 
 impl Default for CycleConfig {
@@ -76,6 +85,7 @@ impl Default for CycleConfig {
             max_body_bytes: 8 << 20,
             effect_part_bytes: 8 << 20,
             scratch_dir: None,
+            full_check: false,
         }
     }
 }
@@ -141,56 +151,6 @@ pub enum Reply {
     Refused(ErrorCode),
 }
 
-/// What one sync did.
-#[derive(Debug, Clone, Default)]
-pub struct CycleReport {
-    /// Batches the server processed.
-    pub pushed_batches: usize,
-    /// Transactions in them.
-    pub pushed_transactions: usize,
-    /// Transactions moved to the rejected queue (by the server's answers, or by a rebase).
-    pub rejected_transactions: usize,
-    /// Log entries integrated.
-    pub pulled_entries: usize,
-    /// Whether the local database was re-based on a snapshot.
-    pub bootstrapped: bool,
-    /// Local conflicts recorded.
-    pub new_conflicts: usize,
-    /// Conflicts the server reported for this sync's pushes, newly recorded.
-    pub server_conflicts: usize,
-    /// Divergences found while integrating (and repaired by a bootstrap), described.
-    pub divergences: Vec<String>,
-    /// The cursor at the end.
-    pub cursor: i64,
-    /// Rows that may have changed (remote changes and re-based pending ones; none listed
-    /// past [`crate::client::report::MAX_TOUCHED_ROWS`] per integration).
-    pub touched: Vec<TouchedRow>,
-    /// Tables with rows that may have changed, sorted, each once.
-    pub touched_tables: Vec<String>,
-}
-
-/// Why a cycle stopped before it was done.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CycleError {
-    /// A local step failed.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// The server refused a request in a way the cycle does not recover from; the pump reports
-    /// the server's own error.
-    #[error("the server refused with {0}")]
-    Refused(ErrorCode),
-    /// `feed` got an answer to something that was not asked (a pump bug).
-    #[error("unexpected answer: {0}")]
-    Unexpected(&'static str),
-}
-
-impl From<rusqlite::Error> for CycleError {
-    fn from(e: rusqlite::Error) -> Self {
-        CycleError::Client(ClientError::Sqlite(e))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Push,
@@ -252,6 +212,12 @@ pub struct Cycle {
     fetching: Option<Fetching>,
     uploading: Option<Uploading>,
     report: CycleReport,
+    /// The last page's position (after its last entry).
+    tip: Option<Tip>,
+    /// The full check of [`CycleConfig::full_check`] was done.
+    checked: bool,
+    /// Why the next snapshot is wanted.
+    snapshot_reason: &'static str,
 }
 
 impl Cycle {
@@ -272,6 +238,9 @@ impl Cycle {
             fetching: None,
             uploading: None,
             report: CycleReport::default(),
+            tip: None,
+            checked: false,
+            snapshot_reason: "cursor",
         }
     }
 
@@ -330,7 +299,8 @@ impl Cycle {
                         None => cursor(conn)?,
                     };
                     let query =
-                        PullQuery::after(since, self.config.pull_limit, self.config.pull_max_bytes);
+                        PullQuery::after(since, self.config.pull_limit, self.config.pull_max_bytes)
+                            .at(self.claimed(conn)?);
                     return Ok(self.ask(Asked::Pull, Step::Pull(query)));
                 }
                 Phase::Bootstrap => {
@@ -397,6 +367,10 @@ impl Cycle {
                 }
                 Ok(())
             }
+            (
+                Asked::Push | Asked::Pull | Asked::Effect,
+                Reply::Refused(code @ (ErrorCode::LineageMismatch | ErrorCode::ChainMismatch)),
+            ) if self.bootstraps < self.config.max_bootstraps => self.history_changed(conn, code),
             (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::UploadIncomplete))
                 if self.uploading.is_some() =>
             {
@@ -441,6 +415,7 @@ impl Cycle {
                 self.large.clear();
                 self.fetching = None;
                 self.bootstraps += 1;
+                self.snapshot_reason = "cursor";
                 self.phase = Phase::Bootstrap;
                 Ok(())
             }
@@ -482,6 +457,7 @@ impl Cycle {
             .map(|e| e.large.map_or(e.effect.len(), |n| n as usize))
             .sum::<usize>();
         self.entries.extend(page.entries);
+        self.tip = page.tip;
         self.after_page(conn, now_ms)
     }
 
@@ -500,15 +476,28 @@ impl Cycle {
         let entries = std::mem::take(&mut self.entries);
         self.entry_bytes = 0;
         if entries.is_empty() {
-            self.phase = Phase::EndOfRound;
-            return Ok(());
+            return self.verify_idle(conn);
         }
         let n = entries.len();
         let scratch = self.config.scratch_dir.clone();
-        let integrated = integrate_with(conn, &entries, &self.large, scratch.as_deref(), now_ms);
+        let tip = self.tip;
+        let full = self.config.full_check && !self.checked;
+        let expect = Expect {
+            tip: tip.as_ref(),
+            full,
+        };
+        let integrated = integrate_with(
+            conn,
+            &entries,
+            &self.large,
+            scratch.as_deref(),
+            expect,
+            now_ms,
+        );
         self.large.clear();
         match integrated {
             Ok(r) => {
+                self.checked |= full;
                 self.pulled_in_round += n;
                 self.report.pulled_entries += n;
                 self.report.new_conflicts += r.new_conflicts;
@@ -518,15 +507,11 @@ impl Cycle {
                 self.phase = if more { Phase::Pull } else { Phase::EndOfRound };
                 Ok(())
             }
-            Err(e @ (ClientError::Diverged { .. } | ClientError::Gap { .. }))
-                if self.bootstraps < self.config.max_bootstraps =>
-            {
-                // Recovered from the server's copy, and reported.
-                self.bootstraps += 1;
-                self.report.divergences.push(e.to_string());
-                self.phase = Phase::Bootstrap;
-                Ok(())
-            }
+            Err(
+                e @ (ClientError::Diverged { .. }
+                | ClientError::Gap { .. }
+                | ClientError::ChecksumMismatch { .. }),
+            ) if self.bootstraps < self.config.max_bootstraps => self.repair(conn, e),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,0 +1,131 @@
+//! The cycle's checks that the local synced state is the server's: the position a pull claims
+//! (lineage and chain value at the cursor), a history the server says changed, the content
+//! checksum compared after a pull — or, with nothing to pull, recomputed when a full check is
+//! due — and the repair when any of them fails: a snapshot, pending transactions kept.
+
+use super::{Cycle, CycleError, Phase};
+use crate::client::ClientError;
+use crate::client::state;
+use crate::engine::checksum::{self, Checksum};
+use crate::engine::tx::Tx;
+use crate::protocol::error::ErrorCode;
+use crate::protocol::lineage::Position;
+use rusqlite::Connection;
+
+impl Cycle {
+    /// The position the next pull claims: after the pages pulled but not yet integrated, or
+    /// the cursor's.
+    pub(super) fn claimed(&self, conn: &Connection) -> Result<Option<Position>, CycleError> {
+        if !self.entries.is_empty() {
+            return Ok(self.tip.map(|t| t.position()));
+        }
+        Ok(state::synced(conn)?.position)
+    }
+
+    /// Why the snapshot the cycle asks for ([`super::Step::Snapshot`]) is wanted, for the
+    /// server's metrics: `cursor` (out of the log), `lineage`, `chain` (the server's history
+    /// changed), `checksum` or `diverged` (a repair).
+    pub fn snapshot_reason(&self) -> &'static str {
+        self.snapshot_reason
+    }
+
+    /// The server says the cursor is in another history: forget the position (and the answer
+    /// of a batch in flight, which belongs to the old history), then bootstrap.
+    pub(super) fn history_changed(
+        &mut self,
+        conn: &Connection,
+        code: ErrorCode,
+    ) -> Result<(), CycleError> {
+        state::forget_position(conn)?;
+        self.entries.clear();
+        self.entry_bytes = 0;
+        self.large.clear();
+        self.fetching = None;
+        self.uploading = None;
+        self.tip = None;
+        self.bootstraps += 1;
+        self.snapshot_reason = if code == ErrorCode::LineageMismatch {
+            "lineage"
+        } else {
+            "chain"
+        };
+        self.report.divergences.push(format!(
+            "the server's history changed ({code}): bootstrapping"
+        ));
+        self.phase = Phase::Bootstrap;
+        Ok(())
+    }
+
+    /// Integrating found the synced state is not the server's: count the repair, report it,
+    /// bootstrap.
+    pub(super) fn repair(&mut self, conn: &Connection, e: ClientError) -> Result<(), CycleError> {
+        self.snapshot_reason = match e {
+            ClientError::ChecksumMismatch { .. } => "checksum",
+            _ => "diverged",
+        };
+        state::count_repair(conn)?;
+        self.checked = true;
+        self.bootstraps += 1;
+        self.report.repaired = true;
+        self.report.divergences.push(e.to_string());
+        self.phase = Phase::Bootstrap;
+        Ok(())
+    }
+
+    /// Nothing was pulled: if a full check is due, recompute the synced state's checksum and
+    /// compare it with the server's at the cursor; then the round ends.
+    pub(super) fn verify_idle(&mut self, conn: &Connection) -> Result<(), CycleError> {
+        self.phase = Phase::EndOfRound;
+        if !self.config.full_check || self.checked {
+            return Ok(());
+        }
+        let expected = match self.tip.and_then(|t| t.sum) {
+            Some(sum)
+                if self
+                    .tip
+                    .is_some_and(|t| t.seq == state::cursor(conn).unwrap_or(-1)) =>
+            {
+                sum
+            }
+            _ => return Ok(()),
+        };
+        self.checked = true;
+        let found = synced_sum(conn, self.config.scratch_dir.as_deref())?;
+        if found == expected {
+            state::set_sum(conn, Some(found))?;
+            return Ok(());
+        }
+        let seq = state::cursor(conn)?;
+        if self.bootstraps >= self.config.max_bootstraps {
+            return Err(ClientError::ChecksumMismatch {
+                seq,
+                expected,
+                found,
+            }
+            .into());
+        }
+        self.repair(
+            conn,
+            ClientError::ChecksumMismatch {
+                seq,
+                expected,
+                found,
+            },
+        )
+    }
+}
+
+/// The checksum of the synced state — the app tables with every pending transaction undone —
+/// recomputed from the tables, inside a transaction that is rolled back: nothing changes.
+pub fn synced_sum(
+    conn: &Connection,
+    scratch: Option<&std::path::Path>,
+) -> Result<Checksum, ClientError> {
+    let tx = Tx::begin(conn)?;
+    let pending = crate::engine::outbox::entries(conn)?;
+    let mut touched = crate::client::report::Touched::default();
+    crate::client::integrate::undo_all(conn, &pending, scratch, &mut touched)?;
+    let sum = checksum::table_sum(conn)?;
+    drop(tx); // rolled back
+    Ok(sum)
+}
