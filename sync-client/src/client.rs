@@ -200,6 +200,24 @@ impl SyncClient {
         self.inner.syncer.run()
     }
 
+    /// Compares the local synced state (the tables with pending transactions undone) with the
+    /// server's at the local cursor: lineage, chain value and content checksum. Changes
+    /// nothing; a difference is repaired by the next sync. Fails with [`ErrorKind::Config`]
+    /// when no server is configured.
+    pub fn verify(&self) -> Result<crate::Verification> {
+        let engine = self.inner.syncer.engine.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no server configured for this database (run init)",
+            )
+        })?;
+        crate::verify::verify(
+            &engine.writer,
+            &*engine.transport,
+            engine.config.scratch_dir.clone(),
+        )
+    }
+
     /// Where the database stands.
     pub fn status(&self) -> Result<Status> {
         let fts_lag = match &self.inner.fts {

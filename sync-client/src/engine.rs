@@ -80,6 +80,10 @@ pub(crate) struct Engine {
     pub(crate) config: EngineConfig,
     /// One sync at a time per database (the cycle requires it).
     running: Mutex<()>,
+    /// `PRAGMA data_version` of the writer after the last full check (`None`: none yet). It
+    /// changes when another connection — not the library's writer — wrote the file: then the
+    /// next sync recomputes the synced state's checksum from the tables.
+    checked_version: Mutex<Option<i64>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -110,6 +114,7 @@ impl Engine {
             limits,
             config,
             running: Mutex::new(()),
+            checked_version: Mutex::new(None),
         }
     }
 
@@ -139,9 +144,17 @@ impl Engine {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         self.refill_rowids();
         self.learn_limits();
+        let data_version = self
+            .writer
+            .run(|conn| conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)))??;
+        let checked = *self
+            .checked_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut cycle = Some(Cycle::new(CycleConfig {
             max_body_bytes: usize::try_from(self.limits.body()).unwrap_or(usize::MAX),
             scratch_dir: Some(self.config.scratch_dir.clone()),
+            full_check: checked != Some(data_version),
             ..self.config.cycle.clone()
         }));
         loop {
@@ -159,7 +172,13 @@ impl Engine {
                             "the sync cycle asked to push an upload inline",
                         ));
                     };
-                    Reply::Pushed(self.retry(|| self.transport.push(&batch.headers, body))?)
+                    match self.retry(|| self.transport.push(&batch.headers, body)) {
+                        Ok(r) => Reply::Pushed(r),
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
                 }
                 Step::UploadStatus { batch_id } => {
                     Reply::UploadStatus(self.retry(|| self.transport.upload_status(&batch_id))?)
@@ -218,6 +237,10 @@ impl Engine {
                 .map_err(|e| self.explain(e))?;
         }
         let report = cycle.map(Cycle::into_report).unwrap_or_default();
+        *self
+            .checked_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(data_version);
         for d in &report.divergences {
             // Reported in the log and the status; recovered from the server's copy.
             tracing::error!(

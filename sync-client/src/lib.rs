@@ -43,6 +43,7 @@ mod settings;
 mod signal;
 mod status;
 pub mod transport;
+mod verify;
 mod writer;
 
 pub use client::SyncClient;
@@ -53,6 +54,7 @@ pub use fts::SearchHit;
 pub use rejected::{Redone, Rejected, RejectedBy, RejectedReason};
 pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};
+pub use verify::Verification;
 
 /// The SQLite binding the connections of [`SyncClient::write`] and [`SyncClient::read`] are.
 pub use rusqlite;

@@ -44,6 +44,12 @@ pub struct Status {
     pub server: Option<String>,
     /// The database name on the server.
     pub database: Option<String>,
+    /// Times the synced state was found to differ from the server's (a content checksum that
+    /// did not match, a change that did not apply) and was repaired from a snapshot, pending
+    /// transactions kept.
+    pub repairs: u64,
+    /// The content checksum of the synced state at the cursor (64 hex digits), when known.
+    pub checksum: Option<String>,
 }
 
 /// Reads everything `status()` reports from the database (what only the client knows — the
@@ -65,5 +71,7 @@ pub(crate) fn read(conn: &Connection) -> Result<Status> {
         rowids_remaining: None,
         server: None,
         database: None,
+        repairs: state::repairs(conn)?.max(0) as u64,
+        checksum: state::synced(conn)?.sum.map(|s| s.to_string()),
     })
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
-use sync_core::protocol::lineage::HEADER_REASON;
+use sync_core::protocol::lineage::{HEADER_REASON, PositionAnswer, Tip};
 use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::protocol::rowid::LeaseRequest;
 use sync_core::protocol::{self, HEADER_SCHEMA_VERSION, VERSION, routes, snapshot};
@@ -50,6 +50,14 @@ pub trait Transport: Send + Sync {
     fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)>;
     /// `POST /v1/databases/{db}/rowid-ranges`.
     fn lease(&self, size: i64) -> Result<Lease>;
+    /// `GET /v1/databases/{db}/position?seq=N`: lineage, chain value and checksum at `seq`.
+    fn position(&self, seq: i64) -> Result<Tip> {
+        let _ = seq;
+        Err(Error::new(
+            ErrorKind::Internal,
+            "this transport cannot ask for a position",
+        ))
+    }
     /// `GET /v1/databases/{db}/events`: a blocking stream of head seqs.
     fn events(&self) -> Result<Box<dyn EventStream>>;
 }
@@ -212,6 +220,13 @@ impl Transport for HttpTransport {
     fn info(&self) -> Result<DatabaseInfo> {
         let resp = self.send(self.get(routes::INFO))?;
         json(&self.body(resp)?)
+    }
+
+    fn position(&self, seq: i64) -> Result<Tip> {
+        let url = format!("{}?seq={seq}", self.url(routes::POSITION));
+        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        let answer: PositionAnswer = json(&self.body(resp)?)?;
+        Ok(answer.tip)
     }
 
     fn push(&self, headers: &PushHeaders, batch: &[u8]) -> Result<PushResponse> {

@@ -13,6 +13,7 @@ mod rejected;
 mod search;
 mod status;
 mod sync;
+mod verify;
 
 pub use exec::{ExecArgs, QueryArgs, exec, query};
 pub use init::{InitArgs, init};
@@ -20,6 +21,7 @@ pub use rejected::{RejectedArgs, rejected};
 pub use search::{SearchArgs, search};
 pub use status::{StatusArgs, status};
 pub use sync::{SyncArgs, sync};
+pub use verify::{VerifyArgs, verify};
 
 use crate::error::CliError;
 use crate::{output, sql_values};

@@ -59,6 +59,8 @@ pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
             local_conflicts: &status.local_conflicts,
             server_conflicts: &status.server_conflicts,
             rejected: &status.rejected,
+            repairs: status.repairs,
+            checksum: status.checksum.as_deref(),
         })?,
     }
     out.finish()?;
@@ -83,6 +85,8 @@ struct StatusJson<'a> {
     local_conflicts: &'a [LocalConflict],
     server_conflicts: &'a [ServerConflict],
     rejected: &'a [Rejected],
+    repairs: u64,
+    checksum: Option<&'a str>,
 }
 
 fn status_text(s: &Status, fts: &[String]) -> Vec<String> {
@@ -124,6 +128,19 @@ fn status_text(s: &Status, fts: &[String]) -> Vec<String> {
             "rowids:           {}",
             s.rowids_remaining
                 .map_or("random".to_string(), |n| format!("{n} leased ids left"))
+        ),
+        format!(
+            "repairs:          {}{}",
+            s.repairs,
+            if s.repairs > 0 {
+                " (the synced state differed from the server's and was re-based on a snapshot)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "checksum:         {}",
+            s.checksum.as_deref().unwrap_or("unknown")
         ),
         format!("local conflicts:  {}", s.local_conflicts.len()),
     ];

@@ -97,6 +97,23 @@ impl Tip {
     }
 }
 
+/// The query of the position route: `?seq=N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionQuery {
+    /// The seq asked about.
+    pub seq: i64,
+}
+
+/// The answer of the position route: [`Tip`] in an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionAnswer {
+    /// Protocol version.
+    pub v: u32,
+    /// The position.
+    #[serde(flatten)]
+    pub tip: Tip,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ pub const INFO: &str = "/v1/databases/{db}";
 pub const PUSH: &str = "/v1/databases/{db}/push";
 /// `GET`: pull a page of the log ([`super::pull`]).
 pub const PULL: &str = "/v1/databases/{db}/pull";
+/// `GET`: the position at a seq: lineage, chain value, checksum ([`super::lineage`]).
+pub const POSITION: &str = "/v1/databases/{db}/position";
 /// `GET`: conflict records ([`super::conflicts`]).
 pub const CONFLICTS: &str = "/v1/databases/{db}/conflicts";
 /// `POST`: lease a range of rowids ([`super::rowid`]).
@@ -25,9 +27,10 @@ pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 
 /// Every route, for per-route metrics.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     PUSH,
     PULL,
+    POSITION,
     UPLOAD,
     EFFECT,
     EVENTS,

@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .route(routes::INFO, get(read::info))
         .route(routes::PUSH, post(push::push))
         .route(routes::PULL, get(read::pull))
+        .route(routes::POSITION, get(read::position))
         .route(routes::UPLOAD, put(upload::put_part).get(upload::status))
         .route(routes::EFFECT, get(upload::effect))
         .route(routes::CONFLICTS, get(read::conflicts))

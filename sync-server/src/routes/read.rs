@@ -1,5 +1,5 @@
 //! Reads on read-only connections: `GET /v1/databases/{db}` (info), `…/pull` (the log in
-//! its binary framing, zstd on request) and `…/conflicts`.
+//! its binary framing, zstd on request), `…/position` and `…/conflicts`.
 
 use super::DbName;
 use crate::error::ApiError;
@@ -14,6 +14,7 @@ use sync_core::engine::spool::Spool;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::conflicts::{self, ConflictPage, ConflictsQuery};
 use sync_core::protocol::info::{DatabaseInfo, Limits};
+use sync_core::protocol::lineage::{PositionAnswer, PositionQuery};
 use sync_core::protocol::pull::{self, PullQuery};
 use sync_core::server;
 
@@ -158,4 +159,26 @@ pub async fn conflicts(
         })
         .await?;
     Ok(Json(page))
+}
+
+/// `GET /v1/databases/{db}/position?seq=N`: lineage, chain value and checksum at `seq`
+/// (`404 not_found` outside the retained log).
+pub async fn position(
+    State(state): State<AppState>,
+    DbName(name): DbName,
+    note: RequestNote,
+    headers: HeaderMap,
+    q: Result<Query<PositionQuery>, QueryRejection>,
+) -> Result<Json<PositionAnswer>, ApiError> {
+    let seq = query(q)?.seq;
+    let token = crate::state::bearer(&headers)?;
+    let tip = state
+        .blocking(move |s| {
+            let grant = s.authorize(&token, &name, &note)?;
+            let db = s.storage.get(grant.database_id)?;
+            Ok(db.read(|c| server::lineage::at(c, seq))??)
+        })
+        .await?
+        .ok_or_else(|| ApiError::from(server::ServerError::NoSuchEntry { seq }))?;
+    Ok(Json(PositionAnswer { v: VERSION, tip }))
 }

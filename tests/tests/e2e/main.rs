@@ -10,6 +10,7 @@
 //! | `rowids` | leased ranges never collide; an exhausted lease is a typed error; an id collision is reported |
 //! | `errors` | bad token, server down, schema mismatch, untrackable table, writes through `read` |
 //! | `hostile` | a server's log entry that writes an internal table (any letter case) is refused as corruption and changes nothing |
+//! | `lifecycle` | a server log that lost its tail and grew again, a row changed behind the library's back: detected at the next sync (`verify` tells before), repaired from a snapshot with pending writes kept |
 //! | `background` | a write on one device appears on another without `sync_now` (server events) |
 
 mod background;
@@ -17,6 +18,7 @@ mod crash;
 mod errors;
 mod fts;
 mod hostile;
+mod lifecycle;
 mod policies;
 mod rejected;
 mod rowids;
