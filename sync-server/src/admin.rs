@@ -62,6 +62,41 @@ pub enum DbCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Copy a database — content, log, lineage — to FILE, online and consistent (safe while
+    /// the server runs).
+    Backup {
+        /// The database.
+        name: String,
+        /// The backup file to write (must not exist).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: std::path::PathBuf,
+    },
+    /// Replace a database with a backup — as it is, rewound to a seq or time along its own
+    /// log, or rolled forward along the live database's retained log. The result starts a new
+    /// lineage: devices re-base on a snapshot at their next sync, keeping pending changes.
+    Restore {
+        /// The database.
+        name: String,
+        /// The backup file (`db backup`, or a copy of the database file).
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// Restore to this log seq.
+        #[arg(long, value_name = "N", conflicts_with = "to_time")]
+        to_seq: Option<i64>,
+        /// Restore to the newest entry logged at or before this time: milliseconds since the
+        /// epoch, or YYYY-MM-DDTHH:MM:SSZ (UTC).
+        #[arg(long, value_name = "TIME", value_parser = crate::lifecycle::parse_time)]
+        to_time: Option<i64>,
+    },
+    /// Undo one logged batch: its inverse is applied as a new log entry that every device
+    /// pulls. Rows changed since keep their current values (reported as conflicts).
+    Revert {
+        /// The database.
+        name: String,
+        /// The log seq of the batch to undo.
+        #[arg(long)]
+        seq: i64,
+    },
 }
 
 /// `sync-server token …`
@@ -105,6 +140,9 @@ pub enum AdminError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A backup, restore or revert failed.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
 }
 
 /// Runs `user …`.
@@ -128,8 +166,24 @@ fn access_name(a: Access) -> &'static str {
 
 /// Runs `db …`.
 pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    use crate::lifecycle::{self, RestorePoint};
     let conn = catalog::open_existing(data_dir)?;
     match cmd {
+        DbCommand::Backup { name, output } => lifecycle::backup(data_dir, name, output, out)?,
+        DbCommand::Restore {
+            name,
+            from,
+            to_seq,
+            to_time,
+        } => {
+            let point = match (to_seq, to_time) {
+                (Some(s), _) => RestorePoint::Seq(*s),
+                (None, Some(t)) => RestorePoint::Time(*t),
+                (None, None) => RestorePoint::Backup,
+            };
+            lifecycle::restore(data_dir, name, from, point, out)?
+        }
+        DbCommand::Revert { name, seq } => lifecycle::revert(data_dir, name, *seq, out)?,
         DbCommand::Create { name, owner } => {
             let id = catalog::create_database(&conn, name, owner)?;
             writeln!(

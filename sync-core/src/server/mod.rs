@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`push`] | apply a batch with policies, log its effect, record the answer — one transaction |
 //! | [`pull`] | pages of the log, written to a sink in pieces; compaction |
+//! | [`rewind`] | back to an earlier seq, forward along another copy of the history, the undo of one batch as a new entry |
 //! | [`snapshot`] | a consistent copy of the app tables and its seq |
 //! | [`rowid`] | leases of rowid ranges |
 //! | [`conflicts`] | the conflicts met while applying, recorded and listed |
@@ -30,6 +31,7 @@ pub mod error;
 pub mod lineage;
 pub mod pull;
 pub mod push;
+pub mod rewind;
 pub mod rowid;
 pub mod snapshot;
 #[cfg(test)]

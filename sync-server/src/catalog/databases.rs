@@ -118,3 +118,59 @@ pub fn database_ids(conn: &Connection) -> Result<Vec<(i64, String)>, CatalogErro
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// Gives database `name` a new id — and so a new file, `dbs/{new id}.db` — keeping its name,
+/// owner and grants, in one catalog transaction. `place(new_id)` puts the new file in place
+/// while the catalog is locked (the id is only known then); if it fails, nothing changes.
+/// Returns `(old id, new id)`. The server serves the new file from its next request on (its
+/// lookups go through the catalog, whose cache empties on any change).
+pub fn replace_database<E: From<CatalogError>>(
+    conn: &Connection,
+    name: &str,
+    place: impl FnOnce(i64) -> Result<(), E>,
+) -> Result<(i64, i64), E> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(CatalogError::from)?;
+    let old = super::database_id(&tx, name)?;
+    let (owner_id, created_ms): (i64, i64) = tx
+        .query_row(
+            "SELECT owner_id, created_ms FROM databases WHERE id = ?1",
+            [old],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(CatalogError::from)?;
+    let grants: Vec<(i64, String)> = tx
+        .prepare("SELECT user_id, access FROM grants WHERE database_id = ?1")
+        .and_then(|mut s| {
+            s.query_map([old], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(CatalogError::from)?;
+    let next: i64 = tx
+        .query_row(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'databases'), 0), \
+             (SELECT coalesce(max(id), 0) FROM databases)) + 1",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(CatalogError::from)?;
+    place(next)?;
+    let swap = || -> rusqlite::Result<()> {
+        tx.execute("DELETE FROM grants WHERE database_id = ?1", [old])?;
+        tx.execute("DELETE FROM databases WHERE id = ?1", [old])?;
+        tx.execute(
+            "INSERT INTO databases(id, name, owner_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![next, name, owner_id, created_ms],
+        )?;
+        for (user_id, access) in &grants {
+            tx.execute(
+                "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, ?3)",
+                params![next, user_id, access],
+            )?;
+        }
+        Ok(())
+    };
+    swap().map_err(CatalogError::from)?;
+    tx.commit().map_err(CatalogError::from)?;
+    Ok((old, next))
+}

@@ -21,7 +21,8 @@ mod tests;
 mod tokens;
 
 pub use databases::{
-    DatabaseRow, create_database, database_ids, grant, list_databases, revoke_grant,
+    DatabaseRow, create_database, database_ids, grant, list_databases, replace_database,
+    revoke_grant,
 };
 pub use error::CatalogError;
 pub use tokens::{
@@ -164,7 +165,8 @@ fn user_id(conn: &Connection, name: &str) -> Result<i64, CatalogError> {
         })
 }
 
-fn database_id(conn: &Connection, name: &str) -> Result<i64, CatalogError> {
+/// The internal id of database `name`.
+pub fn database_id(conn: &Connection, name: &str) -> Result<i64, CatalogError> {
     conn.query_row("SELECT id FROM databases WHERE name = ?1", [name], |r| {
         r.get(0)
     })

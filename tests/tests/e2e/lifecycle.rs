@@ -89,17 +89,6 @@ fn a_log_that_lost_its_tail_and_grew_again_is_detected_and_repaired() {
     );
     e.sync_now().unwrap();
     a.sync_now().unwrap();
-    let titles = |c: &SyncClient| {
-        let mut t: Vec<String> = c
-            .read(|conn| {
-                let mut s = conn.prepare("SELECT title FROM notes ORDER BY title")?;
-                let rows = s.query_map([], |r| r.get::<_, String>(0))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap();
-        t.sort();
-        t
-    };
     let on_e = titles(&e);
     assert!(on_e.contains(&"pending on e".to_string()), "{on_e:?}");
     assert!(!on_e.iter().any(|t| t.starts_with("lost")), "{on_e:?}");
@@ -192,4 +181,190 @@ fn a_tampered_row_is_caught_while_integrating_a_pulled_change_to_it() {
     assert!(report.bootstrapped, "{report:?}");
     assert_eq!(pair.b.status().unwrap().repairs, 1);
     pair.assert_converged(&server);
+}
+
+fn titles(c: &SyncClient) -> Vec<String> {
+    c.read(|conn| {
+        let mut s = conn.prepare("SELECT title FROM notes ORDER BY title")?;
+        let rows = s.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .unwrap()
+}
+
+fn admin(server: &Server, run: impl FnOnce(&Path, &mut Vec<u8>)) -> String {
+    let mut out = Vec::new();
+    run(server.data_dir(), &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+/// The restore the issue describes: a backup while devices push, more pushes, a restore, then
+/// other devices push the restored server past device E's cursor. E re-bases (new lineage),
+/// keeps its pending write, and equals the server.
+#[test]
+fn a_restore_makes_devices_rebase_on_the_restored_history_keeping_pending_writes() {
+    use sync_server::lifecycle::{self, RestorePoint};
+    let server = Server::start();
+    let ta = server.setup("alice", "notes", "laptop");
+    let te = server.token("alice", "e");
+    let dir = tempfile::tempdir().unwrap();
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let e = server.notes_client(dir.path(), "e.db", &te, ClientConfig::default());
+    for i in 0..3 {
+        insert(&a, &format!("before {i}"));
+        a.sync_now().unwrap();
+    }
+    let file = dir.path().join("notes.backup");
+    let said = admin(&server, |d, out| {
+        lifecycle::backup(d, "notes", &file, out).unwrap()
+    });
+    assert!(said.contains("at seq 3"), "{said}");
+    for i in 0..3 {
+        insert(&a, &format!("after {i}"));
+        a.sync_now().unwrap();
+    }
+    e.sync_now().unwrap();
+    insert(&e, "pending on e");
+    let said = admin(&server, |d, out| {
+        lifecycle::restore(d, "notes", &file, RestorePoint::Backup, out).unwrap()
+    });
+    assert!(said.contains("restored notes to seq 3"), "{said}");
+    a.sync_now().unwrap();
+    for i in 0..5 {
+        insert(&a, &format!("new {i}"));
+        a.sync_now().unwrap();
+    }
+    let report = e.sync_now().unwrap();
+    assert!(report.bootstrapped, "{report:?}");
+    let (_, metrics) = server.http_get("", "/metrics");
+    assert!(
+        metrics.contains("sync_snapshots_total{reason=\"lineage\"} 2"),
+        "a and e each re-based once: {metrics}"
+    );
+    e.sync_now().unwrap();
+    a.sync_now().unwrap();
+    let on_e = titles(&e);
+    assert!(on_e.contains(&"pending on e".to_string()), "{on_e:?}");
+    assert!(!on_e.iter().any(|t| t.starts_with("after")), "{on_e:?}");
+    assert_eq!(on_e, titles(&a));
+    assert!(e.verify().unwrap().equal);
+    a.close();
+    e.close();
+    assert_all_equal(&[
+        &server.db_path("notes"),
+        &dir.path().join("a.db"),
+        &dir.path().join("e.db"),
+    ]);
+}
+
+#[test]
+fn point_in_time_restores_to_a_seq_and_to_a_time_rewind_and_roll_forward() {
+    use sync_server::lifecycle::{self, RestorePoint};
+    let server = Server::start();
+    let ta = server.setup("alice", "notes", "laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    insert(&a, "one");
+    a.sync_now().unwrap();
+    let file = dir.path().join("at-1.backup");
+    admin(&server, |d, out| {
+        lifecycle::backup(d, "notes", &file, out).unwrap()
+    });
+    insert(&a, "two");
+    a.sync_now().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let between = sync_server::catalog::now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    insert(&a, "three");
+    a.sync_now().unwrap();
+    let later = dir.path().join("at-3.backup");
+    admin(&server, |d, out| {
+        lifecycle::backup(d, "notes", &later, out).unwrap()
+    });
+    // Forward from the older backup along the live log, to seq 2.
+    let said = admin(&server, |d, out| {
+        lifecycle::restore(d, "notes", &file, RestorePoint::Seq(2), out).unwrap()
+    });
+    assert!(said.contains("to seq 2"), "{said}");
+    a.sync_now().unwrap();
+    assert_eq!(titles(&a), ["one", "two"]);
+    // Back along the newer backup's own log, to a time between "two" and "three".
+    let said = admin(&server, |d, out| {
+        lifecycle::restore(d, "notes", &later, RestorePoint::Time(between), out).unwrap()
+    });
+    assert!(said.contains("to seq 2"), "{said}");
+    a.sync_now().unwrap();
+    assert_eq!(titles(&a), ["one", "two"]);
+    // A seq the backup's log does not reach, and no live log continues it: refused, nothing
+    // changed.
+    let before = server.db_path("notes");
+    let err = lifecycle::restore(
+        server.data_dir(),
+        "notes",
+        &later,
+        RestorePoint::Seq(99),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("99"), "{err}");
+    assert_eq!(server.db_path("notes"), before);
+    a.sync_now().unwrap();
+    assert_eq!(titles(&a), ["one", "two"]);
+    a.close();
+    assert_all_equal(&[&server.db_path("notes"), &dir.path().join("a.db")]);
+}
+
+#[test]
+fn reverting_a_batch_converges_on_three_devices() {
+    let server = Server::start();
+    let ta = server.setup("alice", "notes", "laptop");
+    let tb = server.token("alice", "phone");
+    let tc = server.token("alice", "tablet");
+    let dir = tempfile::tempdir().unwrap();
+    let a = server.notes_client(dir.path(), "a.db", &ta, ClientConfig::default());
+    let b = server.notes_client(dir.path(), "b.db", &tb, ClientConfig::default());
+    let c = server.notes_client(dir.path(), "c.db", &tc, ClientConfig::default());
+    insert(&a, "keep");
+    a.sync_now().unwrap();
+    // The bad batch: b deletes everything and adds junk.
+    b.sync_now().unwrap();
+    b.write(|t| {
+        t.execute("DELETE FROM notes", [])?;
+        t.execute(
+            "INSERT INTO notes(id, title, body, updated_at) VALUES (sync_id(), 'junk', '', 1)",
+            [],
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    let bad = b.sync_now().unwrap();
+    assert_eq!(bad.cursor, 2);
+    insert(&c, "later");
+    c.sync_now().unwrap();
+    let said = admin(&server, |d, out| {
+        sync_server::lifecycle::revert(d, "notes", 2, out).unwrap()
+    });
+    assert!(
+        said.contains("reverted entry 2 of notes as entry 4"),
+        "{said}"
+    );
+    for client in [&a, &b, &c] {
+        client.sync_now().unwrap();
+    }
+    for client in [&a, &b, &c] {
+        assert_eq!(titles(client), ["keep", "later"]);
+    }
+    // An entry that changed nothing cannot be reverted; nothing is logged.
+    let err = sync_server::lifecycle::revert(server.data_dir(), "notes", 99, &mut Vec::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("99"), "{err}");
+    a.close();
+    b.close();
+    c.close();
+    assert_all_equal(&[
+        &server.db_path("notes"),
+        &dir.path().join("a.db"),
+        &dir.path().join("b.db"),
+        &dir.path().join("c.db"),
+    ]);
 }
