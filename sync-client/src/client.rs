@@ -400,7 +400,7 @@ mod tests {
         fn push_uploaded(&self, _: &PushHeaders) -> Result<PushResponse> {
             Err(unreachable())
         }
-        fn effect(&self, _: i64, _: u64, _: u64) -> Result<Vec<u8>> {
+        fn effect(&self, _: i64, _: &sync_core::protocol::upload::EffectQuery) -> Result<Vec<u8>> {
             Err(unreachable())
         }
         fn pull(&self, query: &PullQuery) -> Result<LogPage> {
@@ -437,7 +437,11 @@ mod tests {
                 tip: None,
             })
         }
-        fn snapshot(&self, _: &Path, _: &str) -> Result<(i64, u32)> {
+        fn snapshot(
+            &self,
+            _: &Path,
+            _: &crate::transport::SnapshotRequest<'_>,
+        ) -> Result<crate::transport::SnapshotGot> {
             Err(unreachable())
         }
         fn lease(&self, _: i64) -> Result<Lease> {

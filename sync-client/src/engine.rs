@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::rowid::Rowids;
 use crate::settings;
-use crate::transport::Transport;
+use crate::transport::{SnapshotRequest, Transport};
 use crate::writer::Writer;
 use rand::RngExt;
 use std::sync::{Arc, Mutex};
@@ -213,8 +213,8 @@ impl Engine {
                         continue;
                     }
                 },
-                Step::Effect { seq, offset, len } => {
-                    match self.retry(|| self.transport.effect(seq, offset, len)) {
+                Step::Effect { seq, query } => {
+                    match self.retry(|| self.transport.effect(seq, &query)) {
                         Ok(bytes) => Reply::Effect(bytes),
                         Err(e) => {
                             self.feed_refusal(&mut cycle, e)?;
@@ -222,15 +222,26 @@ impl Engine {
                         }
                     }
                 }
-                Step::Snapshot => {
+                Step::Snapshot { batch } => {
                     let dir = tempfile::Builder::new()
                         .prefix(".sync-snapshot")
                         .tempdir_in(&self.config.scratch_dir)?;
                     let path = dir.path().join("snapshot.db");
                     let reason = cycle.as_ref().map_or("cursor", |c| c.snapshot_reason());
-                    self.retry(|| self.transport.snapshot(&path, reason))?;
+                    let got = self.retry(|| {
+                        self.transport.snapshot(
+                            &path,
+                            &SnapshotRequest {
+                                reason,
+                                batch: batch.as_deref(),
+                            },
+                        )
+                    })?;
                     _scratch = Some(dir);
-                    Reply::Snapshot(path)
+                    Reply::Snapshot {
+                        path,
+                        batch_seq: batch.as_ref().map(|_| got.batch_seq),
+                    }
                 }
             };
             self.with_cycle(&mut cycle, move |c, conn| c.feed(conn, reply, now_ms()))?

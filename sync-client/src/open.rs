@@ -136,7 +136,13 @@ impl SyncClient {
         remove_stale_scratch(dir, &prefix);
         let scratch = tempfile::Builder::new().prefix(&prefix).tempdir_in(dir)?;
         let snap = scratch.path().join("snapshot.db");
-        transport.snapshot(&snap, "new")?;
+        transport.snapshot(
+            &snap,
+            &crate::transport::SnapshotRequest {
+                reason: "new",
+                batch: None,
+            },
+        )?;
         let staged = scratch.path().join("local.db");
         {
             let conn = init_from_snapshot(&snap, &staged)?;

@@ -25,6 +25,26 @@ use sync_core::protocol::upload::{self, EffectQuery, PartQuery, UploadStatus};
 /// Bodies smaller than this are sent uncompressed (zstd would not pay).
 const COMPRESS_ABOVE: usize = 512;
 
+/// What a snapshot is asked with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotRequest<'a> {
+    /// Why (`Sync-Reason`: `new`, `cursor`, `lineage`, `chain`, `checksum`, `diverged`).
+    pub reason: &'a str,
+    /// The batch in flight, to be told where it stands in the snapshot's history.
+    pub batch: Option<&'a str>,
+}
+
+/// What a downloaded snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotGot {
+    /// Its seq.
+    pub seq: i64,
+    /// Its schema version.
+    pub schema_version: u32,
+    /// The seq of the batch asked about in the snapshot's history (`None`: not in it).
+    pub batch_seq: Option<i64>,
+}
+
 /// What the sync engine needs from a server.
 pub trait Transport: Send + Sync {
     /// `GET /v1/databases/{db}`.
@@ -45,9 +65,9 @@ pub trait Transport: Send + Sync {
     fn pull(&self, query: &PullQuery) -> Result<LogPage>;
     /// `GET /v1/databases/{db}/log/{seq}/effect`: bytes `offset..offset+len` of a large
     /// effect.
-    fn effect(&self, seq: i64, offset: u64, len: u64) -> Result<Vec<u8>>;
+    fn effect(&self, seq: i64, query: &EffectQuery) -> Result<Vec<u8>>;
     /// `GET /v1/databases/{db}/snapshot`, written to `dest`; returns (seq, schema version).
-    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)>;
+    fn snapshot(&self, dest: &Path, request: &SnapshotRequest<'_>) -> Result<SnapshotGot>;
     /// `POST /v1/databases/{db}/rowid-ranges`.
     fn lease(&self, size: i64) -> Result<Lease>;
     /// `GET /v1/databases/{db}/position?seq=N`: lineage, chain value and checksum at `seq`.
@@ -309,8 +329,8 @@ impl Transport for HttpTransport {
         }
     }
 
-    fn effect(&self, seq: i64, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let query = EffectQuery { offset, len }.to_query_string();
+    fn effect(&self, seq: i64, query: &EffectQuery) -> Result<Vec<u8>> {
+        let query = query.to_query_string();
         let url = format!(
             "{}{}?{query}",
             self.base,
@@ -334,13 +354,21 @@ impl Transport for HttpTransport {
         })
     }
 
-    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)> {
-        let resp = self.send(
-            self.streaming
-                .get(self.url(routes::SNAPSHOT))
-                .bearer_auth(&self.token)
-                .header(HEADER_REASON, reason),
-        )?;
+    fn snapshot(&self, dest: &Path, request: &SnapshotRequest<'_>) -> Result<SnapshotGot> {
+        let mut req = self
+            .streaming
+            .get(self.url(routes::SNAPSHOT))
+            .bearer_auth(&self.token)
+            .header(HEADER_REASON, request.reason);
+        if let Some(batch) = request.batch {
+            req = req.header(snapshot::HEADER_BATCH_ID, batch);
+        }
+        let resp = self.send(req)?;
+        let batch_seq = resp
+            .headers()
+            .get(snapshot::HEADER_BATCH_SEQ)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let header = |name: &str| -> Result<i64> {
             resp.headers()
                 .get(name)
@@ -363,7 +391,11 @@ impl Transport for HttpTransport {
         })?;
         file.sync_all()?;
         self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
-        Ok((seq, version))
+        Ok(SnapshotGot {
+            seq,
+            schema_version: version,
+            batch_seq,
+        })
     }
 
     fn lease(&self, size: i64) -> Result<Lease> {

@@ -13,6 +13,7 @@
 //! | `interop` | changesets from `sqldiff` and the shell's `.session` are read and applied; our `diff` agrees with `sqldiff` |
 //! | `commands` | each command's exit statuses, `--help`, error messages, `-` for stdin/stdout, broken pipes |
 //! | `json` | the JSON lines of `inspect` and the JSON reports parse and round-trip to sync-core types |
+//! | `verify` | `verify` exits 1 for a copy changed behind the library's back, 0 once `sync` repaired it |
 //! | `client` | the client commands (init, exec, query, sync, status, search) offline and against a real server in this process (`server`) |
 //!
 //! Fixture: `tests/data/chinook.sqlite` (the Chinook sample database; licence next to it).
@@ -23,3 +24,4 @@ mod common;
 mod interop;
 mod json;
 mod server;
+mod verify;

@@ -118,6 +118,7 @@ fn record_position(
         Some(tip) => set_synced(conn, tip, sum)?,
         None => {
             set_state(conn, "cursor", info.seq)?;
+            set_state(conn, "rebase_due", 0)?;
             set_state(conn, "lineage", 0)?;
             set_sum(conn, None)?;
         }
@@ -186,10 +187,15 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
 /// transactions through files in `scratch`).
 /// Pending local changes survive. A batch in flight must have been answered (its fate known)
 /// or this fails with [`ClientError::InflightUnresolved`].
+/// `batch_seq` is where the server said the batch in flight stands in the snapshot's history
+/// (see [`crate::client::cycle::Reply::Snapshot`]): settled from it when logged at or below the
+/// snapshot's seq, its answer forgotten (pushed again) when not in that history; `None` falls
+/// back to the answer kept, when it is from the snapshot's lineage.
 pub fn bootstrap(
     conn: &Connection,
     snapshot: &Path,
     scratch: Option<&Path>,
+    batch_seq: Option<Option<i64>>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let info = snapshot_meta(snapshot)?;
@@ -204,7 +210,7 @@ pub fn bootstrap(
         "ATTACH DATABASE ?1 AS _sync_snap",
         [snapshot.to_string_lossy()],
     )?;
-    let result = bootstrap_attached(conn, &info, scratch, now_ms);
+    let result = bootstrap_attached(conn, &info, scratch, batch_seq, now_ms);
     let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
     let report = result?;
     detach?;
@@ -215,6 +221,7 @@ fn bootstrap_attached(
     conn: &Connection,
     info: &SnapshotInfo,
     scratch: Option<&Path>,
+    batch_seq: Option<Option<i64>>,
     now_ms: i64,
 ) -> Result<IntegrateReport, ClientError> {
     let seq = info.seq;
@@ -267,7 +274,33 @@ fn bootstrap_attached(
     // Main is now the snapshot: no pending transaction is applied. The batch in flight, if
     // the snapshot contains it (its answer came, its seq is at or below the snapshot's), is
     // settled now; then the pending transactions are redone on the snapshot.
-    if let Some(f) = inflight.filter(|f| f.acked_seq.is_some_and(|a| a <= seq)) {
+    // Only an answer from the snapshot's own history counts: one from before a restore (another
+    // lineage), or naming the snapshot's seq with another chain value, is forgotten and the
+    // batch pushed again.
+    let same_history = |f: &super::state::Inflight| {
+        let answered = f.answer.as_ref().and_then(|a| a.tip);
+        match (answered, info.tip) {
+            (Some(a), Some(s)) => a.lineage == s.lineage && (a.seq != s.seq || a.chain == s.chain),
+            _ => true,
+        }
+    };
+    let settle = match (&inflight, batch_seq) {
+        (None, _) => false,
+        // The server said: logged at `a` in this history, with the answer we hold.
+        (Some(f), Some(Some(a))) => a <= seq && f.acked_seq == Some(a),
+        (Some(_), Some(None)) => false,
+        (Some(f), None) => f.acked_seq.is_some_and(|a| a <= seq) && same_history(f),
+    };
+    let stale = match (&inflight, batch_seq) {
+        (Some(f), Some(Some(a))) => f.acked_seq != Some(a),
+        (Some(f), Some(None)) => f.acked_seq.is_some(),
+        (Some(f), None) => f.acked_seq.is_some() && !same_history(f),
+        (None, _) => false,
+    };
+    if stale {
+        super::state::forget_answer(conn)?;
+    }
+    if let Some(f) = inflight.filter(|_| settle) {
         report.own_batch = f.acked_status;
         let log_seq = f.acked_seq.unwrap_or(seq);
         report.new_rejected += settle_batch(conn, &f, None, log_seq, now_ms)?;

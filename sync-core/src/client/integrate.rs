@@ -131,6 +131,13 @@ pub fn integrate_with(
     let own = inflight
         .as_ref()
         .and_then(|f| entries.iter().find(|e| e.batch_id == f.batch_id));
+    // An answer naming a seq these entries cover, where another batch stands: it came from a
+    // history the server no longer has. The batch is pushed again (same id).
+    let stale_answer = own.is_none()
+        && inflight
+            .as_ref()
+            .and_then(|f| f.acked_seq)
+            .is_some_and(|a| a > cursor && a <= last.seq);
     let mut report = IntegrateReport {
         entries: entries.len(),
         cursor: last_seq,
@@ -157,6 +164,9 @@ pub fn integrate_with(
         let redid = redo_each(conn, &remaining, scratch, now_ms, &mut touched)?;
         report.new_conflicts += redid.conflicts;
         report.new_rejected += redid.rejected;
+    }
+    if stale_answer {
+        super::state::forget_answer(conn)?;
     }
     match expect.tip {
         Some(tip) => super::state::set_synced(conn, tip, sum)?,

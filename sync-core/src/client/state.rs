@@ -135,6 +135,7 @@ pub(crate) fn set_synced(
     sum: Option<Checksum>,
 ) -> rusqlite::Result<()> {
     set_state(conn, "cursor", tip.seq)?;
+    set_state(conn, "rebase_due", 0)?;
     set_state(conn, "lineage", tip.lineage.0)?;
     set_state(conn, "chain", tip.chain.0)?;
     set_sum(conn, sum)
@@ -156,12 +157,27 @@ pub(crate) fn set_sum(conn: &Connection, sum: Option<Checksum>) -> rusqlite::Res
 /// server answers from its idempotency records if it still has the batch) before the snapshot.
 pub fn forget_position(conn: &Connection) -> rusqlite::Result<()> {
     set_state(conn, "lineage", 0)?;
+    set_state(conn, "rebase_due", 1)?;
     set_sum(conn, None)?;
+    forget_answer(conn)
+}
+
+/// Forgets the server's answer to the batch in flight, which then counts as unanswered and is
+/// pushed again with the same id: the answer named a log entry the server no longer has (its
+/// log lost its tail), or the entry at that seq turned out to be another batch.
+pub(crate) fn forget_answer(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE _sync_inflight SET acked_seq = NULL, acked_status = NULL, answer = NULL",
         [],
     )?;
     Ok(())
+}
+
+/// Whether the copy must re-base on a snapshot before it pulls again (its position was
+/// forgotten: the server's history changed). Cleared by a bootstrap. Kept in the database, so
+/// a sync cut short by a network failure does not pull into the wrong history next time.
+pub fn rebase_due(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(get_state(conn, "rebase_due")? == 1)
 }
 
 /// Counts a repair (a re-bootstrap after the synced state was found to differ from the

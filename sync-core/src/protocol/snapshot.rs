@@ -6,6 +6,13 @@ pub const HEADER_SEQ: &str = "sync-seq";
 /// Header of a snapshot's schema version ([`super::HEADER_SCHEMA_VERSION`]).
 pub use super::HEADER_SCHEMA_VERSION;
 
+/// Request header: the id of the caller's batch in flight, to be told where it stands in
+/// the snapshot's history ([`HEADER_BATCH_SEQ`]).
+pub use super::push::HEADER_BATCH_ID;
+/// Answer header: the seq at which the batch named by [`HEADER_BATCH_ID`] was logged in this
+/// database's history; absent when this history has no such batch of the caller's device.
+pub const HEADER_BATCH_SEQ: &str = "sync-batch-seq";
+
 /// Media type of a snapshot: an SQLite database file.
 pub const MEDIA_TYPE: &str = "application/vnd.sqlite3";
 

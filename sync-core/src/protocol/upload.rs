@@ -63,11 +63,28 @@ pub struct EffectQuery {
     pub offset: u64,
     /// Most bytes (clamped to [`MAX_EFFECT_PART`]).
     pub len: u64,
+    /// The lineage of the page the entry came in (`409 lineage_mismatch` if another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<crate::protocol::lineage::Hex64>,
+    /// A seq of that page, with [`EffectQuery::chain`]: its chain value there
+    /// (`409 chain_mismatch` if another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// The chain value at [`EffectQuery::at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::protocol::lineage::Hex64>,
 }
 
 impl EffectQuery {
     /// The query string (without `?`).
     pub fn to_query_string(&self) -> String {
-        format!("offset={}&len={}", self.offset, self.len)
+        let mut q = format!("offset={}&len={}", self.offset, self.len);
+        if let Some(l) = self.lineage {
+            q.push_str(&format!("&lineage={l}"));
+        }
+        if let (Some(at), Some(c)) = (self.at, self.chain) {
+            q.push_str(&format!("&at={at}&chain={c}"));
+        }
+        q
     }
 }

@@ -162,17 +162,24 @@ pub fn pull_into(
     Ok(info)
 }
 
-/// Copies bytes `offset..offset+len` (clamped) of log entry `seq`'s effect to `out`, through
-/// blob I/O; returns the effect's whole size. An entry that is not in the log (compacted, or
-/// never written) is [`ServerError::NoSuchEntry`].
+/// Copies the bytes `query` asks for (`offset..offset+len`, clamped) of log entry `seq`'s
+/// effect to `out`, through blob I/O; returns the effect's whole size. The position the query
+/// claims (the lineage and a chain value of the page the entry came in) is checked first, so
+/// an effect is never served from another history than its page. An entry that is not in the
+/// log (compacted, or never written) is [`ServerError::NoSuchEntry`].
 pub fn effect_range(
     conn: &Connection,
     seq: i64,
-    offset: u64,
-    len: u64,
+    query: &crate::protocol::upload::EffectQuery,
     out: &mut dyn Write,
 ) -> Result<u64, ServerError> {
+    let (offset, len) = (query.offset, query.len);
     let tx = Tx::begin_read(conn)?;
+    if let Some(at) = query.at {
+        super::lineage::check(conn, at, query.lineage, query.chain)?;
+    } else {
+        super::lineage::check(conn, seq, query.lineage, None)?;
+    }
     let blob = match conn.blob_open(rusqlite::MAIN_DB, "_sync_log", "effect", seq, true) {
         Ok(b) => b,
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::Unknown => {

@@ -84,6 +84,9 @@ pub fn push(
     super::lineage::check(conn, headers.cursor, headers.lineage, headers.chain)?;
     if let Some(mut stored) = stored_answer(conn, device, &headers.batch_id)? {
         stored.duplicate = true;
+        // The position as this history has it now: a restore keeps the record but starts a
+        // new lineage.
+        stored.tip = super::lineage::at(conn, stored.seq)?;
         return Ok(stored);
     }
     let server_version = super::schema_version(conn)?;
@@ -316,10 +319,13 @@ pub fn stored(
     device: &str,
     batch_id: &str,
 ) -> Result<Option<PushResponse>, ServerError> {
-    Ok(stored_answer(conn, device, batch_id)?.map(|mut r| {
-        r.duplicate = true;
-        r
-    }))
+    stored_answer(conn, device, batch_id)?
+        .map(|mut r| {
+            r.duplicate = true;
+            r.tip = super::lineage::at(conn, r.seq)?;
+            Ok(r)
+        })
+        .transpose()
 }
 
 fn stored_answer(

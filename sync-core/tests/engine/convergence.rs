@@ -75,6 +75,12 @@ struct World {
     max_body: usize,
     /// What the case exercised.
     stats: Stats,
+    /// A backup of the server taken mid-run (SQLite's backup API), restorable later.
+    backup: Option<Connection>,
+    /// Journal ids that a restore took off the server: on it before, not in the backup, and
+    /// pending on no device (so no device pushes them again). Their loss is what a restore
+    /// means; every other acknowledged write must survive it.
+    lost_to_restores: std::collections::HashSet<i64>,
 }
 
 /// What a case exercised, summed over a run and printed, so a run that never reached a path
@@ -89,6 +95,8 @@ struct Stats {
     rejected_foreign_key: u64,
     rejected_policy: u64,
     bootstraps: u64,
+    restores: u64,
+    lost_tails: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -101,6 +109,8 @@ impl std::ops::AddAssign for Stats {
         self.rejected_foreign_key += o.rejected_foreign_key;
         self.rejected_policy += o.rejected_policy;
         self.bootstraps += o.bootstraps;
+        self.restores += o.restores;
+        self.lost_tails += o.lost_tails;
     }
 }
 
@@ -164,6 +174,8 @@ impl World {
             uploads: Default::default(),
             max_body: 0,
             stats: Stats::default(),
+            backup: None,
+            lost_to_restores: Default::default(),
         }
         .with_body_limit()
     }
@@ -174,7 +186,7 @@ impl World {
     }
 
     fn fail(&self, what: String) -> ! {
-        let tail: Vec<&String> = self.log.iter().rev().take(40).collect();
+        let tail: Vec<&String> = self.log.iter().rev().take(400).collect();
         panic!(
             "convergence seed {} failed: {what}\npolicies: {:?}\nlast steps (newest first):\n{}\nreplay with SYNC_CONVERGENCE_SEED={}",
             self.seed,
@@ -192,10 +204,12 @@ impl World {
         let d = self.rng.random_range(0..self.devices.len());
         match self.rng.random_range(0..100) {
             0..=49 => self.write(d),
-            50..=97 => {
+            50..=96 => {
                 let fault = self.rng.random_range(0..20);
                 self.advance(d, fault);
             }
+            97 => self.take_backup(),
+            98 => self.restore(),
             _ => {
                 let keep = self.rng.random_range(0..4);
                 let oldest = server::pull::compact(&self.server, keep).unwrap();
@@ -203,6 +217,65 @@ impl World {
                     .push(format!("compact keep={keep} -> oldest {oldest}"));
             }
         }
+    }
+
+    fn take_backup(&mut self) {
+        let mut copy = Connection::open_in_memory().unwrap();
+        rusqlite::backup::Backup::new(&self.server, &mut copy)
+            .unwrap()
+            .step(-1)
+            .unwrap();
+        let head = server::bounds(&copy).unwrap().head_seq;
+        self.log.push(format!("backup at seq {head}"));
+        self.backup = Some(copy);
+    }
+
+    /// Puts the backup back as the server's database: with a new lineage (what `db restore`
+    /// does) or without (a log that lost its tail, as after an OS crash).
+    fn restore(&mut self) {
+        let Some(backup) = &self.backup else {
+            return;
+        };
+        let mut restored = Connection::open_in_memory().unwrap();
+        rusqlite::backup::Backup::new(backup, &mut restored)
+            .unwrap()
+            .step(-1)
+            .unwrap();
+        let journal = |c: &Connection| -> std::collections::HashSet<i64> {
+            c.prepare("SELECT id FROM journal")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = journal(&self.server);
+        let kept = journal(&restored);
+        let pending: std::collections::HashSet<i64> = self
+            .devices
+            .iter()
+            .flat_map(|d| pending_journal_ids(&d.conn))
+            .collect();
+        self.lost_to_restores.extend(
+            before
+                .difference(&kept)
+                .filter(|id| !pending.contains(id))
+                .copied(),
+        );
+        let lineage = self.rng.random_range(0..3) > 0;
+        if lineage {
+            server::lineage::new_lineage(&restored).unwrap();
+            self.stats.restores += 1;
+        } else {
+            self.stats.lost_tails += 1;
+        }
+        let head = server::bounds(&restored).unwrap().head_seq;
+        self.log.push(format!(
+            "server {} at seq {head}",
+            if lineage { "restored" } else { "lost its tail" }
+        ));
+        self.server = restored;
+        self.shapes = sync_core::engine::schema::ShapeCache::new();
     }
 
     fn write(&mut self, d: usize) {
@@ -337,7 +410,7 @@ impl World {
         d: usize,
         batch: &client::push::PushBatch,
         fault: u32,
-    ) -> Option<PushResponse> {
+    ) -> Option<Result<PushResponse, sync_core::protocol::error::ErrorCode>> {
         if fault == 0 {
             self.log
                 .push(format!("d{d} push {} dropped", batch.headers.batch_id));
@@ -361,6 +434,16 @@ impl World {
             self.now,
         ) {
             Ok(r) => r,
+            // The cursor is in another history (a restore, a lost tail): the cycle re-bases.
+            Err(
+                e @ (server::ServerError::LineageMismatch { .. }
+                | server::ServerError::ChainMismatch { .. }),
+            ) => {
+                let code = e.to_body().code;
+                self.log
+                    .push(format!("d{d} push {}: {code}", batch.headers.batch_id));
+                return Some(Err(code));
+            }
             Err(e) => self.fail(format!("device {d}: server refused a push: {e}")),
         };
         self.log.push(format!(
@@ -373,7 +456,7 @@ impl World {
             response.conflicts().count(),
             if fault == 1 { " (answer lost)" } else { "" }
         ));
-        (fault != 1).then_some(response)
+        (fault != 1).then_some(Ok(response))
     }
 
     /// Advances device `d`'s sync by one step of [`Cycle`], starting one if none is running.
@@ -406,8 +489,11 @@ impl World {
                 return;
             }
             Step::Push(batch) => match self.serve_push(d, &batch, fault) {
-                Some(response) => {
+                Some(Ok(response)) => {
                     cycle.feed(&self.devices[d].conn, Reply::Pushed(response), self.now)
+                }
+                Some(Err(code)) => {
+                    cycle.feed(&self.devices[d].conn, Reply::Refused(code), self.now)
                 }
                 None => return,
             },
@@ -472,9 +558,10 @@ impl World {
                 }
                 None => return,
             },
-            Step::Effect { seq, offset, len } => {
+            Step::Effect { seq, query } => {
+                let offset = query.offset;
                 let mut bytes = Vec::new();
-                match server::pull::effect_range(&self.server, seq, offset, len, &mut bytes) {
+                match server::pull::effect_range(&self.server, seq, &query, &mut bytes) {
                     Ok(_) if fault <= 1 => {
                         self.log
                             .push(format!("d{d} effect {seq} at {offset}: lost"));
@@ -521,13 +608,21 @@ impl World {
                     }
                 }
             }
-            Step::Snapshot => {
+            Step::Snapshot { batch } => {
                 self.snapshots += 1;
                 let path = self.dir.path().join(format!("snap-{}.db", self.snapshots));
                 let seq = server::snapshot::snapshot(&self.server, &path).unwrap().seq;
+                let batch_seq = batch.map(|b| {
+                    server::push::stored(&self.server, &format!("device-{d}"), &b)
+                        .unwrap()
+                        .map(|r| r.seq)
+                });
                 self.stats.bootstraps += 1;
-                self.log.push(format!("d{d} bootstrap at seq {seq}"));
-                cycle.feed(&self.devices[d].conn, Reply::Snapshot(path), self.now)
+                self.log.push(format!(
+                    "d{d} bootstrap at seq {seq} (batch at {batch_seq:?})"
+                ));
+                let reply = Reply::Snapshot { path, batch_seq };
+                cycle.feed(&self.devices[d].conn, reply, self.now)
             }
         };
         match reply_ok {
@@ -597,6 +692,15 @@ impl World {
         };
         let response = match response {
             Ok(r) => r,
+            Err(
+                e @ (server::ServerError::LineageMismatch { .. }
+                | server::ServerError::ChainMismatch { .. }),
+            ) => {
+                let code = e.to_body().code;
+                self.log
+                    .push(format!("d{d} push uploaded {}: {code}", headers.batch_id));
+                return Some(Err(code));
+            }
             Err(e) => self.fail(format!("device {d}: server refused an uploaded push: {e}")),
         };
         self.log.push(format!(
@@ -619,7 +723,7 @@ impl World {
             self.log.push(format!("d{d} push: nothing"));
             return;
         };
-        if let Some(response) = self.serve_push(d, &batch, fault) {
+        if let Some(Ok(response)) = self.serve_push(d, &batch, fault) {
             self.ack(d, &response);
         }
     }
@@ -721,6 +825,9 @@ impl World {
         for dev in &self.devices {
             let rejected = rejected_journal_ids(&dev.conn);
             for id in &dev.acknowledged {
+                if self.lost_to_restores.contains(id) && !on_server.contains(id) {
+                    continue;
+                }
                 match (on_server.contains(id), rejected.contains(id)) {
                     (true, false) | (false, true) => {}
                     (false, false) => self.fail(format!(
@@ -735,6 +842,26 @@ impl World {
             }
         }
     }
+}
+
+/// Journal ids inside a device's pending transactions (those in memory; a large one is
+/// skipped, which only widens what a restore may be said to have lost).
+fn pending_journal_ids(conn: &Connection) -> Vec<i64> {
+    let mut out = Vec::new();
+    for entry in sync_core::engine::outbox::entries(conn).unwrap() {
+        if entry.changeset.is_empty() {
+            continue;
+        }
+        for change in entry.changeset.inspect().unwrap() {
+            if change.table == "journal"
+                && change.op == Op::Insert
+                && let Some(Value::Integer(id)) = change.pk_values().first()
+            {
+                out.push(*id);
+            }
+        }
+    }
+    out
 }
 
 /// Journal ids inside the transactions of a device's rejected queue.
@@ -852,6 +979,7 @@ fn devices_converge_under_random_interleavings_and_faults() {
             "{total:?}"
         );
         assert!(total.rejected_foreign_key > 0, "{total:?}");
+        assert!(total.restores > 0 && total.lost_tails > 0, "{total:?}");
     }
 }
 

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use sync_core::protocol::HEADER_SCHEMA_VERSION;
 use sync_core::protocol::lineage::{HEADER_CHAIN, HEADER_LINEAGE, HEADER_REASON, HEADER_SUM};
-use sync_core::protocol::snapshot::HEADER_SEQ;
 use sync_core::protocol::snapshot::MEDIA_TYPE;
+use sync_core::protocol::snapshot::{HEADER_BATCH_ID, HEADER_BATCH_SEQ, HEADER_SEQ};
 
 /// `GET /v1/databases/{db}/snapshot`.
 pub async fn snapshot(
@@ -22,11 +22,29 @@ pub async fn snapshot(
 ) -> Result<Response, ApiError> {
     let token = crate::state::bearer(&headers)?;
     let reason = snapshot_reason(&headers);
-    let snap = state
+    let batch = match headers.get(HEADER_BATCH_ID).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(b)) if sync_core::protocol::valid_batch_id(b) => Some(b.to_string()),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "header {HEADER_BATCH_ID}: must be 1-64 characters of [A-Za-z0-9_-]"
+            )));
+        }
+    };
+    let (snap, batch_seq) = state
         .blocking(move |s| {
             let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
-            Ok(db.snapshot()?)
+            let snap = db.snapshot()?;
+            // Looked up in the same database (id) the snapshot came from: a restore swaps in
+            // another one.
+            let batch_seq = match &batch {
+                Some(b) => db
+                    .read(|c| sync_core::server::push::stored(c, &grant.device, b))??
+                    .map(|r| r.seq),
+                None => None,
+            };
+            Ok((snap, batch_seq))
         })
         .await?;
     state.shared().metrics.bytes_out(snap.len);
@@ -43,6 +61,9 @@ pub async fn snapshot(
     let text = |v: String| HeaderValue::from_str(&v).expect("hex digits");
     h.insert(HEADER_LINEAGE, text(snap.tip.lineage.to_string()));
     h.insert(HEADER_CHAIN, text(snap.tip.chain.to_string()));
+    if let Some(seq) = batch_seq {
+        h.insert(HEADER_BATCH_SEQ, HeaderValue::from(seq));
+    }
     if let Some(sum) = snap.tip.sum {
         h.insert(HEADER_SUM, text(sum.to_string()));
     }

@@ -111,8 +111,8 @@ pub async fn effect(
         .and_then(|s| s.parse().ok())
         .filter(|s| *s > 0)
         .ok_or_else(|| ApiError::bad_request("the log seq must be a positive integer"))?;
-    let q = query(q)?;
-    let len = q.len.min(upload::MAX_EFFECT_PART);
+    let mut q = query(q)?;
+    q.len = q.len.min(upload::MAX_EFFECT_PART);
     let token = crate::state::bearer(&headers)?;
     let (total, body) = state
         .blocking(move |s| {
@@ -120,8 +120,7 @@ pub async fn effect(
             let db = s.storage.get(grant.database_id)?;
             // Into a spool, so the read transaction ends before the first byte is sent.
             let mut spool = Spool::new(&s.body_limits.spool_dir, crate::body::SPOOL_IN_MEMORY);
-            let total =
-                db.read(|c| server::pull::effect_range(c, seq, q.offset, len, &mut spool))??;
+            let total = db.read(|c| server::pull::effect_range(c, seq, &q, &mut spool))??;
             let io = |e| ApiError::from_io("writing an effect range", e);
             let part = spool.finish().map_err(io)?;
             s.metrics.bytes_out(part.len());

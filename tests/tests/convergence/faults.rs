@@ -353,10 +353,14 @@ impl Transport for FaultyTransport {
         result
     }
 
-    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
-        self.faulty(format!("effect {seq} at {offset}"), || {
+    fn effect(
+        &self,
+        seq: i64,
+        query: &sync_core::protocol::upload::EffectQuery,
+    ) -> sync_client::Result<Vec<u8>> {
+        self.faulty(format!("effect {seq} at {}", query.offset), || {
             self.large.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
-            self.inner.effect(seq, offset, len)
+            self.inner.effect(seq, query)
         })
     }
 
@@ -404,7 +408,11 @@ impl Transport for FaultyTransport {
         }
     }
 
-    fn snapshot(&self, dest: &Path, reason: &str) -> sync_client::Result<(i64, u32)> {
+    fn snapshot(
+        &self,
+        dest: &Path,
+        request: &sync_client::transport::SnapshotRequest<'_>,
+    ) -> sync_client::Result<sync_client::transport::SnapshotGot> {
         {
             let mut s = self.state();
             if !s.bootstrap_expected {
@@ -416,10 +424,11 @@ impl Transport for FaultyTransport {
             self.note("snapshot dropped".into());
             return Err(injected("snapshot request dropped"));
         }
-        let result = self.inner.snapshot(dest, reason);
+        let result = self.inner.snapshot(dest, request);
         self.note(match &result {
-            Ok((seq, _)) => format!(
-                "snapshot at seq {seq}{}",
+            Ok(got) => format!(
+                "snapshot at seq {}{}",
+                got.seq,
                 if matches!(fate, Fate::LoseAnswer) {
                     " (download lost)"
                 } else {

@@ -44,8 +44,12 @@ impl Transport for Planting {
     fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
         self.real.push_uploaded(headers)
     }
-    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
-        self.real.effect(seq, offset, len)
+    fn effect(
+        &self,
+        seq: i64,
+        query: &sync_core::protocol::upload::EffectQuery,
+    ) -> sync_client::Result<Vec<u8>> {
+        self.real.effect(seq, query)
     }
     fn info(&self) -> Result<DatabaseInfo> {
         self.real.info()
@@ -70,8 +74,12 @@ impl Transport for Planting {
             tip: None,
         })
     }
-    fn snapshot(&self, dest: &Path, reason: &str) -> Result<(i64, u32)> {
-        self.real.snapshot(dest, reason)
+    fn snapshot(
+        &self,
+        dest: &Path,
+        request: &sync_client::transport::SnapshotRequest<'_>,
+    ) -> Result<sync_client::transport::SnapshotGot> {
+        self.real.snapshot(dest, request)
     }
     fn lease(&self, size: i64) -> Result<Lease> {
         self.real.lease(size)

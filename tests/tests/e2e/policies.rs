@@ -320,8 +320,12 @@ impl Transport for GatedPull {
     fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
         self.inner.push_uploaded(headers)
     }
-    fn effect(&self, seq: i64, offset: u64, len: u64) -> sync_client::Result<Vec<u8>> {
-        self.inner.effect(seq, offset, len)
+    fn effect(
+        &self,
+        seq: i64,
+        query: &sync_core::protocol::upload::EffectQuery,
+    ) -> sync_client::Result<Vec<u8>> {
+        self.inner.effect(seq, query)
     }
     fn info(&self) -> sync_client::Result<DatabaseInfo> {
         self.inner.info()
@@ -337,8 +341,12 @@ impl Transport for GatedPull {
         }
         self.inner.pull(query)
     }
-    fn snapshot(&self, dest: &Path, reason: &str) -> sync_client::Result<(i64, u32)> {
-        self.inner.snapshot(dest, reason)
+    fn snapshot(
+        &self,
+        dest: &Path,
+        request: &sync_client::transport::SnapshotRequest<'_>,
+    ) -> sync_client::Result<sync_client::transport::SnapshotGot> {
+        self.inner.snapshot(dest, request)
     }
     fn lease(&self, size: i64) -> sync_client::Result<Lease> {
         self.inner.lease(size)

@@ -42,6 +42,7 @@ use crate::protocol::lineage::Tip;
 use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
 use crate::protocol::push::PushHeaders;
 use crate::protocol::push::PushResponse;
+use crate::protocol::upload::EffectQuery;
 use rusqlite::Connection;
 use std::path::PathBuf;
 
@@ -120,13 +121,16 @@ pub enum Step {
     Effect {
         /// The entry.
         seq: i64,
-        /// First byte.
-        offset: u64,
-        /// Most bytes.
-        len: u64,
+        /// The range, with the position of the page the entry came in (checked by the
+        /// server: the effect must be from the same history).
+        query: EffectQuery,
     },
-    /// Download a snapshot to a file; answer with [`Reply::Snapshot`].
-    Snapshot,
+    /// Download a snapshot to a file, asking where the batch in flight (`batch`, if any)
+    /// stands in its history; answer with [`Reply::Snapshot`].
+    Snapshot {
+        /// The id of the batch in flight.
+        batch: Option<String>,
+    },
     /// The sync is complete; [`Cycle::report`] says what it did.
     Done,
 }
@@ -146,7 +150,13 @@ pub enum Reply {
     /// The bytes of an effect range.
     Effect(Vec<u8>),
     /// The downloaded snapshot file (it may be removed once `feed` returns).
-    Snapshot(PathBuf),
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// Where the batch asked about stands: `Some(Some(seq))` logged at `seq` in the
+        /// snapshot's history, `Some(None)` not in it, `None` not asked or not told.
+        batch_seq: Option<Option<i64>>,
+    },
     /// The server answered with an error envelope of this code.
     Refused(ErrorCode),
 }
@@ -218,6 +228,10 @@ pub struct Cycle {
     checked: bool,
     /// Why the next snapshot is wanted.
     snapshot_reason: &'static str,
+    /// The server's head as the last page said.
+    head_seq: Option<i64>,
+    /// The batch in flight was pushed again for the bootstrap under way.
+    repushed: bool,
 }
 
 impl Cycle {
@@ -241,6 +255,8 @@ impl Cycle {
             tip: None,
             checked: false,
             snapshot_reason: "cursor",
+            head_seq: None,
+            repushed: false,
         }
     }
 
@@ -291,9 +307,20 @@ impl Cycle {
                     let offset = f.spool.len();
                     let len = (f.len - offset).min(self.config.effect_part_bytes.max(1));
                     let seq = f.seq;
-                    return Ok(self.ask(Asked::Effect, Step::Effect { seq, offset, len }));
+                    let query = EffectQuery {
+                        offset,
+                        len,
+                        lineage: self.tip.map(|t| t.lineage),
+                        at: self.tip.map(|t| t.seq),
+                        chain: self.tip.map(|t| t.chain),
+                    };
+                    return Ok(self.ask(Asked::Effect, Step::Effect { seq, query }));
                 }
                 Phase::Pull => {
+                    if let Some(phase) = self.rebase_first(conn)? {
+                        self.phase = phase;
+                        continue;
+                    }
                     let since = match self.entries.last() {
                         Some(e) => e.seq,
                         None => cursor(conn)?,
@@ -304,6 +331,14 @@ impl Cycle {
                     return Ok(self.ask(Asked::Pull, Step::Pull(query)));
                 }
                 Phase::Bootstrap => {
+                    // The batch in flight is pushed again first, answered or not: the server's
+                    // idempotency record says where it stands in the history the snapshot
+                    // comes from (an answer kept from before may name an entry a restore or a
+                    // lost tail took away).
+                    if !self.repushed && inflight(conn)?.is_some() {
+                        super::state::forget_answer(conn)?;
+                        self.repushed = true;
+                    }
                     let unanswered = inflight(conn)?.is_some_and(|f| f.acked_seq.is_none());
                     if unanswered
                         && let Some(batch) = prepare_push(
@@ -315,7 +350,8 @@ impl Cycle {
                     {
                         return Ok(self.send(batch, Asked::BootstrapPush));
                     }
-                    return Ok(self.ask(Asked::Snapshot, Step::Snapshot));
+                    let batch = inflight(conn)?.map(|f| f.batch_id);
+                    return Ok(self.ask(Asked::Snapshot, Step::Snapshot { batch }));
                 }
                 Phase::EndOfRound => {
                     self.round += 1;
@@ -405,11 +441,16 @@ impl Cycle {
             (
                 Asked::Pull | Asked::Effect,
                 Reply::Refused(
-                    ErrorCode::CursorTooOld | ErrorCode::CursorAhead | ErrorCode::NotFound,
+                    code @ (ErrorCode::CursorTooOld | ErrorCode::CursorAhead | ErrorCode::NotFound),
                 ),
             ) if self.bootstraps < self.config.max_bootstraps => {
                 // Pages pulled before the log moved out of reach are superseded by the
-                // snapshot (an effect compacted away while it was fetched, likewise).
+                // snapshot (an effect compacted away while it was fetched, likewise). A cursor
+                // ahead of the head means the history was rewound: the answer of a batch in
+                // flight may name an entry that is gone, so it is pushed again first.
+                if code == ErrorCode::CursorAhead {
+                    super::state::forget_position(conn)?;
+                }
                 self.entries.clear();
                 self.entry_bytes = 0;
                 self.large.clear();
@@ -419,9 +460,10 @@ impl Cycle {
                 self.phase = Phase::Bootstrap;
                 Ok(())
             }
-            (Asked::Snapshot, Reply::Snapshot(path)) => {
+            (Asked::Snapshot, Reply::Snapshot { path, batch_seq }) => {
+                self.repushed = false;
                 let scratch = self.config.scratch_dir.clone();
-                let r = bootstrap(conn, &path, scratch.as_deref(), now_ms)?;
+                let r = bootstrap(conn, &path, scratch.as_deref(), batch_seq, now_ms)?;
                 self.report.bootstrapped = true;
                 self.report.new_conflicts += r.new_conflicts;
                 self.report.rejected_transactions += r.new_rejected;
@@ -458,6 +500,7 @@ impl Cycle {
             .sum::<usize>();
         self.entries.extend(page.entries);
         self.tip = page.tip;
+        self.head_seq = Some(page.head_seq);
         self.after_page(conn, now_ms)
     }
 

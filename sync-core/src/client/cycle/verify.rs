@@ -22,6 +22,21 @@ impl Cycle {
         Ok(state::synced(conn)?.position)
     }
 
+    /// Where the cycle goes instead of pulling, if anywhere: the position was forgotten (the
+    /// server's history changed), so a snapshot comes first — or, with no bootstrap left in
+    /// this sync, the sync ends (a pull now would land in the wrong history).
+    pub(super) fn rebase_first(&mut self, conn: &Connection) -> Result<Option<Phase>, CycleError> {
+        if !self.entries.is_empty() || !state::rebase_due(conn)? {
+            return Ok(None);
+        }
+        if self.bootstraps >= self.config.max_bootstraps {
+            return Ok(Some(Phase::Done));
+        }
+        self.bootstraps += 1;
+        self.snapshot_reason = "lineage";
+        Ok(Some(Phase::Bootstrap))
+    }
+
     /// Why the snapshot the cycle asks for ([`super::Step::Snapshot`]) is wanted, for the
     /// server's metrics: `cursor` (out of the log), `lineage`, `chain` (the server's history
     /// changed), `checksum` or `diverged` (a repair).
@@ -76,6 +91,18 @@ impl Cycle {
     /// compare it with the server's at the cursor; then the round ends.
     pub(super) fn verify_idle(&mut self, conn: &Connection) -> Result<(), CycleError> {
         self.phase = Phase::EndOfRound;
+        // Nothing more to pull, and the server's head is below the seq it answered our batch
+        // with: its log lost that tail. The batch counts as unanswered and is pushed again.
+        if let Some(head) = self.head_seq
+            && state::inflight(conn)?
+                .and_then(|f| f.acked_seq)
+                .is_some_and(|a| a > head)
+        {
+            state::forget_answer(conn)?;
+            self.report.divergences.push(format!(
+                "the server's log lost the entry of our batch (head {head}): pushing it again"
+            ));
+        }
         if !self.config.full_check || self.checked {
             return Ok(());
         }
