@@ -10,8 +10,9 @@
 //!    two binaries first on PATH and no `SYNC_*` variable inherited. Each line must exit with
 //!    0, or with the status its comment names (`# … exit status 1 …`). A line that does not
 //!    work — a missing file, a name nothing created, an unknown flag — fails the test.
-//! 3. A few outputs are checked too (the note is found by `search` on both devices, the diff
-//!    holds the two edits, the second device's edit reaches the first).
+//! 3. A few outputs are checked too (the note is found by `search` on both devices, the
+//!    second device's edit reaches the first, `validate` prints what README says, the
+//!    changesets README calls empty are).
 //!
 //! The substitutions, all of them:
 //!
@@ -20,7 +21,8 @@
 //!   `./sync-data` there), except that `SYNC_LISTEN=127.0.0.1:0` picks a free port instead of
 //!   8787; `127.0.0.1:8787` in README's lines is rewritten to that address. The banner is read
 //!   from its standard output and its commands (the indented lines but the token's) run right
-//!   there, as README tells a newcomer to do.
+//!   there, as README tells a newcomer to do (README quotes them, with `sst_3uQ0…` for the
+//!   token; that they match is checked too).
 //! - `cargo install --locked --path sync-cli` and `… --path sync-server` (README's and the
 //!   banner's) are skipped: the built binaries are already on PATH. They are debug builds
 //!   when the tests are, not README's `--release` ones.
@@ -39,6 +41,8 @@ const INSTALLS: [&str; 2] = [
     "cargo install --locked --path sync-server",
 ];
 const README_ADDR: &str = "127.0.0.1:8787";
+/// How README writes the token the banner prints.
+const README_TOKEN: &str = "sst_3uQ0…";
 /// The whole walk-through; a line left running (say, `sync --watch`) fails the test then.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -47,8 +51,23 @@ const OUTPUTS: [(&str, &str); 5] = [
     ("sync-cli search demo.db milk", "Buy milk"),
     ("sync-cli rejected list demo.db", "no rejected transactions"),
     ("sync-cli search phone.db milk", "Buy milk"),
-    ("sync-cli query demo.db \"SELECT body FROM notes\"", "and eggs"),
-    ("sync-cli validate edits.cs", "valid: 2 changes in 2 tables"),
+    (
+        "sync-cli query demo.db \"SELECT body FROM notes\"",
+        "and eggs",
+    ),
+    (
+        "sync-cli validate edits.cs",
+        "valid: 2 changes in 2 tables, 82 bytes",
+    ),
+];
+
+/// Files the walk-through leaves, and whether README says they are empty.
+const FILES: [(&str, bool); 5] = [
+    ("edits.cs", false),
+    ("undo.cs", false),
+    ("rest.cs", true),
+    ("both.cs", true),
+    ("none.cs", true),
 ];
 
 fn workspace() -> PathBuf {
@@ -89,6 +108,11 @@ fn readme_sh_lines(readme: &str) -> Vec<String> {
     lines
 }
 
+/// A line without its trailing comment (what the substitutions compare).
+fn command_of(line: &str) -> &str {
+    line.find(" #").map_or(line, |i| &line[..i]).trim_end()
+}
+
 /// The exit status a README line's comment names (`# … exit status 1 …`), else 0.
 fn expected_status(line: &str) -> i32 {
     let Some(comment) = line.find(" #").map(|i| &line[i..]) else {
@@ -114,7 +138,15 @@ fn build_binaries() -> PathBuf {
     };
     let started = Instant::now();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--profile", profile, "-p", "sync-server", "-p", "sync-cli"])
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "sync-server",
+            "-p",
+            "sync-cli",
+        ])
         .current_dir(workspace())
         .status()
         .expect("cannot run cargo");
@@ -124,7 +156,10 @@ fn build_binaries() -> PathBuf {
         started.elapsed().as_secs_f64()
     );
     for bin in ["sync-server", "sync-cli"] {
-        assert!(profile_dir.join(bin).is_file(), "no {bin} in {profile_dir:?}");
+        assert!(
+            profile_dir.join(bin).is_file(),
+            "no {bin} in {profile_dir:?}"
+        );
     }
     profile_dir.to_path_buf()
 }
@@ -139,8 +174,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts the main job in `dir`; returns it, its address and its banner's commands.
-fn start_main_job(bin: &Path, dir: &Path) -> (Server, String, Vec<String>) {
+/// Starts the main job in `dir`; returns it, its address, its token and its banner's
+/// commands.
+fn start_main_job(bin: &Path, dir: &Path) -> (Server, String, String, Vec<String>) {
     let mut child = Command::new(bin.join("sync-server"))
         .current_dir(dir)
         .env_clear()
@@ -177,10 +213,26 @@ fn start_main_job(bin: &Path, dir: &Path) -> (Server, String, Vec<String>) {
         .map(str::to_string)
         .collect();
     assert!(
-        commands.iter().any(|c| c.starts_with("sync-cli init demo.db ")),
+        commands
+            .iter()
+            .any(|c| c.starts_with("sync-cli init demo.db ")),
         "the banner prints no init command: {banner:#?}"
     );
-    (server, addr, commands)
+    (server, addr, token, commands)
+}
+
+/// README quotes the banner's commands (in a ```text block, since the token differs): they
+/// must be the banner's, with README's token and address.
+fn check_readme_quotes_banner(readme: &str, banner: &[String], token: &str, addr: &str) {
+    for command in banner {
+        let quoted = command
+            .replace(token, README_TOKEN)
+            .replace(addr, README_ADDR);
+        assert!(
+            readme.lines().any(|l| l == quoted),
+            "README does not quote the banner's command {quoted:?}"
+        );
+    }
 }
 
 /// The environment the walk-through runs in: this one without `SYNC_*` variables.
@@ -204,7 +256,8 @@ fn readme_and_banner_commands_work_as_written() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let lines = readme_sh_lines(&readme);
     assert!(
-        lines.iter().any(|l| l == MAIN_JOB) && lines.iter().any(|l| l == TEST_COMMAND),
+        lines.iter().any(|l| command_of(l) == MAIN_JOB)
+            && lines.iter().any(|l| command_of(l) == TEST_COMMAND),
         "README shows the two commands: {lines:#?}"
     );
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
@@ -225,14 +278,16 @@ fn readme_and_banner_commands_work_as_written() {
     let mut server = None;
     let mut steps = Vec::new();
     for line in lines {
-        if line == TEST_COMMAND || INSTALLS.contains(&line.as_str()) {
+        let command = command_of(&line);
+        if command == TEST_COMMAND || INSTALLS.contains(&command) {
             continue;
         }
-        if line == MAIN_JOB {
+        if command == MAIN_JOB {
             assert!(server.is_none(), "README runs the main job twice");
-            let (running, addr, commands) = start_main_job(&bin, dir);
+            let (running, addr, token, commands) = start_main_job(&bin, dir);
+            check_readme_quotes_banner(&readme, &commands, &token, &addr);
             for command in commands {
-                if !INSTALLS.contains(&command.as_str()) {
+                if !INSTALLS.contains(&command_of(&command)) {
                     steps.push(Step {
                         source: "banner",
                         line: command,
@@ -306,9 +361,18 @@ fn readme_and_banner_commands_work_as_written() {
     for (i, step) in steps.iter().enumerate() {
         let status: Option<i32> = read(i, "rc").trim().parse().ok();
         let stdout = read(i, "out");
+        // The transcript (shown with --nocapture, or when the test fails).
+        eprintln!(
+            "$ {}\n{stdout}{}[exit status {status:?}]",
+            step.line,
+            read(i, "err")
+        );
         let mut wrong = Vec::new();
         if status != Some(step.expected) {
-            wrong.push(format!("exit status {status:?}, expected {}", step.expected));
+            wrong.push(format!(
+                "exit status {status:?}, expected {}",
+                step.expected
+            ));
         }
         for (start, text) in OUTPUTS {
             if step.line.starts_with(start) && !stdout.contains(text) {
@@ -323,6 +387,13 @@ fn readme_and_banner_commands_work_as_written() {
                 wrong.join("; "),
                 read(i, "err")
             ));
+        }
+    }
+    for (name, empty) in FILES {
+        match std::fs::metadata(dir.join(name)) {
+            Ok(m) if (m.len() == 0) == empty => {}
+            Ok(m) => failures.push(format!("{name} has {} bytes", m.len())),
+            Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
     assert!(
