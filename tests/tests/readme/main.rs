@@ -1,10 +1,11 @@
-//! README's newcomer path, run as written: every line of README's ```sh blocks and every
+//! README's newcomer path, run as written: every line of README's `sh` code blocks and every
 //! command the server's first-start banner prints, in order, against the real binaries.
 //!
 //! How it runs:
 //!
 //! 1. `$CARGO build -p sync-server -p sync-cli` (the profile this test was built with) puts
-//!    the two binaries in the workspace's target directory.
+//!    the two binaries in the workspace's target directory. After `cargo test`'s own build
+//!    they are fresh (it built them with the same features) and this takes about 0.2 s.
 //! 2. README's lines run one after another in one `bash` (so `TOKEN=$(…)` on one line is seen
 //!    by the next), in a scratch directory that stands for the root of the clone, with the
 //!    two binaries first on PATH and no `SYNC_*` variable inherited. Each line must exit with
@@ -77,7 +78,7 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The lines of README's ```sh blocks, `\`-continued lines joined, comment-only and blank
+/// The lines of README's `sh` code blocks, `\`-continued lines joined, comment-only and blank
 /// lines left out.
 fn readme_sh_lines(readme: &str) -> Vec<String> {
     let mut lines = Vec::new();
@@ -221,7 +222,7 @@ fn start_main_job(bin: &Path, dir: &Path) -> (Server, String, String, Vec<String
     (server, addr, token, commands)
 }
 
-/// README quotes the banner's commands (in a ```text block, since the token differs): they
+/// README quotes the banner's commands (in a `text` code block, since the token differs): they
 /// must be the banner's, with README's token and address.
 fn check_readme_quotes_banner(readme: &str, banner: &[String], token: &str, addr: &str) {
     for command in banner {
