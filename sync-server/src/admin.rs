@@ -291,6 +291,12 @@ pub const DEMO_USER: &str = "demo";
 pub const DEMO_DATABASE: &str = "demo";
 /// The demo device.
 pub const DEMO_DEVICE: &str = "demo-device";
+/// The columns of the embedded demo schema (`schema/0001_init.sql`) that the first-start
+/// banner's `sync-cli init` indexes for full-text search (`--fts`).
+pub const DEMO_FTS: &str = "notes:title,body";
+/// How the first-start banner tells a newcomer to get `sync-cli`: run from the root of the
+/// source tree, as README's walk-through does.
+pub const DEMO_INSTALL_CLI: &str = "cargo install --locked --path sync-cli";
 
 /// On a data directory whose catalog has no user yet: creates user `demo`, database `demo`
 /// and a token for device `demo-device`, and returns the token. Otherwise `None`.

@@ -127,15 +127,22 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             } else {
                 addr.to_string()
             };
+            // Every indented line after the token is a command that works as printed (README's
+            // walk-through and the `readme` test run them).
             writeln!(
                 out,
-                "First start: created user \"{}\", database \"{}\" and a token for device \"{}\":\n\n    {token}\n\n\
-                 The token is shown only this once. Connect a client with:\n\n    \
-                 sync-cli init demo.db --server http://{host} --token {token} --database {}\n",
-                admin::DEMO_USER,
-                admin::DEMO_DATABASE,
-                admin::DEMO_DEVICE,
-                admin::DEMO_DATABASE,
+                "First start: created user \"{user}\", database \"{db}\" and a token for device \"{device}\":\n\n    \
+                 {token}\n\n\
+                 The token is shown only this once. Connect a client, from the session-sync source tree \
+                 (the first\nline puts sync-cli on PATH, the second makes demo.db: a local copy with \
+                 full-text search on notes):\n\n    \
+                 {install}\n    \
+                 sync-cli init demo.db --server http://{host} --token {token} --database {db} --fts {fts}\n",
+                user = admin::DEMO_USER,
+                db = admin::DEMO_DATABASE,
+                device = admin::DEMO_DEVICE,
+                install = admin::DEMO_INSTALL_CLI,
+                fts = admin::DEMO_FTS,
             )?;
         }
         writeln!(out, "sync-server listening on http://{addr}")?;

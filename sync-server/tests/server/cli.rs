@@ -117,11 +117,26 @@ async fn first_start_creates_the_demo_and_prints_how_to_connect() {
         .find(|w| w.starts_with("sst_"))
         .unwrap_or_else(|| panic!("no token in {banner}"))
         .to_string();
-    let command = format!(
-        "sync-cli init demo.db --server http://127.0.0.1:{} --token {token} --database demo",
-        server.addr.port()
+    // The commands: every indented line but the token's, each of which works as printed
+    // (the `readme` test of session-sync-tests runs them).
+    let commands: Vec<&str> = server
+        .banner
+        .iter()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| *l != token)
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo install --locked --path sync-cli".to_string(),
+            format!(
+                "sync-cli init demo.db --server http://127.0.0.1:{} --token {token} \
+                 --database demo --fts notes:title,body",
+                server.addr.port()
+            ),
+        ],
+        "{banner}"
     );
-    assert!(banner.contains(&command), "{banner}");
     let http = reqwest::Client::new();
     let r = http
         .get(format!("http://{}/v1/databases/demo", server.addr))
