@@ -12,6 +12,7 @@
 //! | [`migrations`] | the app schema: numbered SQL migrations or the embedded demo, applied at open |
 //! | [`catalog`] | `catalog.db`: users, devices, token hashes, databases (name → id), grants |
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
+//! | [`import`] | `db import`: an existing SQLite file's schema and rows become a new database |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
@@ -38,6 +39,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod events;
+pub mod import;
 pub mod memory;
 pub mod metrics;
 pub mod migrations;

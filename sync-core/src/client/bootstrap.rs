@@ -84,10 +84,23 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
     std::fs::copy(snapshot, dest).map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
     let conn = Connection::open(dest)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; DROP TABLE _sync_snapshot;")?;
-    super::install(&conn)?;
-    set_state(&conn, "cursor", seq)?;
-    set_schema_version(&conn, version)?;
+    take_snapshot_position(&conn, seq, version)?;
     Ok(conn)
+}
+
+/// Installs the client tables and records a snapshot's position (its seq as the cursor, its
+/// schema version): the state of a copy whose synced part is the snapshot's content. `init`
+/// uses it on the snapshot's own copy; adopting a file uses it on the file (whose synced part
+/// is the snapshot's empty tables). Read the position with [`snapshot_meta`].
+pub fn take_snapshot_position(
+    conn: &Connection,
+    seq: i64,
+    version: u32,
+) -> Result<(), ClientError> {
+    super::install(conn)?;
+    set_state(conn, "cursor", seq)?;
+    set_schema_version(conn, version)?;
+    Ok(())
 }
 
 /// Re-bases the local database on a snapshot: in one transaction, make every app table equal
