@@ -264,8 +264,8 @@ fn check_file(conn: &Connection, snapshot: &Path, database: &str) -> Result<()> 
         return Err(Error::new(
             ErrorKind::Schema,
             format!(
-                "the file's schema differs from database {database}'s on the server ({} \
-                 difference(s)): {}",
+                "the file's schema differs from that of database {database} on the server \
+                 ({} difference(s)): {}",
                 diffs.len(),
                 shown.join("; ")
             ),

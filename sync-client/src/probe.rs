@@ -58,21 +58,7 @@ pub fn file_kind(path: &Path) -> Result<FileKind> {
     if header[18] != 2 || header[19] != 2 {
         return Ok(FileKind::Plain);
     }
-    let wal = companion(path, "-wal");
-    let wal_has_content = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-    let conn = if wal_has_content {
-        Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-    } else {
-        Connection::open_with_flags(
-            immutable_uri(path)?,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-    }?;
+    let conn = open_untouched(path)?;
     let found: i64 = match conn.query_row(
         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
          AND name IN ('_sync_outbox', '_sync_client')",
@@ -89,6 +75,26 @@ pub fn file_kind(path: &Path) -> Result<FileKind> {
         FileKind::SyncCopy
     } else {
         FileKind::Plain
+    })
+}
+
+/// A read-only connection to `path` that leaves nothing behind: `immutable=1` (no lock, no
+/// `-wal`/`-shm`) unless a `-wal` with content exists, whose pages only an ordinary reader
+/// sees. For reading a schema; a file another program is writing may change under it.
+pub fn open_untouched(path: &Path) -> Result<Connection> {
+    let wal_has_content = std::fs::metadata(companion(path, "-wal")).is_ok_and(|m| m.len() > 0);
+    Ok(if wal_has_content {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?
+    } else {
+        Connection::open_with_flags(
+            immutable_uri(path)?,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?
     })
 }
 

@@ -13,10 +13,12 @@
 //! | `interop` | changesets from `sqldiff` and the shell's `.session` are read and applied; our `diff` agrees with `sqldiff` |
 //! | `commands` | each command's exit statuses, `--help`, error messages, `-` for stdin/stdout, broken pipes |
 //! | `json` | the JSON lines of `inspect` and the JSON reports parse and round-trip to sync-core types |
+//! | `adopt` | existing data starts syncing (Chinook imported by the server, adopted by a device); read-only commands leave plain files byte-identical |
 //! | `client` | the client commands (init, exec, query, sync, status, search) offline and against a real server in this process (`server`) |
 //!
 //! Fixture: `tests/data/chinook.sqlite` (the Chinook sample database; licence next to it).
 
+mod adopt;
 mod client;
 mod commands;
 mod common;
