@@ -353,3 +353,74 @@ fn commands_that_only_read_refuse_a_plain_file_and_leave_it_byte_identical() {
         assert_eq!(listing(&dir), before, "inspect --db changed the directory");
     }
 }
+
+#[test]
+fn a_killed_adopt_leaves_the_original_file_or_a_working_copy() {
+    let scratch = Scratch::new();
+    let fixture = scratch.chinook("fixture.sqlite");
+    let original = sha256(&fixture);
+    let server = Server::start(Some(chinook_schema(&scratch, &fixture)));
+    server.create("chinook");
+    let token = server.token("laptop");
+    let args = |db: &Path| {
+        vec![
+            "init".to_string(),
+            s(db).to_string(),
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            token.clone(),
+            "--database".into(),
+            "chinook".into(),
+            "--adopt".into(),
+        ]
+    };
+    let timed = scratch.chinook("timed.db");
+    let started = std::time::Instant::now();
+    sync_cli(args(&timed)).expect(0);
+    let full = started.elapsed();
+    let seed: u64 = std::env::var("SYNC_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("kill seed {seed} (replay with SYNC_KILL_SEED={seed}); an adopt takes {full:?}");
+    let mut state = seed | 1;
+    let (mut kept, mut adopted) = (0, 0);
+    for i in 0..20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let db = scratch.chinook(&format!("k{i}.db"));
+        let delay = full.mul_f64((state % 1000) as f64 / 1000.0 * 1.2);
+        let mut child = std::process::Command::new(crate::common::sync_cli_path())
+            .args(args(&db))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        child.wait().unwrap();
+        if sha256(&db) == original {
+            // Untouched: still the plain file, and adopting it again works.
+            kept += 1;
+            server.init(&db, "chinook", "laptop", true).expect(0);
+        } else {
+            adopted += 1;
+        }
+        // Either way it is now a complete copy with every row pending.
+        let run = sync_cli(["status", s(&db), "--format", "json"]).expect(0);
+        let status: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert_eq!(
+            status["pending_changesets"], 1,
+            "k{i}.db after a kill at {delay:?}"
+        );
+        assert_equal(&fixture, &db);
+    }
+    println!("{kept} kept as they were, {adopted} adopted whole");
+}
