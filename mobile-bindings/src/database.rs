@@ -51,8 +51,9 @@ impl SyncDatabase {
 #[uniffi::export]
 impl SyncDatabase {
     /// Opens the database at `path`. With server settings and no file yet, first makes a
-    /// local copy of the server's database (needs the network once); afterwards it opens
-    /// offline.
+    /// local copy of the server's database (needs the network once); with `adopt_existing`
+    /// and a plain SQLite file there, makes that file a copy keeping its rows (needs the
+    /// network once); afterwards it opens offline.
     #[uniffi::constructor]
     pub fn open(path: String, config: DatabaseConfig) -> Result<Arc<Self>, SyncError> {
         guard(|| {
@@ -95,6 +96,13 @@ impl SyncDatabase {
             let client = match remote {
                 Some(remote) if !Path::new(&path).exists() => {
                     SyncClient::init(&path, remote, client_config)?
+                }
+                Some(remote)
+                    if config.adopt_existing
+                        && sync_client::file_kind(Path::new(&path))?
+                            == sync_client::FileKind::Plain =>
+                {
+                    SyncClient::adopt(&path, remote, client_config)?
                 }
                 _ => SyncClient::open(&path, client_config)?,
             };
@@ -314,6 +322,7 @@ mod tests {
             fts: vec![],
             background_sync: false,
             sync_interval_ms: 30_000,
+            adopt_existing: false,
         };
         let db = SyncDatabase::open(path, config).unwrap();
         db.shutdown();

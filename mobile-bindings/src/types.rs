@@ -105,6 +105,11 @@ pub struct DatabaseConfig {
     /// Background sync interval in milliseconds.
     #[uniffi(default = 30000)]
     pub sync_interval_ms: u64,
+    /// With server settings and an existing plain SQLite file at the path (an app's database
+    /// from before it synced): keep its rows and make them its first pending transactions
+    /// (`SyncClient::adopt`; the server database must have the same schema and no rows).
+    #[uniffi(default = false)]
+    pub adopt_existing: bool,
 }
 
 /// One statement of a batch.

@@ -167,7 +167,7 @@ impl ColumnNames {
     fn open(path: &Path) -> Result<ColumnNames, CliError> {
         Ok(ColumnNames {
             path: path.to_path_buf(),
-            conn: open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            conn: open_untouched(path)?,
             tables: HashMap::new(),
         })
     }
@@ -359,6 +359,25 @@ pub fn apply(args: &ApplyArgs) -> Result<Outcome, CliError> {
         (None, ApplyStatus::Clean) => Ok(Outcome::Clean),
         (None, _) => Ok(Outcome::Differences),
     }
+}
+
+/// Opens `path` read-only without leaving a `-wal`/`-shm` beside it (see
+/// `sync_client::probe::open_untouched`), failing here, with the path, when it is missing or
+/// not a database.
+fn open_untouched(path: &Path) -> Result<Connection, CliError> {
+    let open_error = |source| CliError::OpenDatabase {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.is_file() {
+        // SQLite's own error for a missing file, as every other command reports it.
+        return open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+    }
+    let conn =
+        sync_client::probe::open_untouched(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(open_error)?;
+    Ok(conn)
 }
 
 /// Opens a database that must already exist (without `SQLITE_OPEN_CREATE`) and reads its

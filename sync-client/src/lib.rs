@@ -9,6 +9,8 @@
 //! |---|---|
 //! | `client` | [`SyncClient`], the façade: `write`, `read`, `new_id`, `sync_now`, `status`, `search`, `close` |
 //! | `open` | `SyncClient::init` (a new copy from a snapshot) and `SyncClient::open` |
+//! | `adopt` | `SyncClient::adopt`: an existing file with data becomes a synced copy, its rows pending |
+//! | [`probe`] | what a file is (plain SQLite or a synced copy), found out without changing it |
 //! | `engine` | the pump: sync-core's sync cycle over the transport, with retries; what a sync tells when it ends |
 //! | `background` | the sync loop, server events and the indexer — threads that never hold the client |
 //! | `signal` | a wake-up flag with a timeout, for the background threads |
@@ -27,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod adopt;
 mod background;
 mod client;
 pub mod config;
@@ -36,6 +39,7 @@ mod fts;
 mod limits;
 mod lock;
 mod open;
+pub mod probe;
 mod readers;
 mod rejected;
 mod rowid;
@@ -46,11 +50,13 @@ pub mod transport;
 mod verify;
 mod writer;
 
+pub use adopt::ADOPT_TRANSACTION_BYTES;
 pub use client::SyncClient;
 pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
+pub use probe::{FileKind, file_kind};
 pub use rejected::{Redone, Rejected, RejectedBy, RejectedReason};
 pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};

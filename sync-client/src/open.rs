@@ -35,7 +35,7 @@ impl Drop for Created<'_> {
 }
 
 /// Removes a database file and its companions (WAL, shared memory, journal).
-fn remove_database_files(base: &Path) {
+pub(crate) fn remove_database_files(base: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = base.as_os_str().to_owned();
         p.push(suffix);
@@ -44,7 +44,7 @@ fn remove_database_files(base: &Path) {
 }
 
 /// Removes the scratch directories of earlier, killed inits of the same target.
-fn remove_stale_scratch(dir: &Path, prefix: &str) {
+pub(crate) fn remove_stale_scratch(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -190,7 +190,7 @@ impl SyncClient {
 
     /// [`open`](Self::open) with the writer lock already held; the lock moves into the client
     /// on success and stays with the caller on failure.
-    fn open_locked(
+    pub(crate) fn open_locked(
         path: PathBuf,
         config: ClientConfig,
         writer_lock: &mut Option<crate::lock::WriterLock>,

@@ -39,6 +39,26 @@ pub enum DbCommand {
         #[arg(long)]
         owner: String,
     },
+    /// Make an existing SQLite file's schema and rows a new database; its owner gets
+    /// read-write access. The file is read with one consistent read and never written.
+    ///
+    /// With --schema (the directory the server runs with) the file's schema must equal the
+    /// one those migrations make, and the database follows later migrations. Without it the
+    /// file's schema becomes the database's own migration 1: the server's migrations are
+    /// never applied to it (docs/operations.md, "Importing existing data").
+    Import {
+        /// Database name (1-63 characters of a-z, 0-9, '-' and '_'); must not exist.
+        name: String,
+        /// The SQLite file to import.
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// The owning user.
+        #[arg(long)]
+        owner: String,
+        /// The server's migrations directory: the file's schema must be the one it makes.
+        #[arg(long, value_name = "DIR")]
+        schema: Option<std::path::PathBuf>,
+    },
     /// Give a user access to a database (read-write unless --read-only).
     Grant {
         /// The database.
@@ -137,6 +157,9 @@ pub enum AdminError {
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// An import was refused or failed (nothing was created).
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -189,6 +212,28 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
             writeln!(
                 out,
                 "created database {name} (owner {owner}, file dbs/{id}.db)"
+            )?;
+        }
+        DbCommand::Import {
+            name,
+            from,
+            owner,
+            schema,
+        } => {
+            drop(conn);
+            let made = crate::import::import(data_dir, name, from, owner, schema.as_deref())?;
+            let schema_text = if made.own_schema {
+                "its own schema, version 1".to_string()
+            } else {
+                format!("schema version {}", made.schema_version)
+            };
+            writeln!(
+                out,
+                "imported {} as database {name} (owner {owner}, file dbs/{}.db): {} tables, {} rows, {schema_text}",
+                from.display(),
+                made.id,
+                made.tables,
+                made.rows
             )?;
         }
         DbCommand::Grant {

@@ -13,6 +13,7 @@
 //! | [`catalog`] | `catalog.db`: users, devices, token hashes, databases (name → id), grants |
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
 //! | [`lifecycle`] | `db backup`, `db restore` (to a seq or a time, with a new lineage), `db revert` |
+//! | [`import`] | `db import`: an existing SQLite file's schema and rows become a new database |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
@@ -40,6 +41,7 @@ pub mod conn;
 pub mod error;
 pub mod events;
 pub mod lifecycle;
+pub mod import;
 pub mod memory;
 pub mod metrics;
 pub mod migrations;

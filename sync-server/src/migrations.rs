@@ -6,7 +6,7 @@
 //! must be trackable by the session extension ([`sync_core::engine::schema::check_trackable`]): a table
 //! without a primary key would silently never sync, so the server refuses to serve it.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
@@ -86,6 +86,34 @@ pub enum MigrationError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// The `_sync_meta` key that marks a database keeping the schema it was imported with (see
+/// [`crate::import`]): the server's migrations are never applied to it.
+pub const OWN_SCHEMA_KEY: &str = "own_schema";
+
+/// The version of a database's own schema, if it keeps one (see the module docs); `None` for
+/// a database that follows the server's migrations. Reads only.
+pub fn own_schema_version(conn: &Connection) -> rusqlite::Result<Option<u32>> {
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_sync_meta'",
+        [],
+        |r| Ok(r.get::<_, i64>(0)? > 0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let own: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM _sync_meta WHERE key = ?1",
+            [OWN_SCHEMA_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if own.unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    Ok(Some(server::schema_version(conn)?))
+}
+
 /// One migration: version `n` turns a database at version `n - 1` into version `n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -112,6 +140,21 @@ impl AppSchema {
                 file: "0001_init.sql (embedded)".into(),
                 sql: DEMO_INIT.into(),
             }],
+        }
+    }
+
+    /// The schema of a database that keeps its own (imported without `--schema`, see
+    /// [`crate::import`]): `version` migrations, all already applied, so opening it runs
+    /// nothing and checks only that it can still be tracked.
+    pub fn imported(version: u32) -> Self {
+        AppSchema {
+            migrations: (1..=version)
+                .map(|v| Migration {
+                    version: v,
+                    file: format!("{v:04} (the schema the database was imported with)"),
+                    sql: String::new(),
+                })
+                .collect(),
         }
     }
 

@@ -7,10 +7,15 @@ use crate::output::Stdout;
 use std::path::PathBuf;
 use sync_client::{ClientConfig, FtsTable, RemoteConfig, SyncClient};
 
-/// Create DB, a local copy of a server database, from a snapshot.
+/// Create DB, a local copy of a server database, from a snapshot; or, with --adopt, make the
+/// existing file DB a synced copy that keeps its rows.
 ///
 /// Downloads a snapshot of DATABASE and stores the server settings (and the search
-/// configuration) in DB, so later commands need only DB. DB must not exist. The token is a device token from `sync-server token issue USER --device NAME`;
+/// configuration) in DB, so later commands need only DB. DB must not exist. With --adopt, DB
+/// is an existing SQLite file (closed by every other program) whose schema equals DATABASE's
+/// and DATABASE has no rows: DB's rows become its first pending transactions, pushed by the
+/// next `sync-cli sync` (parents before children, uploaded in parts when large). A refusal or
+/// failure leaves DB unchanged. The token is a device token from `sync-server token issue USER --device NAME`;
 /// pass it with --token or in the SYNC_TOKEN environment variable (keeps it out of `ps` and
 /// the shell history).
 ///
@@ -33,6 +38,9 @@ pub struct InitArgs {
     /// The index is a separate file, DB.fts, never synced.
     #[arg(long = "fts", value_name = "TABLE:COLUMN,…")]
     fts: Vec<FtsTable>,
+    /// DB exists and has data: keep it, and make its rows pending transactions.
+    #[arg(long)]
+    adopt: bool,
 }
 
 /// Runs `init`.
@@ -46,11 +54,30 @@ pub fn init(args: &InitArgs) -> Result<Outcome, CliError> {
         fts: args.fts.clone(),
         ..cli_config()
     };
-    let client =
-        SyncClient::init(&args.db, remote, config).map_err(|e| client_error(&args.db, e))?;
+    let client = if args.adopt {
+        SyncClient::adopt(&args.db, remote, config)
+    } else {
+        SyncClient::init(&args.db, remote, config)
+    }
+    .map_err(|e| client_error(&args.db, e))?;
     let status = client.status().map_err(|e| client_error(&args.db, e))?;
     client.close();
     let mut out = Stdout::new();
+    if args.adopt {
+        out.line(&format!(
+            "adopted {} into database {} on {} at seq {} (schema version {}): {} pending ({} bytes); `sync-cli sync {}` pushes them",
+            args.db.display(),
+            args.database,
+            args.server,
+            status.cursor,
+            status.schema_version,
+            super::changesets(status.pending_changesets),
+            status.pending_bytes,
+            args.db.display(),
+        ))?;
+        out.finish()?;
+        return Ok(Outcome::Clean);
+    }
     out.line(&format!(
         "initialized {} from database {} on {} at seq {} (schema version {})",
         args.db.display(),

@@ -39,7 +39,8 @@ pub(super) fn cli_config() -> ClientConfig {
 }
 
 /// Opens an existing local database (never creates one) with its stored settings; `fts`
-/// replaces the stored search configuration when not empty.
+/// replaces the stored search configuration when not empty. A plain SQLite file (not made by
+/// `init`) becomes a local-only copy: only `exec` does that (see [`open_copy`]).
 pub(super) fn open(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
     if !db.is_file() {
         return Err(CliError::Usage(format!(
@@ -47,6 +48,21 @@ pub(super) fn open(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError
             db.display()
         )));
     }
+    open_client(db, fts)
+}
+
+/// [`open`] for every command but `exec`: the file must already be a synced (or local-only)
+/// copy. Anything else is refused before the file is touched — no WAL switch, no tables, no
+/// lock file — so that commands which only read never convert a file.
+pub(super) fn open_copy(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
+    sync_client::probe::require_sync_copy(db).map_err(|e| match e.kind() {
+        sync_client::ErrorKind::Config => CliError::Usage(e.to_string()),
+        _ => client_error(db, e),
+    })?;
+    open_client(db, fts)
+}
+
+fn open_client(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
     SyncClient::open(
         db,
         ClientConfig {

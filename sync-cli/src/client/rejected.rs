@@ -1,6 +1,6 @@
 //! `sync-cli rejected list|show|redo|discard`: the transactions that could not be kept.
 
-use super::{client_error, datetime, open};
+use super::{client_error, datetime, open_copy};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -74,7 +74,7 @@ fn with_client(
     args: &IdArgs,
     f: impl FnOnce(&SyncClient, &IdArgs, &mut Stdout) -> Result<Outcome, CliError>,
 ) -> Result<Outcome, CliError> {
-    let client = open(&args.db, Vec::new())?;
+    let client = open_copy(&args.db, Vec::new())?;
     let mut out = Stdout::new();
     let result = f(&client, args, &mut out);
     client.close();
@@ -113,7 +113,7 @@ struct RejectedJson<'a> {
 }
 
 fn list(args: &ListArgs) -> Result<Outcome, CliError> {
-    let client = open(&args.db, Vec::new())?;
+    let client = open_copy(&args.db, Vec::new())?;
     let rejected = client.rejected().map_err(|e| client_error(&args.db, e));
     client.close();
     let rejected = rejected?;

@@ -1,6 +1,6 @@
 //! `sync-cli search`: full-text search over the local copy's index.
 
-use super::{client_error, open};
+use super::{client_error, open_copy};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -41,7 +41,7 @@ pub struct SearchArgs {
 
 /// Runs `search`.
 pub fn search(args: &SearchArgs) -> Result<Outcome, CliError> {
-    let client = open(&args.db, args.fts.clone())?;
+    let client = open_copy(&args.db, args.fts.clone())?;
     let hits = client
         .index_now()
         .and_then(|_| client.search(&args.terms, args.limit))

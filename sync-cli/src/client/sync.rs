@@ -1,7 +1,7 @@
 //! `sync-cli sync`: one sync, or `--watch` to keep syncing and print what happens.
 
 use super::{
-    changesets, client_error, clock, local_conflict_text, now_ms, open, remote_text,
+    changesets, client_error, clock, local_conflict_text, now_ms, open_copy, remote_text,
     server_conflict_text,
 };
 use crate::changeset_cmds::Outcome;
@@ -45,7 +45,7 @@ pub struct SyncArgs {
 
 /// Runs `sync`.
 pub fn sync(args: &SyncArgs) -> Result<Outcome, CliError> {
-    let client = open(&args.db, Vec::new())?;
+    let client = open_copy(&args.db, Vec::new())?;
     let before = client.status().map_err(|e| client_error(&args.db, e))?;
     let mut out = Stdout::new();
     let result = if args.watch {

@@ -182,8 +182,23 @@ fn client_commands_never_create_a_database() {
         assert!(run.stderr.contains("no such database"), "{}", run.stderr);
         assert!(!missing.exists(), "{args:?} created the database");
     }
-    // sync on a local-only database: nothing configured.
+    // sync on a plain file: refused before it is touched (init --adopt makes it a copy).
     let db = local_db(&scratch);
+    let before = crate::common::sha256(&db);
+    let run = sync_cli(["sync", s(&db)]).expect(2);
+    assert!(
+        run.stderr.contains("init") && run.stderr.contains("--adopt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(crate::common::sha256(&db), before);
+    // sync on a local-only copy (exec made it one): nothing configured.
+    sync_cli([
+        "exec",
+        s(&db),
+        "INSERT INTO notes(id, title) VALUES (1, 'x')",
+    ])
+    .expect(0);
     let run = sync_cli(["sync", s(&db)]).expect(2);
     assert!(
         run.stderr.contains("no server configured"),

@@ -14,10 +14,12 @@
 //! | `commands` | each command's exit statuses, `--help`, error messages, `-` for stdin/stdout, broken pipes |
 //! | `json` | the JSON lines of `inspect` and the JSON reports parse and round-trip to sync-core types |
 //! | `verify` | `verify` exits 1 for a copy changed behind the library's back, 0 once `sync` repaired it |
+//! | `adopt` | existing data starts syncing (Chinook imported by the server, adopted by a device); read-only commands leave plain files byte-identical |
 //! | `client` | the client commands (init, exec, query, sync, status, search) offline and against a real server in this process (`server`) |
 //!
 //! Fixture: `tests/data/chinook.sqlite` (the Chinook sample database; licence next to it).
 
+mod adopt;
 mod client;
 mod commands;
 mod common;

@@ -182,6 +182,19 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
     Ok(conn)
 }
 
+/// Installs the client tables and records a snapshot's position (its seq as the cursor with
+/// its lineage, chain value and checksum, its schema version): the state of a copy whose synced part is the snapshot's content. `init`
+/// uses it on the snapshot's own copy; adopting a file uses it on the file (whose synced part
+/// is the snapshot's empty tables). Read the position with [`snapshot_meta`].
+pub fn take_snapshot_position(conn: &Connection, info: &SnapshotInfo) -> Result<(), ClientError> {
+    super::install(conn)?;
+    // The synced part is the snapshot's content, whatever else the tables hold (an adopted
+    // file's rows become pending transactions): its checksum is the snapshot's.
+    record_position(conn, info, info.tip.and_then(|t| t.sum))?;
+    set_schema_version(conn, info.schema_version)?;
+    Ok(())
+}
+
 /// Re-bases the local database on a snapshot: in one transaction, make every app table equal
 /// to the snapshot's, set the cursor to the snapshot's seq, redo pending (large pending
 /// transactions through files in `scratch`).

@@ -8,6 +8,7 @@
 //! | [`cycle`] | one sync, as a sans-IO state machine: what to send next, what an answer means |
 //! | [`push`] | batching the outbox for a push, settling a push answer |
 //! | [`integrate`] | pulled log entries: undo pending → apply remote → redo pending, one transaction |
+//! | [`adopt`] | a local file's existing rows recorded as its first pending transactions, parents first |
 //! | [`bootstrap`] | a new local copy from a snapshot; re-basing an existing one on a snapshot |
 //! | [`redo`] | re-applying a pending transaction over a newer base, storing its captured effect |
 //! | [`rejected`] | the rejected queue: transactions that could not be kept, to list, show, redo or discard |
@@ -35,6 +36,7 @@
 //!
 //! Calls must be serialised per database (one sync at a time); local writes may interleave.
 
+pub mod adopt;
 pub mod bootstrap;
 pub mod conflicts;
 pub mod cycle;

@@ -17,6 +17,7 @@
 //! | [`savepoint`](mod@savepoint) | nested transactional functions that compose |
 //! | [`diff`](mod@diff) | the changeset that turns one database file into another |
 //! | [`schema`] | which tables a session can track; whether a changeset fits a database; names as SQLite judges them |
+//! | [`schema_match`] | whether two databases have the same app schema, and each difference |
 //! | [`spool`] | bytes in memory while small, in an unlinked temporary file once large |
 //! | [`blob`] | large values in and out of SQLite in pieces (incremental blob I/O) |
 //! | [`tx`] | the one transaction guard: writes begin `IMMEDIATE` |
@@ -36,6 +37,7 @@ pub mod outbox;
 pub mod policy;
 pub mod savepoint;
 pub mod schema;
+pub mod schema_match;
 pub mod spool;
 pub mod tx;
 pub mod value;

@@ -12,10 +12,12 @@
 //! | this one | opening and installing the catalog; users; names |
 //! | `databases` | databases (name → internal id) and grants |
 //! | `tokens` | device tokens (stored hashed), and what a token may do with a database |
+//! | `imports` | the rows of a database being imported: an id reserved first, named once its file is in place |
 //! | `error` | [`CatalogError`] |
 
 mod databases;
 mod error;
+mod imports;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -25,6 +27,9 @@ pub use databases::{
     revoke_grant,
 };
 pub use error::CatalogError;
+pub use imports::{
+    PLACEHOLDER_PREFIX, check_import, publish_reserved, remove_placeholders, reserve_database_id,
+};
 pub use tokens::{
     Authorization, Grant, IssuedToken, TokenRow, TokenSelector, authorize, issue_token,
     list_tokens, revoke_tokens, token_hash,

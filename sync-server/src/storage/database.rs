@@ -102,7 +102,12 @@ impl Database {
                 config.synchronous
             ))
             .map_err(sqlite)?;
-        schema
+        // A database imported with its own schema never takes the server's migrations.
+        let own = crate::migrations::own_schema_version(&writer)
+            .map_err(sqlite)?
+            .map(AppSchema::imported);
+        own.as_ref()
+            .unwrap_or(schema)
             .migrate(&writer)
             .map_err(|source| StorageError::Migration { id, source })?;
         Ok(Database {

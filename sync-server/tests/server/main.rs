@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod crash;
 mod hostile;
+mod import;
 mod load;
 mod ops;
 mod policies;

@@ -3,6 +3,7 @@
 //!
 //! | module | what a user would notice |
 //! |---|---|
+//! | `adopt` | a file's existing rows reach the server parents first, in many transactions or one uploaded in parts; a second device bootstraps equal |
 //! | `sync` | devices that edited offline end equal to the server and to each other; edits to different columns of a row merge |
 //! | `policies` | delete vs update and update vs update end as the server's policy says on every device, the losing device included; a pulled delete turns a pending update into a local conflict |
 //! | `crash` | a client killed with SIGKILL loses no acknowledged write |
@@ -13,6 +14,7 @@
 //! | `lifecycle` | a server log that lost its tail and grew again, a row changed behind the library's back: detected at the next sync (`verify` tells before), repaired from a snapshot with pending writes kept |
 //! | `background` | a write on one device appears on another without `sync_now` (server events) |
 
+mod adopt;
 mod background;
 mod crash;
 mod errors;
