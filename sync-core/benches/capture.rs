@@ -22,8 +22,10 @@ use sync_core::engine::apply::ApplyOptions;
 use sync_core::engine::apply::apply;
 use sync_core::engine::capture::capture;
 use sync_core::engine::changeset::Changeset;
+use sync_core::engine::checksum;
 use sync_core::engine::ffi::session::Session;
 use sync_core::engine::outbox;
+use sync_core::engine::spool::Source;
 
 const SCHEMA: &str = "
     CREATE TABLE note(
@@ -391,6 +393,7 @@ fn main() {
         let mut plain_shuffled = Vec::new();
         let mut plain_1000 = Vec::new();
         let mut applies = Vec::new();
+        let mut last_target = None;
         for _ in 0..reps {
             plain_one_tx.push(run(dir.path(), &rows, n, Mode::Plain).0);
             plain_shuffled.push(run(dir.path(), &changeset_order, n, Mode::Plain).0);
@@ -403,6 +406,7 @@ fn main() {
                 .query_row("SELECT count(*) FROM note", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(stored, n as i64);
+            last_target = Some(target);
         }
         let (plain_one_tx, plain_shuffled, plain_1000, apply_time) = (
             median(&plain_one_tx),
@@ -460,6 +464,58 @@ fn main() {
         summary.push(format!(
             "apply {} plain insert speed",
             times(ratio(plain_one_tx, apply_time))
+        ));
+
+        // The content checksum the server and the client follow through every applied
+        // effect (engine::checksum::delta): its cost next to the apply's.
+        let target = last_target.expect("at least one rep");
+        let (insert_delta, _) =
+            timed(|| checksum::delta(&target, Source::Bytes(all.as_bytes())).unwrap());
+        let mut update = Vec::new();
+        {
+            let mut session = Session::new(&target).unwrap();
+            session.attach(None).unwrap();
+            target
+                .execute("UPDATE note SET score = score + 1", [])
+                .unwrap();
+            session.changeset_strm(&mut update).unwrap();
+        }
+        let update = Changeset::from_bytes(update);
+        apply(&target, &update.invert().unwrap(), &ApplyOptions::default()).unwrap();
+        let (update_apply, _) =
+            timed(|| apply(&target, &update, &ApplyOptions::default()).unwrap());
+        let (update_delta, _) =
+            timed(|| checksum::delta(&target, Source::Bytes(update.as_bytes())).unwrap());
+        let (full_sum, _) = timed(|| checksum::table_sum(&target).unwrap());
+        let share = |d: Time, a: Time| 100.0 * d.cpu.as_secs_f64() / a.cpu.as_secs_f64();
+        println!();
+        println!("content checksum (engine::checksum), next to the apply it follows");
+        println!(
+            "  {:<34} {:>19}  {:.1} % of the apply (target <= 5 %)",
+            format!("delta of {n} inserts"),
+            secs(insert_delta),
+            share(insert_delta, apply_time)
+        );
+        println!(
+            "  {:<34} {:>19}",
+            format!("apply of {n} one-column updates"),
+            secs(update_apply)
+        );
+        println!(
+            "  {:<34} {:>19}  {:.1} % of the apply (reads each updated row by key)",
+            format!("delta of {n} updates"),
+            secs(update_delta),
+            share(update_delta, update_apply)
+        );
+        println!(
+            "  {:<34} {:>19}  (the full check: first sync after open, verify)",
+            format!("checksum of all {n} rows"),
+            secs(full_sum)
+        );
+        summary.push(format!(
+            "checksum {:.1} % of an insert apply, {:.1} % of an update apply",
+            share(insert_delta, apply_time),
+            share(update_delta, update_apply)
         ));
 
         let json: usize = rows.iter().map(|r| r.json().len()).sum();

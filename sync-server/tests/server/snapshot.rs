@@ -38,17 +38,52 @@ async fn snapshot_plus_pulled_log_equals_the_server_database() {
     let seq: i64 = r.headers()["sync-seq"].to_str().unwrap().parse().unwrap();
     assert_eq!(seq, 2);
     assert_eq!(r.headers()["sync-schema-version"], "1");
+    let headers_of_snap = r.headers().clone();
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap.db");
     std::fs::write(&snap, r.bytes().await.unwrap()).unwrap();
     let conn = Connection::open(&snap).unwrap();
-    let meta = rows(&conn, "SELECT key, value FROM _sync_snapshot ORDER BY key");
+    let meta = rows(
+        &conn,
+        "SELECT key, value FROM _sync_snapshot WHERE key IN ('schema_version', 'seq') ORDER BY key",
+    );
     assert_eq!(
         meta,
         vec![
             "Text(\"schema_version\")|Integer(1)",
             "Text(\"seq\")|Integer(2)"
         ]
+    );
+    // The position rows equal the headers: lineage and chain (16 hex digits), the checksum
+    // of the content (64), which the file's own rows have.
+    let hex = |k: &str| -> i64 {
+        let v: i64 = conn
+            .query_row(
+                "SELECT value FROM _sync_snapshot WHERE key = ?1",
+                [k],
+                |r| r.get(0),
+            )
+            .unwrap();
+        v
+    };
+    for (key, header) in [("lineage", "sync-lineage"), ("chain", "sync-chain")] {
+        assert_eq!(
+            format!("{:016x}", hex(key) as u64),
+            headers_of_snap[header].to_str().unwrap(),
+            "{key}"
+        );
+    }
+    let sum: Vec<u8> = conn
+        .query_row(
+            "SELECT value FROM _sync_snapshot WHERE key = 'sum'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sum = sync_core::engine::checksum::Checksum::from_bytes(&sum).unwrap();
+    assert_eq!(
+        sum.to_string(),
+        headers_of_snap["sync-sum"].to_str().unwrap()
     );
     let internal = rows(
         &conn,

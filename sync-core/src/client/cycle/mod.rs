@@ -25,9 +25,11 @@
 
 mod large;
 mod outcome;
+mod steps;
 mod verify;
 
 pub use outcome::{CycleError, CycleReport};
+pub use steps::{Reply, Step};
 pub use verify::synced_sum;
 
 use super::ClientError;
@@ -40,8 +42,6 @@ use crate::engine::spool::Spool;
 use crate::protocol::error::ErrorCode;
 use crate::protocol::lineage::Tip;
 use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
-use crate::protocol::push::PushHeaders;
-use crate::protocol::push::PushResponse;
 use crate::protocol::upload::EffectQuery;
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -89,76 +89,6 @@ impl Default for CycleConfig {
             full_check: false,
         }
     }
-}
-
-/// What the pump should do next.
-#[derive(Debug)]
-pub enum Step {
-    /// Push this batch (its body is [`BatchBody::Inline`]); answer with [`Reply::Pushed`].
-    Push(PushBatch),
-    /// Ask how much of the upload of this batch the server has; answer with
-    /// [`Reply::UploadStatus`].
-    UploadStatus {
-        /// The batch.
-        batch_id: String,
-    },
-    /// Upload a part; answer with [`Reply::Uploaded`].
-    Upload {
-        /// The batch.
-        batch_id: String,
-        /// Where the part goes.
-        offset: u64,
-        /// The whole body's size.
-        total: u64,
-        /// The part.
-        bytes: Vec<u8>,
-    },
-    /// Push the uploaded batch by name; answer with [`Reply::Pushed`].
-    PushUploaded(PushHeaders),
-    /// Pull this page; answer with [`Reply::Page`].
-    Pull(PullQuery),
-    /// Fetch a range of log entry `seq`'s effect; answer with [`Reply::Effect`].
-    Effect {
-        /// The entry.
-        seq: i64,
-        /// The range, with the position of the page the entry came in (checked by the
-        /// server: the effect must be from the same history).
-        query: EffectQuery,
-    },
-    /// Download a snapshot to a file, asking where the batch in flight (`batch`, if any)
-    /// stands in its history; answer with [`Reply::Snapshot`].
-    Snapshot {
-        /// The id of the batch in flight.
-        batch: Option<String>,
-    },
-    /// The sync is complete; [`Cycle::report`] says what it did.
-    Done,
-}
-
-/// The server's answer to the last [`Step`].
-#[derive(Debug)]
-pub enum Reply {
-    /// The push answer (200, or a `push_rejected` answer read with
-    /// [`PushResponse::from_rejection`]).
-    Pushed(PushResponse),
-    /// How much of an upload the server has (`None`: nothing).
-    UploadStatus(Option<u64>),
-    /// A part was stored: bytes received from the start.
-    Uploaded(u64),
-    /// The pulled page.
-    Page(LogPage),
-    /// The bytes of an effect range.
-    Effect(Vec<u8>),
-    /// The downloaded snapshot file (it may be removed once `feed` returns).
-    Snapshot {
-        /// The file.
-        path: PathBuf,
-        /// Where the batch asked about stands: `Some(Some(seq))` logged at `seq` in the
-        /// snapshot's history, `Some(None)` not in it, `None` not asked or not told.
-        batch_seq: Option<Option<i64>>,
-    },
-    /// The server answered with an error envelope of this code.
-    Refused(ErrorCode),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
