@@ -35,6 +35,9 @@ pub struct SyncReport {
     pub pulled_entries: usize,
     /// Whether the local database was re-based on a snapshot.
     pub bootstrapped: bool,
+    /// The schema version the local copy was upgraded to by this sync (its pending
+    /// transactions kept), if it was.
+    pub upgraded_to: Option<u32>,
     /// Local conflicts recorded by this sync.
     pub new_conflicts: usize,
     /// Conflicts the server met in this sync's pushed batches and resolved by its policy
@@ -55,6 +58,7 @@ impl From<CycleReport> for SyncReport {
             rejected_transactions: r.rejected_transactions,
             pulled_entries: r.pulled_entries,
             bootstrapped: r.bootstrapped,
+            upgraded_to: r.upgraded_to,
             new_conflicts: r.new_conflicts,
             server_conflicts: r.server_conflicts,
             cursor: r.cursor,
@@ -139,11 +143,15 @@ impl Engine {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         self.refill_rowids();
         self.learn_limits();
-        let mut cycle = Some(Cycle::new(CycleConfig {
+        let mut cycle = Cycle::new(CycleConfig {
             max_body_bytes: usize::try_from(self.limits.body()).unwrap_or(usize::MAX),
             scratch_dir: Some(self.config.scratch_dir.clone()),
             ..self.config.cycle.clone()
-        }));
+        });
+        if let Some(version) = self.transport.schema_version_seen() {
+            cycle.server_schema_version(version);
+        }
+        let mut cycle = Some(cycle);
         loop {
             let step = self
                 .with_cycle(&mut cycle, |c, conn| c.next(conn, &mut new_batch_id))?
@@ -206,6 +214,15 @@ impl Engine {
                         }
                     }
                 }
+                Step::Migrations { after } => {
+                    match self.retry(|| self.transport.migrations(after)) {
+                        Ok(answer) => Reply::Migrations(answer),
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
+                }
                 Step::Snapshot => {
                     let dir = tempfile::Builder::new()
                         .prefix(".sync-snapshot")
@@ -216,8 +233,14 @@ impl Engine {
                     Reply::Snapshot(path)
                 }
             };
-            self.with_cycle(&mut cycle, move |c, conn| c.feed(conn, reply, now_ms()))?
-                .map_err(|e| self.explain(e))?;
+            let seen = self.transport.schema_version_seen();
+            self.with_cycle(&mut cycle, move |c, conn| {
+                if let Some(version) = seen {
+                    c.server_schema_version(version);
+                }
+                c.feed(conn, reply, now_ms())
+            })?
+            .map_err(|e| self.explain(e))?;
         }
         let report = cycle.map(Cycle::into_report).unwrap_or_default();
         for d in &report.divergences {
@@ -324,8 +347,8 @@ impl Engine {
             Ok(info) if info.schema_version != local => Error::new(
                 ErrorKind::SchemaMismatch,
                 format!(
-                    "the server's database is at schema version {}, this local copy at {local}; \
-                     upgrade the app and initialise a new local copy ({e})",
+                    "the server's database is at schema version {}, this local copy at {local} \
+                     ({e}); a newer server schema is applied by the next sync or `upgrade`",
                     info.schema_version
                 ),
             ),

@@ -249,7 +249,7 @@ pub(crate) fn apply_exact(
 
 /// Undoes every pending transaction, newest first: runs of in-memory ones by the inverse of
 /// their concatenation (one apply), large ones inverted from file to file.
-fn undo_all(
+pub(crate) fn undo_all(
     conn: &Connection,
     pending: &[OutboxEntry],
     scratch: Option<&Path>,

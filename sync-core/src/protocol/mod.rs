@@ -15,6 +15,7 @@
 //! | [`snapshot`] | `GET …/snapshot`: headers and the marker table inside the file |
 //! | [`events`] | `GET …/events`: the server-sent `head` event |
 //! | [`info`] | `GET …/{db}`: database metadata and access |
+//! | [`migrations`] | `GET …/migrations`: the app schema's scripts after a version, with where each was applied |
 //! | [`rowid`] | `POST …/rowid-ranges` |
 //! | [`conflicts`] | `GET …/conflicts`, and the conflict record push answers carry |
 
@@ -23,6 +24,7 @@ pub mod conflicts;
 pub mod error;
 pub mod events;
 pub mod info;
+pub mod migrations;
 pub mod pull;
 pub mod push;
 pub mod routes;
@@ -33,7 +35,8 @@ pub mod upload;
 /// Version of the protocol, in the URL prefix (`/v1`) and in every JSON envelope (`"v": 1`).
 pub const VERSION: u32 = 1;
 
-/// Header: the schema version the client's database has (push), or the snapshot's.
+/// Header: the schema version the client's database has (push), or the snapshot's; on pull
+/// answers, the server database's (a device behind learns it there and upgrades).
 pub const HEADER_SCHEMA_VERSION: &str = "sync-schema-version";
 
 /// Checks a database name from a URL: 1–63 characters, lowercase ASCII letters, digits, `-`

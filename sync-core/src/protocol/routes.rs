@@ -17,6 +17,8 @@ pub const UPLOAD: &str = "/v1/databases/{db}/uploads/{batch}";
 pub const EFFECT: &str = "/v1/databases/{db}/log/{seq}/effect";
 /// `GET`: a snapshot file ([`super::snapshot`]).
 pub const SNAPSHOT: &str = "/v1/databases/{db}/snapshot";
+/// `GET`: the app schema's migration scripts after a version ([`super::migrations`]).
+pub const MIGRATIONS: &str = "/v1/databases/{db}/migrations";
 /// `GET`: server-sent events ([`super::events`]).
 pub const EVENTS: &str = "/v1/databases/{db}/events";
 /// `GET`: liveness, no token.
@@ -25,7 +27,7 @@ pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 
 /// Every route, for per-route metrics.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     PUSH,
     PULL,
     UPLOAD,
@@ -34,6 +36,7 @@ pub const ALL: [&str; 11] = [
     SNAPSHOT,
     ROWID_RANGES,
     CONFLICTS,
+    MIGRATIONS,
     INFO,
     HEALTHZ,
     METRICS,

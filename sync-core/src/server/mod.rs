@@ -9,6 +9,7 @@
 //! | [`snapshot`] | a consistent copy of the app tables and its seq |
 //! | [`rowid`] | leases of rowid ranges |
 //! | [`conflicts`] | the conflicts met while applying, recorded and listed |
+//! | [`migrations`] | where each schema migration was applied; the scripts a device behind asks for |
 //! | [`error`] | [`ServerError`], each variant one wire code |
 //!
 //! This module installs the internal tables and reads and writes `_sync_meta`.
@@ -20,11 +21,12 @@
 //! | `_sync_log` | one row per processed batch: seq, origin device, batch id, status, effect |
 //! | `_sync_batches` | idempotency: (device, batch id) → seq and the stored answer; never pruned |
 //! | `_sync_conflicts` | every conflict met while applying pushes, with its resolution |
-//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid` |
+//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid`, `migrated_at_seq.N` |
 //! | `_sync_leases` | rowid ranges granted to devices |
 
 pub mod conflicts;
 pub mod error;
+pub mod migrations;
 pub mod pull;
 pub mod push;
 pub mod rowid;
