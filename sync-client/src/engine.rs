@@ -167,7 +167,14 @@ impl Engine {
                             "the sync cycle asked to push an upload inline",
                         ));
                     };
-                    Reply::Pushed(self.retry(|| self.transport.push(&batch.headers, body))?)
+                    match self.retry(|| self.transport.push(&batch.headers, body)) {
+                        Ok(r) => Reply::Pushed(r),
+                        Err(e) => {
+                            // `schema_mismatch` starts an upgrade; other refusals fail.
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
                 }
                 Step::UploadStatus { batch_id } => {
                     Reply::UploadStatus(self.retry(|| self.transport.upload_status(&batch_id))?)

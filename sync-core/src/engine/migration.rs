@@ -72,11 +72,17 @@ fn allowed(a: &Action<'_>) -> bool {
         return true;
     }
     let internal = |n: Option<&str>| n.is_some_and(is_internal_table);
-    // SQLite asks about its own schema table for every CREATE and DROP; it refuses direct
-    // writes to it by itself (unless `writable_schema`, refused here).
+    // SQLite asks about its own schema tables for every CREATE, ALTER and DROP (ALTER rewrites
+    // temp triggers too); it refuses direct writes to them by itself (unless
+    // `writable_schema`, refused here).
     let schema_table = |n: Option<&str>| {
         n.is_some_and(|n| {
-            ["sqlite_master", "sqlite_schema"]
+            [
+                "sqlite_master",
+                "sqlite_schema",
+                "sqlite_temp_master",
+                "sqlite_temp_schema",
+            ]
                 .iter()
                 .any(|s| n.eq_ignore_ascii_case(s))
         })
@@ -107,7 +113,11 @@ fn allowed(a: &Action<'_>) -> bool {
         ffi::SQLITE_CREATE_INDEX
         | ffi::SQLITE_DROP_INDEX
         | ffi::SQLITE_CREATE_TRIGGER
-        | ffi::SQLITE_DROP_TRIGGER => !internal(a.arg1) && !internal(a.arg2),
+        | ffi::SQLITE_DROP_TRIGGER => {
+            // SQLite names the indexes of UNIQUE constraints `sqlite_autoindex_*` itself (and
+            // refuses that prefix in a name the SQL gives).
+            !library(a.arg1) && !internal(a.arg2)
+        }
         ffi::SQLITE_ALTER_TABLE => !internal(a.arg2),
         // Temp objects, attached files, transaction control: never.
         _ => false,
@@ -175,8 +185,11 @@ mod tests {
         run_script(
             &conn,
             "ALTER TABLE notes ADD COLUMN color TEXT DEFAULT 'red';
-             CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT);
+             CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT UNIQUE);
              CREATE INDEX tags_name ON tags(name);
+             ALTER TABLE notes ADD COLUMN dropped TEXT;
+             ALTER TABLE notes DROP COLUMN dropped;
+             ALTER TABLE tags RENAME COLUMN name TO label;
              UPDATE notes SET color = 'blue' WHERE id = 1;
              INSERT INTO tags SELECT id, title FROM notes;
              CREATE TRIGGER notes_touch AFTER UPDATE ON notes BEGIN UPDATE tags SET name = new.title WHERE id = new.id; END;
