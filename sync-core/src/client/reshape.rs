@@ -26,8 +26,8 @@ use crate::engine::value::Value;
 use rusqlite::Connection;
 use std::collections::HashMap;
 
-/// Table shapes before the migration, by lowercased name.
-#[derive(Debug, Default)]
+/// Table shapes before a schema change, by lowercased name.
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct OldShapes(HashMap<String, TableShape>);
 
 impl OldShapes {
@@ -44,6 +44,16 @@ impl OldShapes {
 
     fn get(&self, table: &str) -> Option<&TableShape> {
         self.0.get(&table.to_ascii_lowercase())
+    }
+
+    /// `now`, plus the tables of `self` that `now` lacks: a table dropped midway through a
+    /// script (the table rebuild of `ALTER` recipes: create, copy, drop, rename) is mapped
+    /// from its last shape if it comes back under its name.
+    pub(crate) fn followed_by(&self, mut now: OldShapes) -> OldShapes {
+        for (name, shape) in &self.0 {
+            now.0.entry(name.clone()).or_insert_with(|| shape.clone());
+        }
+        now
     }
 }
 
@@ -65,10 +75,11 @@ fn mapping(old: &TableShape, new: TableShape) -> Mapping {
             .position(|c| schema::same_name(&c.name, name))
     };
     let mut source: Vec<Option<usize>> = new.columns.iter().map(|c| by_name(&c.name)).collect();
-    // A rename: a new name where an old column vanished, at the same position.
+    // A rename (one statement changed a name in place, the count unchanged): a new name
+    // where an old column vanished, at the same position.
     for (j, s) in source.iter_mut().enumerate() {
         let renamed = s.is_none()
-            && j < old.columns.len()
+            && old.columns.len() == new.columns.len()
             && !new
                 .columns
                 .iter()
@@ -88,12 +99,15 @@ fn mapping(old: &TableShape, new: TableShape) -> Mapping {
     }
 }
 
-/// The rewritten changeset, or why the transaction cannot be kept under the new schema.
+/// The rewritten changeset, or why the transaction cannot be kept under the new schema. A
+/// change to a table that does not exist (now) is kept as it is unless `strict` (at the end
+/// of a script: the table is gone for good).
 pub(crate) fn reshape(
     conn: &Connection,
     old: &OldShapes,
     version: u32,
     bytes: &[u8],
+    strict: bool,
 ) -> Result<Result<Vec<u8>, String>, ClientError> {
     if bytes.is_empty() {
         return Ok(Ok(Vec::new()));
@@ -109,6 +123,7 @@ pub(crate) fn reshape(
         let key = c.table.to_ascii_lowercase();
         if !maps.contains_key(&key) {
             let m = match (old.get(&c.table), schema::table_shape(conn, &c.table)?) {
+                (_, None) if !strict => None,
                 (_, None) => {
                     return Ok(Err(format!(
                         "it writes table {:?}, which schema version {version} no longer has",

@@ -18,8 +18,8 @@ use super::report::Touched;
 use super::reshape::{OldShapes, reshape};
 use super::state::{schema_version, set_schema_version};
 use crate::engine::changeset::Changeset;
-use crate::engine::migration::{ScriptError, run_script};
-use crate::engine::outbox;
+use crate::engine::migration::{ScriptError, run_script_with};
+use crate::engine::outbox::{self, OutboxEntry};
 use crate::engine::schema;
 use crate::engine::tx::Tx;
 use crate::protocol::migrations::MigrationScript;
@@ -75,34 +75,50 @@ pub fn upgrade(
     let mut touched = Touched::default();
     let pending = outbox::entries(conn)?;
     undo_all(conn, &pending, scratch, &mut touched)?;
-    let old = OldShapes::read(conn)?;
+    // Each pending transaction's changeset as it stands, or why it cannot be kept.
+    let mut current: Vec<Result<Vec<u8>, String>> = Vec::with_capacity(pending.len());
+    for entry in &pending {
+        current.push(Ok(changeset_of(conn, entry, scratch)?));
+    }
     for s in scripts {
-        run_script(conn, &s.sql).map_err(|e| match e {
-            ScriptError::Sql(e) => fail(format!("migration {} failed: {e}", s.name)),
-            refused => fail(format!("migration {}: {refused}", s.name)),
-        })?;
+        // Followed statement by statement: each schema change rewrites what is pending.
+        let mut shapes = OldShapes::read(conn)?;
+        let ran = run_script_with(conn, &s.sql, |c| -> Result<(), ClientError> {
+            let now = OldShapes::read(c)?;
+            if now == shapes {
+                return Ok(());
+            }
+            for slot in current.iter_mut() {
+                if let Ok(bytes) = slot {
+                    *slot = reshape(c, &shapes, s.version, bytes, false)?;
+                }
+            }
+            shapes = shapes.followed_by(now);
+            Ok(())
+        });
+        match ran {
+            Ok(()) => {}
+            Err(ClientError::Upgrade { what, .. }) => {
+                return Err(fail(format!("migration {}: {what}", s.name)));
+            }
+            Err(e) => return Err(e),
+        }
+        for slot in current.iter_mut() {
+            if let Ok(bytes) = slot {
+                *slot = reshape(conn, &shapes, s.version, bytes, true)?;
+            }
+        }
     }
     schema::check_trackable(conn).map_err(|e| fail(e.to_string()))?;
     set_schema_version(conn, last.version)?;
-    for entry in &pending {
-        let bytes = if entry.is_large() {
-            let mut bytes = Vec::with_capacity(entry.len as usize);
-            let copy = outbox::spool_large(conn, entry, scratch).map_err(ClientError::Io)?;
-            if let Some(copy) = copy {
-                copy.source()
-                    .reader()
-                    .read_to_end(&mut bytes)
-                    .map_err(ClientError::Io)?;
-            }
-            bytes
-        } else {
-            entry.changeset.as_bytes().to_vec()
-        };
-        match reshape(conn, &old, last.version, &bytes)? {
+    for (entry, now) in pending.iter().zip(current) {
+        match now {
             Ok(new) => {
-                if new != bytes {
-                    outbox::replace(conn, entry.seq, &Changeset::from_bytes(new))?;
+                if !entry.is_large() && new.as_slice() == entry.changeset.as_bytes() {
+                    report.kept += 1;
+                    continue;
                 }
+                outbox::replace(conn, entry.seq, &Changeset::from_bytes(new))?;
                 report.kept += 1;
             }
             Err(why) => {
@@ -135,4 +151,39 @@ pub fn upgrade(
     report.to = last.version;
     report.touched_tables = touched.into_parts().1;
     Ok(report)
+}
+
+/// A pending transaction's whole changeset (a large one read out of the outbox: an upgrade
+/// rewrites it in memory).
+fn changeset_of(
+    conn: &Connection,
+    entry: &OutboxEntry,
+    scratch: Option<&Path>,
+) -> Result<Vec<u8>, ClientError> {
+    if !entry.is_large() {
+        return Ok(entry.changeset.as_bytes().to_vec());
+    }
+    let mut bytes = Vec::with_capacity(entry.len as usize);
+    if let Some(copy) = outbox::spool_large(conn, entry, scratch).map_err(ClientError::Io)? {
+        copy.source()
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(ClientError::Io)?;
+    }
+    Ok(bytes)
+}
+
+impl From<ScriptError> for ClientError {
+    fn from(e: ScriptError) -> Self {
+        match e {
+            ScriptError::Sql(e) => ClientError::Upgrade {
+                from: 0,
+                what: format!("failed: {e}"),
+            },
+            refused => ClientError::Upgrade {
+                from: 0,
+                what: refused.to_string(),
+            },
+        }
+    }
 }

@@ -18,6 +18,7 @@
 
 use crate::engine::ffi::authorizer::{Action, Authorizer};
 use crate::engine::schema::{INTERNAL_PREFIX, is_internal_table, is_library_table};
+use rusqlite::fallible_iterator::FallibleIterator as _;
 use rusqlite::{Connection, ffi};
 
 /// Why a script did not run.
@@ -55,15 +56,36 @@ const REFUSED_PRAGMAS: [&str; 8] = [
 /// the caller's transaction. On an error the caller must roll back: statements before the
 /// refused one have run.
 pub fn run_script(conn: &Connection, sql: &str) -> Result<(), ScriptError> {
+    run_script_with(conn, sql, |_| Ok::<_, ScriptError>(()))
+}
+
+/// [`run_script`], calling `after` once after each statement (a client follows the schema
+/// statement by statement to rewrite its pending transactions: `ALTER TABLE … DROP COLUMN`
+/// then `ADD COLUMN` in one script is not a rename). `after` runs under the same checks.
+pub fn run_script_with<E: From<ScriptError>>(
+    conn: &Connection,
+    sql: &str,
+    mut after: impl FnMut(&Connection) -> Result<(), E>,
+) -> Result<(), E> {
     let guard = Authorizer::install(conn, allowed);
-    let result = conn.execute_batch(sql);
+    let result = (|| -> Result<(), E> {
+        let mut batch = rusqlite::Batch::new(conn, sql);
+        while let Some(mut stmt) = batch.next().map_err(ScriptError::from)? {
+            let mut rows = stmt.raw_query();
+            while rows.next().map_err(ScriptError::from)?.is_some() {}
+            drop(rows);
+            drop(stmt);
+            after(conn)?;
+        }
+        Ok(())
+    })();
     let refused = guard.refused().map(str::to_string);
     drop(guard);
     if let Some(action) = refused {
-        return Err(ScriptError::Refused { action });
+        return Err(ScriptError::Refused { action }.into());
     }
     result?;
-    check_triggers(conn)
+    Ok(check_triggers(conn)?)
 }
 
 fn allowed(a: &Action<'_>) -> bool {
@@ -83,8 +105,8 @@ fn allowed(a: &Action<'_>) -> bool {
                 "sqlite_temp_master",
                 "sqlite_temp_schema",
             ]
-                .iter()
-                .any(|s| n.eq_ignore_ascii_case(s))
+            .iter()
+            .any(|s| n.eq_ignore_ascii_case(s))
         })
     };
     let library = |n: Option<&str>| n.is_some_and(is_library_table);

@@ -46,8 +46,14 @@ fn an_offline_device_upgrades_in_place_and_its_three_pending_edits_land() {
 
     // A goes offline (it does not sync from here on) and edits: an insert, an update of B's
     // row, a delete — three transactions.
-    exec(a, "INSERT INTO notes(id, title, updated_at) VALUES (10, 'a10', 2)");
-    exec(a, "UPDATE notes SET title = 'b2 edited on a', updated_at = 2 WHERE id = 2");
+    exec(
+        a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (10, 'a10', 2)",
+    );
+    exec(
+        a,
+        "UPDATE notes SET title = 'b2 edited on a', updated_at = 2 WHERE id = 2",
+    );
     exec(a, "DELETE FROM notes WHERE id = 3");
     assert_eq!(a.status().unwrap().pending_changesets, 3);
     // B edits once more at version 1: A's cursor is now behind the seq the migration will
@@ -171,7 +177,10 @@ fn upgrade_on_demand_and_the_migrations_route() {
     let token = server.setup("alice", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
     let a = server.notes_client(dir.path(), "a.db", &token, ClientConfig::default());
-    exec(&a, "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one', 1)");
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'one', 1)",
+    );
     a.sync_now().unwrap();
     deploy(
         &mut server,
@@ -227,9 +236,15 @@ fn the_search_index_survives_an_upgrade_and_indexes_what_the_migration_changed()
         ..ClientConfig::default()
     };
     let a = server.notes_client(dir.path(), "a.db", &token, config());
-    exec(&a, "INSERT INTO notes(id, title, updated_at) VALUES (1, 'apple', 1)");
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'apple', 1)",
+    );
     a.sync_now().unwrap();
-    exec(&a, "INSERT INTO notes(id, title, updated_at) VALUES (2, 'banana', 1)");
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'banana', 1)",
+    );
     // The migration changes indexed rows itself (a data migration): the index follows.
     deploy(
         &mut server,
@@ -254,7 +269,10 @@ fn the_search_index_survives_an_upgrade_and_indexes_what_the_migration_changed()
     assert_eq!(ids("apple"), [1]);
     assert_eq!(ids("banana"), [2]);
     assert_eq!(a.status().unwrap().fts_lag, 0);
-    exec(&a, "INSERT INTO notes(id, title, updated_at, color) VALUES (3, 'cherry', 2, 'red')");
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at, color) VALUES (3, 'cherry', 2, 'red')",
+    );
     a.index_now().unwrap();
     assert_eq!(ids("cherry"), [3]);
     a.sync_now().unwrap();

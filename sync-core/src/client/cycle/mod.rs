@@ -384,11 +384,8 @@ impl Cycle {
                 }
                 Ok(())
             }
-            (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::SchemaMismatch))
-                if !self.upgrading() =>
-            {
-                self.start_upgrade();
-                Ok(())
+            (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::SchemaMismatch)) => {
+                self.on_schema_mismatch(conn)
             }
             (Asked::Migrations, Reply::Migrations(answer)) => {
                 self.on_migrations(conn, answer, now_ms)

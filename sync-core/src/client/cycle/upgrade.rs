@@ -15,7 +15,7 @@
 use super::{Asked, Cycle, CycleError, Phase, Step};
 use crate::client::ClientError;
 use crate::client::bootstrap::snapshot_meta;
-use crate::client::state::{cursor, schema_version};
+use crate::client::state::{clear_inflight, cursor, schema_version};
 use crate::client::upgrade::upgrade;
 use crate::protocol::migrations::{MigrationScript, Migrations};
 use rusqlite::Connection;
@@ -75,6 +75,19 @@ impl Cycle {
         self.upgrade.scripts = None;
         self.upgrade.until = None;
         self.phase = Phase::Upgrade;
+    }
+
+    /// A push refused with `schema_mismatch`: the server checks a batch's stored answer
+    /// first, so it never processed this one — the batch is no longer in flight (its
+    /// transactions stay pending and go in a new batch, whose id is new), and an upgrade
+    /// starts unless one is under way (a bootstrap during an upgrade goes on).
+    pub(super) fn on_schema_mismatch(&mut self, conn: &Connection) -> Result<(), CycleError> {
+        clear_inflight(conn)?;
+        self.uploading = None;
+        if !self.upgrade.active {
+            self.start_upgrade();
+        }
+        Ok(())
     }
 
     /// The step of [`Phase::Upgrade`]: ask for the scripts.
