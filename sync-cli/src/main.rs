@@ -57,6 +57,7 @@ enum Command {
     Status(client::StatusArgs),
     Rejected(client::RejectedArgs),
     Search(client::SearchArgs),
+    Upgrade(client::UpgradeArgs),
 }
 
 impl Command {
@@ -75,6 +76,7 @@ impl Command {
             Command::Status(args) => client::status(args),
             Command::Rejected(args) => client::rejected(args),
             Command::Search(args) => client::search(args),
+            Command::Upgrade(args) => client::upgrade(args),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | `commands` | each command's exit statuses, `--help`, error messages, `-` for stdin/stdout, broken pipes |
 //! | `json` | the JSON lines of `inspect` and the JSON reports parse and round-trip to sync-core types |
 //! | `client` | the client commands (init, exec, query, sync, status, search) offline and against a real server in this process (`server`) |
+//! | `upgrade` | `upgrade` brings a copy with a pending write to the server's new schema version in place |
 //!
 //! Fixture: `tests/data/chinook.sqlite` (the Chinook sample database; licence next to it).
 
@@ -23,3 +24,4 @@ mod common;
 mod interop;
 mod json;
 mod server;
+mod upgrade;
