@@ -88,7 +88,9 @@ fn upgrade_brings_a_copy_with_a_pending_write_to_the_new_schema_version() {
     );
     let status = sync_cli(["status", s(&a)]).expect(0);
     assert!(
-        status.stdout.contains("cursor:           2 (schema version 2)"),
+        status
+            .stdout
+            .contains("cursor:           2 (schema version 2)"),
         "{}",
         status.stdout
     );
@@ -130,7 +132,10 @@ fn upgrade_brings_a_copy_with_a_pending_write_to_the_new_schema_version() {
     let run = sync_cli(["upgrade", s(&a), "--format", "json"]).expect(0);
     let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(json["upgraded"], false);
-    assert_eq!((json["from"].clone(), json["to"].clone()), (2.into(), 2.into()));
+    assert_eq!(
+        (json["from"].clone(), json["to"].clone()),
+        (2.into(), 2.into())
+    );
 
     // No such database: exit 2, nothing created.
     let missing = scratch.path("missing.db");

@@ -279,7 +279,7 @@ fn the_search_index_survives_an_upgrade_and_indexes_what_the_migration_changed()
     a.close();
     assert_all_equal(&[&server.db_path("notes"), &dir.path().join("a.db")]);
     // Reopened: the index and its triggers come back as before.
-    let a = SyncClient::open(&dir.path().join("a.db"), config()).unwrap();
+    let a = SyncClient::open(dir.path().join("a.db"), config()).unwrap();
     assert_eq!(a.status().unwrap().schema_version, 2);
     assert_eq!(a.search("cherry", 10).unwrap().len(), 1);
 }
