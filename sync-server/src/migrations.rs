@@ -369,8 +369,18 @@ mod tests {
             std::fs::write(dir.path().join("0001_init.sql"), sql).unwrap();
             let s = AppSchema::from_dir(dir.path()).unwrap();
             let err = s.validate(&PolicySet::default()).unwrap_err();
+            // Refused by the script checks as it runs (the check of the result stays).
             assert!(
-                matches!(err, MigrationError::Reserved { .. }),
+                matches!(
+                    err,
+                    MigrationError::Refused { .. } | MigrationError::Reserved { .. }
+                ),
+                "{sql}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .to_ascii_lowercase()
+                    .contains("create table _sync_"),
                 "{sql}: {err}"
             );
         }
