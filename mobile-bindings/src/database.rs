@@ -173,6 +173,14 @@ impl SyncDatabase {
         guard(|| Ok(self.client()?.sync_now()?.into()))
     }
 
+    /// Brings the local copy to the server's schema version now (the migration scripts the
+    /// server serves, run in place; pending transactions kept, or rejected with the reason
+    /// when the new schema cannot take them), then syncs. Every sync does the same when it
+    /// learns of a newer version; `upgraded_to` in the report says whether it happened.
+    pub fn upgrade(&self) -> Result<SyncReport, SyncError> {
+        guard(|| Ok(self.client()?.upgrade()?.into()))
+    }
+
     /// Starts background sync (interval, after local writes, on server events).
     pub fn start_background_sync(&self) -> Result<(), SyncError> {
         guard(|| Ok(self.client()?.start_background()?))

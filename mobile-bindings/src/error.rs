@@ -25,8 +25,9 @@ pub enum SyncError {
         /// Details.
         reason: String,
     },
-    /// The app's schema does not match the server's (upgrade the app), or the local schema
-    /// cannot be synced (a table without a primary key).
+    /// The local schema version is not the server's and the local copy could not be
+    /// upgraded in place (a sync upgrades it automatically; a migration script failed here),
+    /// or the local schema cannot be synced (a table without a primary key).
     #[error("schema mismatch: {reason}")]
     SchemaMismatch {
         /// Details.

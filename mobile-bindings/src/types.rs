@@ -141,6 +141,9 @@ pub struct SyncReport {
     pub pulled_entries: u64,
     /// Re-based on a snapshot.
     pub bootstrapped: bool,
+    /// The schema version the local copy was upgraded to (pending transactions kept), if it
+    /// was.
+    pub upgraded_to: Option<u32>,
     /// Local conflicts recorded.
     pub new_conflicts: u64,
     /// Cursor afterwards.
@@ -156,6 +159,7 @@ impl From<sync_client::SyncReport> for SyncReport {
             rejected_transactions: r.rejected_transactions as u64,
             pulled_entries: r.pulled_entries as u64,
             bootstrapped: r.bootstrapped,
+            upgraded_to: r.upgraded_to,
             new_conflicts: r.new_conflicts as u64,
             cursor: r.cursor,
             changed_tables: r.changed_tables,

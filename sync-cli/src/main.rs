@@ -58,6 +58,7 @@ enum Command {
     Rejected(client::RejectedArgs),
     Search(client::SearchArgs),
     Verify(client::VerifyArgs),
+    Upgrade(client::UpgradeArgs),
 }
 
 impl Command {
@@ -77,6 +78,7 @@ impl Command {
             Command::Rejected(args) => client::rejected(args),
             Command::Search(args) => client::search(args),
             Command::Verify(args) => client::verify(args),
+            Command::Upgrade(args) => client::upgrade(args),
         }
     }
 }

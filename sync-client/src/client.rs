@@ -218,6 +218,20 @@ impl SyncClient {
         )
     }
 
+    /// Brings the local copy to the server's schema version now, then syncs: asks the server
+    /// for its version and, when it is newer, runs the migration scripts it serves in place —
+    /// in one local transaction with the rebase of the pending transactions, which are kept
+    /// (one the new schema cannot take goes to the rejected queue with the reason). Any sync
+    /// does the same when it learns of a newer version; this does it on demand.
+    /// `report.upgraded_to` says whether it upgraded.
+    pub fn upgrade(&self) -> Result<SyncReport> {
+        if let Some(engine) = &self.inner.syncer.engine {
+            // Its answer shows the server's version to the sync that follows.
+            engine.transport.info()?;
+        }
+        self.inner.syncer.run()
+    }
+
     /// Where the database stands.
     pub fn status(&self) -> Result<Status> {
         let fts_lag = match &self.inner.fts {

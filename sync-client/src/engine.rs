@@ -35,6 +35,9 @@ pub struct SyncReport {
     pub pulled_entries: usize,
     /// Whether the local database was re-based on a snapshot.
     pub bootstrapped: bool,
+    /// The schema version the local copy was upgraded to by this sync (its pending
+    /// transactions kept), if it was.
+    pub upgraded_to: Option<u32>,
     /// Local conflicts recorded by this sync.
     pub new_conflicts: usize,
     /// Conflicts the server met in this sync's pushed batches and resolved by its policy
@@ -55,6 +58,7 @@ impl From<CycleReport> for SyncReport {
             rejected_transactions: r.rejected_transactions,
             pulled_entries: r.pulled_entries,
             bootstrapped: r.bootstrapped,
+            upgraded_to: r.upgraded_to,
             new_conflicts: r.new_conflicts,
             server_conflicts: r.server_conflicts,
             cursor: r.cursor,
@@ -151,12 +155,16 @@ impl Engine {
             .checked_version
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut cycle = Some(Cycle::new(CycleConfig {
+        let mut cycle = Cycle::new(CycleConfig {
             max_body_bytes: usize::try_from(self.limits.body()).unwrap_or(usize::MAX),
             scratch_dir: Some(self.config.scratch_dir.clone()),
             full_check: checked != Some(data_version),
             ..self.config.cycle.clone()
-        }));
+        });
+        if let Some(version) = self.transport.schema_version_seen() {
+            cycle.server_schema_version(version);
+        }
+        let mut cycle = Some(cycle);
         loop {
             let step = self
                 .with_cycle(&mut cycle, |c, conn| c.next(conn, &mut new_batch_id))?
@@ -175,6 +183,8 @@ impl Engine {
                     match self.retry(|| self.transport.push(&batch.headers, body)) {
                         Ok(r) => Reply::Pushed(r),
                         Err(e) => {
+                            // `schema_mismatch` starts an upgrade, a history that changed
+                            // a re-base; other refusals fail.
                             self.feed_refusal(&mut cycle, e)?;
                             continue;
                         }
@@ -222,6 +232,15 @@ impl Engine {
                         }
                     }
                 }
+                Step::Migrations { after } => {
+                    match self.retry(|| self.transport.migrations(after)) {
+                        Ok(answer) => Reply::Migrations(answer),
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
+                    }
+                }
                 Step::Snapshot { batch } => {
                     let dir = tempfile::Builder::new()
                         .prefix(".sync-snapshot")
@@ -244,8 +263,14 @@ impl Engine {
                     }
                 }
             };
-            self.with_cycle(&mut cycle, move |c, conn| c.feed(conn, reply, now_ms()))?
-                .map_err(|e| self.explain(e))?;
+            let seen = self.transport.schema_version_seen();
+            self.with_cycle(&mut cycle, move |c, conn| {
+                if let Some(version) = seen {
+                    c.server_schema_version(version);
+                }
+                c.feed(conn, reply, now_ms())
+            })?
+            .map_err(|e| self.explain(e))?;
         }
         let report = cycle.map(Cycle::into_report).unwrap_or_default();
         *self
@@ -356,8 +381,8 @@ impl Engine {
             Ok(info) if info.schema_version != local => Error::new(
                 ErrorKind::SchemaMismatch,
                 format!(
-                    "the server's database is at schema version {}, this local copy at {local}; \
-                     upgrade the app and initialise a new local copy ({e})",
+                    "the server's database is at schema version {}, this local copy at {local} \
+                     ({e}); a newer server schema is applied by the next sync or `upgrade`",
                     info.schema_version
                 ),
             ),

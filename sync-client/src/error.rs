@@ -18,7 +18,9 @@ pub enum ErrorKind {
     /// The database does not exist on the server, or the token has no grant on it; or a local
     /// record asked for by id (a rejected transaction) does not exist.
     NotFound,
-    /// The local schema version differs from the server's: upgrade the app and re-initialise.
+    /// The local schema version differs from the server's and the local copy could not be
+    /// upgraded in place (a sync upgrades it automatically; `upgrade` does it on demand): a
+    /// migration script failed here, or the server does not serve its scripts.
     SchemaMismatch,
     /// The local database cannot be synced as it is: a table without a primary key, a
     /// virtual table in the main database, or a changeset the server found malformed.
@@ -176,6 +178,7 @@ impl From<sync_core::client::ClientError> for Error {
             E::Sqlite(_) => ErrorKind::Io,
             E::NoSuchRejected { .. } => ErrorKind::NotFound,
             E::StillRejected { .. } => ErrorKind::Rejected,
+            E::Upgrade { .. } => ErrorKind::SchemaMismatch,
             _ => ErrorKind::Internal,
         };
         Error::new(kind, e.to_string()).with_source(e)

@@ -4,7 +4,7 @@
 use crate::config::RemoteConfig;
 use crate::error::{Error, ErrorKind, Result};
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
@@ -17,6 +17,8 @@ use sync_core::protocol::{self, HEADER_SCHEMA_VERSION, VERSION, routes, snapshot
 pub use std::path::Path;
 pub use sync_core::engine::changeset::Changeset;
 pub use sync_core::protocol::info::DatabaseInfo;
+pub use sync_core::protocol::migrations::Migrations;
+use sync_core::protocol::migrations::MigrationsQuery;
 pub use sync_core::protocol::pull::{LogEntry, LogPage};
 pub use sync_core::protocol::push::{PushHeaders, PushResponse, PushStatus};
 pub use sync_core::protocol::rowid::Lease;
@@ -80,6 +82,20 @@ pub trait Transport: Send + Sync {
     }
     /// `GET /v1/databases/{db}/events`: a blocking stream of head seqs.
     fn events(&self) -> Result<Box<dyn EventStream>>;
+    /// `GET /v1/databases/{db}/migrations?after=N`: the app schema's scripts after version
+    /// `after`. (The default answers that the server has none to give, for test doubles of
+    /// servers that predate the route.)
+    fn migrations(&self, after: u32) -> Result<Migrations> {
+        Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("this server does not serve its schema migrations (after version {after})"),
+        ))
+    }
+    /// The newest schema version the server's answers have shown so far (pull answers and
+    /// database info carry it), if any.
+    fn schema_version_seen(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Server-sent head events.
@@ -106,6 +122,8 @@ pub struct HttpTransport {
     http: reqwest::blocking::Client,
     streaming: reqwest::blocking::Client,
     stats: TransferStats,
+    /// The newest schema version an answer showed (0: none yet).
+    schema_seen: AtomicU32,
 }
 
 impl HttpTransport {
@@ -140,6 +158,7 @@ impl HttpTransport {
             http: build(Some(timeout))?,
             streaming: build(None)?,
             stats: TransferStats::default(),
+            schema_seen: AtomicU32::new(0),
         })
     }
 
@@ -239,7 +258,10 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 impl Transport for HttpTransport {
     fn info(&self) -> Result<DatabaseInfo> {
         let resp = self.send(self.get(routes::INFO))?;
-        json(&self.body(resp)?)
+        let info: DatabaseInfo = json(&self.body(resp)?)?;
+        self.schema_seen
+            .fetch_max(info.schema_version, Ordering::Relaxed);
+        Ok(info)
     }
 
     fn position(&self, seq: i64) -> Result<Tip> {
@@ -348,6 +370,14 @@ impl Transport for HttpTransport {
             .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT_ENCODING, "zstd");
         let resp = self.send(req)?;
+        if let Some(version) = resp
+            .headers()
+            .get(HEADER_SCHEMA_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            self.schema_seen.fetch_max(version, Ordering::Relaxed);
+        }
         let bytes = self.body(resp)?;
         pull::decode(&bytes).map_err(|e| {
             Error::new(ErrorKind::Internal, format!("unreadable log page: {e}")).with_source(e)
@@ -396,6 +426,23 @@ impl Transport for HttpTransport {
             schema_version: version,
             batch_seq,
         })
+    }
+
+    fn migrations(&self, after: u32) -> Result<Migrations> {
+        let query = MigrationsQuery { after }.to_query_string();
+        let resp = self.send(
+            self.http
+                .get(format!("{}?{query}", self.url(routes::MIGRATIONS)))
+                .bearer_auth(&self.token),
+        )?;
+        json(&self.body(resp)?)
+    }
+
+    fn schema_version_seen(&self) -> Option<u32> {
+        match self.schema_seen.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v),
+        }
     }
 
     fn lease(&self, size: i64) -> Result<Lease> {

@@ -8,6 +8,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
+use sync_core::engine::migration::{ScriptError, run_script};
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
 use sync_core::engine::schema;
@@ -54,6 +55,16 @@ pub enum MigrationError {
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// A migration tried to touch what is internal to session-sync or SQLite (see
+    /// [`sync_core::engine::migration`]: the same checks a client applies when it upgrades).
+    #[error("migration {file} refused: {source}")]
+    Refused {
+        /// The migration's file name.
+        file: String,
+        /// What it tried.
+        #[source]
+        source: ScriptError,
     },
     /// The schema has tables the session extension cannot track.
     #[error("the schema cannot be synced: {0}")]
@@ -214,6 +225,15 @@ impl AppSchema {
         &self.migrations
     }
 
+    /// The migrations as the server step that answers `GET …/migrations` takes them.
+    pub fn scripts(&self) -> impl Iterator<Item = server::migrations::Script<'_>> {
+        self.migrations.iter().map(|m| server::migrations::Script {
+            version: m.version,
+            name: m.file.trim_end_matches(" (embedded)"),
+            sql: &m.sql,
+        })
+    }
+
     /// Applies the whole schema to an empty in-memory database and checks that it is
     /// trackable and that `policies` name only existing tables and columns. Run at startup so
     /// that a bad schema or configuration stops the server before it serves anything.
@@ -300,16 +320,18 @@ impl AppSchema {
             });
         }
         for m in &self.migrations[current as usize..] {
-            conn.execute_batch(&m.sql)
-                .map_err(|source| MigrationError::Sql {
-                    file: m.file.clone(),
-                    source,
-                })?;
+            let file = m.file.clone();
+            run_script(conn, &m.sql).map_err(|e| match e {
+                ScriptError::Sql(source) => MigrationError::Sql { file, source },
+                source => MigrationError::Refused { file, source },
+            })?;
             server::set_schema_version(conn, m.version)?;
+            // Where it ran, for devices that upgrade later (`GET …/migrations`).
+            server::migrations::record_applied(conn, m.version)?;
         }
         if current < self.version() {
             // A migration may write rows, which no log entry carries.
-            server::lineage::refresh_head_sum(conn).map_err(|e| MigrationError::Sql {
+            server::lineage::forget_head_sum(conn).map_err(|e| MigrationError::Sql {
                 file: "(checksum)".into(),
                 source: rusqlite::Error::UserFunctionError(Box::new(e)),
             })?;
@@ -397,8 +419,18 @@ mod tests {
             std::fs::write(dir.path().join("0001_init.sql"), sql).unwrap();
             let s = AppSchema::from_dir(dir.path()).unwrap();
             let err = s.validate(&PolicySet::default()).unwrap_err();
+            // Refused by the script checks as it runs (the check of the result stays).
             assert!(
-                matches!(err, MigrationError::Reserved { .. }),
+                matches!(
+                    err,
+                    MigrationError::Refused { .. } | MigrationError::Reserved { .. }
+                ),
+                "{sql}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .to_ascii_lowercase()
+                    .contains("create table _sync_"),
                 "{sql}: {err}"
             );
         }
@@ -410,6 +442,69 @@ mod tests {
         AppSchema::embedded().validate(&policies).unwrap();
         assert_eq!(policies.for_table("tags"), &Policy::Omit);
         assert_eq!(policies.for_table("NOTE_TAGS"), &Policy::Omit);
+    }
+
+    #[test]
+    fn migrations_that_touch_internal_tables_are_refused_and_change_nothing() {
+        for sql in [
+            "DELETE FROM _sync_log;",
+            "UPDATE \"_SYNC_META\" SET value = 9 WHERE key = 'head_seq';",
+            "CREATE TABLE notes2(id INTEGER PRIMARY KEY); DROP TABLE _Sync_Batches;",
+            "CREATE TRIGGER t AFTER INSERT ON notes BEGIN DELETE FROM _sync_log; END;",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("0001_init.sql"), DEMO_INIT).unwrap();
+            let conn = Connection::open_in_memory().unwrap();
+            AppSchema::from_dir(dir.path())
+                .unwrap()
+                .migrate(&conn)
+                .unwrap();
+            std::fs::write(dir.path().join("0002_bad.sql"), sql).unwrap();
+            let s = AppSchema::from_dir(dir.path()).unwrap();
+            let err = s.migrate(&conn).unwrap_err();
+            assert!(
+                matches!(err, MigrationError::Refused { .. }),
+                "{sql}: {err}"
+            );
+            assert!(err.to_string().contains("0002_bad.sql"), "{err}");
+            assert_eq!(server::schema_version(&conn).unwrap(), 1, "{sql}");
+            assert!(matches!(
+                s.validate(&PolicySet::default()),
+                Err(MigrationError::Refused { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn each_migration_records_the_log_head_it_ran_at() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0001_init.sql"), DEMO_INIT).unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        AppSchema::from_dir(dir.path())
+            .unwrap()
+            .migrate(&conn)
+            .unwrap();
+        conn.execute("UPDATE _sync_meta SET value = 7 WHERE key = 'head_seq'", [])
+            .unwrap();
+        std::fs::write(
+            dir.path().join("0002_color.sql"),
+            "ALTER TABLE tags ADD COLUMN color TEXT;",
+        )
+        .unwrap();
+        let s = AppSchema::from_dir(dir.path()).unwrap();
+        s.migrate(&conn).unwrap();
+        let answer = server::migrations::migrations(&conn, s.scripts(), 0).unwrap();
+        assert_eq!(answer.schema_version, 2);
+        let at: Vec<_> = answer
+            .migrations
+            .iter()
+            .map(|m| (m.version, m.at_seq))
+            .collect();
+        assert_eq!(at, vec![(1, Some(0)), (2, Some(7))]);
+        assert_eq!(answer.migrations[1].name, "0002_color.sql");
+        answer.check(0).unwrap();
+        let after = server::migrations::migrations(&conn, s.scripts(), 2).unwrap();
+        assert!(after.migrations.is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The client commands: `init`, `exec`, `query`, `sync`, `status`, `rejected`, `search` — a sync client at
+//! The client commands: `init`, `exec`, `query`, `sync`, `upgrade`, `status`, `rejected`, `search` — a sync client at
 //! the terminal. They go through the `sync-client` library, the same code an app runs: writes
 //! are captured into the outbox by the writer, reads use read-only connections, `sync` is one
 //! `sync_now`.
@@ -13,6 +13,7 @@ mod rejected;
 mod search;
 mod status;
 mod sync;
+mod upgrade;
 mod verify;
 
 pub use exec::{ExecArgs, QueryArgs, exec, query};
@@ -21,6 +22,7 @@ pub use rejected::{RejectedArgs, rejected};
 pub use search::{SearchArgs, search};
 pub use status::{StatusArgs, status};
 pub use sync::{SyncArgs, sync};
+pub use upgrade::{UpgradeArgs, upgrade};
 pub use verify::{VerifyArgs, verify};
 
 use crate::error::CliError;

@@ -71,6 +71,11 @@ pub(super) fn sync_and_report(
     match format {
         Format::Text => {
             out.line(&report_text(&report))?;
+            if let Some(version) = report.upgraded_to {
+                out.line(&format!(
+                    "upgraded the local copy to the server's schema version {version} (pending transactions kept)"
+                ))?;
+            }
             if report.bootstrapped {
                 out.line("re-based on a snapshot of the server's database")?;
             }
@@ -140,6 +145,8 @@ struct ReportJson<'a> {
     rejected_transactions: usize,
     pulled_entries: usize,
     bootstrapped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upgraded_to: Option<u32>,
     cursor: i64,
     changed_tables: &'a [String],
     server_conflicts: &'a [ServerConflict],
@@ -158,6 +165,7 @@ impl<'a> ReportJson<'a> {
             rejected_transactions: r.rejected_transactions,
             pulled_entries: r.pulled_entries,
             bootstrapped: r.bootstrapped,
+            upgraded_to: r.upgraded_to,
             cursor: r.cursor,
             changed_tables: &r.changed_tables,
             server_conflicts,

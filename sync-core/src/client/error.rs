@@ -78,6 +78,15 @@ pub enum ClientError {
     /// A write could not be recorded (a transaction was already open on the connection).
     #[error("could not record the write: {0}")]
     Capture(String),
+    /// The local copy could not be upgraded to the server's schema version (a script failed
+    /// or was refused, or the server's list of scripts is unusable); nothing changed.
+    #[error("cannot upgrade the local copy from schema version {from}: {what}")]
+    Upgrade {
+        /// The local version.
+        from: u32,
+        /// What went wrong.
+        what: String,
+    },
     /// The snapshot file is not usable.
     #[error("invalid snapshot: {0}")]
     InvalidSnapshot(String),

@@ -11,6 +11,8 @@
 //! | [`adopt`] | a local file's existing rows recorded as its first pending transactions, parents first |
 //! | [`bootstrap`] | a new local copy from a snapshot; re-basing an existing one on a snapshot |
 //! | [`redo`] | re-applying a pending transaction over a newer base, storing its captured effect |
+//! | [`upgrade`] | a newer app schema applied in place: undo pending, run the server's migration scripts, rewrite and redo pending — one transaction |
+//! | [`reshape`] | a pending transaction captured under an older schema, rewritten by column name for the newer one |
 //! | [`rejected`] | the rejected queue: transactions that could not be kept, to list, show, redo or discard |
 //! | [`conflicts`] | the one home of conflicts: local ones (kept changes that could not be) and those the server reported for this device's batches |
 //! | [`report`] | what integrating or bootstrapping did, rows touched included |
@@ -28,7 +30,7 @@
 //! | table | holds |
 //! |---|---|
 //! | `_sync_outbox` | pending changesets ([`crate::engine::outbox`]) |
-//! | `_sync_client` | `cursor`, `schema_version` |
+//! | `_sync_client` | `cursor`, `schema_version` (raised by [`upgrade`]) |
 //! | `_sync_inflight` | the batch being pushed: id, last outbox seq in it, the server's answer |
 //! | `_sync_rejected` | rejected transactions, with their changesets, reasons and blocking rows |
 //! | `_sync_local_conflicts` | pending changes that could not be kept, with their changesets |
@@ -46,7 +48,9 @@ pub mod push;
 pub mod redo;
 pub mod rejected;
 pub mod report;
+pub mod reshape;
 pub mod state;
+pub mod upgrade;
 
 pub use error::ClientError;
 

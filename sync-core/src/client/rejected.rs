@@ -1,6 +1,7 @@
 //! The rejected queue (`_sync_rejected`): local transactions that were acknowledged to the app
 //! but could not be kept — the server rejected them (a `reject` policy conflict, foreign-key
-//! violations), or re-applying them over a newer base left foreign-key violations. Each keeps
+//! violations), re-applying them over a newer base left foreign-key violations, or a schema
+//! upgrade dropped what they write. Each keeps
 //! its changeset, the reason and the row that blocked it, until the user redoes it (a new local
 //! write over the current state) or discards it. Nothing acknowledged vanishes.
 
@@ -46,6 +47,9 @@ named_enum! {
         /// It would leave foreign-key violations (on the server, or when re-applied locally
         /// over a newer base): a row it refers to is gone.
         ForeignKey = "foreign_key",
+        /// The app schema changed under it: the migration the device upgraded with drops a
+        /// table or column it writes, or changes a key it uses.
+        Schema = "schema",
     }
 }
 
@@ -56,6 +60,8 @@ named_enum! {
         Server = "server",
         /// This device, re-applying the pending transaction over a newer server state.
         Rebase = "rebase",
+        /// This device, upgrading its local copy to a newer schema version.
+        Upgrade = "upgrade",
     }
 }
 

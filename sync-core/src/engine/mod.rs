@@ -14,6 +14,7 @@
 //! | [`apply`] | apply with policies and an [`apply::ApplyReport`] of every conflict; capture the effect |
 //! | [`capture`] | run a write transaction under a fresh session and store its changeset in the outbox atomically |
 //! | [`outbox`] | the outbox table in the main database |
+//! | [`migration`] | an app-schema migration script run under the checks both sides apply (nothing internal touched) |
 //! | [`savepoint`](mod@savepoint) | nested transactional functions that compose |
 //! | [`diff`](mod@diff) | the changeset that turns one database file into another |
 //! | [`schema`] | which tables a session can track; whether a changeset fits a database; names as SQLite judges them |
@@ -21,7 +22,7 @@
 //! | [`spool`] | bytes in memory while small, in an unlinked temporary file once large |
 //! | [`blob`] | large values in and out of SQLite in pieces (incremental blob I/O) |
 //! | [`tx`] | the one transaction guard: writes begin `IMMEDIATE` |
-//! | [`ffi`] | the only `unsafe`: `sqlite3changeset_apply_v2` and the conflict accessors rusqlite lacks |
+//! | [`ffi`] | the only `unsafe`: `sqlite3changeset_apply_v2` and the conflict accessors rusqlite lacks, SQLite's authorizer |
 
 pub mod apply;
 pub mod blob;
@@ -33,6 +34,7 @@ pub mod decode;
 pub mod diff;
 pub mod encode;
 pub mod ffi;
+pub mod migration;
 pub mod outbox;
 pub mod policy;
 pub mod savepoint;

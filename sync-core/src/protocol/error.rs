@@ -39,7 +39,8 @@ named_enum! {
         /// `sqlite_*`, in any letter case); no client of this library produces one.
         InternalTable = "internal_table",
         /// 409: the client's schema version is not the server's (`server_version`,
-        /// `client_version`). Upgrade the app, then re-initialise.
+        /// `client_version`); the batch was not processed. Upgrade the local copy in place
+        /// with the scripts of `GET …/migrations`, then push again.
         SchemaMismatch = "schema_mismatch",
         /// 409: every transaction of the push was rejected (a `reject` policy conflict,
         /// foreign-key violations); the data is the push answer. It is recorded as processed

@@ -16,6 +16,7 @@
 //! | [`events`] | `GET …/events`: the server-sent `head` event |
 //! | [`lineage`] | lineage ids, chain values and checksums: which history a position is in |
 //! | [`info`] | `GET …/{db}`: database metadata and access |
+//! | [`migrations`] | `GET …/migrations`: the app schema's scripts after a version, with where each was applied |
 //! | [`rowid`] | `POST …/rowid-ranges` |
 //! | [`conflicts`] | `GET …/conflicts`, and the conflict record push answers carry |
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod info;
 pub mod lineage;
+pub mod migrations;
 pub mod pull;
 pub mod push;
 pub mod routes;
@@ -35,7 +37,8 @@ pub mod upload;
 /// Version of the protocol, in the URL prefix (`/v1`) and in every JSON envelope (`"v": 1`).
 pub const VERSION: u32 = 1;
 
-/// Header: the schema version the client's database has (push), or the snapshot's.
+/// Header: the schema version the client's database has (push), or the snapshot's; on pull
+/// answers, the server database's (a device behind learns it there and upgrades).
 pub const HEADER_SCHEMA_VERSION: &str = "sync-schema-version";
 
 /// Checks a database name from a URL: 1–63 characters, lowercase ASCII letters, digits, `-`

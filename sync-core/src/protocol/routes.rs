@@ -19,6 +19,8 @@ pub const UPLOAD: &str = "/v1/databases/{db}/uploads/{batch}";
 pub const EFFECT: &str = "/v1/databases/{db}/log/{seq}/effect";
 /// `GET`: a snapshot file ([`super::snapshot`]).
 pub const SNAPSHOT: &str = "/v1/databases/{db}/snapshot";
+/// `GET`: the app schema's migration scripts after a version ([`super::migrations`]).
+pub const MIGRATIONS: &str = "/v1/databases/{db}/migrations";
 /// `GET`: server-sent events ([`super::events`]).
 pub const EVENTS: &str = "/v1/databases/{db}/events";
 /// `GET`: liveness, no token.
@@ -27,7 +29,7 @@ pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 
 /// Every route, for per-route metrics.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     PUSH,
     PULL,
     POSITION,
@@ -37,6 +39,7 @@ pub const ALL: [&str; 12] = [
     SNAPSHOT,
     ROWID_RANGES,
     CONFLICTS,
+    MIGRATIONS,
     INFO,
     HEALTHZ,
     METRICS,

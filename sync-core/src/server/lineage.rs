@@ -116,8 +116,8 @@ pub(crate) fn next_chain(
 }
 
 /// Records log entry `seq` (just appended, in the push's transaction): its chain value from
-/// the previous entry's, and the checksum after it — the previous checksum plus `delta`
-/// (unknown if the previous one is). Returns the tip there.
+/// the previous entry's, and the checksum after it — the previous checksum plus `delta`, or
+/// recomputed from the tables when the previous one is unknown. Returns the tip there.
 pub(crate) fn record(
     conn: &Connection,
     entry: (i64, PushStatus, &str, &str),
@@ -128,10 +128,15 @@ pub(crate) fn record(
     let prev = at(conn, seq - 1)?
         .ok_or_else(|| ServerError::internal(format!("no chain value at seq {}", seq - 1)))?;
     let chain = next_chain(prev.chain.0, seq, status, origin, batch_id, effect.reader())?;
-    let sum = prev.sum.map(|mut s| {
-        s.add(&delta);
-        s
-    });
+    let sum = match prev.sum {
+        Some(mut s) => {
+            s.add(&delta);
+            Some(s)
+        }
+        // Unknown before (a migration ran, or a log from before checksums): the tables hold
+        // the state after this entry now, so it is computed once from them.
+        None => Some(checksum::table_sum(conn).map_err(ServerError::internal)?),
+    };
     insert(conn, seq, chain, sum)?;
     Ok(Tip {
         lineage: prev.lineage,
@@ -205,15 +210,13 @@ pub fn restart(conn: &Connection, seq: i64) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Recomputes the checksum at the head from the tables (after a migration that may have
-/// written rows without a log entry).
-pub fn refresh_head_sum(conn: &Connection) -> Result<(), ServerError> {
+/// Forgets the checksum at the head (after a migration, which may change rows without a log
+/// entry): a device integrating up to the head compares nothing there, and the next entry's
+/// checksum is computed from the tables ([`record`]). The checksum at the head is not simply
+/// recomputed: a device behind pulls up to that seq *before* it runs the migration.
+pub fn forget_head_sum(conn: &Connection) -> Result<(), ServerError> {
     let seq = super::meta(conn, "head_seq")?;
-    let sum = checksum::table_sum(conn).map_err(ServerError::internal)?;
-    conn.execute(
-        "UPDATE _sync_chain SET sum = ?2 WHERE seq = ?1",
-        params![seq, sum.to_bytes().to_vec()],
-    )?;
+    conn.execute("UPDATE _sync_chain SET sum = NULL WHERE seq = ?1", [seq])?;
     Ok(())
 }
 

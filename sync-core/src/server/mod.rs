@@ -11,6 +11,7 @@
 //! | [`rowid`] | leases of rowid ranges |
 //! | [`conflicts`] | the conflicts met while applying, recorded and listed |
 //! | [`lineage`] | the lineage id, the log's hash chain and the content checksum at each seq |
+//! | [`migrations`] | where each schema migration was applied; the scripts a device behind asks for |
 //! | [`error`] | [`ServerError`], each variant one wire code |
 //!
 //! This module installs the internal tables and reads and writes `_sync_meta`.
@@ -22,13 +23,14 @@
 //! | `_sync_log` | one row per processed batch: seq, origin device, batch id, status, effect |
 //! | `_sync_batches` | idempotency: (device, batch id) → seq and the stored answer; never pruned |
 //! | `_sync_conflicts` | every conflict met while applying pushes, with its resolution |
-//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid`, `lineage` |
+//! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid`, `lineage`, `migrated_at_seq.N` |
 //! | `_sync_chain` | per seq from `oldest_seq` to the head: the chain value and the content checksum |
 //! | `_sync_leases` | rowid ranges granted to devices |
 
 pub mod conflicts;
 pub mod error;
 pub mod lineage;
+pub mod migrations;
 pub mod pull;
 pub mod push;
 pub mod rewind;

@@ -5,13 +5,15 @@
 //! (inserts, updates, deletes on the same small set of rows, with ON DELETE CASCADE foreign
 //! keys) interleave with pushes and pulls; failures are injected (a push request dropped, a
 //! push answer lost after the server committed, a pull answer lost, log compaction forcing a
-//! bootstrap from a snapshot). Then every device syncs until quiet, and:
+//! bootstrap from a snapshot). In some cases the operator deploys a schema migration mid-run
+//! (a column, a table and a data migration that fills the column); devices upgrade in place
+//! as their syncs learn of it, pending writes kept. Then every device syncs until quiet, and:
 //!
 //! * every device's app tables equal the server's, row for row;
 //! * no write acknowledged locally is missing: each write transaction also inserts a unique,
 //!   never-modified `journal` row, which must be on the server or else inside a transaction in
 //!   the device's rejected queue — exactly one of the two, never silently gone;
-//! * outboxes are empty and cursors equal the server's head.
+//! * outboxes are empty, cursors equal the server's head, schema versions the server's.
 //!
 //! `SYNC_CONVERGENCE_SEED=N` replays one case; `SYNC_CONVERGENCE_CASES=N` runs more (CI runs a
 //! few hundred; `SYNC_CONVERGENCE_CASES=10000 cargo test --release -p sync-core convergence`
@@ -47,6 +49,14 @@ const SCHEMA: &str = "
 
 const APP_TABLES: [&str; 4] = ["notes", "tags", "note_tags", "journal"];
 
+/// The migration some cases deploy mid-run: a column, a table, and a data migration whose
+/// result depends on the rows at the moment it runs (so a device that ran it anywhere but at
+/// the server's position would differ).
+const MIGRATION_2: &str = "
+    ALTER TABLE notes ADD COLUMN color TEXT NOT NULL DEFAULT 'none';
+    CREATE TABLE notebooks(id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    UPDATE notes SET color = 'c' || (length(title) + id) % 4;";
+
 struct Device {
     id: usize,
     conn: Connection,
@@ -81,6 +91,9 @@ struct World {
     /// pending on no device (so no device pushes them again). Their loss is what a restore
     /// means; every other acknowledged write must survive it.
     lost_to_restores: std::collections::HashSet<i64>,
+    /// The step at which the server deploys migration 2 (`None`: this case never does).
+    migrate_at: Option<usize>,
+    steps: usize,
 }
 
 /// What a case exercised, summed over a run and printed, so a run that never reached a path
@@ -94,9 +107,12 @@ struct Stats {
     large_effect_ranges: u64,
     rejected_foreign_key: u64,
     rejected_policy: u64,
+    rejected_schema: u64,
     bootstraps: u64,
     restores: u64,
     lost_tails: u64,
+    migrations: u64,
+    upgrades: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -111,6 +127,9 @@ impl std::ops::AddAssign for Stats {
         self.bootstraps += o.bootstraps;
         self.restores += o.restores;
         self.lost_tails += o.lost_tails;
+        self.rejected_schema += o.rejected_schema;
+        self.migrations += o.migrations;
+        self.upgrades += o.upgrades;
     }
 }
 
@@ -176,13 +195,55 @@ impl World {
             stats: Stats::default(),
             backup: None,
             lost_to_restores: Default::default(),
+            migrate_at: None,
+            steps: 0,
         }
         .with_body_limit()
+        .with_migration()
     }
 
     fn with_body_limit(mut self) -> World {
         self.max_body = self.rng.random_range(1500..6000);
         self
+    }
+
+    /// Half the cases deploy migration 2 at a random step.
+    fn with_migration(mut self) -> World {
+        if self.rng.random_range(0..2) == 0 {
+            self.migrate_at = Some(self.rng.random_range(0..120));
+        }
+        self
+    }
+
+    /// The operator's migrations, as the server serves them.
+    fn scripts(&self) -> Vec<server::migrations::Script<'static>> {
+        vec![
+            server::migrations::Script {
+                version: 1,
+                name: "0001_init.sql",
+                sql: SCHEMA,
+            },
+            server::migrations::Script {
+                version: 2,
+                name: "0002_color.sql",
+                sql: MIGRATION_2,
+            },
+        ]
+    }
+
+    /// The server restarts with migration 2: run under the same checks and bookkeeping as
+    /// `sync-server`'s startup migration (one transaction; where it ran recorded).
+    fn deploy_migration(&mut self) {
+        let head = server::bounds(&self.server).unwrap().head_seq;
+        self.server.execute_batch("BEGIN IMMEDIATE").unwrap();
+        sync_core::engine::migration::run_script(&self.server, MIGRATION_2).unwrap();
+        server::set_schema_version(&self.server, 2).unwrap();
+        server::migrations::record_applied(&self.server, 2).unwrap();
+        server::lineage::forget_head_sum(&self.server).unwrap();
+        self.server.execute_batch("COMMIT").unwrap();
+        self.stats.migrations += 1;
+        self.log
+            .push(format!("server migrated to version 2 at seq {head}"));
     }
 
     fn fail(&self, what: String) -> ! {
@@ -201,6 +262,10 @@ impl World {
 
     fn step(&mut self) {
         self.now += 1;
+        self.steps += 1;
+        if self.migrate_at == Some(self.steps) {
+            self.deploy_migration();
+        }
         let d = self.rng.random_range(0..self.devices.len());
         match self.rng.random_range(0..100) {
             0..=49 => self.write(d),
@@ -276,6 +341,11 @@ impl World {
         ));
         self.server = restored;
         self.shapes = sync_core::engine::schema::ShapeCache::new();
+        // The server migrates what it opens: a backup from before the migration comes back
+        // at version 2.
+        if self.stats.migrations > 0 && server::schema_version(&self.server).unwrap() < 2 {
+            self.deploy_migration();
+        }
     }
 
     fn write(&mut self, d: usize) {
@@ -296,6 +366,7 @@ impl World {
         let dev = &mut self.devices[d];
         dev.writes += 1;
         let journal_id = (dev.id as i64 + 1) * 1_000_000 + dev.writes;
+        let v2 = client::state::schema_version(&dev.conn).unwrap() >= 2;
         let result = capture(&dev.conn, |c| {
             for (kind, a, b, r) in &mutations {
                 match kind {
@@ -311,10 +382,22 @@ impl World {
                             rusqlite::params![a, format!("t{r}"), now * 10 + *r % 10],
                         )?;
                     }
+                    3 if v2 && r % 2 == 0 => {
+                        c.execute(
+                            "UPDATE notes SET color = ?2 WHERE id = ?1",
+                            rusqlite::params![a, format!("k{r}")],
+                        )?;
+                    }
                     3 => {
                         c.execute(
                             "UPDATE notes SET body = ?2 WHERE id = ?1",
                             rusqlite::params![a, format!("b{r}")],
+                        )?;
+                    }
+                    5 if v2 && r % 3 == 0 => {
+                        c.execute(
+                            "INSERT OR REPLACE INTO notebooks(id, name) VALUES (?1, ?2)",
+                            rusqlite::params![b, format!("nb{r}")],
                         )?;
                     }
                     4 => {
@@ -444,6 +527,13 @@ impl World {
                     .push(format!("d{d} push {}: {code}", batch.headers.batch_id));
                 return Some(Err(code));
             }
+            Err(e) if e.to_body().code == sync_core::protocol::error::ErrorCode::SchemaMismatch => {
+                self.log.push(format!(
+                    "d{d} push {}: schema_mismatch",
+                    batch.headers.batch_id
+                ));
+                return Some(Err(e.to_body().code));
+            }
             Err(e) => self.fail(format!("device {d}: server refused a push: {e}")),
         };
         self.log.push(format!(
@@ -482,6 +572,9 @@ impl World {
         let reply_ok = match step {
             Step::Done => {
                 let r = cycle.report();
+                if r.upgraded_to.is_some() {
+                    self.stats.upgrades += 1;
+                }
                 self.log.push(format!(
                     "d{d} sync done: pushed {} pulled {} bootstrapped={} conflicts={}",
                     r.pushed_batches, r.pulled_entries, r.bootstrapped, r.new_conflicts
@@ -497,6 +590,24 @@ impl World {
                 }
                 None => return,
             },
+            Step::Migrations { after } => {
+                if fault <= 1 {
+                    self.log
+                        .push(format!("d{d} migrations after {after}: lost"));
+                    return;
+                }
+                let answer =
+                    server::migrations::migrations(&self.server, self.scripts(), after).unwrap();
+                self.log.push(format!(
+                    "d{d} migrations after {after}: {:?}",
+                    answer
+                        .migrations
+                        .iter()
+                        .map(|m| (m.version, m.at_seq))
+                        .collect::<Vec<_>>()
+                ));
+                cycle.feed(&self.devices[d].conn, Reply::Migrations(answer), self.now)
+            }
             Step::UploadStatus { batch_id } => {
                 if fault == 0 {
                     self.log
@@ -599,6 +710,8 @@ impl World {
                     Ok(page) => {
                         let seqs: Vec<i64> = page.entries.iter().map(|e| e.seq).collect();
                         self.log.push(format!("d{d} pull since {since}: {seqs:?}"));
+                        // Pull answers carry the server's schema version.
+                        cycle.server_schema_version(server::schema_version(&self.server).unwrap());
                         cycle.feed(&self.devices[d].conn, Reply::Page(page), self.now)
                     }
                     Err(e) => {
@@ -701,6 +814,13 @@ impl World {
                     .push(format!("d{d} push uploaded {}: {code}", headers.batch_id));
                 return Some(Err(code));
             }
+            Err(e) if e.to_body().code == sync_core::protocol::error::ErrorCode::SchemaMismatch => {
+                self.log.push(format!(
+                    "d{d} push uploaded {}: schema_mismatch",
+                    headers.batch_id
+                ));
+                return Some(Err(e.to_body().code));
+            }
             Err(e) => self.fail(format!("device {d}: server refused an uploaded push: {e}")),
         };
         self.log.push(format!(
@@ -773,6 +893,8 @@ impl World {
             let head = server::bounds(&self.server).unwrap().head_seq;
             let dev = &self.devices[d];
             let quiet = cursor(&dev.conn).unwrap() == head
+                && client::state::schema_version(&dev.conn).unwrap()
+                    == server::schema_version(&self.server).unwrap()
                 && inflight(&dev.conn).unwrap().is_none()
                 && sync_core::engine::outbox::stats(&dev.conn).unwrap().0 == 0;
             if quiet {
@@ -807,7 +929,15 @@ impl World {
             }
         }
         let expected = dump(&self.server);
+        let version = server::schema_version(&self.server).unwrap();
         for dev in &self.devices {
+            let local = client::state::schema_version(&dev.conn).unwrap();
+            if local != version {
+                self.fail(format!(
+                    "device {} is at schema version {local}, the server at {version}",
+                    dev.id
+                ));
+            }
             let got = dump(&dev.conn);
             if got != expected {
                 let diff = describe_diff(&expected, &got);
@@ -887,8 +1017,12 @@ fn rejected_journal_ids(conn: &Connection) -> std::collections::HashSet<i64> {
 type Dump = Vec<(String, Vec<Vec<Value>>)>;
 
 fn dump(conn: &Connection) -> Dump {
+    let migrated = sync_core::engine::schema::table_shape(conn, "notebooks")
+        .unwrap()
+        .is_some();
     APP_TABLES
         .iter()
+        .chain(migrated.then_some(&"notebooks"))
         .map(|t| {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
@@ -945,6 +1079,7 @@ fn run_case(seed: u64, steps: usize) -> Stats {
             match r.reason {
                 client::rejected::RejectedReason::ForeignKey => stats.rejected_foreign_key += 1,
                 client::rejected::RejectedReason::Policy => stats.rejected_policy += 1,
+                client::rejected::RejectedReason::Schema => stats.rejected_schema += 1,
             }
         }
     }
@@ -980,6 +1115,7 @@ fn devices_converge_under_random_interleavings_and_faults() {
         );
         assert!(total.rejected_foreign_key > 0, "{total:?}");
         assert!(total.restores > 0 && total.lost_tails > 0, "{total:?}");
+        assert!(total.migrations > 0 && total.upgrades > 0, "{total:?}");
     }
 }
 

@@ -8,3 +8,4 @@ mod crash;
 mod decode;
 mod pieces;
 mod props;
+mod upgrade;

@@ -7,9 +7,11 @@
 //! | `read` | `GET …/{db}`, `GET …/pull`, `GET …/conflicts` |
 //! | `snapshot` | `GET …/snapshot` |
 //! | `events` | `GET …/events` (server-sent events) |
+//! | `migrations` | `GET …/migrations` (the app schema's scripts, for devices that upgrade) |
 //! | `upload` | `PUT`/`GET …/uploads/{batch}`, `GET …/log/{seq}/effect` (large transactions) |
 
 mod events;
+mod migrations;
 mod push;
 mod read;
 mod snapshot;
@@ -45,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route(routes::ROWID_RANGES, post(push::rowid_ranges))
         .route(routes::SNAPSHOT, get(snapshot::snapshot))
         .route(routes::EVENTS, get(events::events))
+        .route(routes::MIGRATIONS, get(migrations::migrations))
         .route(routes::HEALTHZ, get(healthz))
         .route(routes::METRICS, get(metrics))
         .fallback(not_found)

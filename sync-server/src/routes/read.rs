@@ -1,5 +1,6 @@
 //! Reads on read-only connections: `GET /v1/databases/{db}` (info), `…/pull` (the log in
-//! its binary framing, zstd on request), `…/position` and `…/conflicts`.
+//! its binary framing, zstd on request, with the database's schema version in a header),
+//! `…/position` and `…/conflicts`.
 
 use super::DbName;
 use crate::error::ApiError;
@@ -11,11 +12,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use sync_core::engine::spool::Spool;
-use sync_core::protocol::VERSION;
 use sync_core::protocol::conflicts::{self, ConflictPage, ConflictsQuery};
 use sync_core::protocol::info::{DatabaseInfo, Limits};
 use sync_core::protocol::lineage::{PositionAnswer, PositionQuery};
 use sync_core::protocol::pull::{self, PullQuery};
+use sync_core::protocol::{HEADER_SCHEMA_VERSION, VERSION};
 use sync_core::server;
 
 /// zstd level for pull pages: fast, and effects compress well.
@@ -95,10 +96,14 @@ pub async fn pull(
     }
     let zstd = accepts_zstd(&headers);
     let token = crate::state::bearer(&headers)?;
-    let body = state
+    let (body, schema_version) = state
         .blocking(move |s| {
             let grant = s.authorize(&token, &name, &note)?;
             let db = s.storage.get(grant.database_id)?;
+            // Sent with the page: a device behind learns here that it should upgrade.
+            let schema_version = db
+                .read(server::schema_version)?
+                .map_err(server::ServerError::from)?;
             // The page goes to a spool (a file once large) and the read transaction ends
             // before the first byte is sent: a slow client holds neither memory nor a
             // snapshot of the database.
@@ -114,7 +119,7 @@ pub async fn pull(
             }
             let page = spool.finish().map_err(io)?;
             s.metrics.bytes_out(page.len());
-            crate::body::spooled_body(page).map_err(io)
+            Ok((crate::body::spooled_body(page).map_err(io)?, schema_version))
         })
         .await?;
     let mut response = Response::new(body);
@@ -124,6 +129,7 @@ pub async fn pull(
         HeaderValue::from_static(pull::MEDIA_TYPE),
     );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(HEADER_SCHEMA_VERSION, HeaderValue::from(schema_version));
     if zstd {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
     }

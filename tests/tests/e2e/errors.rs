@@ -132,58 +132,6 @@ fn with_the_server_down_sync_is_a_network_error_and_writes_keep_working() {
 }
 
 #[test]
-fn a_client_on_an_older_schema_version_gets_schema_mismatch() {
-    let schema = tempfile::tempdir().unwrap();
-    std::fs::write(
-        schema.path().join("0001_init.sql"),
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL);",
-    )
-    .unwrap();
-    let schema_dir = schema.path().to_path_buf();
-    let mut server = Server::start_with(|cfg| cfg.schema_dir = Some(schema_dir.clone()));
-    let token = server.setup("alice", "notes", "laptop");
-    let dir = tempfile::tempdir().unwrap();
-    let a = server.notes_client(dir.path(), "a.db", &token, quick());
-    assert_eq!(a.status().unwrap().schema_version, 1);
-    let c = server.notes_client(dir.path(), "c.db", &token, quick());
-    assert_eq!(c.status().unwrap().schema_version, 1);
-
-    // The operator ships migration 2; the server migrates the database when it opens it.
-    std::fs::write(
-        schema.path().join("0002_color.sql"),
-        "ALTER TABLE notes ADD COLUMN color TEXT;",
-    )
-    .unwrap();
-    server.restart_with(|cfg| cfg.schema_dir = Some(schema_dir.clone()));
-    exec(
-        &a,
-        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'made at version 1', 1)",
-    );
-    let err = a.sync_now().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::SchemaMismatch, "{err}");
-    assert!(!err.is_retryable());
-    assert!(err.to_string().contains("schema"), "{err}");
-    // Nothing is lost: the write waits in the outbox.
-    assert_eq!(a.status().unwrap().pending_changesets, 1);
-
-    // A new device starts at the new version.
-    let b = server.notes_client(dir.path(), "b.db", &token, quick());
-    assert_eq!(b.status().unwrap().schema_version, 2);
-
-    // A version-1 device with nothing to push learns it from the first version-2 change it
-    // pulls — as a schema mismatch (upgrade the app), not as a broken local schema.
-    exec(
-        &b,
-        "INSERT INTO notes(id, title, updated_at, color) VALUES (2, 'made at version 2', 1, 'red')",
-    );
-    b.sync_now().unwrap();
-    let err = c.sync_now().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::SchemaMismatch, "{err}");
-    assert!(err.to_string().contains("schema version 2"), "{err}");
-    assert_eq!(query_i64(&c, "SELECT count(*) FROM notes"), 0);
-}
-
-#[test]
 fn a_table_without_a_primary_key_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");

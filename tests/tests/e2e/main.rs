@@ -9,7 +9,8 @@
 //! | `crash` | a client killed with SIGKILL loses no acknowledged write |
 //! | `fts` | rows from other devices become searchable; the index is rebuilt when deleted and never synced |
 //! | `rowids` | leased ranges never collide; an exhausted lease is a typed error; an id collision is reported |
-//! | `errors` | bad token, server down, schema mismatch, untrackable table, writes through `read` |
+//! | `errors` | bad token, server down, untrackable table, writes through `read` |
+//! | `upgrade` | a migration deployed while a device has edits pending: every device upgrades in place on its next sync (or `upgrade`), the edits land, one the new schema cannot take is in the rejected queue with its reason |
 //! | `hostile` | a server's log entry that writes an internal table (any letter case) is refused as corruption and changes nothing |
 //! | `lifecycle` | a server log that lost its tail and grew again, a row changed behind the library's back: detected at the next sync (`verify` tells before), repaired from a snapshot with pending writes kept |
 //! | `background` | a write on one device appears on another without `sync_now` (server events) |
@@ -25,3 +26,4 @@ mod policies;
 mod rejected;
 mod rowids;
 mod sync;
+mod upgrade;

@@ -16,18 +16,25 @@
 //!    its answer never came (a snapshot cannot tell whether it contains that batch), then
 //!    download a snapshot and re-base on it, keeping pending changes. At most
 //!    [`CycleConfig::max_bootstraps`] per round.
-//! 4. **Again** while the round left work (pending changes and progress), at most
+//! 4. **Upgrade** when the server's schema version is newer than the local copy's
+//!    (`schema_mismatch`, or a version an answer showed): the scripts are fetched and run in
+//!    place, each at the log position the server ran it at, pending changes kept
+//!    (`cycle/upgrade.rs`).
+//! 5. **Again** while the round left work (pending changes and progress), at most
 //!    [`CycleConfig::max_rounds`] rounds.
 //!
 //! The cycle borrows the writer connection only inside `next` and `feed`, never across the
 //! network. A failure to reach the server is the pump's business: it drops the cycle (all
 //! state that matters is in the database) and the next sync starts a new one.
 
+mod config;
 mod large;
 mod outcome;
 mod steps;
+mod upgrade;
 mod verify;
 
+pub use config::CycleConfig;
 pub use outcome::{CycleError, CycleReport};
 pub use steps::{Reply, Step};
 pub use verify::synced_sum;
@@ -41,55 +48,10 @@ use crate::engine::outbox;
 use crate::engine::spool::Spool;
 use crate::protocol::error::ErrorCode;
 use crate::protocol::lineage::Tip;
-use crate::protocol::pull::{DEFAULT_LIMIT, DEFAULT_MAX_BYTES, LogEntry, LogPage, PullQuery};
+use crate::protocol::pull::{LogEntry, LogPage, PullQuery};
 use crate::protocol::upload::EffectQuery;
 use rusqlite::Connection;
-use std::path::PathBuf;
-
-/// The cycle's limits.
-#[derive(Debug, Clone)]
-pub struct CycleConfig {
-    /// About the most bytes of pending changesets in one push.
-    pub push_max_bytes: usize,
-    /// Entries asked for per pull page.
-    pub pull_limit: usize,
-    /// Bytes asked for per pull page.
-    pub pull_max_bytes: usize,
-    /// Pages are integrated together, in one local transaction, up to about this many bytes.
-    pub integrate_budget: usize,
-    /// Push-and-pull rounds in one sync.
-    pub max_rounds: u32,
-    /// Bootstraps in one round.
-    pub max_bootstraps: u32,
-    /// The server's request-body limit: a batch larger than this is uploaded in parts of this
-    /// size.
-    pub max_body_bytes: usize,
-    /// Bytes asked for per range of a large effect.
-    pub effect_part_bytes: u64,
-    /// Where large transactions and effects wait in unlinked files (`None`: in memory).
-    pub scratch_dir: Option<PathBuf>,
-    /// Recompute the synced state's checksum from the tables once in this sync (see
-    /// [`Cycle::snapshot_reason`] and docs/design.md): the pump asks for it on its first sync
-    /// and whenever another connection wrote the file.
-    pub full_check: bool,
-}
-
-impl Default for CycleConfig {
-    fn default() -> Self {
-        CycleConfig {
-            push_max_bytes: 1 << 20,
-            pull_limit: DEFAULT_LIMIT,
-            pull_max_bytes: DEFAULT_MAX_BYTES,
-            integrate_budget: 16 << 20,
-            max_rounds: 4,
-            max_bootstraps: 2,
-            max_body_bytes: 8 << 20,
-            effect_part_bytes: 8 << 20,
-            scratch_dir: None,
-            full_check: false,
-        }
-    }
-}
+use upgrade::Upgrading;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -98,6 +60,8 @@ enum Phase {
     /// Large effects of pulled entries being fetched.
     Fetch,
     Bootstrap,
+    /// The local schema is behind the server's (`upgrade.rs`).
+    Upgrade,
     EndOfRound,
     Done,
 }
@@ -112,6 +76,7 @@ enum Asked {
     Pull,
     Effect,
     Snapshot,
+    Migrations,
 }
 
 /// A batch being uploaded.
@@ -151,6 +116,7 @@ pub struct Cycle {
     large: LargeEffects,
     fetching: Option<Fetching>,
     uploading: Option<Uploading>,
+    upgrade: Upgrading,
     report: CycleReport,
     /// The last page's position (after its last entry).
     tip: Option<Tip>,
@@ -181,6 +147,7 @@ impl Cycle {
             large: LargeEffects::default(),
             fetching: None,
             uploading: None,
+            upgrade: Upgrading::default(),
             report: CycleReport::default(),
             tip: None,
             checked: false,
@@ -215,6 +182,8 @@ impl Cycle {
                 {
                     return self.upload_step(conn);
                 }
+                Phase::Push if self.wants_upgrade(conn)? => self.start_upgrade(),
+                Phase::Upgrade => return self.upgrade_step(conn),
                 Phase::Push => {
                     let (max, body) = (self.config.push_max_bytes, self.config.max_body_bytes);
                     match prepare_push(conn, max, body, &mut *new_batch_id)? {
@@ -255,9 +224,9 @@ impl Cycle {
                         Some(e) => e.seq,
                         None => cursor(conn)?,
                     };
-                    let query =
-                        PullQuery::after(since, self.config.pull_limit, self.config.pull_max_bytes)
-                            .at(self.claimed(conn)?);
+                    let limit = self.pull_limit(since);
+                    let query = PullQuery::after(since, limit, self.config.pull_max_bytes)
+                        .at(self.claimed(conn)?);
                     return Ok(self.ask(Asked::Pull, Step::Pull(query)));
                 }
                 Phase::Bootstrap => {
@@ -337,6 +306,12 @@ impl Cycle {
                 Asked::Push | Asked::Pull | Asked::Effect,
                 Reply::Refused(code @ (ErrorCode::LineageMismatch | ErrorCode::ChainMismatch)),
             ) if self.bootstraps < self.config.max_bootstraps => self.history_changed(conn, code),
+            (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::SchemaMismatch)) => {
+                self.on_schema_mismatch(conn)
+            }
+            (Asked::Migrations, Reply::Migrations(answer)) => {
+                self.on_migrations(conn, answer, now_ms)
+            }
             (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::UploadIncomplete))
                 if self.uploading.is_some() =>
             {
@@ -380,6 +355,7 @@ impl Cycle {
                 // flight may name an entry that is gone, so it is pushed again first.
                 if code == ErrorCode::CursorAhead {
                     super::state::forget_position(conn)?;
+                    self.abandon_upgrade();
                 }
                 self.entries.clear();
                 self.entry_bytes = 0;
@@ -391,6 +367,9 @@ impl Cycle {
                 Ok(())
             }
             (Asked::Snapshot, Reply::Snapshot { path, batch_seq }) => {
+                if !self.upgrade_for_snapshot(conn, &path, now_ms)? {
+                    return Ok(());
+                }
                 self.repushed = false;
                 let scratch = self.config.scratch_dir.clone();
                 let r = bootstrap(conn, &path, scratch.as_deref(), batch_seq, now_ms)?;
@@ -418,6 +397,9 @@ impl Cycle {
             (Asked::Snapshot, _) => Err(CycleError::Unexpected(
                 "a snapshot was answered with something else",
             )),
+            (Asked::Migrations, _) => Err(CycleError::Unexpected(
+                "migrations were answered with something else",
+            )),
         }
     }
 
@@ -437,11 +419,15 @@ impl Cycle {
     /// After a page (or the last range of a large effect): fetch what is large, pull more
     /// while under the budget, else integrate what was pulled.
     fn after_page(&mut self, conn: &Connection, now_ms: i64) -> Result<(), CycleError> {
+        if self.wants_upgrade(conn)? {
+            self.start_upgrade();
+            return Ok(());
+        }
         if self.unfetched().is_some() {
             self.phase = Phase::Fetch;
             return Ok(());
         }
-        let more = self.more;
+        let more = self.more && !self.pull_bound_reached();
         if more && self.entry_bytes < self.config.integrate_budget {
             self.phase = Phase::Pull;
             return Ok(());
@@ -449,6 +435,9 @@ impl Cycle {
         let entries = std::mem::take(&mut self.entries);
         self.entry_bytes = 0;
         if entries.is_empty() {
+            if self.upgrading() {
+                return self.after_upgrade_pull(conn, 0, now_ms);
+            }
             return self.verify_idle(conn);
         }
         let n = entries.len();
@@ -477,6 +466,9 @@ impl Cycle {
                 self.report.rejected_transactions += r.new_rejected;
                 self.report.touched.extend(r.touched);
                 self.report.touched_tables.extend(r.touched_tables);
+                if self.upgrading() {
+                    return self.after_upgrade_pull(conn, n, now_ms);
+                }
                 self.phase = if more { Phase::Pull } else { Phase::EndOfRound };
                 Ok(())
             }

@@ -17,6 +17,8 @@ pub struct CycleReport {
     pub pulled_entries: usize,
     /// Whether the local database was re-based on a snapshot.
     pub bootstrapped: bool,
+    /// The schema version the local copy was upgraded to, if it was.
+    pub upgraded_to: Option<u32>,
     /// Local conflicts recorded.
     pub new_conflicts: usize,
     /// Conflicts the server reported for this sync's pushes, newly recorded.

@@ -2,6 +2,7 @@
 
 use crate::client::push::PushBatch;
 use crate::protocol::error::ErrorCode;
+use crate::protocol::migrations::Migrations;
 use crate::protocol::pull::{LogPage, PullQuery};
 use crate::protocol::push::{PushHeaders, PushResponse};
 use crate::protocol::upload::EffectQuery;
@@ -47,7 +48,13 @@ pub enum Step {
         /// The id of the batch in flight.
         batch: Option<String>,
     },
-    /// The sync is complete; [`Cycle::report`] says what it did.
+    /// Fetch the migration scripts after this schema version; answer with
+    /// [`Reply::Migrations`].
+    Migrations {
+        /// The local schema version.
+        after: u32,
+    },
+    /// The sync is complete; [`super::Cycle::report`] says what it did.
     Done,
 }
 
@@ -73,6 +80,8 @@ pub enum Reply {
         /// snapshot's history, `Some(None)` not in it, `None` not asked or not told.
         batch_seq: Option<Option<i64>>,
     },
+    /// The migration scripts.
+    Migrations(Migrations),
     /// The server answered with an error envelope of this code.
     Refused(ErrorCode),
 }

@@ -52,6 +52,7 @@ impl Cycle {
         code: ErrorCode,
     ) -> Result<(), CycleError> {
         state::forget_position(conn)?;
+        self.abandon_upgrade();
         self.entries.clear();
         self.entry_bytes = 0;
         self.large.clear();

@@ -7,6 +7,7 @@
 //! Everything `unsafe` in the crate lives in this module. The contract each call relies on is
 //! stated next to it.
 
+pub mod authorizer;
 pub mod session;
 
 use crate::engine::conflict::{ConflictKind, Resolution};
