@@ -259,7 +259,7 @@ impl Engine {
                     _scratch = Some(dir);
                     Reply::Snapshot {
                         path,
-                        batch_seq: batch.as_ref().map(|_| got.batch_seq),
+                        batch_seq: batch.as_ref().and(got.batch_seq),
                     }
                 }
             };

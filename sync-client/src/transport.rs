@@ -43,8 +43,9 @@ pub struct SnapshotGot {
     pub seq: i64,
     /// Its schema version.
     pub schema_version: u32,
-    /// The seq of the batch asked about in the snapshot's history (`None`: not in it).
-    pub batch_seq: Option<i64>,
+    /// Where the batch asked about stands in the snapshot's history: `Some(Some(seq))`,
+    /// `Some(None)` not in it, `None` not told.
+    pub batch_seq: Option<Option<i64>>,
 }
 
 /// What the sync engine needs from a server.
@@ -394,11 +395,12 @@ impl Transport for HttpTransport {
             req = req.header(snapshot::HEADER_BATCH_ID, batch);
         }
         let resp = self.send(req)?;
+        // Absent: not told (an older server); `none`: not in this history.
         let batch_seq = resp
             .headers()
             .get(snapshot::HEADER_BATCH_SEQ)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+            .map(|v| v.parse().ok());
         let header = |name: &str| -> Result<i64> {
             resp.headers()
                 .get(name)

@@ -469,8 +469,7 @@ fn main() {
         // The content checksum the server and the client follow through every applied
         // effect (engine::checksum::delta): its cost next to the apply's.
         let target = last_target.expect("at least one rep");
-        let (insert_delta, _) =
-            timed(|| checksum::delta(&target, Source::Bytes(all.as_bytes())).unwrap());
+        let (insert_delta, _) = timed(|| checksum::delta(Source::Bytes(all.as_bytes())).unwrap());
         let mut update = Vec::new();
         {
             let mut session = Session::new(&target).unwrap();
@@ -485,7 +484,7 @@ fn main() {
         let (update_apply, _) =
             timed(|| apply(&target, &update, &ApplyOptions::default()).unwrap());
         let (update_delta, _) =
-            timed(|| checksum::delta(&target, Source::Bytes(update.as_bytes())).unwrap());
+            timed(|| checksum::delta(Source::Bytes(update.as_bytes())).unwrap());
         let (full_sum, _) = timed(|| checksum::table_sum(&target).unwrap());
         let share = |d: Time, a: Time| 100.0 * d.cpu.as_secs_f64() / a.cpu.as_secs_f64();
         println!();

@@ -97,13 +97,13 @@ pub fn backup(
     }
     let src = open_live(&live)?;
     let tmp = output.with_extension("backup-tmp");
-    src.backup(
-        rusqlite::MAIN_DB,
-        &tmp,
-        None::<fn(rusqlite::backup::Progress)>,
-    )
-    .map_err(sqlite("the backup failed"))?;
-    let copy = Connection::open(&tmp).map_err(sqlite("cannot open the copy"))?;
+    let mut copy = Connection::open(&tmp).map_err(sqlite("cannot open the copy"))?;
+    {
+        // One step: one read transaction, so writes meanwhile cannot restart it.
+        let b =
+            rusqlite::backup::Backup::new(&src, &mut copy).map_err(sqlite("the backup failed"))?;
+        b.step(-1).map_err(sqlite("the backup failed"))?;
+    }
     let head = lineage::head(&copy)?;
     copy.execute_batch("PRAGMA journal_mode = DELETE")
         .map_err(sqlite("cannot finish the copy"))?;
@@ -175,8 +175,15 @@ pub fn restore(
     }
     let copy = Connection::open(&tmp).map_err(sqlite("cannot open the copy"))?;
     server::install(&copy, 0).map_err(sqlite("cannot prepare the copy"))?;
+    // The live database is write-locked from here until the swap: no push lands in it after
+    // the restore point was chosen (pushes wait, then retry, and reach the new file), and it
+    // is marked retired before the lock is released, so one that waited past the swap is
+    // refused (`503 unavailable`) rather than acknowledged into a file nobody serves.
     let live = if live_path.exists() {
-        Some(open_live(&live_path)?)
+        let l = open_live(&live_path)?;
+        l.execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite("cannot lock the live database"))?;
+        Some(l)
     } else {
         None
     };
@@ -207,18 +214,32 @@ pub fn restore(
         }
         _ => {}
     }
-    drop(live);
+    if let Some(l) = &live {
+        keep_leases(&copy, l)?;
+    }
+    copy.execute("DELETE FROM _sync_meta WHERE key = 'retired'", [])
+        .map_err(sqlite("cannot prepare the copy"))?;
     let new_lineage = lineage::new_lineage(&copy).map_err(sqlite("cannot start a lineage"))?;
     let restored = lineage::head(&copy)?;
     copy.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = WAL;")
         .map_err(sqlite("cannot finish the copy"))?;
     drop(copy);
+    if let Some(l) = &live {
+        l.execute(
+            "INSERT OR REPLACE INTO _sync_meta(key, value) VALUES ('retired', 1)",
+            [],
+        )
+        .map_err(sqlite("cannot retire the live database"))?;
+    }
     let (_, new_id) = catalog::replace_database(&cat, name, |id| {
         std::fs::rename(&tmp, db_file(data_dir, id)).map_err(io("cannot move the restored file"))
     })?;
     cleanup.disarm();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", live_path.display()));
+    if let Some(l) = live {
+        // The old file stays where it is (a server may still hold it open); it serves nothing
+        // more and can be removed once the server restarted.
+        l.execute_batch("COMMIT")
+            .map_err(sqlite("cannot retire the live database"))?;
     }
     writeln!(
         out,
@@ -230,6 +251,43 @@ pub fn restore(
     )
     .map_err(io("output"))?;
     Ok(())
+}
+
+/// Rowid ranges granted since the backup stay granted: a restore must not lease them again
+/// (devices keep theirs), so the copy takes the live database's leases and next free id.
+fn keep_leases(copy: &Connection, live: &Connection) -> Result<(), LifecycleError> {
+    let s = sqlite("cannot carry the rowid leases over");
+    let next: i64 = live
+        .query_row(
+            "SELECT coalesce((SELECT value FROM _sync_meta WHERE key = 'next_rowid'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite("cannot read the live leases"))?;
+    let leases: Vec<(i64, String, i64, i64, i64)> = live
+        .prepare("SELECT id, device, start, end, at_ms FROM _sync_leases")
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()
+        })
+        .map_err(sqlite("cannot read the live leases"))?;
+    (|| -> rusqlite::Result<()> {
+        for (id, device, start, end, at) in leases {
+            copy.execute(
+                "INSERT OR IGNORE INTO _sync_leases(id, device, start, end, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![id, device, start, end, at],
+            )?;
+        }
+        copy.execute(
+            "INSERT INTO _sync_meta(key, value) VALUES ('next_rowid', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            [next],
+        )?;
+        Ok(())
+    })()
+    .map_err(s)
 }
 
 /// `db revert NAME --seq N`.

@@ -263,7 +263,7 @@ fn apply_remote(
         touched.add(&together);
         let source = Source::Bytes(together.as_bytes());
         apply_exact(conn, source, "remote")?;
-        delta.add(&checksum::delta(conn, source)?);
+        delta.add(&checksum::delta(source)?);
         Ok(())
     };
     for effect in effects {
@@ -274,7 +274,7 @@ fn apply_remote(
                 flush(&mut run, touched, &mut delta)?;
                 touched.add_source(source).map_err(ClientError::Io)?;
                 apply_exact(conn, source, "remote")?;
-                delta.add(&checksum::delta(conn, source)?);
+                delta.add(&checksum::delta(source)?);
             }
         }
     }

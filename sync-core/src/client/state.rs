@@ -156,10 +156,12 @@ pub(crate) fn set_sum(conn: &Connection, sum: Option<Checksum>) -> rusqlite::Res
 /// unanswered again, since the answer belongs to the old history: it is pushed again (the
 /// server answers from its idempotency records if it still has the batch) before the snapshot.
 pub fn forget_position(conn: &Connection) -> rusqlite::Result<()> {
-    set_state(conn, "lineage", 0)?;
-    set_state(conn, "rebase_due", 1)?;
-    set_sum(conn, None)?;
-    forget_answer(conn)
+    crate::engine::savepoint::savepoint(conn, |conn| {
+        set_state(conn, "lineage", 0)?;
+        set_state(conn, "rebase_due", 1)?;
+        set_sum(conn, None)?;
+        forget_answer(conn)
+    })
 }
 
 /// Forgets the server's answer to the batch in flight, which then counts as unanswered and is

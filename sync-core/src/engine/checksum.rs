@@ -1,13 +1,15 @@
-//! An order-independent checksum of the app tables' content: a multiset hash.
+//! An order-independent checksum of the app tables' content: a multiset hash over cells.
 //!
-//! Every row hashes (SHA-256 of its table's name in lower case and its values in column order,
-//! each tagged with its type) to four 64-bit lanes; a table set's checksum is the lane-wise sum,
-//! modulo 2^64, of its rows' hashes. Adding a row adds its hash, removing one subtracts it, so
-//! the checksum follows a changeset without reading the tables again: an INSERT adds the new
-//! row, a DELETE removes the old one, an UPDATE removes the row as it was and adds it as it is
-//! (the columns a changeset leaves out of an UPDATE are read from the table, after the apply).
-//! Two databases with equal content have equal checksums whatever order their rows were written
-//! in; a difference in any value of any row changes it (but for a 2^-64-per-lane accident).
+//! Every cell — a table (its name in lower case, as SQLite compares names), a row's primary
+//! key, a column's position and the value there, each tagged with its type — hashes (XXH3-128
+//! with two seeds) to four 64-bit lanes; a table set's checksum is the lane-wise sum, modulo
+//! 2^64, of its cells' hashes. Adding a cell adds its hash and removing one subtracts it, so the
+//! checksum follows a changeset from the changeset alone: an INSERT adds the new row's cells, a
+//! DELETE removes the old row's, an UPDATE swaps exactly the cells it changed (old value out,
+//! new value in) — no row is read back. Two databases with equal content have equal checksums
+//! whatever order their rows were written in; a difference in any value of any row changes it
+//! (but for a 2^-64-per-lane accident). It detects divergence; it is not a cryptographic
+//! commitment (the log's hash chain uses SHA-256).
 //!
 //! The server keeps the checksum after every log entry; a client keeps the one of its synced
 //! state and compares after every pull ([`table_sum`] recomputes it from scratch).
@@ -18,9 +20,8 @@ use crate::engine::spool::Source;
 use crate::engine::value::Value;
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::fmt;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// The checksum of a set of rows (or the change of one: a delta), four 64-bit lanes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -100,36 +101,29 @@ impl<'de> serde::Deserialize<'de> for Checksum {
     }
 }
 
-/// Hashes one row: `table` (compared as SQLite does, so in ASCII lower case) and its values in
-/// column order.
-pub fn row_hash<'a>(table: &str, values: impl IntoIterator<Item = ValueRef<'a>>) -> Checksum {
-    let mut h = Sha256::new();
-    h.update(table.to_ascii_lowercase().as_bytes());
-    h.update([0u8]);
-    for v in values {
-        match v {
-            ValueRef::Null => h.update([0u8]),
-            ValueRef::Integer(i) => {
-                h.update([1u8]);
-                h.update(i.to_be_bytes());
-            }
-            ValueRef::Real(r) => {
-                h.update([2u8]);
-                h.update(r.to_bits().to_be_bytes());
-            }
-            ValueRef::Text(t) => {
-                h.update([3u8]);
-                h.update((t.len() as u64).to_be_bytes());
-                h.update(t);
-            }
-            ValueRef::Blob(b) => {
-                h.update([4u8]);
-                h.update((b.len() as u64).to_be_bytes());
-                h.update(b);
-            }
+/// Appends a value's canonical encoding (a type tag, then the value) to `out`.
+fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
+    match v {
+        ValueRef::Null => out.push(0),
+        ValueRef::Integer(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+        ValueRef::Real(r) => {
+            out.push(2);
+            out.extend_from_slice(&r.to_bits().to_be_bytes());
+        }
+        ValueRef::Text(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t);
+        }
+        ValueRef::Blob(b) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
         }
     }
-    Checksum::from_bytes(&h.finalize()).expect("SHA-256 has 32 bytes")
 }
 
 fn value_ref(v: &Value) -> ValueRef<'_> {
@@ -140,6 +134,56 @@ fn value_ref(v: &Value) -> ValueRef<'_> {
         Value::Text(t) => ValueRef::Text(t.as_bytes()),
         Value::Blob(b) => ValueRef::Blob(b),
     }
+}
+
+/// Hashes the cells of one row in turn: the table and the row's key are encoded once, then
+/// each cell appends its column and value to that prefix.
+struct Cells {
+    buf: Vec<u8>,
+    prefix: usize,
+}
+
+impl Cells {
+    fn new() -> Cells {
+        Cells {
+            buf: Vec::with_capacity(256),
+            prefix: 0,
+        }
+    }
+
+    /// Starts a row of `table` with these key values (in column order).
+    fn row<'a>(&mut self, table: &str, key: impl IntoIterator<Item = ValueRef<'a>>) {
+        self.buf.clear();
+        self.buf
+            .extend(table.bytes().map(|b| b.to_ascii_lowercase()));
+        self.buf.push(0);
+        for v in key {
+            encode_value(v, &mut self.buf);
+        }
+        self.prefix = self.buf.len();
+    }
+
+    /// The hash of the cell at column `col` holding `value`, in the current row.
+    fn cell(&mut self, col: usize, value: ValueRef<'_>) -> Checksum {
+        self.buf.truncate(self.prefix);
+        self.buf.extend_from_slice(&(col as u32).to_be_bytes());
+        encode_value(value, &mut self.buf);
+        let a = xxh3_128_with_seed(&self.buf, 0);
+        let b = xxh3_128_with_seed(&self.buf, 0x5eed_5eed_5eed_5eed);
+        Checksum([(a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64])
+    }
+}
+
+/// The checksum of one whole row of `table`: the sum of its cells. `values` are in column
+/// order; `pk` lists the key columns' indexes, in column order.
+pub fn row_hash(table: &str, values: &[ValueRef<'_>], pk: &[usize]) -> Checksum {
+    let mut cells = Cells::new();
+    cells.row(table, pk.iter().map(|&i| values[i]));
+    let mut sum = Checksum::EMPTY;
+    for (i, v) in values.iter().enumerate() {
+        sum.add(&cells.cell(i, *v));
+    }
+    sum
 }
 
 /// Why a checksum could not be computed.
@@ -170,15 +214,22 @@ pub fn table_sum(conn: &Connection) -> Result<Checksum, ChecksumError> {
         let Some(shape) = schema::table_shape(conn, &table)? else {
             continue;
         };
-        let sql = format!("SELECT {} FROM {}", column_list(&shape), quote(&table));
+        let sql = format!("SELECT {} FROM main.{}", column_list(&shape), quote(&table));
         let mut stmt = conn.prepare(&sql)?;
         let n = shape.columns.len();
+        let pk = shape.pk_columns();
+        let mut cells = Cells::new();
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let values = (0..n)
-                .map(|i| row.get_ref(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            sum.add(&row_hash(&table, values));
+            cells.row(
+                &table,
+                pk.iter()
+                    .map(|&i| row.get_ref(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            for i in 0..n {
+                sum.add(&cells.cell(i, row.get_ref(i)?));
+            }
         }
     }
     Ok(sum)
@@ -200,10 +251,15 @@ fn column_list(shape: &TableShape) -> String {
         .join(", ")
 }
 
-/// How the checksum of `conn`'s app tables changed by `changeset`, which has just been applied
-/// to it (exactly: every change took effect). Reads the rows its UPDATEs left, by key.
-pub fn delta(conn: &Connection, changeset: Source<'_>) -> Result<Checksum, ChecksumError> {
-    let mut d = Delta::new(conn);
+/// How the checksum of the app tables changes by `changeset` (in memory or in a file),
+/// computed from the changeset alone: it must describe the rows exactly as they were (an
+/// UPDATE's old values are the cells it replaces), which holds for a changeset that was just
+/// applied without conflicts, or that a session recorded.
+pub fn delta(changeset: Source<'_>) -> Result<Checksum, ChecksumError> {
+    let mut d = Delta {
+        cells: Cells::new(),
+        sum: Checksum::EMPTY,
+    };
     if changeset.is_empty() {
         return Ok(Checksum::EMPTY);
     }
@@ -229,105 +285,57 @@ pub fn delta(conn: &Connection, changeset: Source<'_>) -> Result<Checksum, Check
     Ok(d.sum)
 }
 
-/// A running delta, with the tables' shapes looked up once each.
-struct Delta<'c> {
-    conn: &'c Connection,
-    shapes: HashMap<String, (TableShape, String)>,
+/// A running delta.
+struct Delta {
+    cells: Cells,
     sum: Checksum,
 }
 
-impl<'c> Delta<'c> {
-    fn new(conn: &'c Connection) -> Delta<'c> {
-        Delta {
-            conn,
-            shapes: HashMap::new(),
-            sum: Checksum::EMPTY,
-        }
-    }
-
+impl Delta {
     fn change(&mut self, change: &Change) -> Result<(), ChecksumError> {
-        let all = |record: &Option<Vec<Option<Value>>>| -> Result<Vec<Value>, ChecksumError> {
-            record
-                .iter()
-                .flatten()
-                .map(|v| {
-                    v.clone()
-                        .ok_or_else(|| self.mismatch(change, "a column is missing"))
-                })
-                .collect()
+        let key = change.pk_values();
+        self.cells.row(&change.table, key.iter().map(value_ref));
+        let missing = || {
+            ChecksumError::Mismatch(format!(
+                "{} of a row of {:?}: a column is missing",
+                change.op, change.table
+            ))
         };
         match change.op {
-            Op::Insert => {
-                let new = all(&change.new)?;
-                self.sum
-                    .add(&row_hash(&change.table, new.iter().map(value_ref)));
-            }
-            Op::Delete => {
-                let old = all(&change.old)?;
-                self.sum
-                    .sub(&row_hash(&change.table, old.iter().map(value_ref)));
+            Op::Insert | Op::Delete => {
+                let record = if change.op == Op::Insert {
+                    &change.new
+                } else {
+                    &change.old
+                };
+                for (i, v) in record.iter().flatten().enumerate() {
+                    let h = self
+                        .cells
+                        .cell(i, value_ref(v.as_ref().ok_or_else(missing)?));
+                    if change.op == Op::Insert {
+                        self.sum.add(&h);
+                    } else {
+                        self.sum.sub(&h);
+                    }
+                }
             }
             Op::Update => {
-                let now = self.current_row(change)?;
-                self.sum
-                    .add(&row_hash(&change.table, now.iter().map(value_ref)));
-                let before: Vec<Value> = match &change.old {
-                    Some(old) => now
-                        .iter()
-                        .zip(old)
-                        .map(|(n, o)| o.clone().unwrap_or_else(|| n.clone()))
-                        .collect(),
-                    None => now,
+                let (Some(old), Some(new)) = (&change.old, &change.new) else {
+                    return Err(missing());
                 };
-                self.sum
-                    .sub(&row_hash(&change.table, before.iter().map(value_ref)));
+                for (i, (o, n)) in old.iter().zip(new).enumerate() {
+                    // A column the UPDATE set: its old cell out, its new cell in.
+                    if let Some(n) = n {
+                        let o = o.as_ref().ok_or_else(missing)?;
+                        let out = self.cells.cell(i, value_ref(o));
+                        self.sum.sub(&out);
+                        let into = self.cells.cell(i, value_ref(n));
+                        self.sum.add(&into);
+                    }
+                }
             }
         }
         Ok(())
-    }
-
-    fn mismatch(&self, change: &Change, what: &str) -> ChecksumError {
-        ChecksumError::Mismatch(format!(
-            "{} of a row of {:?}: {what}",
-            change.op, change.table
-        ))
-    }
-
-    /// The row `change` (an UPDATE) left, read by its key.
-    fn current_row(&mut self, change: &Change) -> Result<Vec<Value>, ChecksumError> {
-        let key = change.table.to_ascii_lowercase();
-        if !self.shapes.contains_key(&key) {
-            let shape = schema::table_shape(self.conn, &change.table)?
-                .ok_or_else(|| self.mismatch(change, "no such table"))?;
-            let pk = shape.pk_columns();
-            let filter = pk
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{} IS ?{}", quote(&shape.columns[*c].name), i + 1))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {filter}",
-                column_list(&shape),
-                quote(&shape.name)
-            );
-            self.shapes.insert(key.clone(), (shape, sql));
-        }
-        let (shape, sql) = &self.shapes[&key];
-        if shape.columns.len() != change.column_count() {
-            return Err(self.mismatch(change, "its column count differs from the table's"));
-        }
-        let pk = change.pk_values();
-        let n = shape.columns.len();
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(pk.iter()))?;
-        match rows.next()? {
-            Some(row) => (0..n)
-                .map(|i| row.get_ref(i).map(Value::from))
-                .collect::<Result<_, _>>()
-                .map_err(Into::into),
-            None => Err(self.mismatch(change, "the row is not there after the apply")),
-        }
     }
 }
 
@@ -362,12 +370,33 @@ mod tests {
         two.execute("UPDATE k SET v = x'01'", []).unwrap();
         assert_ne!(table_sum(&one).unwrap(), table_sum(&two).unwrap());
         // The same values in another table are another row.
-        let a = row_hash("t", [ValueRef::Integer(1)]);
-        assert_ne!(a, row_hash("u", [ValueRef::Integer(1)]));
-        assert_eq!(a, row_hash("T", [ValueRef::Integer(1)]));
+        let row = |t: &str, v: ValueRef<'_>| row_hash(t, &[ValueRef::Integer(7), v], &[0]);
+        let a = row("t", ValueRef::Integer(1));
+        assert_ne!(a, row("u", ValueRef::Integer(1)));
+        assert_eq!(a, row("T", ValueRef::Integer(1)));
         // Types count: 1 is not 1.0 is not '1'.
-        assert_ne!(a, row_hash("t", [ValueRef::Real(1.0)]));
-        assert_ne!(a, row_hash("t", [ValueRef::Text(b"1")]));
+        assert_ne!(a, row("t", ValueRef::Real(1.0)));
+        assert_ne!(a, row("t", ValueRef::Text(b"1")));
+        // A value belongs to its column and its row: swapping two cells' values changes it.
+        let ab = row_hash(
+            "t",
+            &[
+                ValueRef::Integer(1),
+                ValueRef::Integer(2),
+                ValueRef::Integer(3),
+            ],
+            &[0],
+        );
+        let ba = row_hash(
+            "t",
+            &[
+                ValueRef::Integer(1),
+                ValueRef::Integer(3),
+                ValueRef::Integer(2),
+            ],
+            &[0],
+        );
+        assert_ne!(ab, ba);
     }
 
     #[test]
@@ -391,7 +420,7 @@ mod tests {
             session.changeset_strm(&mut changeset).unwrap();
         }
         let mut expected = before;
-        expected.add(&delta(&conn, Source::Bytes(&changeset)).unwrap());
+        expected.add(&delta(Source::Bytes(&changeset)).unwrap());
         assert_eq!(expected, table_sum(&conn).unwrap());
     }
 

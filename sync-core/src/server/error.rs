@@ -65,6 +65,9 @@ pub enum ServerError {
         /// The client's seq.
         seq: i64,
     },
+    /// The database file was replaced by a restore while this request waited for it.
+    #[error("the database was restored while this request waited; retry")]
+    Retired,
     /// The log has no entry `seq` (compacted, or never written).
     #[error("the log has no entry {seq} (compacted, or never written)")]
     NoSuchEntry {
@@ -156,6 +159,7 @@ impl ServerError {
             ServerError::ChainMismatch { seq } => {
                 ErrorBody::new(ErrorCode::ChainMismatch, self.to_string()).with("seq", *seq)
             }
+            ServerError::Retired => ErrorBody::new(ErrorCode::Unavailable, self.to_string()),
             ServerError::BadRequest(m) => ErrorBody::new(ErrorCode::BadRequest, m.clone()),
             ServerError::NoSuchEntry { seq } => {
                 ErrorBody::new(ErrorCode::NotFound, self.to_string()).with("seq", *seq)

@@ -177,6 +177,12 @@ pub fn effect_range(
     let tx = Tx::begin_read(conn)?;
     if let Some(at) = query.at {
         super::lineage::check(conn, at, query.lineage, query.chain)?;
+        // The page's position is past the head: the log lost that tail (its chain value
+        // cannot be checked), so the effect here is not the page's.
+        let head = super::bounds(conn)?.head_seq;
+        if at > head {
+            return Err(ServerError::CursorAhead { since: at, head });
+        }
     } else {
         super::lineage::check(conn, seq, query.lineage, None)?;
     }

@@ -81,6 +81,9 @@ pub fn push(
     let tx = Tx::begin(conn)?;
     // A cursor from another history would make a `clean` answer wrong (its seq + 1 may be
     // this batch's seq in the new history): refused before anything, retries included.
+    if super::meta(conn, "retired")? == 1 {
+        return Err(ServerError::Retired);
+    }
     super::lineage::check(conn, headers.cursor, headers.lineage, headers.chain)?;
     if let Some(mut stored) = stored_answer(conn, device, &headers.batch_id)? {
         stored.duplicate = true;
@@ -151,7 +154,7 @@ pub fn push(
             // Each transaction's effect is followed right after its apply, while the rows it
             // updated hold what it left (a later transaction may change them again).
             let d = effect
-                .with_tail(before, |tail| checksum::delta(conn, tail))
+                .with_tail(before, |tail| checksum::delta(tail))
                 .map_err(ServerError::Io)?
                 .map_err(ServerError::internal)?;
             delta.add(&d);

@@ -39,9 +39,10 @@ pub async fn snapshot(
             // Looked up in the same database (id) the snapshot came from: a restore swaps in
             // another one.
             let batch_seq = match &batch {
-                Some(b) => db
-                    .read(|c| sync_core::server::push::stored(c, &grant.device, b))??
-                    .map(|r| r.seq),
+                Some(b) => Some(
+                    db.read(|c| sync_core::server::push::stored(c, &grant.device, b))??
+                        .map(|r| r.seq),
+                ),
                 None => None,
             };
             Ok((snap, batch_seq))
@@ -62,7 +63,12 @@ pub async fn snapshot(
     h.insert(HEADER_LINEAGE, text(snap.tip.lineage.to_string()));
     h.insert(HEADER_CHAIN, text(snap.tip.chain.to_string()));
     if let Some(seq) = batch_seq {
-        h.insert(HEADER_BATCH_SEQ, HeaderValue::from(seq));
+        // Asked about a batch: its seq in this history, or `none`.
+        let value = seq.map_or_else(|| "none".to_string(), |s| s.to_string());
+        h.insert(
+            HEADER_BATCH_SEQ,
+            HeaderValue::from_str(&value).expect("ASCII"),
+        );
     }
     if let Some(sum) = snap.tip.sum {
         h.insert(HEADER_SUM, text(sum.to_string()));

@@ -303,7 +303,7 @@ impl Cycle {
                 Ok(())
             }
             (
-                Asked::Push | Asked::Pull | Asked::Effect,
+                Asked::Push | Asked::BootstrapPush | Asked::Pull | Asked::Effect,
                 Reply::Refused(code @ (ErrorCode::LineageMismatch | ErrorCode::ChainMismatch)),
             ) if self.bootstraps < self.config.max_bootstraps => self.history_changed(conn, code),
             (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::SchemaMismatch)) => {
