@@ -154,7 +154,7 @@ pub fn push(
             // Each transaction's effect is followed right after its apply, while the rows it
             // updated hold what it left (a later transaction may change them again).
             let d = effect
-                .with_tail(before, |tail| checksum::delta(tail))
+                .with_tail(before, checksum::delta)
                 .map_err(ServerError::Io)?
                 .map_err(ServerError::internal)?;
             delta.add(&d);
