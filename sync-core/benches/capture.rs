@@ -501,7 +501,7 @@ fn main() {
             secs(update_apply)
         );
         println!(
-            "  {:<34} {:>19}  {:.1} % of the apply (reads each updated row by key)",
+            "  {:<34} {:>19}  {:.1} % of the apply (only the cells it changed)",
             format!("delta of {n} updates"),
             secs(update_delta),
             share(update_delta, update_apply)

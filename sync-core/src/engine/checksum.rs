@@ -2,7 +2,7 @@
 //!
 //! Every cell — a table (its name in lower case, as SQLite compares names), a row's primary
 //! key, a column's position and the value there, each tagged with its type — hashes (XXH3-128
-//! with two seeds) to four 64-bit lanes; a table set's checksum is the lane-wise sum, modulo
+//! — 128 bits, spread over four 64-bit lanes, the last two through a non-linear mix); a table set's checksum is the lane-wise sum, modulo
 //! 2^64, of its cells' hashes. Adding a cell adds its hash and removing one subtracts it, so the
 //! checksum follows a changeset from the changeset alone: an INSERT adds the new row's cells, a
 //! DELETE removes the old row's, an UPDATE swaps exactly the cells it changed (old value out,
@@ -14,10 +14,9 @@
 //! The server keeps the checksum after every log entry; a client keeps the one of its synced
 //! state and compares after every pull ([`table_sum`] recomputes it from scratch).
 
-use crate::engine::decode::{self, Change, Op};
+use crate::engine::decode::{self, Op};
 use crate::engine::schema::{self, SchemaError, TableShape};
 use crate::engine::spool::Source;
-use crate::engine::value::Value;
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use std::fmt;
@@ -126,16 +125,6 @@ fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn value_ref(v: &Value) -> ValueRef<'_> {
-    match v {
-        Value::Null => ValueRef::Null,
-        Value::Integer(i) => ValueRef::Integer(*i),
-        Value::Real(r) => ValueRef::Real(*r),
-        Value::Text(t) => ValueRef::Text(t.as_bytes()),
-        Value::Blob(b) => ValueRef::Blob(b),
-    }
-}
-
 /// Hashes the cells of one row in turn: the table and the row's key are encoded once, then
 /// each cell appends its column and value to that prefix.
 struct Cells {
@@ -168,10 +157,19 @@ impl Cells {
         self.buf.truncate(self.prefix);
         self.buf.extend_from_slice(&(col as u32).to_be_bytes());
         encode_value(value, &mut self.buf);
-        let a = xxh3_128_with_seed(&self.buf, 0);
-        let b = xxh3_128_with_seed(&self.buf, 0x5eed_5eed_5eed_5eed);
-        Checksum([(a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64])
+        let h = xxh3_128_with_seed(&self.buf, 0);
+        let (hi, lo) = ((h >> 64) as u64, h as u64);
+        // Lanes 3 and 4: the same 128 bits through a non-linear mix, so that their sums are
+        // not a function of the first two's.
+        Checksum([hi, lo, mix(hi), mix(lo)])
     }
+}
+
+/// SplitMix64's finaliser: a bijective, non-linear scramble of 64 bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The checksum of one whole row of `table`: the sum of its cells. `values` are in column
@@ -254,7 +252,8 @@ fn column_list(shape: &TableShape) -> String {
 /// How the checksum of the app tables changes by `changeset` (in memory or in a file),
 /// computed from the changeset alone: it must describe the rows exactly as they were (an
 /// UPDATE's old values are the cells it replaces), which holds for a changeset that was just
-/// applied without conflicts, or that a session recorded.
+/// applied without conflicts, or that a session recorded. Values are read in place, never
+/// copied.
 pub fn delta(changeset: Source<'_>) -> Result<Checksum, ChecksumError> {
     let mut d = Delta {
         cells: Cells::new(),
@@ -265,19 +264,16 @@ pub fn delta(changeset: Source<'_>) -> Result<Checksum, ChecksumError> {
     }
     match changeset.as_bytes() {
         Some(bytes) => {
-            for change in decode::changes(bytes) {
-                d.change(&change?)?;
-            }
+            decode::for_each_change(bytes, |t, op, pk, old, new| d.change(t, op, pk, old, new))?
         }
         None => {
             decode::validate_pieces(
                 changeset.reader(),
                 decode::STREAM_WINDOW,
                 |piece| -> Result<(), ChecksumError> {
-                    for change in decode::changes(piece) {
-                        d.change(&change?)?;
-                    }
-                    Ok(())
+                    decode::for_each_change(piece, |t, op, pk, old, new| {
+                        d.change(t, op, pk, old, new)
+                    })
                 },
             )??;
         }
@@ -292,44 +288,43 @@ struct Delta {
 }
 
 impl Delta {
-    fn change(&mut self, change: &Change) -> Result<(), ChecksumError> {
-        let key = change.pk_values();
-        self.cells.row(&change.table, key.iter().map(value_ref));
-        let missing = || {
-            ChecksumError::Mismatch(format!(
-                "{} of a row of {:?}: a column is missing",
-                change.op, change.table
-            ))
-        };
-        match change.op {
-            Op::Insert | Op::Delete => {
-                let record = if change.op == Op::Insert {
-                    &change.new
-                } else {
-                    &change.old
-                };
-                for (i, v) in record.iter().flatten().enumerate() {
-                    let h = self
-                        .cells
-                        .cell(i, value_ref(v.as_ref().ok_or_else(missing)?));
-                    if change.op == Op::Insert {
-                        self.sum.add(&h);
-                    } else {
-                        self.sum.sub(&h);
-                    }
+    fn change(
+        &mut self,
+        table: &str,
+        op: Op,
+        pk: &[u8],
+        old: &[Option<ValueRef<'_>>],
+        new: &[Option<ValueRef<'_>>],
+    ) -> Result<(), ChecksumError> {
+        let missing =
+            || ChecksumError::Mismatch(format!("{op} of a row of {table:?}: a column is missing"));
+        let keyed = if op == Op::Insert { new } else { old };
+        let key = pk.iter().zip(keyed).filter(|(flag, _)| **flag != 0);
+        if key.clone().any(|(_, v)| v.is_none()) {
+            return Err(missing());
+        }
+        self.cells
+            .row(table, key.map(|(_, v)| v.unwrap_or(ValueRef::Null)));
+        match op {
+            Op::Insert => {
+                for (i, v) in new.iter().enumerate() {
+                    let h = self.cells.cell(i, v.ok_or_else(missing)?);
+                    self.sum.add(&h);
+                }
+            }
+            Op::Delete => {
+                for (i, v) in old.iter().enumerate() {
+                    let h = self.cells.cell(i, v.ok_or_else(missing)?);
+                    self.sum.sub(&h);
                 }
             }
             Op::Update => {
-                let (Some(old), Some(new)) = (&change.old, &change.new) else {
-                    return Err(missing());
-                };
                 for (i, (o, n)) in old.iter().zip(new).enumerate() {
                     // A column the UPDATE set: its old cell out, its new cell in.
                     if let Some(n) = n {
-                        let o = o.as_ref().ok_or_else(missing)?;
-                        let out = self.cells.cell(i, value_ref(o));
+                        let out = self.cells.cell(i, o.ok_or_else(missing)?);
                         self.sum.sub(&out);
-                        let into = self.cells.cell(i, value_ref(n));
+                        let into = self.cells.cell(i, *n);
                         self.sum.add(&into);
                     }
                 }

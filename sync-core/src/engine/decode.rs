@@ -590,6 +590,42 @@ impl<'a> Changes<'a> {
     }
 }
 
+/// Calls `f` for every change of `bytes` with its values borrowed from the input — the table,
+/// the operation, the key flags (as [`Change::pk`]) and the old and new records (`None` for a
+/// column a record leaves out; a record the operation has not is empty) — without copying a
+/// value: the fast path for walks that only read values (checksums). Stops at the first
+/// problem, or at the first error `f` returns.
+pub fn for_each_change<'a, E: From<DecodeError>>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(
+        &str,
+        Op,
+        &[u8],
+        &[Option<rusqlite::types::ValueRef<'a>>],
+        &[Option<rusqlite::types::ValueRef<'a>>],
+    ) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut changes = changes(bytes);
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let (mut old_refs, mut new_refs) = (Vec::new(), Vec::new());
+    loop {
+        old.clear();
+        new.clear();
+        let Some((op, _)) = changes.next_raw(&mut old, &mut new)? else {
+            return Ok(());
+        };
+        let table = changes
+            .table
+            .as_ref()
+            .expect("a change follows a table header");
+        old_refs.clear();
+        old_refs.extend(old.iter().map(|f| f.as_value_ref()));
+        new_refs.clear();
+        new_refs.extend(new.iter().map(|f| f.as_value_ref()));
+        f(&table.name, op, &table.pk, &old_refs, &new_refs)?;
+    }
+}
+
 /// One field of a record, borrowed from the input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Field<'a> {
@@ -602,7 +638,19 @@ enum Field<'a> {
     Blob(&'a [u8]),
 }
 
-impl Field<'_> {
+impl<'a> Field<'a> {
+    fn as_value_ref(self) -> Option<rusqlite::types::ValueRef<'a>> {
+        use rusqlite::types::ValueRef;
+        Some(match self {
+            Field::Undefined => return None,
+            Field::Null => ValueRef::Null,
+            Field::Integer(i) => ValueRef::Integer(i),
+            Field::Real(r) => ValueRef::Real(r),
+            Field::Text(t) => ValueRef::Text(t),
+            Field::Blob(b) => ValueRef::Blob(b),
+        })
+    }
+
     fn to_value(self) -> Option<Value> {
         Some(match self {
             Field::Undefined => return None,

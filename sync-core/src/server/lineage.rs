@@ -220,6 +220,18 @@ pub fn forget_head_sum(conn: &Connection) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Sets the checksum at `seq` to `sum` (recomputed from a snapshot of that seq) and forgets
+/// the ones after it, which were built on the old one (the next entry recomputes from the
+/// tables). Does nothing if `seq` left the chain.
+pub fn correct_sum(conn: &Connection, seq: i64, sum: Checksum) -> Result<(), ServerError> {
+    conn.execute(
+        "UPDATE _sync_chain SET sum = ?2 WHERE seq = ?1",
+        params![seq, sum.to_bytes().to_vec()],
+    )?;
+    conn.execute("UPDATE _sync_chain SET sum = NULL WHERE seq > ?1", [seq])?;
+    Ok(())
+}
+
 /// The position at the head.
 pub fn head(conn: &Connection) -> Result<Position, ServerError> {
     let seq = super::meta(conn, "head_seq")?;

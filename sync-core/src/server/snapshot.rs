@@ -14,8 +14,11 @@ pub struct SnapshotMeta {
     pub seq: i64,
     /// Its schema version.
     pub schema_version: u32,
-    /// Lineage, chain value and checksum at `seq`.
+    /// Lineage, chain value and checksum at `seq` — the checksum as recomputed from the copy.
     pub tip: Tip,
+    /// The checksum the log kept for `seq` differed from the copy's content:
+    /// `tip.sum` is the copy's; the caller should fix the log's ([`super::lineage::correct_sum`]).
+    pub sum_corrected: bool,
 }
 
 /// Writes a consistent copy of the database's app tables to `dest` (which must not exist)
@@ -61,9 +64,25 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotMeta, ServerEr
         )?;
     }
     out.execute_batch("VACUUM")?;
+    // The file is what devices build on and check: its checksum is computed from it, and a
+    // log that says otherwise (a damaged or hand-edited database) is reported to be fixed.
+    let actual = crate::engine::checksum::table_sum(&out).map_err(ServerError::internal)?;
+    // An unknown one (a migration just ran) stays unknown in the log: a device behind compares
+    // at that seq before it has run the migration.
+    let sum_corrected = tip.sum.is_some_and(|s| s != actual);
+    let tip = Tip {
+        sum: Some(actual),
+        ..tip
+    };
+    out.execute("DELETE FROM _sync_snapshot WHERE key = 'sum'", [])?;
+    out.execute(
+        "INSERT INTO _sync_snapshot(key, value) VALUES ('sum', ?1)",
+        [actual.to_bytes().to_vec()],
+    )?;
     Ok(SnapshotMeta {
         seq,
         schema_version: version,
         tip,
+        sum_corrected,
     })
 }

@@ -206,6 +206,17 @@ impl Database {
             .join(format!("{}-{nonce:016x}.tmp", self.id));
         let made = self.read(|c| server::snapshot::snapshot(c, &tmp))?;
         let meta = match made {
+            Ok(v) if v.sum_corrected => {
+                if let Some(sum) = v.tip.sum {
+                    tracing::warn!(
+                        id = self.id,
+                        seq = v.seq,
+                        "the log's content checksum at this seq did not match the database (or was unknown): corrected from a snapshot"
+                    );
+                    let _ = self.write(|c| server::lineage::correct_sum(c, v.seq, sum));
+                }
+                v
+            }
             Ok(v) => v,
             Err(source) => {
                 let _ = std::fs::remove_file(&tmp);
