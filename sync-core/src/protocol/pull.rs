@@ -35,6 +35,10 @@ pub struct PullQuery {
     pub lineage: Option<Hex64>,
     /// The chain value at the client's cursor; a different one is `409 chain_mismatch`.
     pub chain: Option<Hex64>,
+    /// The client's schema version: entries logged after the server migrated past it are not
+    /// sent (the page ends at the migration's position; a cursor at or past it is
+    /// `409 schema_mismatch`: upgrade first).
+    pub schema: Option<u32>,
 }
 
 /// Entries per page unless the query says otherwise.
@@ -56,7 +60,14 @@ impl PullQuery {
             v: Some(FORMAT_VERSION),
             lineage: None,
             chain: None,
+            schema: None,
         }
+    }
+
+    /// This query, from a client at schema version `version`.
+    pub fn schema(mut self, version: u32) -> PullQuery {
+        self.schema = Some(version);
+        self
     }
 
     /// This query, claiming the cursor is at `position` (checked by the server).
@@ -91,6 +102,9 @@ impl PullQuery {
         }
         if let Some(c) = self.chain {
             parts.push(format!("chain={c}"));
+        }
+        if let Some(s) = self.schema {
+            parts.push(format!("schema={s}"));
         }
         parts.join("&")
     }

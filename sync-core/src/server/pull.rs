@@ -68,6 +68,20 @@ pub fn pull_into(
             head: b.head_seq,
         });
     }
+    // A client behind the schema gets the entries logged before the next migration only: it
+    // runs that migration at exactly that position (and must upgrade to go further).
+    let mut bound = i64::MAX;
+    if let Some(client) = query.schema {
+        let server = super::schema_version(conn)?;
+        if client < server
+            && let Some(at) = super::migrations::applied_at(conn, client + 1)?
+        {
+            if since >= at {
+                return Err(ServerError::SchemaMismatch { server, client });
+            }
+            bound = at;
+        }
+    }
     let io = ServerError::Io;
     let limit = limit.max(1);
     let mut info = PageInfo {
@@ -81,9 +95,9 @@ pub fn pull_into(
     let mut stmt = conn.prepare_cached(
         "SELECT seq, device, batch_id, status, length(effect), \
                 CASE WHEN length(effect) <= ?3 THEN effect END \
-         FROM _sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+         FROM _sync_log WHERE seq > ?1 AND seq <= ?4 ORDER BY seq LIMIT ?2",
     )?;
-    let mut rows = stmt.query(params![since, (limit + 1) as i64, COPY_CHUNK as i64])?;
+    let mut rows = stmt.query(params![since, (limit + 1) as i64, COPY_CHUNK as i64, bound])?;
     let mut bytes = 0usize;
     let mut buf = Vec::new();
     while let Some(row) = rows.next()? {

@@ -226,7 +226,8 @@ impl Cycle {
                     };
                     let limit = self.pull_limit(since);
                     let query = PullQuery::after(since, limit, self.config.pull_max_bytes)
-                        .at(self.claimed(conn)?);
+                        .at(self.claimed(conn)?)
+                        .schema(super::state::schema_version(conn)?);
                     return Ok(self.ask(Asked::Pull, Step::Pull(query)));
                 }
                 Phase::Bootstrap => {
@@ -308,6 +309,16 @@ impl Cycle {
             ) if self.bootstraps < self.config.max_bootstraps => self.history_changed(conn, code),
             (Asked::Push | Asked::BootstrapPush, Reply::Refused(ErrorCode::SchemaMismatch)) => {
                 self.on_schema_mismatch(conn)
+            }
+            (Asked::Pull, Reply::Refused(ErrorCode::SchemaMismatch))
+                if self.bootstraps < self.config.max_bootstraps =>
+            {
+                // The cursor reached the position of a migration this copy has not run (the
+                // server says where it ran it, in its history as it is now): upgrade first.
+                self.bootstraps += 1;
+                self.abandon_upgrade();
+                self.start_upgrade();
+                Ok(())
             }
             (Asked::Migrations, Reply::Migrations(answer)) => {
                 self.on_migrations(conn, answer, now_ms)
