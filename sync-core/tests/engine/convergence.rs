@@ -892,7 +892,12 @@ impl World {
         for _ in 0..100 {
             let head = server::bounds(&self.server).unwrap().head_seq;
             let dev = &self.devices[d];
+            // At the head of the server's history as it is now (a cursor at the same seq in a
+            // history a restore replaced is not quiet: only a sync finds that out).
+            let at_head = client::state::synced(&dev.conn).unwrap().position
+                == Some(server::lineage::head(&self.server).unwrap());
             let quiet = cursor(&dev.conn).unwrap() == head
+                && at_head
                 && client::state::schema_version(&dev.conn).unwrap()
                     == server::schema_version(&self.server).unwrap()
                 && inflight(&dev.conn).unwrap().is_none()
@@ -919,6 +924,8 @@ impl World {
             let head = server::bounds(&self.server).unwrap().head_seq;
             let settled = self.devices.iter().all(|dev| {
                 cursor(&dev.conn).unwrap() == head
+                    && client::state::synced(&dev.conn).unwrap().position
+                        == Some(server::lineage::head(&self.server).unwrap())
                     && sync_core::engine::outbox::stats(&dev.conn).unwrap().0 == 0
             });
             if settled {
