@@ -92,6 +92,16 @@ impl Cycle {
     /// compare it with the server's at the cursor; then the round ends.
     pub(super) fn verify_idle(&mut self, conn: &Connection) -> Result<(), CycleError> {
         self.phase = Phase::EndOfRound;
+        // A copy that does not know its position yet (made before positions existed, or moved
+        // by a bare integrate) learns it from a page at its cursor.
+        if let Some(tip) = self.tip
+            && tip.seq == state::cursor(conn)?
+            && state::synced(conn)?.position.is_none()
+            && !state::rebase_due(conn)?
+        {
+            let sum = state::synced(conn)?.sum;
+            state::set_synced(conn, &tip, sum)?;
+        }
         // Nothing more to pull, and the server's head is below the seq it answered our batch
         // with: its log lost that tail. The batch counts as unanswered and is pushed again.
         if let Some(head) = self.head_seq
