@@ -297,6 +297,17 @@ fn bootstrap_attached(
             _ => true,
         }
     };
+    // The snapshot holds the batch, but the answer we hold is not the one for that entry (the
+    // history changed between the re-push and the snapshot): nothing is kept; the caller pushes
+    // the batch again for its answer in this history and asks for a snapshot again.
+    if let (Some(f), Some(Some(a))) = (&inflight, batch_seq)
+        && a <= seq
+        && f.acked_seq != Some(a)
+    {
+        return Err(ClientError::InflightUnresolved {
+            batch_id: f.batch_id.clone(),
+        });
+    }
     let settle = match (&inflight, batch_seq) {
         (None, _) => false,
         // The server said: logged at `a` in this history, with the answer we hold.

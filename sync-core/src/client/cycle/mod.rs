@@ -383,7 +383,18 @@ impl Cycle {
                 }
                 self.repushed = false;
                 let scratch = self.config.scratch_dir.clone();
-                let r = bootstrap(conn, &path, scratch.as_deref(), batch_seq, now_ms)?;
+                let r = match bootstrap(conn, &path, scratch.as_deref(), batch_seq, now_ms) {
+                    Err(ClientError::InflightUnresolved { .. })
+                        if self.bootstraps < self.config.max_bootstraps =>
+                    {
+                        // Its answer is from another history: push it again, then re-base.
+                        super::state::forget_answer(conn)?;
+                        self.bootstraps += 1;
+                        self.phase = Phase::Bootstrap;
+                        return Ok(());
+                    }
+                    r => r?,
+                };
                 self.report.bootstrapped = true;
                 self.report.new_conflicts += r.new_conflicts;
                 self.report.rejected_transactions += r.new_rejected;
