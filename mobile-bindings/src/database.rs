@@ -186,6 +186,12 @@ impl SyncDatabase {
         guard(|| Ok(self.client()?.start_background()?))
     }
 
+    /// Compares the local synced state with the server's at the local cursor (lineage, chain
+    /// value, content checksum); changes nothing. A difference is repaired by the next sync.
+    pub fn verify(&self) -> Result<Verification, SyncError> {
+        guard(|| Ok(self.client()?.verify()?.into()))
+    }
+
     /// Where the database stands.
     pub fn status(&self) -> Result<SyncStatus, SyncError> {
         guard(|| {
@@ -229,6 +235,8 @@ impl SyncDatabase {
                 rejected: s.rejected.iter().map(Into::into).collect(),
                 fts_lag: s.fts_lag,
                 rowids_remaining: s.rowids_remaining,
+                repairs: s.repairs,
+                checksum: s.checksum,
             })
         })
     }

@@ -235,6 +235,38 @@ pub struct SyncStatus {
     pub fts_lag: u64,
     /// Leased ids left (ranges only).
     pub rowids_remaining: Option<i64>,
+    /// Times the synced state was found to differ from the server's and was re-based on a
+    /// snapshot (pending transactions kept).
+    pub repairs: u64,
+    /// The synced state's content checksum at the cursor (64 hex digits), when known.
+    pub checksum: Option<String>,
+}
+
+/// What `verify()` found: the local synced state against the server's at the same seq.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Verification {
+    /// The seq compared at (the local cursor).
+    pub seq: i64,
+    /// The local synced state's checksum, recomputed from the tables.
+    pub local: String,
+    /// The server's checksum at `seq`.
+    pub server: String,
+    /// Same history and same content.
+    pub equal: bool,
+    /// What differs, for people (empty when equal).
+    pub difference: String,
+}
+
+impl From<sync_client::Verification> for Verification {
+    fn from(v: sync_client::Verification) -> Self {
+        Verification {
+            seq: v.seq,
+            local: v.local,
+            server: v.server,
+            equal: v.equal,
+            difference: v.difference,
+        }
+    }
 }
 
 /// A local transaction that was rejected (by the server, or when re-applied over a newer

@@ -60,6 +60,12 @@ def test_two_devices_edit_offline_then_converge(server, workdir):
     assert len(notes(a)) == 3
     assert a.status().pending_changesets == 0
     assert b.status().cursor == a.status().cursor
+    # Both prove their synced state is the server's: same history, same content.
+    for db in (a, b):
+        v = db.verify()
+        assert v.equal and v.seq == db.status().cursor, v
+        assert v.local == v.server and len(v.local) == 64
+        assert db.status().repairs == 0 and db.status().checksum == v.local
     a.shutdown()
     b.shutdown()
 
