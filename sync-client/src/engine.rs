@@ -8,7 +8,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
-use crate::live::{Activity, Progress, ProgressUnit, SyncPhase};
+use crate::live::{Activity, Progress, ProgressUnit, SyncPhase, Told};
 use crate::rowid::Rowids;
 use crate::settings;
 use crate::transport::{OnBytes, SnapshotRequest, Transport};
@@ -433,84 +433,6 @@ impl Engine {
     }
 }
 
-/// What one sync has told its [`Activity`]: the counts its progress is made of.
-struct Told<'a> {
-    activity: &'a Activity,
-    writer: &'a Writer,
-    /// Transactions pushed so far, and how many were pending when the first push began.
-    pushed: u64,
-    to_push: Option<u64>,
-    /// Where the first pull of this sync started.
-    pull_from: Option<i64>,
-    pull_head: Option<i64>,
-}
-
-impl<'a> Told<'a> {
-    fn new(activity: &'a Activity, writer: &'a Writer) -> Told<'a> {
-        Told {
-            activity,
-            writer,
-            pushed: 0,
-            to_push: None,
-            pull_from: None,
-            pull_head: None,
-        }
-    }
-
-    /// A batch of `entries` transactions is being pushed (`done`: it was answered).
-    fn pushing(&mut self, entries: usize, done: bool) {
-        if self.to_push.is_none() {
-            let pending = self
-                .writer
-                .run(|c| sync_core::engine::outbox::stats(c))
-                .ok()
-                .and_then(|r| r.ok())
-                .map_or(entries as u64, |(n, _)| n);
-            self.to_push = Some(pending);
-        }
-        if done {
-            self.pushed += entries as u64;
-        }
-        let total = self.to_push.unwrap_or(0).max(self.pushed);
-        self.activity.progress(
-            SyncPhase::Pushing,
-            Progress {
-                done: self.pushed,
-                total: Some(total),
-                unit: ProgressUnit::Transactions,
-            },
-        );
-    }
-
-    fn bytes(&self, phase: SyncPhase, done: u64, total: Option<u64>) {
-        self.activity.progress(
-            phase,
-            Progress {
-                done,
-                total,
-                unit: ProgressUnit::Bytes,
-            },
-        );
-    }
-
-    /// Pulled through `seq`; the server's head when a page told it.
-    fn pulling(&mut self, seq: i64, head: Option<i64>) {
-        let from = *self.pull_from.get_or_insert(seq);
-        if head.is_some() {
-            self.pull_head = head;
-        }
-        let done = (seq - from).max(0) as u64;
-        self.activity.progress(
-            SyncPhase::Pulling,
-            Progress {
-                done,
-                total: self.pull_head.map(|h| ((h - from).max(0) as u64).max(done)),
-                unit: ProgressUnit::Entries,
-            },
-        );
-    }
-}
-
 /// What `sync_now` and the background loop share: no reference back to the client, so that
 /// the client owns its background threads and nothing owns the client.
 pub(crate) struct Syncer {
@@ -552,7 +474,7 @@ impl Syncer {
         );
         let report = result?;
         if !report.changed_tables.is_empty() {
-            self.notifier.written(&report.changed_tables);
+            self.notifier.written(&report.changed_tables, false);
             let listener = self
                 .listener
                 .lock()

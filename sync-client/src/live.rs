@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::settings;
 use crate::signal::Signal;
+use crate::writer::Writer;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
 use sync_core::client::{conflicts, rejected, state};
@@ -136,6 +137,84 @@ impl Activity {
 
     pub(crate) fn now(&self) -> Now {
         *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one sync has told its [`Activity`]: the counts its progress is made of.
+pub(crate) struct Told<'a> {
+    activity: &'a Activity,
+    writer: &'a Writer,
+    /// Transactions pushed so far, and how many were pending when the first push began.
+    pushed: u64,
+    to_push: Option<u64>,
+    /// Where the first pull of this sync started.
+    pull_from: Option<i64>,
+    pull_head: Option<i64>,
+}
+
+impl<'a> Told<'a> {
+    pub(crate) fn new(activity: &'a Activity, writer: &'a Writer) -> Told<'a> {
+        Told {
+            activity,
+            writer,
+            pushed: 0,
+            to_push: None,
+            pull_from: None,
+            pull_head: None,
+        }
+    }
+
+    /// A batch of `entries` transactions is being pushed (`done`: it was answered).
+    pub(crate) fn pushing(&mut self, entries: usize, done: bool) {
+        if self.to_push.is_none() {
+            let pending = self
+                .writer
+                .run(|c| sync_core::engine::outbox::stats(c))
+                .ok()
+                .and_then(|r| r.ok())
+                .map_or(entries as u64, |(n, _)| n);
+            self.to_push = Some(pending);
+        }
+        if done {
+            self.pushed += entries as u64;
+        }
+        let total = self.to_push.unwrap_or(0).max(self.pushed);
+        self.activity.progress(
+            SyncPhase::Pushing,
+            Progress {
+                done: self.pushed,
+                total: Some(total),
+                unit: ProgressUnit::Transactions,
+            },
+        );
+    }
+
+    pub(crate) fn bytes(&self, phase: SyncPhase, done: u64, total: Option<u64>) {
+        self.activity.progress(
+            phase,
+            Progress {
+                done,
+                total,
+                unit: ProgressUnit::Bytes,
+            },
+        );
+    }
+
+    /// Pulled through `seq`; the server's head when a page told it.
+    pub(crate) fn pulling(&mut self, seq: i64, head: Option<i64>) {
+        let from = *self.pull_from.get_or_insert(seq);
+        if head.is_some() {
+            self.pull_head = head;
+        }
+        let done = (seq - from).max(0) as u64;
+        self.activity.progress(
+            SyncPhase::Pulling,
+            Progress {
+                done,
+                total: self.pull_head.map(|h| ((h - from).max(0) as u64).max(done)),
+                unit: ProgressUnit::Entries,
+            },
+        );
     }
 }
 

@@ -45,6 +45,8 @@ struct State {
     written: Vec<String>,
     /// Something a status shows may have changed in the database.
     status_dirty: bool,
+    /// The schema changed: every query re-runs (what it reads may have changed).
+    reshaped: bool,
 }
 
 struct Shared {
@@ -93,9 +95,11 @@ impl Notifier {
         }
     }
 
-    /// A commit wrote `tables` (of `main`). Called on the writer thread: records and wakes.
-    pub(crate) fn written(&self, tables: &[String]) {
+    /// A commit wrote `tables` (of `main`), and changed the schema if `reshaped`. Called on
+    /// the writer thread: records and wakes.
+    pub(crate) fn written(&self, tables: &[String], reshaped: bool) {
         let mut state = self.shared.lock();
+        state.reshaped |= reshaped;
         for t in tables {
             let t = t.to_ascii_lowercase();
             if !state.written.contains(&t) {
@@ -251,9 +255,10 @@ fn run(shared: &Shared) {
         let (watches, statuses, status_dirty) = {
             let mut state = shared.lock();
             let written = std::mem::take(&mut state.written);
+            let reshaped = std::mem::take(&mut state.reshaped);
             for w in &state.watches {
                 let tables = w.tables.lock().unwrap_or_else(|p| p.into_inner());
-                if tables.iter().any(|t| written.contains(t)) {
+                if reshaped || tables.iter().any(|t| written.contains(t)) {
                     w.dirty.store(true, Ordering::SeqCst);
                 }
             }

@@ -256,7 +256,7 @@ impl SyncClient {
         let told = Arc::clone(&notifier);
         let writer = Arc::new(Writer::start(
             conn,
-            Box::new(move |tables| told.written(&tables)),
+            Box::new(move |tables, reshaped| told.written(&tables, reshaped)),
         )?);
         let engine = match &remote {
             Some(r) => {

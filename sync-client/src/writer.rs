@@ -12,8 +12,9 @@ use sync_core::engine::ffi::hooks::TableWrites;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// Told, after each job that left no transaction open, the tables of `main` it wrote.
-pub(crate) type OnCommit = Box<dyn Fn(Vec<String>) + Send>;
+/// Told, after each job that left no transaction open, the tables of `main` it wrote and
+/// whether it changed the schema (an upgrade).
+pub(crate) type OnCommit = Box<dyn Fn(Vec<String>, bool) + Send>;
 
 /// Handle to the writer thread.
 pub(crate) struct Writer {
@@ -31,6 +32,11 @@ impl Writer {
             .spawn(move || {
                 // SAFETY: dropped below, before the connection.
                 let writes = unsafe { TableWrites::install(&conn) };
+                let schema = |c: &Connection| {
+                    c.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))
+                        .ok()
+                };
+                let mut schema_seen = schema(&conn);
                 for job in rx {
                     let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
                     // A job that panicked mid-transaction must not leave it open for the next.
@@ -41,8 +47,11 @@ impl Writer {
                     // next (none does today), and then the tables wait for its commit.
                     if conn.is_autocommit() {
                         let tables = writes.take();
-                        if !tables.is_empty() {
-                            on_commit(tables);
+                        let now = schema(&conn);
+                        let reshaped = now != schema_seen;
+                        schema_seen = now;
+                        if !tables.is_empty() || reshaped {
+                            on_commit(tables, reshaped);
                         }
                     }
                 }
