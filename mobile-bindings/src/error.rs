@@ -44,8 +44,9 @@ pub enum SyncError {
         reason: String,
     },
     /// The local database cannot be synced as it is: a table without a primary key, a
-    /// schema change (`CREATE`, `ALTER`) in a database that syncs, or a change the server
-    /// found malformed. The schema comes from the server's migrations.
+    /// virtual table in the main database, or a change the server found malformed. (A
+    /// schema change through `execute` in a database that syncs is `InvalidSql`: the schema
+    /// comes from the server's migrations.)
     #[error("schema: {reason}")]
     Schema {
         /// Details.

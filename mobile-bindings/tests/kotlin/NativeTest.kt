@@ -123,9 +123,12 @@ fun eachErrorKind() = withServer { server, dir ->
         SyncDatabase.open(File(dir, "no/such/dir.db").path, config(null, null, null))
     }
     val a = device(server, dir, "wes", "a", RowidMode.Ranges(leaseSize = 3, refillBelow = 1))
-    expect<SyncException.Schema>("a schema change in a database that syncs") {
+    expect<SyncException.InvalidSql>("a schema change in a database that syncs") {
         a.execute("CREATE TABLE local_only(id INTEGER PRIMARY KEY)", listOf())
     }
+    val local = SyncDatabase.open(File(dir, "local.db").path, config(null, null, null))
+    expect<SyncException.Schema>("a table without a primary key") { local.execute("CREATE TABLE no_key(v)", listOf()) }
+    local.shutdown()
     server.admin("user", "add", "reader")
     server.admin("db", "grant", "notes", "reader", "--read-only")
     val r = device(server, dir, "reader", "r")

@@ -22,7 +22,7 @@ def count(db, table="notes"):
     return db.query(f"SELECT count(*) FROM {table}", []).rows[0][0]
 
 
-class Body:
+class Body(ss.TransactionBody):
     """A transaction body from a function."""
 
     def __init__(self, fn):
@@ -144,9 +144,15 @@ def test_each_error_kind_is_its_own_type(server, workdir):
     with pytest.raises(ss.SyncError.Corruption):
         ss.SyncDatabase.open(str(junk), config()).query("SELECT * FROM sqlite_master", [])
     assert junk.read_bytes() == b"not a database at all" * 100
-    # Schema: a schema change in a database that syncs (its schema is the server's).
+    # Schema: a table that cannot be synced (no primary key); nothing is created.
+    local = ss.SyncDatabase.open(str(workdir / "local.db"), config())
+    with pytest.raises(ss.SyncError.Schema, match="PRIMARY KEY"):
+        local.execute("CREATE TABLE no_key(v)", [])
+    assert local.query("SELECT count(*) FROM sqlite_master WHERE name = 'no_key'", []).rows == [[0]]
+    local.shutdown()
+    # A schema change in a database that syncs is refused SQL (its schema is the server's).
     a = device(server, workdir, "wes", "a")
-    with pytest.raises(ss.SyncError.Schema):
+    with pytest.raises(ss.SyncError.InvalidSql, match="migrations"):
         a.execute("CREATE TABLE local_only(id INTEGER PRIMARY KEY)", [])
     assert a.query("SELECT count(*) FROM sqlite_master WHERE name = 'local_only'", []).rows == [[0]]
     # ReadOnly (not Auth): a token whose grant is read-only cannot push.
