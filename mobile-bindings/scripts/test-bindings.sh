@@ -19,12 +19,8 @@ cargo build -p uniffi-bindgen
 lib="$target/debug/libsession_sync.so"
 out="$target/bindings"
 rm -rf "$out/python" "$out/kotlin" "$out/swift"
-# Points the bindgen at mobile-bindings/uniffi.toml (the native-value conversions): its own
-# lookup through `cargo metadata` does not find the crate here.
-mkdir -p "$out"
-printf '[crate-roots]\nsession_sync = "%s"\n' "$PWD/mobile-bindings" > "$out/uniffi-paths.toml"
 for lang in python kotlin swift; do
-    "$target/debug/uniffi-bindgen" generate --config "$out/uniffi-paths.toml" --library "$lib" \
+    "$target/debug/uniffi-bindgen" generate --config mobile-bindings/uniffi-bindgen.toml --library "$lib" \
         --language "$lang" --out-dir "$out/$lang" --no-format
 done
 cp "$lib" "$out/python/"
