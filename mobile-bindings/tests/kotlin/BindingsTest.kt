@@ -19,8 +19,8 @@ class Server(val dataDir: File) {
         return out
     }
 
-    fun start() {
-        val p = ProcessBuilder(serverBin, "--data", dataDir.path, "serve", "--listen", "127.0.0.1:0")
+    fun start(vararg serveArgs: String) {
+        val p = ProcessBuilder(serverBin, "--data", dataDir.path, "serve", "--listen", "127.0.0.1:0", *serveArgs)
             .redirectError(ProcessBuilder.Redirect.DISCARD).start()
         proc = p
         val reader = p.inputStream.bufferedReader()
@@ -62,10 +62,10 @@ class Recorder : ChangeListener {
     }
 }
 
-fun withServer(body: (Server, File) -> Unit) {
+fun withServer(vararg serveArgs: String, body: (Server, File) -> Unit) {
     val dir = Files.createTempDirectory("kt-sync").toFile()
     val server = Server(File(dir, "data"))
-    server.start()
+    server.start(*serveArgs)
     try {
         body(server, dir)
     } finally {
