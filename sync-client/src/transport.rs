@@ -34,6 +34,18 @@ pub struct SnapshotRequest<'a> {
     pub reason: &'a str,
     /// The batch in flight, to be told where it stands in the snapshot's history.
     pub batch: Option<&'a str>,
+    /// Told the bytes received so far and the whole when known, as the download goes.
+    pub progress: Option<OnBytes<'a>>,
+}
+
+/// A download's progress callback: bytes received so far, and the whole when known.
+#[derive(Clone, Copy)]
+pub struct OnBytes<'a>(pub &'a (dyn Fn(u64, Option<u64>) + Sync));
+
+impl std::fmt::Debug for OnBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnBytes")
+    }
 }
 
 /// What a downloaded snapshot holds.
@@ -210,6 +222,32 @@ impl HttpTransport {
         } else {
             Ok(raw.to_vec())
         }
+    }
+}
+
+/// `std::io::copy`, telling `progress` after each chunk.
+fn copy_reporting(
+    from: &mut impl std::io::Read,
+    to: &mut impl std::io::Write,
+    total: Option<u64>,
+    progress: Option<OnBytes<'_>>,
+) -> std::io::Result<u64> {
+    let Some(OnBytes(progress)) = progress else {
+        return std::io::copy(from, to);
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    progress(0, total);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        done += n as u64;
+        progress(done, total);
     }
 }
 
@@ -416,9 +454,10 @@ impl Transport for HttpTransport {
         let seq = header(snapshot::HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
+        let total = resp.content_length();
         let mut file = std::fs::File::create(dest)?;
         let mut reader = resp;
-        let n = std::io::copy(&mut reader, &mut file).map_err(|e| {
+        let n = copy_reporting(&mut reader, &mut file, total, request.progress).map_err(|e| {
             Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
         })?;
         file.sync_all()?;
