@@ -13,6 +13,7 @@
 //! | [`rejected`] | the rejected queue: list, show, redo, discard |
 //! | [`types`] | the records and enums that cross the boundary |
 //! | [`value`] | SQL values as native values ([`Value`](sync_client::Value) over [`SqlValue`]) |
+//! | [`watch`] | watched queries and the live status as callback interfaces ([`Subscription`](watch::Subscription)) |
 //! | [`error`] | [`SyncError`] and the one mapping from the client's errors |
 //! | `call` | how every call runs: panic guard, the in-body check, calls off the caller's thread |
 //! | `sql` | running the app's statements and queries on a lent connection |
@@ -26,11 +27,13 @@ mod sql;
 pub mod transaction;
 pub mod types;
 pub mod value;
+pub mod watch;
 
 pub use database::{ChangeListener, SyncDatabase};
 pub use error::SyncError;
 pub use transaction::{Transaction, TransactionBody};
 pub use types::*;
 pub use value::SqlValue;
+pub use watch::{LiveStatus, QueryWatcher, StatusWatcher, Subscription};
 
 uniffi::setup_scaffolding!("session_sync");

@@ -161,11 +161,8 @@ impl Notifier {
             let handle = std::thread::Builder::new()
                 .name("sync-notify".into())
                 .spawn(move || run(&shared))?;
-            *self
-                .shared
-                .thread
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(handle.thread().id());
+            *self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(handle.thread().id());
             *thread = Some(handle);
         }
         Ok(())

@@ -59,8 +59,7 @@ impl Query {
             params,
             step: Box::new(move |stmt, params| {
                 let rows = stmt.and_then(|stmt| {
-                    let columns: Vec<String> =
-                        stmt.column_names().map(|c| c.to_string()).collect();
+                    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
                     let n = columns.len();
                     let rows = stmt.query_map(params_from_iter(params), |r| {
                         (0..n).map(|i| r.get::<_, Value>(i)).collect()

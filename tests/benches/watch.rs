@@ -27,7 +27,9 @@ fn main() {
     let token = server.setup("bench", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
     let client = server.notes_client(dir.path(), "a.db", &token, ClientConfig::default());
-    println!("watched-query latency: local write() returned -> callback delivered ({samples} writes per query)");
+    println!(
+        "watched-query latency: local write() returned -> callback delivered ({samples} writes per query)"
+    );
     let mut next_id = 1i64;
     for (name, sql) in [
         ("count(*)", "SELECT count(*) FROM notes"),
@@ -43,7 +45,8 @@ fn main() {
                 let _ = tx.send(Instant::now());
             })
             .unwrap();
-        rx.recv_timeout(Duration::from_secs(10)).expect("first delivery");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("first delivery");
         let mut latency = Vec::with_capacity(samples);
         let mut write = Vec::with_capacity(samples);
         for _ in 0..samples {

@@ -120,7 +120,10 @@ fn a_watched_query_sees_local_and_remote_writes_and_not_unrelated_ones() {
         .unwrap();
     assert_eq!(next(&crx, "count now").rows, [[Value::Integer(2)]]);
     exec(b, "DELETE FROM notes WHERE id = 1");
-    assert_eq!(next(&crx, "count after a delete").rows, [[Value::Integer(1)]]);
+    assert_eq!(
+        next(&crx, "count after a delete").rows,
+        [[Value::Integer(1)]]
+    );
     assert_eq!(titles(&next(&rx, "the delete")), ["remote"]);
 
     // Cancelled: nothing more, even for writes it would have seen.
@@ -145,7 +148,10 @@ fn a_watch_that_cannot_run_is_refused_at_once() {
             .expect_err(sql)
             .kind()
     };
-    assert_eq!(refused("SELECT nope FROM notes", vec![]), ErrorKind::InvalidSql);
+    assert_eq!(
+        refused("SELECT nope FROM notes", vec![]),
+        ErrorKind::InvalidSql
+    );
     assert_eq!(
         refused("DELETE FROM notes", vec![]),
         ErrorKind::InvalidSql,
@@ -174,7 +180,9 @@ fn the_status_subscription_shows_a_push_in_progress_then_idle_with_nothing_pendi
     let _sub = a
         .watch_status(move |s| log.lock().unwrap().push(s.clone()))
         .unwrap();
-    wait_until(WAIT, "the first status", || !seen.lock().unwrap().is_empty());
+    wait_until(WAIT, "the first status", || {
+        !seen.lock().unwrap().is_empty()
+    });
     for i in 0..300 {
         exec(
             &a,
@@ -269,7 +277,9 @@ fn the_async_calls_leave_the_executor_thread_free() {
             "the executor was blocked during the sync ({during} ticks)"
         );
         let n = a
-            .read_async(|c| Ok(c.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0))?))
+            .read_async(|c| {
+                Ok(c.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(n, 200);
@@ -277,7 +287,10 @@ fn the_async_calls_leave_the_executor_thread_free() {
         let s = status.next().await.unwrap();
         assert_eq!((s.pending_transactions, s.phase), (0, SyncPhase::Idle));
         a.close();
-        assert!(status.next().await.is_none(), "the stream ends with the client");
+        assert!(
+            status.next().await.is_none(),
+            "the stream ends with the client"
+        );
         eprintln!("executor ticks during an async sync of 200 transactions: {during}");
     });
 }

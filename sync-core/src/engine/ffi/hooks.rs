@@ -125,17 +125,22 @@ mod tests {
 
         conn.execute_batch("BEGIN; DELETE FROM notes; ROLLBACK;")
             .unwrap();
-        assert!(writes.take().is_empty(), "a rolled-back write changed nothing");
+        assert!(
+            writes.take().is_empty(),
+            "a rolled-back write changed nothing"
+        );
 
         conn.execute_batch("ATTACH ':memory:' AS other; CREATE TABLE other.t (x);")
             .unwrap();
         conn.execute("INSERT INTO other.t VALUES (1)", []).unwrap();
-        conn.execute("INSERT INTO kv VALUES ('k', 'v')", []).unwrap();
+        conn.execute("INSERT INTO kv VALUES ('k', 'v')", [])
+            .unwrap();
         assert!(
             writes.take().is_empty(),
             "only rowid tables of main are reported"
         );
         drop(writes);
-        conn.execute("INSERT INTO notes VALUES (2, 'c')", []).unwrap();
+        conn.execute("INSERT INTO notes VALUES (2, 'c')", [])
+            .unwrap();
     }
 }
