@@ -209,19 +209,21 @@ impl Engine {
                     offset,
                     total,
                     bytes,
-                } => match {
+                } => {
                     told.bytes(SyncPhase::Pushing, offset, Some(total));
-                    self.retry(|| self.transport.upload_part(&batch_id, offset, total, &bytes))
-                } {
-                    Ok(received) => {
-                        told.bytes(SyncPhase::Pushing, received, Some(total));
-                        Reply::Uploaded(received)
+                    let sent =
+                        self.retry(|| self.transport.upload_part(&batch_id, offset, total, &bytes));
+                    match sent {
+                        Ok(received) => {
+                            told.bytes(SyncPhase::Pushing, received, Some(total));
+                            Reply::Uploaded(received)
+                        }
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        self.feed_refusal(&mut cycle, e)?;
-                        continue;
-                    }
-                },
+                }
                 Step::PushUploaded(headers) => {
                     match self.retry(|| self.transport.push_uploaded(&headers)) {
                         Ok(r) => Reply::Pushed(r),
@@ -231,22 +233,23 @@ impl Engine {
                         }
                     }
                 }
-                Step::Pull(query) => match {
+                Step::Pull(query) => {
                     told.pulling(query.effective().0, None);
-                    self.retry(|| self.transport.pull(&query))
-                } {
-                    Ok(page) => {
-                        told.pulling(
-                            page.entries.last().map_or(query.effective().0, |e| e.seq),
-                            Some(page.head_seq),
-                        );
-                        Reply::Page(page)
+                    let pulled = self.retry(|| self.transport.pull(&query));
+                    match pulled {
+                        Ok(page) => {
+                            told.pulling(
+                                page.entries.last().map_or(query.effective().0, |e| e.seq),
+                                Some(page.head_seq),
+                            );
+                            Reply::Page(page)
+                        }
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        self.feed_refusal(&mut cycle, e)?;
-                        continue;
-                    }
-                },
+                }
                 Step::Effect { seq, query } => {
                     self.activity.phase(SyncPhase::Pulling);
                     match self.retry(|| self.transport.effect(seq, &query)) {
