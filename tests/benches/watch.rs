@@ -6,7 +6,8 @@
 //! full as apps use it). Two watches: a point read (`SELECT count(*) FROM notes`) and the
 //! newest 50 notes with their titles.
 //!
-//! Knob: `WATCH_BENCH_SAMPLES` (writes per watch, default 2000).
+//! Knob: `WATCH_BENCH_SAMPLES` (writes per watch, default 2000). Without `--bench`
+//! (`cargo test --benches`) it is a smoke run of 50 writes whose figures mean nothing.
 
 use rusqlite::types::Value;
 use session_sync_tests::Server;
@@ -22,7 +23,11 @@ fn main() {
     let samples: usize = std::env::var("WATCH_BENCH_SAMPLES")
         .ok()
         .map(|s| s.parse().expect("WATCH_BENCH_SAMPLES must be a number"))
-        .unwrap_or(2000);
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            2000
+        } else {
+            50
+        });
     let server = Server::start();
     let token = server.setup("bench", "notes", "laptop");
     let dir = tempfile::tempdir().unwrap();
