@@ -19,6 +19,7 @@
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
 //! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
+//! | [`credentials`] | [`Credentials`]: a provider of bearer tokens, asked at first use and after a 401 |
 //! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
 //! | `writer` | the writer thread: the only read-write connection |
@@ -33,6 +34,7 @@ mod adopt;
 mod background;
 mod client;
 pub mod config;
+pub mod credentials;
 mod engine;
 pub mod error;
 mod fts;
@@ -53,6 +55,7 @@ mod writer;
 pub use adopt::ADOPT_TRANSACTION_BYTES;
 pub use client::SyncClient;
 pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
+pub use credentials::Credentials;
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;

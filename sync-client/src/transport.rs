@@ -2,6 +2,7 @@
 //! real thing) and [`HttpTransport`], its implementation over HTTP with reqwest.
 
 use crate::config::RemoteConfig;
+use crate::credentials::{Credentials, TokenSource};
 use crate::error::{Error, ErrorKind, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -119,7 +120,7 @@ pub struct HttpTransport {
     /// The server's URL, without a trailing `/`.
     base: String,
     database: String,
-    token: String,
+    token: TokenSource,
     http: reqwest::blocking::Client,
     streaming: reqwest::blocking::Client,
     stats: TransferStats,
@@ -130,6 +131,16 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport for `remote`, with `timeout` per request.
     pub fn new(remote: &RemoteConfig, timeout: Duration) -> Result<HttpTransport> {
+        HttpTransport::with_credentials(remote, timeout, None)
+    }
+
+    /// A transport for `remote` whose token comes from `credentials` when given (asked at
+    /// first use and after a `401`, the request then retried once), else `remote.token`.
+    pub fn with_credentials(
+        remote: &RemoteConfig,
+        timeout: Duration,
+        credentials: Option<std::sync::Arc<dyn Credentials>>,
+    ) -> Result<HttpTransport> {
         if !protocol::valid_database_name(&remote.database) {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -155,7 +166,7 @@ impl HttpTransport {
         Ok(HttpTransport {
             base: url.to_string(),
             database: remote.database.clone(),
-            token: remote.token.clone(),
+            token: TokenSource::new(&remote.token, credentials),
             http: build(Some(timeout))?,
             streaming: build(None)?,
             stats: TransferStats::default(),
@@ -174,18 +185,41 @@ impl HttpTransport {
     }
 
     fn get(&self, route: &str) -> reqwest::blocking::RequestBuilder {
-        self.http.get(self.url(route)).bearer_auth(&self.token)
+        self.http.get(self.url(route))
     }
 
     fn post(&self, route: &str) -> reqwest::blocking::RequestBuilder {
-        self.http.post(self.url(route)).bearer_auth(&self.token)
+        self.http.post(self.url(route))
     }
 
-    /// Sends, maps transport failures and error statuses, returns the successful response.
+    /// Sends with the bearer token, maps transport failures and error statuses, returns the
+    /// successful response. With a credentials provider, a `401` asks it for a fresh token and
+    /// sends the request once more; the second answer stands.
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
-        let resp = req.send().map_err(network)?;
+        let again = if self.token.can_refresh() {
+            req.try_clone()
+        } else {
+            None
+        };
+        let resp = req
+            .bearer_auth(self.token.token(false)?)
+            .send()
+            .map_err(network)?;
         if resp.status().is_success() {
             return Ok(resp);
+        }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(again) = again
+        {
+            drop(resp);
+            let resp = again
+                .bearer_auth(self.token.token(true)?)
+                .send()
+                .map_err(network)?;
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            return Err(error_response(resp));
         }
         Err(error_response(resp))
     }
@@ -267,7 +301,7 @@ impl Transport for HttpTransport {
 
     fn position(&self, seq: i64) -> Result<Tip> {
         let url = format!("{}?seq={seq}", self.url(routes::POSITION));
-        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        let resp = self.send(self.http.get(url))?;
         let answer: PositionAnswer = json(&self.body(resp)?)?;
         Ok(answer.tip)
     }
@@ -303,7 +337,7 @@ impl Transport for HttpTransport {
             self.base,
             routes::upload_path(&self.database, batch_id)
         );
-        match self.send(self.http.get(url).bearer_auth(&self.token)) {
+        match self.send(self.http.get(url)) {
             Ok(resp) => Ok(Some(json::<UploadStatus>(&self.body(resp)?)?.received)),
             Err(e)
                 if e.server_body()
@@ -328,7 +362,6 @@ impl Transport for HttpTransport {
         let resp = self.send(
             self.http
                 .put(url)
-                .bearer_auth(&self.token)
                 .header(reqwest::header::CONTENT_TYPE, upload::MEDIA_TYPE)
                 .body(part.to_vec()),
         )?;
@@ -359,7 +392,7 @@ impl Transport for HttpTransport {
             self.base,
             routes::effect_path(&self.database, seq)
         );
-        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        let resp = self.send(self.http.get(url))?;
         self.body(resp)
     }
 
@@ -368,7 +401,6 @@ impl Transport for HttpTransport {
         let req = self
             .http
             .get(format!("{}?{query}", self.url(routes::PULL)))
-            .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT_ENCODING, "zstd");
         let resp = self.send(req)?;
         if let Some(version) = resp
@@ -389,7 +421,6 @@ impl Transport for HttpTransport {
         let mut req = self
             .streaming
             .get(self.url(routes::SNAPSHOT))
-            .bearer_auth(&self.token)
             .header(HEADER_REASON, request.reason);
         if let Some(batch) = request.batch {
             req = req.header(snapshot::HEADER_BATCH_ID, batch);
@@ -434,8 +465,7 @@ impl Transport for HttpTransport {
         let query = MigrationsQuery { after }.to_query_string();
         let resp = self.send(
             self.http
-                .get(format!("{}?{query}", self.url(routes::MIGRATIONS)))
-                .bearer_auth(&self.token),
+                .get(format!("{}?{query}", self.url(routes::MIGRATIONS))),
         )?;
         json(&self.body(resp)?)
     }
@@ -461,7 +491,6 @@ impl Transport for HttpTransport {
         let resp = self.send(
             self.streaming
                 .get(self.url(routes::EVENTS))
-                .bearer_auth(&self.token)
                 .header(reqwest::header::ACCEPT, "text/event-stream"),
         )?;
         Ok(Box::new(SseStream {

@@ -309,7 +309,7 @@ async fn rs256_and_es256_tokens_verify_against_the_jwks_by_kid() {
 async fn a_token_without_a_device_claim_names_its_device_by_header_and_expires_from_the_cache() {
     let s = jwt_server().await;
     s.setup("owner", "notes");
-    let mut c = claims("erin", "x", 3, json!({"notes": "rw"}));
+    let mut c = claims("erin", "x", 1, json!({"notes": "rw"}));
     c.as_object_mut().unwrap().remove("device");
     let token = hs256(&c, SECRET);
     let push = |device: &'static str, batch: &'static str, cursor: i64, n: i64| {
@@ -347,8 +347,9 @@ async fn a_token_without_a_device_claim_names_its_device_by_header_and_expires_f
     assert_eq!(r.status().as_u16(), 200);
     let page = sync_core::protocol::pull::decode(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(page.entries[0].origin, "jwt:erin:watch");
-    // Remembered while valid, never past `exp` (+ the 2 s leeway).
-    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    // Remembered while valid, never past `exp` (+ the 2 s leeway; `exp` is in whole
+    // seconds, valid through its second).
+    tokio::time::sleep(std::time::Duration::from_millis(4_200)).await;
     let (status, json) = push("watch", "h3", 1, 3).await;
     assert_error(status, &json, 401, "token_expired");
     s.stop().await;
