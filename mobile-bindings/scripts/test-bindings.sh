@@ -6,17 +6,18 @@
 #
 # Needs: python3 (pytest is installed into a virtualenv when missing); for Kotlin, java, JNA
 # (Debian's libjna-java) and kotlinc (fetched from npm's kotlin-compiler when not on PATH).
-# SKIP_KOTLIN=1 skips the Kotlin suite.
+# SKIP_KOTLIN=1 skips the Kotlin suite. Honours CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+target="${CARGO_TARGET_DIR:-target}"
 
 cargo build -p mobile-bindings -p sync-server
 cargo build -p uniffi-bindgen
-lib=target/debug/libsession_sync.so
-out=target/bindings
+lib="$target"/debug/libsession_sync.so
+out="$target"/bindings
 rm -rf "$out/python" "$out/kotlin" "$out/swift"
 for lang in python kotlin swift; do
-    target/debug/uniffi-bindgen generate --library "$lib" --language "$lang" --out-dir "$out/$lang" --no-format
+    "$target"/debug/uniffi-bindgen generate --library "$lib" --language "$lang" --out-dir "$out/$lang" --no-format
 done
 cp "$lib" "$out/python/"
 
@@ -27,7 +28,7 @@ if ! "$python" -c "import pytest" 2>/dev/null; then
     python="$out/venv/bin/python"
     "$python" -c "import pytest" 2>/dev/null || "$python" -m pip install --quiet pytest
 fi
-SYNC_SERVER_BIN=target/debug/sync-server PYTHONPATH="$out/python" \
+SYNC_SERVER_BIN="$target"/debug/sync-server PYTHONPATH="$out/python" \
     "$python" -m pytest -q -p no:cacheprovider mobile-bindings/tests/python
 
 if [ "${SKIP_KOTLIN:-0}" = 1 ]; then
@@ -43,5 +44,5 @@ fi
 jna=/usr/share/java/jna.jar
 "$kotlinc" -nowarn -cp "$jna" -include-runtime -d "$out/kotlin-tests.jar" \
     "$out"/kotlin/uniffi/session_sync/session_sync.kt mobile-bindings/tests/kotlin/BindingsTest.kt
-SYNC_SERVER_BIN=target/debug/sync-server \
-    java -Djna.library.path=target/debug -cp "$out/kotlin-tests.jar:$jna" BindingsTestKt
+SYNC_SERVER_BIN="$target"/debug/sync-server \
+    java -Djna.library.path="$target"/debug -cp "$out/kotlin-tests.jar:$jna" BindingsTestKt
