@@ -177,6 +177,7 @@ impl SyncClient {
             &crate::transport::SnapshotRequest {
                 reason: "new",
                 batch: None,
+                progress: None,
             },
         )?;
         let staged = scratch.path().join("local.db");

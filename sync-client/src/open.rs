@@ -7,9 +7,12 @@ use crate::engine::{Engine, EngineConfig, Syncer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fts::Fts;
 use crate::limits::Limits;
+use crate::live::Activity;
+use crate::notify::Notifier;
 use crate::readers::Readers;
 use crate::rowid::Rowids;
 use crate::settings;
+use crate::signal::Signal;
 use crate::transport::{HttpTransport, Transport};
 use crate::writer::Writer;
 use rusqlite::{Connection, OpenFlags};
@@ -145,6 +148,7 @@ impl SyncClient {
             &crate::transport::SnapshotRequest {
                 reason: "new",
                 batch: None,
+                progress: None,
             },
         )?;
         let staged = scratch.path().join("local.db");
@@ -250,13 +254,24 @@ impl SyncClient {
             settings::store_fts(&conn, &fts_tables)?;
             Some(Arc::new(fts))
         };
-        let writer = Arc::new(Writer::start(conn)?);
         let readers = Arc::new(Readers::new(
             &path,
             fts.as_ref().map(|f| f.file().to_path_buf()),
             config.read_connections,
             config.busy_timeout,
         ));
+        let wake = Arc::new(Signal::default());
+        let activity = Arc::new(Activity::new(Arc::clone(&wake)));
+        let notifier = Arc::new(Notifier::new(
+            Arc::clone(&readers),
+            Arc::clone(&activity),
+            wake,
+        ));
+        let told = Arc::clone(&notifier);
+        let writer = Arc::new(Writer::start(
+            conn,
+            Box::new(move |tables, reshaped| told.written(&tables, reshaped)),
+        )?);
         let engine = match &remote {
             Some(r) => {
                 let transport: Arc<dyn Transport> = Arc::new(HttpTransport::with_credentials(
@@ -282,6 +297,7 @@ impl SyncClient {
                             .unwrap_or(Path::new("."))
                             .to_path_buf(),
                     },
+                    Arc::clone(&activity),
                 ))
             }
             None => None,
@@ -292,6 +308,7 @@ impl SyncClient {
             listener: Mutex::new(None),
             indexer: Arc::default(),
             sync_interval: config.sync_interval,
+            notifier: Arc::clone(&notifier),
         });
         Ok(SyncClient {
             inner: Arc::new(Inner {
@@ -304,6 +321,7 @@ impl SyncClient {
                 fts,
                 background: Mutex::new(None),
                 remote,
+                notifier,
                 writer_lock: Mutex::new(writer_lock.take()),
             }),
         })
@@ -319,7 +337,7 @@ impl SyncClient {
         let syncer = Arc::get_mut(&mut inner.syncer).ok_or_else(only)?;
         if let Some(e) = syncer.engine.take() {
             syncer.engine = Some(Engine::new(
-                e.writer, transport, e.rowids, e.limits, e.config,
+                e.writer, transport, e.rowids, e.limits, e.config, e.activity,
             ));
         }
         Ok(self)

@@ -4,10 +4,11 @@
 use crate::config::RemoteConfig;
 use crate::credentials::{Credentials, TokenSource};
 use crate::error::{Error, ErrorKind, Result};
+use crate::http_answer::{error_response, json, network};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
+use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
 use sync_core::protocol::lineage::{HEADER_REASON, PositionAnswer, Tip};
 use sync_core::protocol::pull::{self, PullQuery};
@@ -35,6 +36,18 @@ pub struct SnapshotRequest<'a> {
     pub reason: &'a str,
     /// The batch in flight, to be told where it stands in the snapshot's history.
     pub batch: Option<&'a str>,
+    /// Told the bytes received so far and the whole when known, as the download goes.
+    pub progress: Option<OnBytes<'a>>,
+}
+
+/// A download's progress callback: bytes received so far, and the whole when known.
+#[derive(Clone, Copy)]
+pub struct OnBytes<'a>(pub &'a (dyn Fn(u64, Option<u64>) + Sync));
+
+impl std::fmt::Debug for OnBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnBytes")
+    }
 }
 
 /// What a downloaded snapshot holds.
@@ -247,47 +260,30 @@ impl HttpTransport {
     }
 }
 
-fn network(e: reqwest::Error) -> Error {
-    Error::new(ErrorKind::Network, format!("cannot reach the server: {e}")).with_source(e)
-}
-
-fn error_response(resp: reqwest::blocking::Response) -> Error {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs.min(300)));
-    let text = resp.text().unwrap_or_default();
-    let error = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => Error::from_server(status, body),
-        Err(_) if status >= 500 || status == 429 => Error::new(
-            ErrorKind::Network,
-            format!(
-                "server answered {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-        ),
-        Err(_) => Error::new(
-            ErrorKind::Internal,
-            format!(
-                "unexpected answer {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-        ),
+/// `std::io::copy`, telling `progress` after each chunk.
+fn copy_reporting(
+    from: &mut impl std::io::Read,
+    to: &mut impl std::io::Write,
+    total: Option<u64>,
+    progress: Option<OnBytes<'_>>,
+) -> std::io::Result<u64> {
+    let Some(OnBytes(progress)) = progress else {
+        return std::io::copy(from, to);
     };
-    error.with_retry_after(retry_after)
-}
-
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("unreadable answer from server: {e}"),
-        )
-        .with_source(e)
-    })
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    progress(0, total);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        done += n as u64;
+        progress(done, total);
+    }
 }
 
 impl Transport for HttpTransport {
@@ -447,9 +443,10 @@ impl Transport for HttpTransport {
         let seq = header(snapshot::HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
+        let total = resp.content_length();
         let mut file = std::fs::File::create(dest)?;
         let mut reader = resp;
-        let n = std::io::copy(&mut reader, &mut file).map_err(|e| {
+        let n = copy_reporting(&mut reader, &mut file, total, request.progress).map_err(|e| {
             Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
         })?;
         file.sync_all()?;
