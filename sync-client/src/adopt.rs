@@ -140,7 +140,11 @@ impl SyncClient {
                 ),
             ));
         }
-        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        let transport = HttpTransport::with_credentials(
+            &remote,
+            config.http_timeout,
+            config.credentials.clone(),
+        )?;
         let info = transport.info()?;
         if info.access == Access::ReadOnly {
             return Err(Error::new(
@@ -195,7 +199,7 @@ impl SyncClient {
             let info = snapshot_meta(&snap)?;
             take_snapshot_position(&conn, &info)?;
             settings::install(&conn)?;
-            settings::store_remote(&conn, &remote)?;
+            settings::store_remote(&conn, &remote, config.credentials.is_none())?;
             if !config.fts.is_empty() {
                 Fts::check(&config.fts, &conn)?;
                 settings::store_fts(&conn, &config.fts)?;

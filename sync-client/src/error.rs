@@ -122,7 +122,9 @@ impl Error {
     /// Maps a server error envelope to a client error.
     pub fn from_server(status: u16, body: ErrorBody) -> Self {
         let kind = match body.code {
-            ErrorCode::Unauthorized => ErrorKind::Auth,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenInvalid => {
+                ErrorKind::Auth
+            }
             ErrorCode::ReadOnly => ErrorKind::ReadOnly,
             ErrorCode::DatabaseNotFound | ErrorCode::InvalidDatabaseName => ErrorKind::NotFound,
             ErrorCode::SchemaMismatch => ErrorKind::SchemaMismatch,

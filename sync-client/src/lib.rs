@@ -23,7 +23,9 @@
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
 //! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
+//! | [`credentials`] | [`Credentials`]: a provider of bearer tokens, asked at first use and after a 401 |
 //! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
+//! | `http_answer` | the server's HTTP answers: failures, error envelopes, JSON bodies → [`Error`] |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
 //! | `writer` | the writer thread: the only read-write connection |
 //! | `lock` | one writer per database file: an OS lock held while the client is open |
@@ -37,9 +39,11 @@ mod adopt;
 mod background;
 mod client;
 pub mod config;
+pub mod credentials;
 mod engine;
 pub mod error;
 mod fts;
+mod http_answer;
 mod limits;
 mod live;
 mod lock;
@@ -62,6 +66,7 @@ mod writer;
 pub use adopt::ADOPT_TRANSACTION_BYTES;
 pub use client::SyncClient;
 pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
+pub use credentials::Credentials;
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;

@@ -122,7 +122,11 @@ impl SyncClient {
                 ),
             ));
         }
-        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        let transport = HttpTransport::with_credentials(
+            &remote,
+            config.http_timeout,
+            config.credentials.clone(),
+        )?;
         transport.info()?;
         let dir = path
             .parent()
@@ -151,7 +155,7 @@ impl SyncClient {
         {
             let conn = init_from_snapshot(&snap, &staged)?;
             settings::install(&conn)?;
-            settings::store_remote(&conn, &remote)?;
+            settings::store_remote(&conn, &remote, config.credentials.is_none())?;
             // The search configuration is part of the copy: checked and stored before it
             // is published (the index itself is built when the copy opens).
             if !config.fts.is_empty() {
@@ -219,10 +223,20 @@ impl SyncClient {
         settings::install(&conn)?;
         let remote = match &config.remote {
             Some(r) => {
-                settings::store_remote(&conn, r)?;
+                settings::store_remote(&conn, r, config.credentials.is_none())?;
                 Some(r.clone())
             }
-            None => settings::remote(&conn)?,
+            None => {
+                let stored = settings::remote(&conn)?;
+                if stored.is_some() && config.credentials.is_some() {
+                    // A provider gives the token from now on: none stays in the file (its
+                    // bytes overwritten, not only unlinked).
+                    conn.execute_batch("PRAGMA secure_delete = ON")?;
+                    settings::set(&conn, "token", None)?;
+                    conn.execute_batch("PRAGMA secure_delete = OFF")?;
+                }
+                stored
+            }
         };
         let fts_tables = if config.fts.is_empty() {
             settings::fts(&conn)?
@@ -260,8 +274,11 @@ impl SyncClient {
         )?);
         let engine = match &remote {
             Some(r) => {
-                let transport: Arc<dyn Transport> =
-                    Arc::new(HttpTransport::new(r, config.http_timeout)?);
+                let transport: Arc<dyn Transport> = Arc::new(HttpTransport::with_credentials(
+                    r,
+                    config.http_timeout,
+                    config.credentials.clone(),
+                )?);
                 Some(Engine::new(
                     Arc::clone(&writer),
                     transport,

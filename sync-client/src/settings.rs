@@ -4,7 +4,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `url`, `token`, `database` | the remote ([`RemoteConfig`]) |
+//! | `url`, `token`, `database` | the remote ([`RemoteConfig`]); no `token` when a credentials provider gives it |
 //! | `fts` | the full-text search tables, JSON (a list of [`FtsTable`]) |
 //! | `last_sync_ms` | when the last sync succeeded |
 //! | `last_error` | the last sync's error, cleared by a successful one |
@@ -48,7 +48,8 @@ pub(crate) fn set(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite
     Ok(())
 }
 
-/// The stored remote, when all three parts are.
+/// The stored remote, when its URL and database are (the token is empty when none is
+/// stored: a credentials provider gives it).
 pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>> {
     Ok(
         match (
@@ -56,9 +57,9 @@ pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>
             get(conn, "token")?,
             get(conn, "database")?,
         ) {
-            (Some(url), Some(token), Some(database)) => Some(RemoteConfig {
+            (Some(url), token, Some(database)) => Some(RemoteConfig {
                 url,
-                token,
+                token: token.unwrap_or_default(),
                 database,
             }),
             _ => None,
@@ -66,10 +67,15 @@ pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>
     )
 }
 
-/// Stores the remote.
-pub(crate) fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()> {
+/// Stores the remote; its token only with `with_token` (none is kept when a credentials
+/// provider gives the token: a stored one is removed).
+pub(crate) fn store_remote(
+    conn: &Connection,
+    remote: &RemoteConfig,
+    with_token: bool,
+) -> rusqlite::Result<()> {
     set(conn, "url", Some(&remote.url))?;
-    set(conn, "token", Some(&remote.token))?;
+    set(conn, "token", with_token.then_some(remote.token.as_str()))?;
     set(conn, "database", Some(&remote.database))
 }
 
