@@ -140,11 +140,13 @@ impl SyncClient {
                 ),
             ));
         }
+        let device = settings::new_device_id();
         let transport = HttpTransport::with_credentials(
             &remote,
             config.http_timeout,
             config.credentials.clone(),
-        )?;
+        )?
+        .with_device(device.clone());
         let info = transport.info()?;
         if info.access == Access::ReadOnly {
             return Err(Error::new(
@@ -200,6 +202,7 @@ impl SyncClient {
             take_snapshot_position(&conn, &info)?;
             settings::install(&conn)?;
             settings::store_remote(&conn, &remote, config.credentials.is_none())?;
+            settings::store_device_id(&conn, &device)?;
             if !config.fts.is_empty() {
                 Fts::check(&config.fts, &conn)?;
                 settings::store_fts(&conn, &config.fts)?;

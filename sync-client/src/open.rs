@@ -122,11 +122,13 @@ impl SyncClient {
                 ),
             ));
         }
+        let device = settings::new_device_id();
         let transport = HttpTransport::with_credentials(
             &remote,
             config.http_timeout,
             config.credentials.clone(),
-        )?;
+        )?
+        .with_device(device.clone());
         transport.info()?;
         let dir = path
             .parent()
@@ -156,6 +158,7 @@ impl SyncClient {
             let conn = init_from_snapshot(&snap, &staged)?;
             settings::install(&conn)?;
             settings::store_remote(&conn, &remote, config.credentials.is_none())?;
+            settings::store_device_id(&conn, &device)?;
             // The search configuration is part of the copy: checked and stored before it
             // is published (the index itself is built when the copy opens).
             if !config.fts.is_empty() {
@@ -254,6 +257,10 @@ impl SyncClient {
             settings::store_fts(&conn, &fts_tables)?;
             Some(Arc::new(fts))
         };
+        let device = match &remote {
+            Some(_) => settings::device_id(&conn)?,
+            None => String::new(),
+        };
         let readers = Arc::new(Readers::new(
             &path,
             fts.as_ref().map(|f| f.file().to_path_buf()),
@@ -274,11 +281,14 @@ impl SyncClient {
         )?);
         let engine = match &remote {
             Some(r) => {
-                let transport: Arc<dyn Transport> = Arc::new(HttpTransport::with_credentials(
-                    r,
-                    config.http_timeout,
-                    config.credentials.clone(),
-                )?);
+                let transport: Arc<dyn Transport> = Arc::new(
+                    HttpTransport::with_credentials(
+                        r,
+                        config.http_timeout,
+                        config.credentials.clone(),
+                    )?
+                    .with_device(device.clone()),
+                );
                 Some(Engine::new(
                     Arc::clone(&writer),
                     transport,

@@ -24,6 +24,31 @@ pub(crate) const LAST_SYNC: &str = "last_sync_ms";
 pub(crate) const LAST_ERROR: &str = "last_error";
 
 /// Creates the table if missing.
+/// This copy's device id (see [`device_id`]).
+const DEVICE_ID: &str = "device_id";
+
+/// A new device id: 128 random bits in hex.
+pub(crate) fn new_device_id() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
+}
+
+/// This copy's device id, made and stored on first use: what a request names its device with
+/// when the token (a JWT without a device claim) does not.
+pub(crate) fn device_id(conn: &Connection) -> rusqlite::Result<String> {
+    if let Some(id) = get(conn, DEVICE_ID)? {
+        return Ok(id);
+    }
+    let id = new_device_id();
+    set(conn, DEVICE_ID, Some(&id))?;
+    Ok(id)
+}
+
+/// Stores `id` as this copy's device id.
+pub(crate) fn store_device_id(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    set(conn, DEVICE_ID, Some(id))
+}
+
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(TABLE)
 }

@@ -134,6 +134,8 @@ pub struct HttpTransport {
     base: String,
     database: String,
     token: TokenSource,
+    /// This copy's device id, sent as `Sync-Device` (a JWT without a device claim needs it).
+    device: Option<String>,
     http: reqwest::blocking::Client,
     streaming: reqwest::blocking::Client,
     stats: TransferStats,
@@ -180,11 +182,18 @@ impl HttpTransport {
             base: url.to_string(),
             database: remote.database.clone(),
             token: TokenSource::new(&remote.token, credentials),
+            device: None,
             http: build(Some(timeout))?,
             streaming: build(None)?,
             stats: TransferStats::default(),
             schema_seen: AtomicU32::new(0),
         })
+    }
+
+    /// Names this copy's device in every request (`Sync-Device`).
+    pub fn with_device(mut self, device: impl Into<String>) -> HttpTransport {
+        self.device = Some(device.into());
+        self
     }
 
     /// Bytes moved so far.
@@ -209,6 +218,10 @@ impl HttpTransport {
     /// successful response. With a credentials provider, a `401` asks it for a fresh token and
     /// sends the request once more; the second answer stands.
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let req = match &self.device {
+            Some(d) => req.header(sync_core::protocol::HEADER_DEVICE, d),
+            None => req,
+        };
         let again = if self.token.can_refresh() {
             req.try_clone()
         } else {

@@ -255,7 +255,7 @@ impl Shared {
 const MAX_TOKEN_BYTES: usize = 8192;
 
 /// The header a client may name its device with, for JWTs that carry no device claim.
-pub const DEVICE_HEADER: &str = "sync-device";
+pub const DEVICE_HEADER: &str = sync_core::protocol::HEADER_DEVICE;
 
 /// What a request presents: its bearer token, and the device it names (`Sync-Device`).
 #[derive(Debug, Clone)]

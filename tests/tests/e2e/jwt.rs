@@ -205,3 +205,71 @@ fn a_provider_whose_fresh_token_is_refused_too_is_an_auth_error() {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// An identity provider's token that names no device (the common case): the copy names
+/// itself with the device id it made at init (`Sync-Device`), the same across reopens, and
+/// two copies of one user are two devices.
+#[test]
+fn a_token_without_a_device_claim_syncs_as_the_copy_s_own_device() {
+    struct NoDevice;
+    impl Credentials for NoDevice {
+        fn token(&self, _refresh: bool) -> sync_client::Result<String> {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            let claims = serde_json::json!({
+                "iss": ISS, "aud": AUD, "sub": "alice", "iat": now, "exp": now + 300,
+                "sync": {"databases": {"notes": "rw"}},
+            });
+            Ok(jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(SECRET).unwrap(),
+            )
+            .unwrap())
+        }
+    }
+    let server = jwt_server();
+    server.setup("owner", "notes", "owner-laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let remote = RemoteConfig {
+        url: server.remote("", "notes").url,
+        token: String::new(),
+        database: "notes".into(),
+    };
+    let config = || ClientConfig {
+        credentials: Some(Arc::new(NoDevice) as Arc<dyn Credentials>),
+        ..ClientConfig::default()
+    };
+    let a = SyncClient::init(dir.path().join("a.db"), remote.clone(), config()).unwrap();
+    let b = SyncClient::init(dir.path().join("b.db"), remote, config()).unwrap();
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (1, 'a', 1)",
+    );
+    a.sync_now().unwrap();
+    a.close();
+    let a = SyncClient::open(dir.path().join("a.db"), config()).unwrap();
+    exec(
+        &a,
+        "INSERT INTO notes(id, title, updated_at) VALUES (2, 'a again', 2)",
+    );
+    a.sync_now().unwrap();
+    exec(
+        &b,
+        "INSERT INTO notes(id, title, updated_at) VALUES (3, 'b', 3)",
+    );
+    b.sync_now().unwrap();
+    let devices: Vec<String> = server
+        .log("notes")
+        .into_iter()
+        .map(|(_, d, _, _)| d)
+        .collect();
+    assert_eq!(devices.len(), 3);
+    assert!(
+        devices.iter().all(|d| d.starts_with("jwt:alice:")),
+        "{devices:?}"
+    );
+    assert_eq!(devices[0], devices[1], "a reopened copy is the same device");
+    assert_ne!(devices[0], devices[2], "two copies are two devices");
+    a.close();
+    b.close();
+}
