@@ -91,6 +91,12 @@ impl SyncDatabase {
                     })
                     .collect(),
                 sync_interval: Duration::from_millis(config.sync_interval_ms.max(100)),
+                encryption_key: config
+                    .encryption_key
+                    .as_deref()
+                    .map(sync_client::EncryptionKey::from_file_content)
+                    .transpose()
+                    .map_err(sync_client::Error::from)?,
                 ..ClientConfig::default()
             };
             let client = match remote {
@@ -339,6 +345,7 @@ mod tests {
             background_sync: false,
             sync_interval_ms: 30_000,
             adopt_existing: false,
+            encryption_key: None,
         };
         let db = SyncDatabase::open(path, config).unwrap();
         db.shutdown();

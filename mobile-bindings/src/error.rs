@@ -68,6 +68,13 @@ pub enum SyncError {
         /// Details.
         reason: String,
     },
+    /// The encryption key does not open the database: a wrong key, none for an encrypted
+    /// file, one for a plain file, or a library built without encryption. Nothing changed.
+    #[error("wrong key: {reason}")]
+    WrongKey {
+        /// Details.
+        reason: String,
+    },
     /// Anything else: a bug, local corruption, an unexpected server answer, a panic.
     #[error("internal: {reason}")]
     Internal {
@@ -90,6 +97,7 @@ impl From<sync_client::Error> for SyncError {
             ErrorKind::Config => SyncError::Config { reason },
             ErrorKind::Closed => SyncError::Closed,
             ErrorKind::InUse => SyncError::InUse { reason },
+            ErrorKind::WrongKey => SyncError::WrongKey { reason },
             _ => SyncError::Internal { reason },
         }
     }

@@ -119,6 +119,12 @@ pub struct ClientConfig {
     /// Attempts per request for retryable failures within one sync (exponential backoff
     /// with jitter between them).
     pub retries: u32,
+    /// The database's encryption key (builds with the `encryption` feature): every file the
+    /// client writes — the database and its WAL, the search index, a snapshot being
+    /// downloaded, spooled changesets — is encrypted. The app supplies it at every open (from
+    /// the platform's keystore, say); the library never stores it. `None`: a plain database.
+    /// A key that does not fit the file is [`crate::ErrorKind::WrongKey`].
+    pub encryption_key: Option<crate::EncryptionKey>,
 }
 
 impl Default for ClientConfig {
@@ -136,6 +142,7 @@ impl Default for ClientConfig {
             max_transaction_bytes: None,
             http_timeout: Duration::from_secs(30),
             retries: 4,
+            encryption_key: None,
         }
     }
 }

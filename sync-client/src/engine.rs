@@ -253,6 +253,7 @@ impl Engine {
                             &SnapshotRequest {
                                 reason,
                                 batch: batch.as_deref(),
+                                key: self.config.cycle.key.as_ref(),
                             },
                         )
                     })?;

@@ -34,6 +34,9 @@ pub struct SnapshotRequest<'a> {
     pub reason: &'a str,
     /// The batch in flight, to be told where it stands in the snapshot's history.
     pub batch: Option<&'a str>,
+    /// Store the snapshot encrypted with this key (the local database's): the plain bytes
+    /// are held in memory and never written.
+    pub key: Option<&'a crate::EncryptionKey>,
 }
 
 /// What a downloaded snapshot holds.
@@ -416,12 +419,7 @@ impl Transport for HttpTransport {
         let seq = header(snapshot::HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
-        let mut file = std::fs::File::create(dest)?;
-        let mut reader = resp;
-        let n = std::io::copy(&mut reader, &mut file).map_err(|e| {
-            Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
-        })?;
-        file.sync_all()?;
+        let n = crate::snapshot_store::store(resp, dest, request.key)?;
         self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
         Ok(SnapshotGot {
             seq,

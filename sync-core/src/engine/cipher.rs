@@ -1,0 +1,304 @@
+//! Encryption at rest: the key of an encrypted database, handed to every connection before it
+//! reads a page, and the one place that tells a wrong or missing key from a damaged file.
+//!
+//! With the crate's `encryption` feature, SQLite is SQLCipher (rusqlite's
+//! `bundled-sqlcipher-vendored-openssl`): a database opened with a key is encrypted page by
+//! page (AES-256, an HMAC per page), its WAL too, and a database ATTACHed without a `KEY`
+//! clause takes the main database's key. Without the feature a key is refused
+//! ([`CipherError::Unsupported`]) rather than ignored: plain SQLite would accept `PRAGMA key`
+//! silently and write plaintext.
+//!
+//! Spool files (see [`crate::engine::spool`]) are sealed with a key of their own, made for
+//! each file and never written anywhere.
+
+use rusqlite::{Connection, OpenFlags};
+use std::fmt;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// True when this build has SQLCipher (the `encryption` feature).
+pub const ENABLED: bool = cfg!(feature = "encryption");
+
+/// The first 16 bytes of every plain SQLite database file.
+const PLAIN_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The key of an encrypted database: a passphrase (stretched by SQLCipher's PBKDF2 with the
+/// file's own salt, on every open) or 32 raw bytes (used as the AES key directly: opens are
+/// fast). The app supplies it at every open; the library never stores it. The bytes are
+/// wiped from memory when the last clone is dropped, and `Debug` does not print them.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    /// What `sqlite3_key` receives: the passphrase, or `x'<64 hex digits>'` for a raw key.
+    material: Zeroizing<Vec<u8>>,
+}
+
+impl EncryptionKey {
+    /// A passphrase (not empty).
+    pub fn passphrase(passphrase: impl Into<String>) -> Result<EncryptionKey, CipherError> {
+        let p = Zeroizing::new(passphrase.into());
+        if p.is_empty() {
+            return Err(CipherError::BadKey("the passphrase is empty".into()));
+        }
+        Ok(EncryptionKey {
+            material: Zeroizing::new(p.as_bytes().to_vec()),
+        })
+    }
+
+    /// 32 raw key bytes.
+    pub fn raw(bytes: [u8; 32]) -> EncryptionKey {
+        let bytes = Zeroizing::new(bytes);
+        let mut material = Zeroizing::new(Vec::with_capacity(67));
+        material.extend_from_slice(b"x'");
+        for b in bytes.iter() {
+            material.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        material.push(b'\'');
+        EncryptionKey { material }
+    }
+
+    /// A raw key written as 64 hexadecimal digits (surrounding whitespace ignored).
+    pub fn from_hex(hex: &str) -> Result<EncryptionKey, CipherError> {
+        let hex = hex.trim().as_bytes();
+        if hex.len() != 64 {
+            return Err(CipherError::BadKey(format!(
+                "a raw key is 64 hexadecimal digits, got {} characters",
+                hex.len()
+            )));
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => bytes[i] = (h * 16 + l) as u8,
+                _ => {
+                    return Err(CipherError::BadKey(
+                        "a raw key is hexadecimal digits".into(),
+                    ));
+                }
+            }
+        }
+        Ok(EncryptionKey::raw(*bytes))
+    }
+
+    /// A key file's content: 64 hex digits are a raw key, anything else (one trailing newline
+    /// removed) a passphrase.
+    pub fn from_file_content(content: &str) -> Result<EncryptionKey, CipherError> {
+        let line = content
+            .strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(content);
+        if line.len() == 64 && line.bytes().all(|c| c.is_ascii_hexdigit()) {
+            EncryptionKey::from_hex(line)
+        } else {
+            EncryptionKey::passphrase(line)
+        }
+    }
+
+    #[cfg(feature = "encryption")]
+    pub(crate) fn material(&self) -> &[u8] {
+        &self.material
+    }
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncryptionKey(..)")
+    }
+}
+
+impl PartialEq for EncryptionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.material == other.material
+    }
+}
+impl Eq for EncryptionKey {}
+
+/// Why an encrypted database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CipherError {
+    /// The key given does not open the file, or a key was given for a plain file, or none for
+    /// an encrypted one. `reason` says which.
+    #[error("{path}: {reason}")]
+    WrongKey {
+        /// The file.
+        path: String,
+        /// Which of the three.
+        reason: String,
+    },
+    /// A key was given to a build without encryption.
+    #[error(
+        "an encryption key was given, but this build has no encryption (build with the `encryption` feature)"
+    )]
+    Unsupported,
+    /// The key itself is malformed (empty passphrase, bad hex).
+    #[error("invalid encryption key: {0}")]
+    BadKey(String),
+    /// SQLite failed otherwise.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Gives `conn` its key (before it reads anything) and keeps its temporary tables and indices
+/// in memory. `None` leaves the connection plain.
+pub fn set_key(conn: &Connection, key: Option<&EncryptionKey>) -> Result<(), CipherError> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    apply_key(conn, key)?;
+    // SQLCipher is built with SQLITE_TEMP_STORE=2 (memory unless asked otherwise); asked here
+    // too, so no temporary b-tree of a keyed connection goes to an (unencrypted) temp file.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
+    Ok(())
+}
+
+#[cfg(feature = "encryption")]
+fn apply_key(conn: &Connection, key: &EncryptionKey) -> Result<(), CipherError> {
+    let material = key.material();
+    let len = std::os::raw::c_int::try_from(material.len())
+        .map_err(|_| CipherError::BadKey("too long".into()))?;
+    // SAFETY: the handle is the live connection's; SQLCipher copies the key bytes.
+    let rc = unsafe { rusqlite::ffi::sqlite3_key(conn.handle(), material.as_ptr().cast(), len) };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(CipherError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("sqlite3_key failed".into()),
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "encryption"))]
+fn apply_key(_conn: &Connection, _key: &EncryptionKey) -> Result<(), CipherError> {
+    Err(CipherError::Unsupported)
+}
+
+/// Opens `path` with `key` and proves the key by reading the schema: a wrong or missing key
+/// (or a key for a plain file) is [`CipherError::WrongKey`], never "file is not a database".
+pub fn open(
+    path: &Path,
+    flags: OpenFlags,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, CipherError> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    set_key(&conn, key)?;
+    check_readable(&conn, path, key.is_some())?;
+    Ok(conn)
+}
+
+/// Reads the schema of `conn` (just opened on `path`): SQLite's "not a database" becomes
+/// [`CipherError::WrongKey`] when the file's first bytes say the key does not fit.
+pub fn check_readable(conn: &Connection, path: &Path, keyed: bool) -> Result<(), CipherError> {
+    match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(classify(e, path, keyed)),
+    }
+}
+
+/// Turns SQLite's `SQLITE_NOTADB` on a file into the key error it stands for (by the file's
+/// first 16 bytes); any other error is returned as it is.
+pub fn classify(e: rusqlite::Error, path: &Path, keyed: bool) -> CipherError {
+    if !is_not_a_database(&e) {
+        return CipherError::Sqlite(e);
+    }
+    let mut head = [0u8; 16];
+    let plain = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map(|()| &head == PLAIN_HEADER);
+    let reason = match (keyed, plain) {
+        (true, Ok(true)) => "an encryption key was given, but the database is not encrypted",
+        (true, _) => {
+            "the encryption key does not open it (a wrong key, or not an encrypted database)"
+        }
+        (false, Ok(false)) => "the database is encrypted: open it with its encryption key",
+        (false, _) => return CipherError::Sqlite(e),
+    };
+    CipherError::WrongKey {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// True for SQLite's "file is not a database" (what a wrong key looks like to SQLite).
+pub fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Builds the encrypted database `dest` (which must not exist) from the bytes of a plain
+/// SQLite database held in memory (a downloaded snapshot): the plain bytes never touch the
+/// disk. Costs memory equal to their size while it runs.
+#[cfg(feature = "encryption")]
+pub fn import_plain(
+    mut bytes: Vec<u8>,
+    dest: &Path,
+    key: &EncryptionKey,
+) -> Result<(), CipherError> {
+    // A WAL-mode header (read/write versions 2) would ask the in-memory copy for a WAL; the
+    // image is complete, so it is read as a rollback-journal database.
+    if bytes.len() >= 20 && bytes[..16] == PLAIN_HEADER[..] && bytes[18] == 2 {
+        bytes[18] = 1;
+        bytes[19] = 1;
+    }
+    let len = i64::try_from(bytes.len()).map_err(|_| CipherError::BadKey("too large".into()))?;
+    let conn = open(
+        dest,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Some(key),
+    )?;
+    conn.execute_batch("ATTACH DATABASE ':memory:' AS _sync_plain KEY '';")?;
+    // SAFETY: `bytes` outlives the attachment (detached below, before `bytes` is dropped, and
+    // `conn` is dropped first on every path as it was declared later); READONLY: SQLite
+    // neither writes nor resizes nor frees the buffer.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_deserialize(
+            conn.handle(),
+            c"_sync_plain".as_ptr(),
+            bytes.as_mut_ptr(),
+            len,
+            len,
+            rusqlite::ffi::SQLITE_DESERIALIZE_READONLY as u32,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(CipherError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("the snapshot is not a database".into()),
+        )));
+    }
+    let exported = conn
+        .query_row("SELECT sqlcipher_export('main', '_sync_plain')", [], |_| {
+            Ok(())
+        })
+        .map_err(CipherError::from);
+    conn.execute_batch("DETACH DATABASE _sync_plain;")?;
+    exported?;
+    drop(conn);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_hide() {
+        let k = EncryptionKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(k, EncryptionKey::raw([0xab; 32]));
+        assert_eq!(format!("{k:?}"), "EncryptionKey(..)");
+        assert!(EncryptionKey::from_hex("abc").is_err());
+        assert!(EncryptionKey::passphrase("").is_err());
+        assert_eq!(
+            EncryptionKey::from_file_content("secret\n").unwrap(),
+            EncryptionKey::passphrase("secret").unwrap()
+        );
+        assert_eq!(
+            EncryptionKey::from_file_content(&format!("{}\n", "0f".repeat(32))).unwrap(),
+            EncryptionKey::raw([0x0f; 32])
+        );
+    }
+}
