@@ -59,9 +59,8 @@ impl Readers {
             self.key.as_ref(),
         )?;
         conn.busy_timeout(self.busy_timeout)?;
-        // Without a KEY clause the attached index takes the main database's key.
         if let Some(fts) = &self.fts_path {
-            conn.execute("ATTACH DATABASE ?1 AS fts", [readonly_uri(fts)])?;
+            sync_core::engine::cipher::attach(&conn, &readonly_uri(fts), "fts", self.key.as_ref())?;
         }
         Ok(conn)
     }

@@ -215,8 +215,7 @@ pub fn take_snapshot_position(conn: &Connection, info: &SnapshotInfo) -> Result<
 /// (see [`crate::client::cycle::Reply::Snapshot`]): settled from it when logged at or below the
 /// snapshot's seq, its answer forgotten (pushed again) when not in that history; `None` falls
 /// back to the answer kept, when it is from the snapshot's lineage.
-/// `key`: the snapshot is encrypted with it, as `conn`'s database is (the ATTACH takes the
-/// main database's key).
+/// `key`: the snapshot is encrypted with it, as `conn`'s database is.
 pub fn bootstrap(
     conn: &Connection,
     snapshot: &Path,
@@ -233,10 +232,10 @@ pub fn bootstrap(
             schema_version(conn)?
         )));
     }
-    conn.execute(
-        "ATTACH DATABASE ?1 AS _sync_snap",
-        [snapshot.to_string_lossy()],
-    )?;
+    cipher::attach(conn, &snapshot.to_string_lossy(), "_sync_snap", key).map_err(|e| match e {
+        cipher::CipherError::Sqlite(e) => ClientError::Sqlite(e),
+        e => ClientError::InvalidSnapshot(e.to_string()),
+    })?;
     let result = bootstrap_attached(conn, &info, scratch, batch_seq, now_ms);
     let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
     let report = result?;

@@ -3,8 +3,8 @@
 //!
 //! With the crate's `encryption` feature, SQLite is SQLCipher (rusqlite's
 //! `bundled-sqlcipher-vendored-openssl`): a database opened with a key is encrypted page by
-//! page (AES-256, an HMAC per page), its WAL too, and a database ATTACHed without a `KEY`
-//! clause takes the main database's key. Without the feature a key is refused
+//! page (AES-256, an HMAC per page), its WAL too; every other file it attaches is named with
+//! its key ([`attach`]). Without the feature a key is refused
 //! ([`CipherError::Unsupported`]) rather than ignored: plain SQLite would accept `PRAGMA key`
 //! silently and write plaintext.
 //!
@@ -157,6 +157,7 @@ fn apply_key(conn: &Connection, key: &EncryptionKey) -> Result<(), CipherError> 
     let material = key.material();
     let len = std::os::raw::c_int::try_from(material.len())
         .map_err(|_| CipherError::BadKey("too long".into()))?;
+    quiet(conn)?;
     // SAFETY: the handle is the live connection's; SQLCipher copies the key bytes.
     let rc = unsafe { rusqlite::ffi::sqlite3_key(conn.handle(), material.as_ptr().cast(), len) };
     if rc != rusqlite::ffi::SQLITE_OK {
@@ -170,6 +171,46 @@ fn apply_key(conn: &Connection, key: &EncryptionKey) -> Result<(), CipherError> 
 
 #[cfg(not(feature = "encryption"))]
 fn apply_key(_conn: &Connection, _key: &EncryptionKey) -> Result<(), CipherError> {
+    Err(CipherError::Unsupported)
+}
+
+/// `ATTACH DATABASE file AS schema` with the file's key (`KEY ?`) when given. Always name the
+/// key: an ATTACH without a `KEY` clause would take the main database's derived key *and
+/// salt*, which opens no other file.
+pub fn attach(
+    conn: &Connection,
+    file: &str,
+    schema: &str,
+    key: Option<&EncryptionKey>,
+) -> Result<(), CipherError> {
+    let schema = format!("\"{}\"", schema.replace('"', "\"\""));
+    match key {
+        None => conn.execute(&format!("ATTACH DATABASE ?1 AS {schema}"), [file])?,
+        Some(key) => attach_keyed(conn, file, &schema, key)?,
+    };
+    Ok(())
+}
+
+#[cfg(feature = "encryption")]
+fn attach_keyed(
+    conn: &Connection,
+    file: &str,
+    schema: &str,
+    key: &EncryptionKey,
+) -> Result<usize, CipherError> {
+    Ok(conn.execute(
+        &format!("ATTACH DATABASE ?1 AS {schema} KEY ?2"),
+        rusqlite::params![file, key.material()],
+    )?)
+}
+
+#[cfg(not(feature = "encryption"))]
+fn attach_keyed(
+    _conn: &Connection,
+    _file: &str,
+    _schema: &str,
+    _key: &EncryptionKey,
+) -> Result<usize, CipherError> {
     Err(CipherError::Unsupported)
 }
 
@@ -245,19 +286,16 @@ pub fn import_plain(
         bytes[19] = 1;
     }
     let len = i64::try_from(bytes.len()).map_err(|_| CipherError::BadKey("too large".into()))?;
-    let conn = open(
-        dest,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        Some(key),
-    )?;
-    conn.execute_batch("ATTACH DATABASE ':memory:' AS _sync_plain KEY '';")?;
-    // SAFETY: `bytes` outlives the attachment (detached below, before `bytes` is dropped, and
-    // `conn` is dropped first on every path as it was declared later); READONLY: SQLite
-    // neither writes nor resizes nor frees the buffer.
+    // The image is the main database of an unkeyed in-memory connection (deserializing into
+    // an attached database would re-attach it with the main database's key), and the new
+    // file is attached with the key and filled by SQLCipher's export.
+    let conn = Connection::open_in_memory()?;
+    // SAFETY: `bytes` outlives `conn` (declared earlier, so dropped later, on every path);
+    // READONLY: SQLite neither writes nor resizes nor frees the buffer.
     let rc = unsafe {
         rusqlite::ffi::sqlite3_deserialize(
             conn.handle(),
-            c"_sync_plain".as_ptr(),
+            c"main".as_ptr(),
             bytes.as_mut_ptr(),
             len,
             len,
@@ -270,14 +308,29 @@ pub fn import_plain(
             Some("the snapshot is not a database".into()),
         )));
     }
+    quiet(&conn)?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS _sync_encrypted KEY ?2",
+        rusqlite::params![dest.to_string_lossy(), key.material()],
+    )?;
     let exported = conn
-        .query_row("SELECT sqlcipher_export('main', '_sync_plain')", [], |_| {
-            Ok(())
-        })
+        .query_row("SELECT sqlcipher_export('_sync_encrypted')", [], |_| Ok(()))
         .map_err(CipherError::from);
-    conn.execute_batch("DETACH DATABASE _sync_plain;")?;
+    conn.execute_batch("DETACH DATABASE _sync_encrypted;")?;
     exported?;
     drop(conn);
+    Ok(())
+}
+
+/// Keeps SQLCipher from logging a failed page check (a wrong key) to stderr: the caller gets
+/// [`CipherError::WrongKey`] instead.
+#[cfg(feature = "encryption")]
+fn quiet(conn: &Connection) -> Result<(), CipherError> {
+    conn.query_row("PRAGMA cipher_log_level = NONE", [], |_| Ok(()))
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(()),
+            e => Err(e),
+        })?;
     Ok(())
 }
 
@@ -300,5 +353,39 @@ mod tests {
             EncryptionKey::from_file_content(&format!("{}\n", "0f".repeat(32))).unwrap(),
             EncryptionKey::raw([0x0f; 32])
         );
+    }
+
+    #[cfg(feature = "encryption")]
+    #[test]
+    fn a_plain_image_becomes_an_encrypted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.db");
+        let c = Connection::open(&plain).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             INSERT INTO t VALUES (1, 'visible-marker'); PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+        drop(c);
+        let bytes = std::fs::read(&plain).unwrap();
+        let dest = dir.path().join("enc.db");
+        let key = EncryptionKey::raw([3; 32]);
+        import_plain(bytes, &dest, &key).unwrap();
+        let raw = std::fs::read(&dest).unwrap();
+        assert!(!raw.windows(14).any(|w| w == b"visible-marker"));
+        let c = open(&dest, OpenFlags::SQLITE_OPEN_READ_ONLY, Some(&key)).unwrap();
+        let v: String = c.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, "visible-marker");
+        let err = open(&dest, OpenFlags::SQLITE_OPEN_READ_ONLY, None).unwrap_err();
+        assert!(matches!(err, CipherError::WrongKey { .. }), "{err}");
+        let err = open(
+            &dest,
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+            Some(&EncryptionKey::raw([4; 32])),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CipherError::WrongKey { .. }), "{err}");
+        let err = open(&plain, OpenFlags::SQLITE_OPEN_READ_ONLY, Some(&key)).unwrap_err();
+        assert!(err.to_string().contains("not encrypted"), "{err}");
     }
 }

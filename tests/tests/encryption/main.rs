@@ -246,6 +246,14 @@ fn file_bytes(path: &Path) -> (Vec<u8>, Option<Vec<u8>>) {
     (std::fs::read(path).unwrap(), std::fs::read(wal).ok())
 }
 
+/// A local-only database with `key`.
+fn local(key: Option<EncryptionKey>) -> ClientConfig {
+    ClientConfig {
+        encryption_key: key,
+        ..ClientConfig::default()
+    }
+}
+
 /// The error of an open that must fail.
 fn open_error(path: &Path, config: ClientConfig) -> sync_client::Error {
     match SyncClient::open(path, config) {
@@ -261,7 +269,7 @@ fn a_wrong_key_a_missing_one_or_one_for_a_plain_file_is_wrong_key_and_changes_no
     let create =
         "CREATE TABLE notes(id INTEGER PRIMARY KEY, title TEXT, body TEXT, updated_at INTEGER)";
     {
-        let client = SyncClient::open(&path, config(key_a())).unwrap();
+        let client = SyncClient::open(&path, local(Some(key_a()))).unwrap();
         exec(&client, create);
         exec(
             &client,
@@ -270,18 +278,12 @@ fn a_wrong_key_a_missing_one_or_one_for_a_plain_file_is_wrong_key_and_changes_no
         client.close();
     }
     let before = file_bytes(&path);
-    let wrong = open_error(&path, config(EncryptionKey::raw([1; 32])));
+    let wrong = open_error(&path, local(Some(EncryptionKey::raw([1; 32]))));
     assert_eq!(wrong.kind(), ErrorKind::WrongKey, "{wrong}");
     assert!(wrong.to_string().contains("does not open"), "{wrong}");
-    let passphrase = open_error(&path, config(key_b()));
+    let passphrase = open_error(&path, local(Some(key_b())));
     assert_eq!(passphrase.kind(), ErrorKind::WrongKey, "{passphrase}");
-    let none = open_error(
-        &path,
-        ClientConfig {
-            encryption_key: None,
-            ..config(key_a())
-        },
-    );
+    let none = open_error(&path, local(None));
     assert_eq!(none.kind(), ErrorKind::WrongKey, "{none}");
     assert!(none.to_string().contains("is encrypted"), "{none}");
     assert!(!none.to_string().contains("not a database"), "{none}");
@@ -290,18 +292,18 @@ fn a_wrong_key_a_missing_one_or_one_for_a_plain_file_is_wrong_key_and_changes_no
     // A key for a plain file.
     let plain = dir.path().join("plain.db");
     {
-        let client = SyncClient::open(&plain, ClientConfig::default()).unwrap();
+        let client = SyncClient::open(&plain, local(None)).unwrap();
         exec(&client, create);
         client.close();
     }
     let before = file_bytes(&plain);
-    let keyed = open_error(&plain, config(key_a()));
+    let keyed = open_error(&plain, local(Some(key_a())));
     assert_eq!(keyed.kind(), ErrorKind::WrongKey, "{keyed}");
     assert!(keyed.to_string().contains("not encrypted"), "{keyed}");
     assert_eq!(file_bytes(&plain), before);
 
     // The right key still opens it, with temporary storage in memory.
-    let client = SyncClient::open(&path, config(key_a())).unwrap();
+    let client = SyncClient::open(&path, local(Some(key_a()))).unwrap();
     assert_eq!(query_i64(&client, "SELECT count(*) FROM notes"), 1);
     assert_eq!(query_i64(&client, "PRAGMA temp_store"), 2);
     let memory_temp = client
