@@ -164,7 +164,7 @@ fn devices_with_different_keys_sync_and_no_file_of_theirs_holds_plaintext() {
             "INSERT INTO notes(id, title, body, updated_at) VALUES (1, '{MARKER} one', 'small', 1)"
         ),
     );
-    write_large(&a, 100, 3_000);
+    write_large(&a, 100, 800);
     a.sync_now().unwrap();
     b.sync_now().unwrap();
     exec(
@@ -180,7 +180,7 @@ fn devices_with_different_keys_sync_and_no_file_of_theirs_holds_plaintext() {
 
     // The devices agree, and each can search what the other wrote.
     for c in [&a, &b] {
-        assert_eq!(query_i64(c, "SELECT count(*) FROM notes"), 3_001);
+        assert_eq!(query_i64(c, "SELECT count(*) FROM notes"), 801);
         assert_eq!(
             query_text(c, "SELECT body FROM notes WHERE id = 1").as_deref(),
             Some(format!("{MARKER} from b").as_str())
@@ -202,7 +202,7 @@ fn devices_with_different_keys_sync_and_no_file_of_theirs_holds_plaintext() {
         &tc,
         config(EncryptionKey::raw([7; 32])),
     );
-    assert_eq!(query_i64(&c, "SELECT count(*) FROM notes"), 3_001);
+    assert_eq!(query_i64(&c, "SELECT count(*) FROM notes"), 801);
     c.index_now().unwrap();
 
     // At rest, with the clients open (WAL and index in use) and after they closed.
@@ -235,7 +235,7 @@ fn devices_with_different_keys_sync_and_no_file_of_theirs_holds_plaintext() {
 
     // And each device reopens with its own key.
     let a = SyncClient::open(dir_a.path().join("a.db"), config(key_a())).unwrap();
-    assert_eq!(query_i64(&a, "SELECT count(*) FROM notes"), 3_001);
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM notes"), 801);
     assert!(!a.search("quagga", 5).unwrap().is_empty());
 }
 
