@@ -38,7 +38,7 @@ fn encrypted(
 ) -> Result<u64> {
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     let n = body.read_to_end(&mut bytes).map_err(failed)? as u64;
-    sync_core::engine::cipher::import_plain(std::mem::take(&mut *bytes), dest, key)?;
+    sync_core::engine::cipher::import_plain(&mut bytes, dest, key)?;
     std::fs::File::open(dest)?.sync_all()?;
     Ok(n)
 }

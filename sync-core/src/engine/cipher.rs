@@ -221,6 +221,10 @@ pub fn open(
     flags: OpenFlags,
     key: Option<&EncryptionKey>,
 ) -> Result<Connection, CipherError> {
+    if key.is_some() && !ENABLED {
+        // Before the file is touched: nothing is created for a key this build cannot use.
+        return Err(CipherError::Unsupported);
+    }
     let conn = Connection::open_with_flags(path, flags)?;
     set_key(&conn, key)?;
     check_readable(&conn, path, key.is_some())?;
@@ -274,11 +278,7 @@ pub fn is_not_a_database(e: &rusqlite::Error) -> bool {
 /// SQLite database held in memory (a downloaded snapshot): the plain bytes never touch the
 /// disk. Costs memory equal to their size while it runs.
 #[cfg(feature = "encryption")]
-pub fn import_plain(
-    mut bytes: Vec<u8>,
-    dest: &Path,
-    key: &EncryptionKey,
-) -> Result<(), CipherError> {
+pub fn import_plain(bytes: &mut [u8], dest: &Path, key: &EncryptionKey) -> Result<(), CipherError> {
     // A WAL-mode header (read/write versions 2) would ask the in-memory copy for a WAL; the
     // image is complete, so it is read as a rollback-journal database.
     if bytes.len() >= 20 && bytes[..16] == PLAIN_HEADER[..] && bytes[18] == 2 {
@@ -290,7 +290,7 @@ pub fn import_plain(
     // an attached database would re-attach it with the main database's key), and the new
     // file is attached with the key and filled by SQLCipher's export.
     let conn = Connection::open_in_memory()?;
-    // SAFETY: `bytes` outlives `conn` (declared earlier, so dropped later, on every path);
+    // SAFETY: `bytes` outlives `conn` (borrowed for the whole call; `conn` is dropped in it);
     // READONLY: SQLite neither writes nor resizes nor frees the buffer.
     let rc = unsafe {
         rusqlite::ffi::sqlite3_deserialize(
@@ -370,7 +370,7 @@ mod tests {
         let bytes = std::fs::read(&plain).unwrap();
         let dest = dir.path().join("enc.db");
         let key = EncryptionKey::raw([3; 32]);
-        import_plain(bytes, &dest, &key).unwrap();
+        import_plain(&mut bytes.clone(), &dest, &key).unwrap();
         let raw = std::fs::read(&dest).unwrap();
         assert!(!raw.windows(14).any(|w| w == b"visible-marker"));
         let c = open(&dest, OpenFlags::SQLITE_OPEN_READ_ONLY, Some(&key)).unwrap();

@@ -89,7 +89,9 @@ impl Spool {
     }
 
     /// Forgets everything written after the first `len` bytes (a rejected transaction's
-    /// effect), so that the next write continues from there.
+    /// effect), so that the next write continues from there. (A sealed file then writes new
+    /// bytes under the key stream of the forgotten ones: only the server truncates, and its
+    /// files are not meant to be secret — see docs/operations.md.)
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
         if len >= self.len {
             return Ok(());
