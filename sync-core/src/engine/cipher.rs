@@ -299,7 +299,7 @@ pub fn import_plain(bytes: &mut [u8], dest: &Path, key: &EncryptionKey) -> Resul
             bytes.as_mut_ptr(),
             len,
             len,
-            rusqlite::ffi::SQLITE_DESERIALIZE_READONLY as u32,
+            rusqlite::ffi::SQLITE_DESERIALIZE_READONLY,
         )
     };
     if rc != rusqlite::ffi::SQLITE_OK {

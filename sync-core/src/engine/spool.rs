@@ -424,6 +424,43 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
+#[cfg(feature = "encryption")]
+fn unseal_in_place(file: &File, seal: &Seal, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        let n = read_at(file, &mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool file shrank",
+            ));
+        }
+        seal.apply(at, &mut buf[..n]);
+        write_all_at(file, &buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(all(feature = "encryption", unix))]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(all(feature = "encryption", windows))]
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,41 +540,4 @@ mod tests {
         let bytes = small.finish().unwrap().into_file().unwrap().unwrap_err();
         assert_eq!(bytes, b"memory");
     }
-}
-
-#[cfg(feature = "encryption")]
-fn unseal_in_place(file: &File, seal: &Seal, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut at = 0u64;
-    while at < len {
-        let want = buf
-            .len()
-            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
-        let n = read_at(file, &mut buf[..want], at)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "spool file shrank",
-            ));
-        }
-        seal.apply(at, &mut buf[..n]);
-        write_all_at(file, &buf[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(all(feature = "encryption", unix))]
-fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
-}
-
-#[cfg(all(feature = "encryption", windows))]
-fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
-        buf = &buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
 }
