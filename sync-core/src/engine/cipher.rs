@@ -257,7 +257,10 @@ pub fn classify(e: rusqlite::Error, path: &Path, keyed: bool) -> CipherError {
         (true, _) => {
             "the encryption key does not open it (a wrong key, or not an encrypted database)"
         }
-        (false, Ok(false)) => "the database is encrypted: open it with its encryption key",
+        (false, Ok(false)) => {
+            "it is not a plain SQLite database: encrypted (open it with its encryption key), \
+             or not a database at all"
+        }
         (false, _) => return CipherError::Sqlite(e),
     };
     CipherError::WrongKey {
