@@ -285,8 +285,15 @@ fn a_wrong_key_a_missing_one_or_one_for_a_plain_file_is_wrong_key_and_changes_no
     assert_eq!(passphrase.kind(), ErrorKind::WrongKey, "{passphrase}");
     let none = open_error(&path, local(None));
     assert_eq!(none.kind(), ErrorKind::WrongKey, "{none}");
-    assert!(none.to_string().contains("encrypted (open it with its encryption key)"), "{none}");
-    assert!(!none.to_string().contains("not a database"), "{none}");
+    assert!(
+        none.to_string()
+            .contains("encrypted (open it with its encryption key)"),
+        "{none}"
+    );
+    assert!(
+        !none.to_string().contains("file is not a database"),
+        "{none}"
+    );
     assert_eq!(file_bytes(&path), before, "a refused open changed the file");
 
     // A key for a plain file.
