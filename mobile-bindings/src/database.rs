@@ -1,12 +1,14 @@
 //! [`SyncDatabase`]: the object apps hold.
 
+use crate::call::{guard, not_in_body};
 use crate::error::SyncError;
+use crate::sql::{run_query, run_statements};
 use crate::types::*;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sync_client::{ClientConfig, FtsTable, RemoteConfig, RowidStrategy, SyncClient};
+use sync_client::{ClientConfig, FtsTable, RemoteConfig, RowidStrategy, SyncClient, Value};
 
 /// Told which tables changed after remote changes arrived, so a UI can refresh. Implemented
 /// in Swift/Kotlin/Python. Called on a background thread.
@@ -22,24 +24,11 @@ pub struct SyncDatabase {
     client: Mutex<Option<SyncClient>>,
 }
 
-/// Runs `f`, turning a panic into [`SyncError::Internal`]: no panic crosses the FFI.
-pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
-        Err(SyncError::Internal { reason })
-    })
-}
-
-fn params(values: Vec<SqlValue>) -> Vec<sync_client::rusqlite::types::Value> {
-    values.into_iter().map(Into::into).collect()
-}
-
 impl SyncDatabase {
+    /// The client, unless the database was shut down or this is a call from inside a
+    /// transaction body (which would wait for itself).
     pub(crate) fn client(&self) -> Result<SyncClient, SyncError> {
+        not_in_body()?;
         self.client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -72,7 +61,7 @@ impl SyncDatabase {
             };
             let client_config = ClientConfig {
                 remote: remote.clone(),
-                rowids: match config.rowids {
+                rowids: match config.rowids.unwrap_or(RowidMode::Random) {
                     RowidMode::Random => RowidStrategy::Random,
                     RowidMode::Ranges {
                         lease_size,
@@ -90,7 +79,7 @@ impl SyncDatabase {
                         columns: f.columns.clone(),
                     })
                     .collect(),
-                sync_interval: Duration::from_millis(config.sync_interval_ms.max(100)),
+                sync_interval: Duration::from_millis(config.sync_interval_ms.max(100) as u64),
                 encryption_key: config
                     .encryption_key
                     .as_deref()
@@ -122,56 +111,23 @@ impl SyncDatabase {
     }
 
     /// Runs one write statement as its own captured transaction; returns rows changed.
-    pub fn execute(&self, sql: String, params: Vec<SqlValue>) -> Result<u64, SyncError> {
+    pub fn execute(&self, sql: String, params: Vec<Value>) -> Result<i64, SyncError> {
         self.execute_batch(vec![Statement { sql, params }])
     }
 
     /// Runs statements in one captured transaction (all or nothing); returns rows changed.
-    pub fn execute_batch(&self, statements: Vec<Statement>) -> Result<u64, SyncError> {
+    pub fn execute_batch(&self, statements: Vec<Statement>) -> Result<i64, SyncError> {
         guard(|| {
-            let client = self.client()?;
-            let changed = client.write(move |conn| {
-                let mut total = 0u64;
-                for s in statements {
-                    let values = self::params(s.params);
-                    let n = conn.execute(
-                        &s.sql,
-                        sync_client::rusqlite::params_from_iter(values.iter()),
-                    )?;
-                    total += n as u64;
-                }
-                Ok(total)
-            })?;
-            Ok(changed)
+            Ok(self
+                .client()?
+                .write(move |conn| run_statements(conn, &statements))?)
         })
     }
 
-    /// Runs a query on a read-only connection; writes are refused by SQLite.
-    pub fn query(&self, sql: String, params: Vec<SqlValue>) -> Result<QueryResult, SyncError> {
-        guard(|| {
-            let client = self.client()?;
-            let values = self::params(params);
-            let result = client.read(|conn| {
-                let mut stmt = conn.prepare(&sql)?;
-                let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
-                let n = columns.len();
-                let rows = stmt
-                    .query_map(
-                        sync_client::rusqlite::params_from_iter(values.iter()),
-                        |r| {
-                            (0..n)
-                                .map(|i| {
-                                    r.get::<_, sync_client::rusqlite::types::Value>(i)
-                                        .map(SqlValue::from)
-                                })
-                                .collect::<Result<Vec<_>, _>>()
-                        },
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(QueryResult { columns, rows })
-            })?;
-            Ok(result)
-        })
+    /// Runs a query on a read-only connection; writes are refused by SQLite. (Inside
+    /// `transaction()`, the transaction object's `query` sees the transaction's own writes.)
+    pub fn query(&self, sql: String, params: Vec<Value>) -> Result<QueryResult, SyncError> {
+        guard(|| Ok(self.client()?.read(|conn| run_query(conn, &sql, &params))?))
     }
 
     /// Syncs now: pushes local changes, pulls and applies remote ones.
@@ -204,8 +160,8 @@ impl SyncDatabase {
             let s = self.client()?.status()?;
             Ok(SyncStatus {
                 cursor: s.cursor,
-                pending_changesets: s.pending_changesets,
-                pending_bytes: s.pending_bytes,
+                pending_changesets: s.pending_changesets as i64,
+                pending_bytes: s.pending_bytes as i64,
                 last_sync_ms: s.last_sync_ms,
                 last_error: s.last_error,
                 conflicts: s
@@ -215,7 +171,7 @@ impl SyncDatabase {
                         id: c.id,
                         kind: c.kind.as_str().to_string(),
                         table: c.table,
-                        pk: c.pk.into_iter().map(SqlValue::from).collect(),
+                        pk: c.pk,
                         detail: c.detail,
                         at_ms: c.at_ms,
                     })
@@ -228,20 +184,17 @@ impl SyncDatabase {
                         kind: c.conflict.kind.as_str().to_string(),
                         resolution: c.conflict.resolution.as_str().to_string(),
                         table: c.conflict.table,
-                        pk: c.conflict.pk.into_iter().map(SqlValue::from).collect(),
-                        current: c
-                            .conflict
-                            .current
-                            .map(|row| row.into_iter().map(SqlValue::from).collect()),
+                        pk: c.conflict.pk,
+                        current: c.conflict.current,
                         batch_id: c.batch_id,
                         seq: c.seq,
                         at_ms: c.at_ms,
                     })
                     .collect(),
                 rejected: s.rejected.iter().map(Into::into).collect(),
-                fts_lag: s.fts_lag,
+                fts_lag: s.fts_lag as i64,
                 rowids_remaining: s.rowids_remaining,
-                repairs: s.repairs,
+                repairs: s.repairs as i64,
                 checksum: s.checksum,
             })
         })
@@ -250,21 +203,21 @@ impl SyncDatabase {
     /// Forgets the conflicts listed in `seen` — a `status()` the app has shown — local and
     /// server ones, so later statuses stop listing them; conflicts recorded after `seen` was
     /// taken stay. Returns how many were removed.
-    pub fn clear_conflicts(&self, seen: SyncStatus) -> Result<u64, SyncError> {
+    pub fn clear_conflicts(&self, seen: SyncStatus) -> Result<i64, SyncError> {
         guard(|| {
             let local = seen.conflicts.iter().map(|c| c.id).max();
             let server = seen.server_conflicts.iter().map(|c| c.id).max();
-            Ok(self.client()?.clear_conflicts_through(local, server)? as u64)
+            Ok(self.client()?.clear_conflicts_through(local, server)? as i64)
         })
     }
 
-    /// Full-text search, best matches first. Indexes pending rows first.
-    pub fn search(&self, query: String, limit: u32) -> Result<Vec<SearchResult>, SyncError> {
+    /// Full-text search, best matches first, at most `limit` hits. Indexes pending rows first.
+    pub fn search(&self, query: String, limit: i32) -> Result<Vec<SearchResult>, SyncError> {
         guard(|| {
             let client = self.client()?;
             client.index_now()?;
             Ok(client
-                .search(&query, limit as usize)?
+                .search(&query, limit.max(0) as usize)?
                 .into_iter()
                 .map(|h| SearchResult {
                     table: h.table,
@@ -273,10 +226,7 @@ impl SyncDatabase {
                     columns: h
                         .columns
                         .into_iter()
-                        .map(|(name, value)| NamedValue {
-                            name,
-                            value: value.into(),
-                        })
+                        .map(|(name, value)| NamedValue { name, value })
                         .collect(),
                 })
                 .collect())
@@ -308,48 +258,43 @@ impl SyncDatabase {
 
     /// Stops background work and closes the database; later calls fail with `Closed`. (Not
     /// named `close`: Kotlin objects already have `close()`, which frees the handle.)
-    pub fn shutdown(&self) {
+    /// `InvalidUse` from inside a transaction body, which runs on the writer being shut down.
+    pub fn shutdown(&self) -> Result<(), SyncError> {
+        not_in_body()?;
         let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = client {
             let _ = catch_unwind(AssertUnwindSafe(|| c.close()));
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn a_panic_becomes_internal_with_its_message() {
-        let err = guard::<()>(|| panic!("boom {}", 7)).unwrap_err();
-        assert!(
-            matches!(&err, SyncError::Internal { reason } if reason == "boom 7"),
-            "{err:?}"
-        );
-        let err = guard::<()>(|| std::panic::panic_any(3_u8)).unwrap_err();
-        assert!(matches!(err, SyncError::Internal { .. }));
-        assert_eq!(guard(|| Ok(5)).unwrap(), 5);
+    /// A configuration with no server.
+    pub(crate) fn local_config() -> DatabaseConfig {
+        DatabaseConfig {
+            server_url: None,
+            token: None,
+            database: None,
+            rowids: None,
+            fts: vec![],
+            background_sync: false,
+            sync_interval_ms: 30_000,
+            adopt_existing: false,
+            encryption_key: None,
+        }
     }
 
     #[test]
     fn every_call_after_shutdown_is_closed_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.db").to_string_lossy().into_owned();
-        let config = DatabaseConfig {
-            server_url: None,
-            token: None,
-            database: None,
-            rowids: RowidMode::Random,
-            fts: vec![],
-            background_sync: false,
-            sync_interval_ms: 30_000,
-            adopt_existing: false,
-            encryption_key: None,
-        };
-        let db = SyncDatabase::open(path, config).unwrap();
-        db.shutdown();
-        db.shutdown();
+        let db = SyncDatabase::open(path, local_config()).unwrap();
+        db.shutdown().unwrap();
+        db.shutdown().unwrap();
         assert!(matches!(
             db.query("SELECT 1".into(), vec![]),
             Err(SyncError::Closed)

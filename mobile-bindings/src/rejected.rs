@@ -1,8 +1,10 @@
 //! The rejected queue over the FFI: list, show, redo, discard.
 
-use crate::database::{SyncDatabase, guard};
+use crate::call::guard;
+use crate::database::SyncDatabase;
 use crate::error::SyncError;
-use crate::types::{BlockingRow, ChangeInfo, RejectedInfo, SqlValue};
+use crate::types::{BlockingRow, ChangeInfo, RejectedInfo};
+use crate::value::SqlValue;
 
 impl From<&sync_client::Rejected> for RejectedInfo {
     fn from(r: &sync_client::Rejected) -> Self {
@@ -13,15 +15,12 @@ impl From<&sync_client::Rejected> for RejectedInfo {
             detail: r.detail.clone(),
             created_ms: r.created_ms,
             rejected_ms: r.rejected_ms,
-            changes: r.changes,
+            changes: r.changes as i64,
             blocking: r.conflicts.last().map(|c| BlockingRow {
                 kind: c.kind.as_str().to_string(),
                 table: c.table.clone(),
-                pk: c.pk.iter().cloned().map(SqlValue::from).collect(),
-                current: c
-                    .current
-                    .as_ref()
-                    .map(|row| row.iter().cloned().map(SqlValue::from).collect()),
+                pk: c.pk.clone(),
+                current: c.current.clone(),
             }),
         }
     }
@@ -50,7 +49,7 @@ impl SyncDatabase {
                     Ok(ChangeInfo {
                         table: c.table.clone(),
                         op: c.op.as_str().to_string(),
-                        pk: c.pk_values().into_iter().map(SqlValue::from).collect(),
+                        pk: c.pk_values(),
                         new: c
                             .new
                             .map(|row| row.into_iter().map(|v| v.map(SqlValue::from)).collect()),
@@ -63,10 +62,10 @@ impl SyncDatabase {
 
     /// Re-applies a rejected transaction as a new local write over the current state (pushed
     /// with the next sync) and removes it from the queue; returns how many conflicts with the
-    /// current state were resolved in its favour or omitted. `Conflict` when it would still be
+    /// current state were resolved in its favour or omitted. `Rejected` when it would still be
     /// rejected (it stays queued), `NotFound` for an unknown id.
-    pub fn redo_rejected(&self, id: i64) -> Result<u64, SyncError> {
-        guard(|| Ok(self.client()?.redo_rejected(id)?.conflicts.len() as u64))
+    pub fn redo_rejected(&self, id: i64) -> Result<i64, SyncError> {
+        guard(|| Ok(self.client()?.redo_rejected(id)?.conflicts.len() as i64))
     }
 
     /// Forgets a rejected transaction for good; false when there is no such id.

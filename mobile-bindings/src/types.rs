@@ -1,65 +1,12 @@
-//! Records and enums that cross the FFI boundary.
+//! Records and enums that cross the FFI boundary. Counts and sizes are `i64`/`i32` (Kotlin
+//! would show `u64` as `ULong`); values are [`Value`] (see [`crate::value`]).
 
-/// One SQLite value.
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum SqlValue {
-    /// SQL NULL.
-    Null,
-    /// 64-bit integer.
-    Integer {
-        /// The value.
-        value: i64,
-    },
-    /// Double.
-    Real {
-        /// The value.
-        value: f64,
-    },
-    /// UTF-8 text.
-    Text {
-        /// The value.
-        value: String,
-    },
-    /// Bytes.
-    Blob {
-        /// The value.
-        value: Vec<u8>,
-    },
-}
-
-impl From<sync_client::Value> for SqlValue {
-    fn from(v: sync_client::Value) -> Self {
-        match v {
-            sync_client::Value::Null => SqlValue::Null,
-            sync_client::Value::Integer(value) => SqlValue::Integer { value },
-            sync_client::Value::Real(value) => SqlValue::Real { value },
-            sync_client::Value::Text(value) => SqlValue::Text { value },
-            sync_client::Value::Blob(value) => SqlValue::Blob { value },
-        }
-    }
-}
-
-impl From<SqlValue> for sync_client::rusqlite::types::Value {
-    fn from(v: SqlValue) -> Self {
-        use sync_client::rusqlite::types::Value as V;
-        match v {
-            SqlValue::Null => V::Null,
-            SqlValue::Integer { value } => V::Integer(value),
-            SqlValue::Real { value } => V::Real(value),
-            SqlValue::Text { value } => V::Text(value),
-            SqlValue::Blob { value } => V::Blob(value),
-        }
-    }
-}
-
-impl From<sync_client::rusqlite::types::Value> for SqlValue {
-    fn from(v: sync_client::rusqlite::types::Value) -> Self {
-        sync_client::Value::from(v).into()
-    }
-}
+use crate::value::SqlValue;
+use sync_client::Value;
 
 /// How new `INTEGER PRIMARY KEY` values are chosen.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum RowidMode {
     /// Random positive 63-bit ids.
     Random,
@@ -74,6 +21,7 @@ pub enum RowidMode {
 
 /// A table indexed for full-text search.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct FtsIndex {
     /// The table (it needs an `INTEGER PRIMARY KEY`).
     pub table: String,
@@ -83,6 +31,7 @@ pub struct FtsIndex {
 
 /// How to open a database.
 #[derive(Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct DatabaseConfig {
     /// Server base URL, e.g. `https://sync.example.com`; `None` = use stored settings or stay
     /// local-only.
@@ -94,8 +43,9 @@ pub struct DatabaseConfig {
     /// Database name on the server.
     #[uniffi(default = None)]
     pub database: Option<String>,
-    /// Rowid strategy.
-    pub rowids: RowidMode,
+    /// Rowid strategy; `None` = [`RowidMode::Random`].
+    #[uniffi(default = None)]
+    pub rowids: Option<RowidMode>,
     /// Full-text indexes.
     #[uniffi(default = [])]
     pub fts: Vec<FtsIndex>,
@@ -104,7 +54,7 @@ pub struct DatabaseConfig {
     pub background_sync: bool,
     /// Background sync interval in milliseconds.
     #[uniffi(default = 30000)]
-    pub sync_interval_ms: u64,
+    pub sync_interval_ms: i64,
     /// With server settings and an existing plain SQLite file at the path (an app's database
     /// from before it synced): keep its rows and make them its first pending transactions
     /// (`SyncClient::adopt`; the server database must have the same schema and no rows).
@@ -139,38 +89,42 @@ impl std::fmt::Debug for DatabaseConfig {
 
 /// One statement of a batch.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct Statement {
     /// SQL.
     pub sql: String,
     /// Positional parameters (`?1`, `?2`, …).
-    pub params: Vec<SqlValue>,
+    #[uniffi(default = [])]
+    pub params: Vec<Value>,
 }
 
 /// Rows from `query`.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct QueryResult {
     /// Column names.
     pub columns: Vec<String>,
     /// Rows, each with one value per column.
-    pub rows: Vec<Vec<SqlValue>>,
+    pub rows: Vec<Vec<Value>>,
 }
 
 /// What `sync_now` did.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SyncReport {
     /// Batches the server processed.
-    pub pushed_batches: u64,
+    pub pushed_batches: i64,
     /// Local transactions moved to the rejected queue (see `SyncDatabase::rejected`).
-    pub rejected_transactions: u64,
+    pub rejected_transactions: i64,
     /// Log entries applied.
-    pub pulled_entries: u64,
+    pub pulled_entries: i64,
     /// Re-based on a snapshot.
     pub bootstrapped: bool,
     /// The schema version the local copy was upgraded to (pending transactions kept), if it
     /// was.
-    pub upgraded_to: Option<u32>,
+    pub upgraded_to: Option<i32>,
     /// Local conflicts recorded.
-    pub new_conflicts: u64,
+    pub new_conflicts: i64,
     /// Cursor afterwards.
     pub cursor: i64,
     /// Tables changed by remote changes.
@@ -180,12 +134,12 @@ pub struct SyncReport {
 impl From<sync_client::SyncReport> for SyncReport {
     fn from(r: sync_client::SyncReport) -> Self {
         SyncReport {
-            pushed_batches: r.pushed_batches as u64,
-            rejected_transactions: r.rejected_transactions as u64,
-            pulled_entries: r.pulled_entries as u64,
+            pushed_batches: r.pushed_batches as i64,
+            rejected_transactions: r.rejected_transactions as i64,
+            pulled_entries: r.pulled_entries as i64,
             bootstrapped: r.bootstrapped,
-            upgraded_to: r.upgraded_to,
-            new_conflicts: r.new_conflicts as u64,
+            upgraded_to: r.upgraded_to.map(|v| v as i32),
+            new_conflicts: r.new_conflicts as i64,
             cursor: r.cursor,
             changed_tables: r.changed_tables,
         }
@@ -196,6 +150,7 @@ impl From<sync_client::SyncReport> for SyncReport {
 /// over a newer server state. (A whole transaction that could not be kept is in
 /// `SyncStatus::rejected`.)
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ConflictInfo {
     /// Record id; ids only grow (see `SyncDatabase::clear_conflicts`).
     pub id: i64,
@@ -205,7 +160,7 @@ pub struct ConflictInfo {
     /// The table (empty when a whole batch was dropped).
     pub table: String,
     /// Key of the row.
-    pub pk: Vec<SqlValue>,
+    pub pk: Vec<Value>,
     /// Explanation.
     pub detail: String,
     /// When (ms since the Unix epoch).
@@ -215,6 +170,7 @@ pub struct ConflictInfo {
 /// A conflict the server met while applying one of this device's own pushed batches, and
 /// how its policy resolved it.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ServerConflictInfo {
     /// Record id; ids only grow.
     pub id: i64,
@@ -226,9 +182,9 @@ pub struct ServerConflictInfo {
     /// The table (empty for `FOREIGN_KEY`).
     pub table: String,
     /// Key of the row.
-    pub pk: Vec<SqlValue>,
+    pub pk: Vec<Value>,
     /// The server's row the change met, when the server reported it.
-    pub current: Option<Vec<SqlValue>>,
+    pub current: Option<Vec<Value>>,
     /// The pushed batch and its log seq on the server.
     pub batch_id: String,
     /// Log seq of the batch.
@@ -239,13 +195,14 @@ pub struct ServerConflictInfo {
 
 /// Where the database stands.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SyncStatus {
     /// Last log seq applied.
     pub cursor: i64,
     /// Local changesets waiting to be pushed.
-    pub pending_changesets: u64,
+    pub pending_changesets: i64,
     /// Their size in bytes.
-    pub pending_bytes: u64,
+    pub pending_bytes: i64,
     /// Last successful sync (ms since the Unix epoch).
     pub last_sync_ms: Option<i64>,
     /// Last sync error.
@@ -257,18 +214,19 @@ pub struct SyncStatus {
     /// Local transactions that could not be kept, whole: redo or discard each.
     pub rejected: Vec<RejectedInfo>,
     /// Rows waiting to be indexed for search.
-    pub fts_lag: u64,
+    pub fts_lag: i64,
     /// Leased ids left (ranges only).
     pub rowids_remaining: Option<i64>,
     /// Times the synced state was found to differ from the server's and was re-based on a
     /// snapshot (pending transactions kept).
-    pub repairs: u64,
+    pub repairs: i64,
     /// The synced state's content checksum at the cursor (64 hex digits), when known.
     pub checksum: Option<String>,
 }
 
 /// What `verify()` found: the local synced state against the server's at the same seq.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct Verification {
     /// The seq compared at (the local cursor).
     pub seq: i64,
@@ -297,6 +255,7 @@ impl From<sync_client::Verification> for Verification {
 /// A local transaction that was rejected (by the server, or when re-applied over a newer
 /// server state) and is kept until it is redone or discarded.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct RejectedInfo {
     /// Queue id (for `rejected_transaction`, `redo_rejected`, `discard_rejected`).
     pub id: i64,
@@ -312,48 +271,53 @@ pub struct RejectedInfo {
     /// When it was rejected.
     pub rejected_ms: i64,
     /// Row changes in it.
-    pub changes: u64,
+    pub changes: i64,
     /// The row that blocked it, when known: the last conflict met.
     pub blocking: Option<BlockingRow>,
 }
 
 /// The row that blocked a rejected transaction.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct BlockingRow {
     /// `DATA`, `NOTFOUND`, `CONFLICT`, `CONSTRAINT` or `FOREIGN_KEY`.
     pub kind: String,
     /// The table (empty for `FOREIGN_KEY`).
     pub table: String,
     /// Key of the row (empty for `FOREIGN_KEY`).
-    pub pk: Vec<SqlValue>,
+    pub pk: Vec<Value>,
     /// The row as it was, when reported.
-    pub current: Option<Vec<SqlValue>>,
+    pub current: Option<Vec<Value>>,
 }
 
 /// One change of a rejected transaction.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ChangeInfo {
     /// The table.
     pub table: String,
     /// `INSERT`, `UPDATE` or `DELETE`.
     pub op: String,
     /// Key of the row.
-    pub pk: Vec<SqlValue>,
-    /// The new values (INSERT, UPDATE: `None` for a column an UPDATE left alone).
+    pub pk: Vec<Value>,
+    /// The new values (INSERT, UPDATE: `None` for a column an UPDATE left alone). Tagged
+    /// values here, so that a column set to NULL (`SqlValue.Null`) differs from one left alone.
     pub new: Option<Vec<Option<SqlValue>>>,
 }
 
 /// A named value.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct NamedValue {
     /// Column name.
     pub name: String,
     /// Its value.
-    pub value: SqlValue,
+    pub value: Value,
 }
 
 /// One search hit.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SearchResult {
     /// Table.
     pub table: String,

@@ -174,6 +174,7 @@ impl SyncClient {
                 reason: "new",
                 batch: None,
                 key: config.encryption_key.as_ref(),
+                progress: None,
             },
         )?;
         let staged = scratch.path().join("local.db");

@@ -6,6 +6,8 @@ use crate::config::{FtsTable, RemoteConfig};
 use crate::engine::{ChangeListener, SyncReport, Syncer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fts::{Fts, SearchHit};
+use crate::live::SyncStatus;
+use crate::notify::{Notifier, Subscription};
 use crate::readers::Readers;
 use crate::rowid::{Exhausted, Rowids};
 use crate::status::{self, Status};
@@ -28,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) fts: Option<Arc<Fts>>,
     pub(crate) background: Mutex<Option<Background>>,
     pub(crate) remote: Option<RemoteConfig>,
+    /// Delivers watched queries and status to their subscribers.
+    pub(crate) notifier: Arc<Notifier>,
     /// Held from open until close (or drop): no other client may open this file meanwhile.
     pub(crate) writer_lock: Mutex<Option<crate::lock::WriterLock>>,
 }
@@ -44,6 +48,7 @@ impl Inner {
         if let Some(bg) = background {
             bg.stop();
         }
+        self.notifier.close();
         self.writer.close();
         self.readers.close();
         if let Some(fts) = &self.fts {
@@ -122,6 +127,20 @@ impl SyncClient {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let (value, changed) = self.inner.writer.run(self.write_job(f))??;
+        self.wrote(changed);
+        Ok(value)
+    }
+
+    /// What `write` runs on the writer thread: `f` captured, and whether it changed rows.
+    pub(crate) fn write_job<T, F>(
+        &self,
+        f: F,
+    ) -> impl FnOnce(&mut Connection) -> Result<(T, bool)> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let rowids = Arc::clone(&self.inner.rowids);
         // A session records no DDL: in a database that syncs, a schema change would exist on
         // this device only. A local-only database creates its own tables.
@@ -138,7 +157,7 @@ impl SyncClient {
             // A large changeset waits in a file beside the database, not in memory.
             scratch: Some(self.scratch_dir()),
         };
-        let (value, changed) = self.inner.writer.run(move |conn| {
+        move |conn: &mut Connection| {
             rowids.take_exhausted();
             let result = sync_core::engine::capture::capture_with(conn, &options, |c| {
                 let value = f(c)?;
@@ -156,11 +175,14 @@ impl SyncClient {
                 Err(CaptureError::Spool(e)) => Err(e.into()),
                 Err(e) => Err(Error::new(ErrorKind::InvalidSql, e.to_string()).with_source(e)),
             }
-        })??;
+        }
+    }
+
+    /// After a write: a change wakes the background sync and the indexer.
+    pub(crate) fn wrote(&self, changed: bool) {
         if changed {
             self.notify_local_write();
         }
-        Ok(value)
     }
 
     /// Where large changesets wait on their way: the database's own directory (same file
@@ -310,7 +332,67 @@ impl SyncClient {
         }
     }
 
-    /// Registers a listener told which tables changed after remote changes were applied.
+    /// Watches a query: `f` gets its rows soon after this returns, then fresh rows after
+    /// every committed write — local, or from the server by a sync — that touched a table
+    /// the query reads (SQLite names them while preparing it, through views and subqueries;
+    /// names compare as SQLite compares them, ignoring case). Writes land coalesced: the query
+    /// re-runs once however many commits arrived meanwhile, and never holds the writer (it
+    /// runs on a read-only connection). Rows equal to the last ones delivered are not
+    /// delivered again. `f` runs on the client's notifier thread, one
+    /// delivery at a time; keep it short. A query that does not prepare, would write or has the
+    /// wrong number of parameters fails here; one that fails later (a schema upgrade dropped a
+    /// column) delivers the error. Reads of the search index (`fts.*`) are not watched.
+    ///
+    /// Deliveries stop when the [`Subscription`] is dropped or cancelled, or the client closed.
+    pub fn watch(
+        &self,
+        sql: &str,
+        params: Vec<rusqlite::types::Value>,
+        f: impl FnMut(Result<crate::Rows>) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.inner
+            .notifier
+            .watch(crate::watch::Query::plain(sql, params, f))
+    }
+
+    /// [`SyncClient::watch`] with each row mapped by `map` (as `query_map` would).
+    pub fn watch_map<T, M, F>(
+        &self,
+        sql: &str,
+        params: Vec<rusqlite::types::Value>,
+        map: M,
+        f: F,
+    ) -> Result<Subscription>
+    where
+        T: PartialEq + Clone + Send + 'static,
+        M: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+        F: FnMut(Result<Vec<T>>) + Send + 'static,
+    {
+        self.inner
+            .notifier
+            .watch(crate::watch::Query::mapped(sql, params, map, f))
+    }
+
+    /// Subscribes to the sync status: `f` gets the current [`SyncStatus`] soon after this
+    /// returns, then a fresh one whenever any of it changes — a sync's phase and progress
+    /// (push, pull, bootstrap, upgrade), pending transactions and bytes after a write or a
+    /// push, the rejected and conflict counts, the last error. Changes coalesce: a slow `f`
+    /// sees the latest, not every step. Runs on the notifier thread, like [`SyncClient::watch`].
+    pub fn watch_status(
+        &self,
+        f: impl FnMut(&SyncStatus) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.inner.notifier.watch_status(Box::new(f))
+    }
+
+    /// The [`SyncStatus`] now (what [`SyncClient::watch_status`] delivers).
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        let now = self.inner.syncer.engine.as_ref().map(|e| e.activity.now());
+        self.read(|c| crate::live::read(c, now.unwrap_or_default()))
+    }
+
+    /// Registers a listener told which tables changed after remote changes were applied
+    /// (only those; [`SyncClient::watch`] hears of local writes too).
     pub fn set_change_listener(&self, listener: Option<ChangeListener>) {
         *self
             .inner
@@ -364,166 +446,5 @@ fn exhausted(e: Exhausted) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ClientConfig;
-    use crate::transport::EventStream;
-    use crate::transport::Transport;
-    use std::sync::OnceLock;
-    use std::sync::mpsc;
-    use std::time::Duration;
-    use sync_core::engine::changeset::Changeset;
-    use sync_core::protocol::info::DatabaseInfo;
-    use sync_core::protocol::pull::LogEntry;
-    use sync_core::protocol::pull::LogPage;
-    use sync_core::protocol::pull::PullQuery;
-    use sync_core::protocol::push::PushHeaders;
-    use sync_core::protocol::push::PushResponse;
-    use sync_core::protocol::push::PushStatus;
-    use sync_core::protocol::rowid::Lease;
-
-    const SCHEMA: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);";
-
-    /// A server that has one remote insert to hand out, and hands it out only once `close`
-    /// has begun stopping the background (it holds the background lock, or has taken the
-    /// background out) — the moment a background sync that changed rows must still be able
-    /// to finish.
-    struct PullWhileClosing {
-        client: OnceLock<std::sync::Weak<Inner>>,
-        pulling: Mutex<Option<mpsc::Sender<()>>>,
-        effect: Changeset,
-    }
-
-    fn unreachable() -> Error {
-        Error::new(ErrorKind::Network, "not in this test")
-    }
-
-    impl Transport for PullWhileClosing {
-        fn info(&self) -> Result<DatabaseInfo> {
-            Err(unreachable())
-        }
-        fn push(&self, _: &PushHeaders, _: &[u8]) -> Result<PushResponse> {
-            Err(unreachable())
-        }
-        fn upload_status(&self, _: &str) -> Result<Option<u64>> {
-            Err(unreachable())
-        }
-        fn upload_part(&self, _: &str, _: u64, _: u64, _: &[u8]) -> Result<u64> {
-            Err(unreachable())
-        }
-        fn push_uploaded(&self, _: &PushHeaders) -> Result<PushResponse> {
-            Err(unreachable())
-        }
-        fn effect(&self, _: i64, _: &sync_core::protocol::upload::EffectQuery) -> Result<Vec<u8>> {
-            Err(unreachable())
-        }
-        fn pull(&self, query: &PullQuery) -> Result<LogPage> {
-            let since = query.effective().0;
-            if since > 0 {
-                return Ok(LogPage {
-                    head_seq: 1,
-                    ..LogPage::default()
-                });
-            }
-            if let Some(pulling) = self.pulling.lock().unwrap().take() {
-                let _ = pulling.send(());
-            }
-            let inner = self.client.get().and_then(std::sync::Weak::upgrade);
-            while let Some(i) = &inner {
-                match i.background.try_lock() {
-                    Err(_) => break,
-                    Ok(bg) if bg.is_none() => break,
-                    Ok(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-            Ok(LogPage {
-                head_seq: 1,
-                entries: vec![LogEntry {
-                    seq: 1,
-                    status: PushStatus::Applied,
-                    origin: "elsewhere".into(),
-                    batch_id: "b1".into(),
-                    rejected: vec![],
-                    effect: self.effect.clone(),
-                    large: None,
-                }],
-                more: false,
-                tip: None,
-            })
-        }
-        fn snapshot(
-            &self,
-            _: &Path,
-            _: &crate::transport::SnapshotRequest<'_>,
-        ) -> Result<crate::transport::SnapshotGot> {
-            Err(unreachable())
-        }
-        fn lease(&self, _: i64) -> Result<Lease> {
-            Err(unreachable())
-        }
-        fn events(&self) -> Result<Box<dyn EventStream>> {
-            Err(unreachable())
-        }
-    }
-
-    /// An insert into `notes` as a changeset.
-    fn remote_insert() -> Changeset {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
-        sync_core::engine::outbox::install(&conn).unwrap();
-        sync_core::engine::capture::capture(&conn, |c| {
-            c.execute("INSERT INTO notes VALUES (1, 'remote')", [])
-        })
-        .unwrap()
-        .changeset
-    }
-
-    #[test]
-    fn close_during_a_background_sync_that_changed_rows_does_not_deadlock() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(SCHEMA)
-            .unwrap();
-        let config = ClientConfig {
-            remote: Some(RemoteConfig {
-                url: "http://127.0.0.1:9".into(),
-                token: "t".into(),
-                database: "notes".into(),
-            }),
-            ..ClientConfig::default()
-        };
-        let (pulling_tx, pulling_rx) = mpsc::channel();
-        let transport = Arc::new(PullWhileClosing {
-            client: OnceLock::new(),
-            pulling: Mutex::new(Some(pulling_tx)),
-            effect: remote_insert(),
-        });
-        let client = SyncClient::open(&path, config)
-            .unwrap()
-            .with_transport(Arc::clone(&transport) as Arc<dyn Transport>)
-            .unwrap();
-        let _ = transport.client.set(Arc::downgrade(&client.inner));
-        client.start_background().unwrap();
-        pulling_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the background sync pulls");
-
-        let (done_tx, done_rx) = mpsc::channel();
-        let closing = client.clone();
-        std::thread::spawn(move || {
-            closing.close();
-            let _ = done_tx.send(());
-        });
-        done_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("close() deadlocked with the background sync it was stopping");
-        // The sync completed before the background stopped.
-        let title: String = Connection::open(&path)
-            .unwrap()
-            .query_row("SELECT title FROM notes WHERE id = 1", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(title, "remote");
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

@@ -8,9 +8,10 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
+use crate::live::{Activity, Progress, ProgressUnit, SyncPhase, Told};
 use crate::rowid::Rowids;
 use crate::settings;
-use crate::transport::{SnapshotRequest, Transport};
+use crate::transport::{OnBytes, SnapshotRequest, Transport};
 use crate::writer::Writer;
 use rand::RngExt;
 use std::sync::{Arc, Mutex};
@@ -82,6 +83,8 @@ pub(crate) struct Engine {
     pub(crate) rowids: Arc<Rowids>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) config: EngineConfig,
+    /// Where the sync says what it is doing, for status subscribers.
+    pub(crate) activity: Arc<Activity>,
     /// One sync at a time per database (the cycle requires it).
     running: Mutex<()>,
     /// `PRAGMA data_version` of the writer after the last full check (`None`: none yet). It
@@ -110,6 +113,7 @@ impl Engine {
         rowids: Arc<Rowids>,
         limits: Arc<Limits>,
         config: EngineConfig,
+        activity: Arc<Activity>,
     ) -> Engine {
         Engine {
             writer,
@@ -117,6 +121,7 @@ impl Engine {
             rowids,
             limits,
             config,
+            activity,
             running: Mutex::new(()),
             checked_version: Mutex::new(None),
         }
@@ -165,6 +170,7 @@ impl Engine {
             cycle.server_schema_version(version);
         }
         let mut cycle = Some(cycle);
+        let mut told = Told::new(&self.activity, &self.writer);
         loop {
             let step = self
                 .with_cycle(&mut cycle, |c, conn| c.next(conn, &mut new_batch_id))?
@@ -174,6 +180,7 @@ impl Engine {
             let reply = match step {
                 Step::Done => break,
                 Step::Push(batch) => {
+                    told.pushing(batch.entries, false);
                     let BatchBody::Inline(body) = &batch.body else {
                         return Err(Error::new(
                             ErrorKind::Internal,
@@ -181,7 +188,10 @@ impl Engine {
                         ));
                     };
                     match self.retry(|| self.transport.push(&batch.headers, body)) {
-                        Ok(r) => Reply::Pushed(r),
+                        Ok(r) => {
+                            told.pushing(batch.entries, true);
+                            Reply::Pushed(r)
+                        }
                         Err(e) => {
                             // `schema_mismatch` starts an upgrade, a history that changed
                             // a re-base; other refusals fail.
@@ -191,6 +201,7 @@ impl Engine {
                     }
                 }
                 Step::UploadStatus { batch_id } => {
+                    self.activity.phase(SyncPhase::Pushing);
                     Reply::UploadStatus(self.retry(|| self.transport.upload_status(&batch_id))?)
                 }
                 Step::Upload {
@@ -198,15 +209,21 @@ impl Engine {
                     offset,
                     total,
                     bytes,
-                } => match self
-                    .retry(|| self.transport.upload_part(&batch_id, offset, total, &bytes))
-                {
-                    Ok(received) => Reply::Uploaded(received),
-                    Err(e) => {
-                        self.feed_refusal(&mut cycle, e)?;
-                        continue;
+                } => {
+                    told.bytes(SyncPhase::Pushing, offset, Some(total));
+                    let sent =
+                        self.retry(|| self.transport.upload_part(&batch_id, offset, total, &bytes));
+                    match sent {
+                        Ok(received) => {
+                            told.bytes(SyncPhase::Pushing, received, Some(total));
+                            Reply::Uploaded(received)
+                        }
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
                     }
-                },
+                }
                 Step::PushUploaded(headers) => {
                     match self.retry(|| self.transport.push_uploaded(&headers)) {
                         Ok(r) => Reply::Pushed(r),
@@ -216,14 +233,25 @@ impl Engine {
                         }
                     }
                 }
-                Step::Pull(query) => match self.retry(|| self.transport.pull(&query)) {
-                    Ok(page) => Reply::Page(page),
-                    Err(e) => {
-                        self.feed_refusal(&mut cycle, e)?;
-                        continue;
+                Step::Pull(query) => {
+                    told.pulling(query.effective().0, None);
+                    let pulled = self.retry(|| self.transport.pull(&query));
+                    match pulled {
+                        Ok(page) => {
+                            told.pulling(
+                                page.entries.last().map_or(query.effective().0, |e| e.seq),
+                                Some(page.head_seq),
+                            );
+                            Reply::Page(page)
+                        }
+                        Err(e) => {
+                            self.feed_refusal(&mut cycle, e)?;
+                            continue;
+                        }
                     }
-                },
+                }
                 Step::Effect { seq, query } => {
+                    self.activity.phase(SyncPhase::Pulling);
                     match self.retry(|| self.transport.effect(seq, &query)) {
                         Ok(bytes) => Reply::Effect(bytes),
                         Err(e) => {
@@ -233,6 +261,7 @@ impl Engine {
                     }
                 }
                 Step::Migrations { after } => {
+                    self.activity.phase(SyncPhase::Upgrading);
                     match self.retry(|| self.transport.migrations(after)) {
                         Ok(answer) => Reply::Migrations(answer),
                         Err(e) => {
@@ -247,6 +276,18 @@ impl Engine {
                         .tempdir_in(&self.config.scratch_dir)?;
                     let path = dir.path().join("snapshot.db");
                     let reason = cycle.as_ref().map_or("cursor", |c| c.snapshot_reason());
+                    self.activity.phase(SyncPhase::Bootstrapping);
+                    let activity = &self.activity;
+                    let on_bytes = |done, total| {
+                        activity.progress(
+                            SyncPhase::Bootstrapping,
+                            Progress {
+                                done,
+                                total,
+                                unit: ProgressUnit::Bytes,
+                            },
+                        )
+                    };
                     let got = self.retry(|| {
                         self.transport.snapshot(
                             &path,
@@ -254,6 +295,7 @@ impl Engine {
                                 reason,
                                 batch: batch.as_deref(),
                                 key: self.config.cycle.key.as_ref(),
+                                progress: Some(OnBytes(&on_bytes)),
                             },
                         )
                     })?;
@@ -401,6 +443,8 @@ pub(crate) struct Syncer {
     /// Wakes the indexer after remote changes.
     pub(crate) indexer: Arc<crate::signal::Signal>,
     pub(crate) sync_interval: Duration,
+    /// Told the tables a sync changed (the writer's hook misses `WITHOUT ROWID` tables).
+    pub(crate) notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Syncer {
@@ -423,8 +467,15 @@ impl Syncer {
             }
             Ok(())
         });
+        // After the outcome is noted: the status that shows the sync ended shows it too.
+        engine.activity.ended(
+            result
+                .as_ref()
+                .map_or_else(|e| e.kind() != ErrorKind::Network, |_| true),
+        );
         let report = result?;
         if !report.changed_tables.is_empty() {
+            self.notifier.written(&report.changed_tables, false);
             let listener = self
                 .listener
                 .lock()

@@ -16,6 +16,10 @@
 //! | `signal` | a wake-up flag with a timeout, for the background threads |
 //! | `settings` | the settings store in the database: the remote, FTS tables, the last sync's outcome |
 //! | `limits` | the server's size limits: part size for uploads, the per-transaction limit checked at commit |
+//! | `watch` | a watched query: the tables it reads (found by SQLite), how its [`Rows`] are read |
+//! | `live` | [`SyncStatus`]: a sync's phase and progress, what is pending; where the engine tells it |
+//! | `notify` | the notifier thread: re-runs watched queries after commits, delivers status ([`Subscription`]) |
+//! | `nonblocking` | feature `async`: `open_async`, `write_async`, `read_async`, `sync_now_async`…, watch and status as streams |
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
 //! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
@@ -38,7 +42,11 @@ mod engine;
 pub mod error;
 mod fts;
 mod limits;
+mod live;
 mod lock;
+#[cfg(feature = "async")]
+mod nonblocking;
+mod notify;
 mod open;
 pub mod probe;
 mod readers;
@@ -50,6 +58,7 @@ mod snapshot_store;
 mod status;
 pub mod transport;
 mod verify;
+mod watch;
 mod writer;
 
 pub use adopt::ADOPT_TRANSACTION_BYTES;
@@ -58,11 +67,16 @@ pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
+pub use live::{Progress, ProgressUnit, SyncPhase, SyncStatus};
+#[cfg(feature = "async")]
+pub use nonblocking::Latest;
+pub use notify::Subscription;
 pub use probe::{FileKind, file_kind};
 pub use rejected::{Redone, Rejected, RejectedBy, RejectedReason};
 pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};
 pub use verify::Verification;
+pub use watch::Rows;
 
 /// The SQLite binding the connections of [`SyncClient::write`] and [`SyncClient::read`] are.
 pub use rusqlite;

@@ -7,9 +7,12 @@ use crate::engine::{Engine, EngineConfig, Syncer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fts::Fts;
 use crate::limits::Limits;
+use crate::live::Activity;
+use crate::notify::Notifier;
 use crate::readers::Readers;
 use crate::rowid::Rowids;
 use crate::settings;
+use crate::signal::Signal;
 use crate::transport::{HttpTransport, Transport};
 use crate::writer::Writer;
 use rusqlite::OpenFlags;
@@ -143,6 +146,7 @@ impl SyncClient {
                 reason: "new",
                 batch: None,
                 key: config.encryption_key.as_ref(),
+                progress: None,
             },
         )?;
         let staged = scratch.path().join("local.db");
@@ -241,7 +245,6 @@ impl SyncClient {
             settings::store_fts(&conn, &fts_tables)?;
             Some(Arc::new(fts))
         };
-        let writer = Arc::new(Writer::start(conn)?);
         let readers = Arc::new(Readers::new(
             &path,
             fts.as_ref().map(|f| f.file().to_path_buf()),
@@ -249,6 +252,18 @@ impl SyncClient {
             config.busy_timeout,
             config.encryption_key.clone(),
         ));
+        let wake = Arc::new(Signal::default());
+        let activity = Arc::new(Activity::new(Arc::clone(&wake)));
+        let notifier = Arc::new(Notifier::new(
+            Arc::clone(&readers),
+            Arc::clone(&activity),
+            wake,
+        ));
+        let told = Arc::clone(&notifier);
+        let writer = Arc::new(Writer::start(
+            conn,
+            Box::new(move |tables, reshaped| told.written(&tables, reshaped)),
+        )?);
         let engine = match &remote {
             Some(r) => {
                 let transport: Arc<dyn Transport> =
@@ -272,6 +287,7 @@ impl SyncClient {
                             .unwrap_or(Path::new("."))
                             .to_path_buf(),
                     },
+                    Arc::clone(&activity),
                 ))
             }
             None => None,
@@ -282,6 +298,7 @@ impl SyncClient {
             listener: Mutex::new(None),
             indexer: Arc::default(),
             sync_interval: config.sync_interval,
+            notifier: Arc::clone(&notifier),
         });
         Ok(SyncClient {
             inner: Arc::new(Inner {
@@ -294,6 +311,7 @@ impl SyncClient {
                 fts,
                 background: Mutex::new(None),
                 remote,
+                notifier,
                 writer_lock: Mutex::new(writer_lock.take()),
             }),
         })
@@ -309,7 +327,7 @@ impl SyncClient {
         let syncer = Arc::get_mut(&mut inner.syncer).ok_or_else(only)?;
         if let Some(e) = syncer.engine.take() {
             syncer.engine = Some(Engine::new(
-                e.writer, transport, e.rowids, e.limits, e.config,
+                e.writer, transport, e.rowids, e.limits, e.config, e.activity,
             ));
         }
         Ok(self)

@@ -5,15 +5,15 @@
 //! at the price of memory equal to the snapshot's size while it is stored.
 
 use crate::error::{Error, ErrorKind, Result};
-use std::io::Read;
+use std::io::Write;
 use std::path::Path;
 
-/// Stores the snapshot `body` at `dest` (encrypted with `key`, when given) and returns the
-/// bytes received.
+/// Stores a snapshot at `dest` (encrypted with `key`, when given): `download` writes the body
+/// to the writer it is given and returns its size.
 pub(crate) fn store(
-    mut body: impl Read,
     dest: &Path,
     key: Option<&crate::EncryptionKey>,
+    download: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
 ) -> Result<u64> {
     let failed = |e: std::io::Error| {
         Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
@@ -21,23 +21,23 @@ pub(crate) fn store(
     match key {
         None => {
             let mut file = std::fs::File::create(dest)?;
-            let n = std::io::copy(&mut body, &mut file).map_err(failed)?;
+            let n = download(&mut file).map_err(failed)?;
             file.sync_all()?;
             Ok(n)
         }
-        Some(key) => encrypted(body, dest, key, failed),
+        Some(key) => encrypted(dest, key, download, failed),
     }
 }
 
 #[cfg(feature = "encryption")]
 fn encrypted(
-    mut body: impl Read,
     dest: &Path,
     key: &crate::EncryptionKey,
+    download: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
     failed: impl Fn(std::io::Error) -> Error,
 ) -> Result<u64> {
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    let n = body.read_to_end(&mut bytes).map_err(failed)? as u64;
+    let n = download(&mut *bytes).map_err(failed)?;
     sync_core::engine::cipher::import_plain(&mut bytes, dest, key)?;
     std::fs::File::open(dest)?.sync_all()?;
     Ok(n)
@@ -45,9 +45,9 @@ fn encrypted(
 
 #[cfg(not(feature = "encryption"))]
 fn encrypted(
-    _body: impl Read,
     _dest: &Path,
     _key: &crate::EncryptionKey,
+    _download: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
     _failed: impl Fn(std::io::Error) -> Error,
 ) -> Result<u64> {
     Err(sync_core::engine::cipher::CipherError::Unsupported.into())

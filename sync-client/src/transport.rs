@@ -37,6 +37,18 @@ pub struct SnapshotRequest<'a> {
     /// Store the snapshot encrypted with this key (the local database's): the plain bytes
     /// are held in memory and never written.
     pub key: Option<&'a crate::EncryptionKey>,
+    /// Told the bytes received so far and the whole when known, as the download goes.
+    pub progress: Option<OnBytes<'a>>,
+}
+
+/// A download's progress callback: bytes received so far, and the whole when known.
+#[derive(Clone, Copy)]
+pub struct OnBytes<'a>(pub &'a (dyn Fn(u64, Option<u64>) + Sync));
+
+impl std::fmt::Debug for OnBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnBytes")
+    }
 }
 
 /// What a downloaded snapshot holds.
@@ -213,6 +225,32 @@ impl HttpTransport {
         } else {
             Ok(raw.to_vec())
         }
+    }
+}
+
+/// `std::io::copy`, telling `progress` after each chunk.
+fn copy_reporting(
+    from: &mut impl std::io::Read,
+    to: &mut impl std::io::Write,
+    total: Option<u64>,
+    progress: Option<OnBytes<'_>>,
+) -> std::io::Result<u64> {
+    let Some(OnBytes(progress)) = progress else {
+        return std::io::copy(from, to);
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    progress(0, total);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        done += n as u64;
+        progress(done, total);
     }
 }
 
@@ -419,7 +457,11 @@ impl Transport for HttpTransport {
         let seq = header(snapshot::HEADER_SEQ)?;
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
-        let n = crate::snapshot_store::store(resp, dest, request.key)?;
+        let total = resp.content_length();
+        let mut reader = resp;
+        let n = crate::snapshot_store::store(dest, request.key, |mut to| {
+            copy_reporting(&mut reader, &mut to, total, request.progress)
+        })?;
         self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
         Ok(SnapshotGot {
             seq,

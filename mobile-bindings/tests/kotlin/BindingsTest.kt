@@ -19,8 +19,8 @@ class Server(val dataDir: File) {
         return out
     }
 
-    fun start() {
-        val p = ProcessBuilder(serverBin, "--data", dataDir.path, "serve", "--listen", "127.0.0.1:0")
+    fun start(vararg serveArgs: String) {
+        val p = ProcessBuilder(serverBin, "--data", dataDir.path, "serve", "--listen", "127.0.0.1:0", *serveArgs)
             .redirectError(ProcessBuilder.Redirect.DISCARD).start()
         proc = p
         val reader = p.inputStream.bufferedReader()
@@ -48,9 +48,9 @@ class Server(val dataDir: File) {
 }
 
 fun config(server: Server?, token: String?, db: String?, fts: List<FtsIndex> = listOf()) =
-    DatabaseConfig(server?.url, token, db, RowidMode.Random, fts, false, 30_000uL)
+    DatabaseConfig(serverUrl = server?.url, token = token, database = db, fts = fts)
 
-fun notes(db: SyncDatabase): List<List<SqlValue>> =
+fun notes(db: SyncDatabase): List<List<Any?>> =
     db.query("SELECT id, title, body FROM notes ORDER BY id", listOf()).rows
 
 class Recorder : ChangeListener {
@@ -62,10 +62,10 @@ class Recorder : ChangeListener {
     }
 }
 
-fun withServer(body: (Server, File) -> Unit) {
+fun withServer(vararg serveArgs: String, body: (Server, File) -> Unit) {
     val dir = Files.createTempDirectory("kt-sync").toFile()
     val server = Server(File(dir, "data"))
-    server.start()
+    server.start(*serveArgs)
     try {
         body(server, dir)
     } finally {
@@ -79,15 +79,16 @@ fun twoDevicesConverge() = withServer { server, dir ->
     val a = SyncDatabase.open(File(dir, "a.db").path, config(server, server.token("alice", "a"), "notes"))
     val b = SyncDatabase.open(File(dir, "b.db").path, config(server, server.token("alice", "b"), "notes"))
     val insert = "INSERT INTO notes(id, title, body, updated_at) VALUES (?1, ?2, '', 1)"
-    a.execute(insert, listOf(SqlValue.Integer(1), SqlValue.Text("from a")))
-    b.execute(insert, listOf(SqlValue.Integer(2), SqlValue.Text("from b")))
+    a.execute(insert, listOf(1L, "from a"))
+    b.execute(insert, listOf(2, "from b"))
     val recorder = Recorder()
     a.setChangeListener(recorder)
     listOf(a, b, a).forEach { it.syncNow() }
     check(notes(a) == notes(b)) { "devices differ: ${notes(a)} vs ${notes(b)}" }
     check(notes(a).size == 2)
     check(recorder.latch.await(10, TimeUnit.SECONDS) && recorder.tables == listOf("notes"))
-    check(a.status().pendingChangesets == 0uL)
+    check(a.status().pendingChangesets == 0L)
+    check(notes(a) == listOf(listOf(1L, "from a", ""), listOf(2L, "from b", ""))) { "${notes(a)}" }
     a.shutdown()
     b.shutdown()
 }
@@ -109,8 +110,9 @@ fun typedErrors() = withServer { server, dir ->
         error("a write through query was accepted")
     } catch (e: SyncException.InvalidSql) {
         check(e.message!!.contains("readonly")) { "not refused by SQLite: ${e.message}" }
+        check(e.message!!.contains("execute()") && !e.message!!.contains("write()")) { e.message!! }
     }
-    check(a.query("SELECT count(*) FROM notes", listOf()).rows == listOf(listOf(SqlValue.Integer(1L))))
+    check(a.query("SELECT count(*) FROM notes", listOf()).rows == listOf(listOf<Any?>(1L)))
     try {
         SyncDatabase.open(File(dir, "a.db").path, config(server, server.token("bob", "a2"), "notes"))
         error("a second open of the same file was accepted")
@@ -121,12 +123,19 @@ fun typedErrors() = withServer { server, dir ->
         a.syncNow()
         error("sync with the server down succeeded")
     } catch (e: SyncException.Network) {}
-    check(a.status().pendingChangesets == 2uL)
+    check(a.status().pendingChangesets == 2L)
     a.shutdown()
 }
 
 fun main() {
-    val tests = listOf("twoDevicesConverge" to ::twoDevicesConverge, "typedErrors" to ::typedErrors)
+    val tests = listOf(
+        "twoDevicesConverge" to ::twoDevicesConverge,
+        "typedErrors" to ::typedErrors,
+        "nativeValues" to ::nativeValues,
+        "transactions" to ::transactions,
+        "suspendingCalls" to ::suspendingCalls,
+        "eachErrorKind" to ::eachErrorKind,
+    ) + watchTests
     var failed = 0
     for ((name, test) in tests) {
         try {

@@ -125,6 +125,16 @@ pub fn clear_local_conflicts(conn: &Connection, through_id: i64) -> rusqlite::Re
         .execute([through_id])
 }
 
+/// How many conflicts are recorded, local and server ones together.
+pub fn count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT (SELECT count(*) FROM _sync_local_conflicts)
+              + (SELECT count(*) FROM _sync_server_conflicts)",
+    )?
+    .query_row([], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
+}
+
 /// Local conflicts with `id > after`, oldest first.
 pub fn local_conflicts(conn: &Connection, after: i64) -> rusqlite::Result<Vec<LocalConflict>> {
     let mut stmt = conn.prepare_cached(

@@ -16,7 +16,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sync_client::{ClientConfig, Durability, HttpTransport, RemoteConfig, SyncClient};
+use sync_client::{
+    ClientConfig, Durability, HttpTransport, RemoteConfig, Rows, Subscription, SyncClient,
+};
 use sync_core::engine::decode::Op;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
@@ -203,7 +205,15 @@ struct Device {
     /// Transports made so far (each reopen makes one), to seed each differently.
     incarnations: u64,
     config: ClientConfig,
+    /// What the device's watch on [`WATCHED`] last delivered (an error as its message), and
+    /// the watch (renewed with each client).
+    watched: Arc<Mutex<Option<Result<Rows, String>>>>,
+    watch: Option<Subscription>,
 }
+
+/// The query every device watches: once the devices settle, its last delivery must be what
+/// the query reads then (local writes, pulls, rebases, restores and upgrades all re-run it).
+const WATCHED: &str = "SELECT * FROM notes ORDER BY id";
 
 /// One local change inside a write transaction.
 #[derive(Debug, Clone, Copy)]
@@ -273,6 +283,8 @@ impl Fleet {
                 ledger: Arc::default(),
                 writes: 0,
                 incarnations: 0,
+                watched: Arc::default(),
+                watch: None,
                 config: ClientConfig {
                     durability: Durability::Normal,
                     read_connections: 1,
@@ -372,6 +384,14 @@ impl Case<'_> {
         let client = client
             .with_transport(Arc::clone(&transport) as Arc<dyn sync_client::Transport>)
             .unwrap();
+        let watched = Arc::clone(&dev.watched);
+        dev.watch = Some(
+            client
+                .watch(WATCHED, vec![], move |rows| {
+                    *watched.lock().unwrap() = Some(rows.map_err(|e| e.to_string()));
+                })
+                .unwrap(),
+        );
         (client, transport)
     }
 
@@ -521,6 +541,49 @@ impl Case<'_> {
         self.check_ledger(d)
     }
 
+    /// Every settled device's watch has delivered what its query reads now (bounded wait:
+    /// deliveries come from the notifier thread just after the commits).
+    fn check_watches(&self) -> Result<(), Failure> {
+        for dev in &self.devices {
+            let Some((client, _)) = &dev.client else {
+                continue;
+            };
+            let fresh = client
+                .read(|c| {
+                    let mut stmt = c.prepare(WATCHED)?;
+                    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+                    let n = columns.len();
+                    let rows = stmt
+                        .query_map([], |r| (0..n).map(|i| r.get(i)).collect())?
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok(Rows { columns, rows })
+                })
+                .map_err(|e| self.failure(format!("device {}: {e}", dev.id)))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let got = dev.watched.lock().unwrap().clone();
+                if got.as_ref() == Some(&Ok(fresh.clone())) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(self.failure(format!(
+                        "device {}: its watch of {WATCHED:?} last delivered {} rows ({:?}), the \
+                         query reads {} rows ({:?})",
+                        dev.id,
+                        got.as_ref()
+                            .and_then(|r| r.as_ref().ok())
+                            .map_or(0, |r| r.rows.len()),
+                        got.as_ref().map(|r| r.as_ref().map(|r| r.columns.clone())),
+                        fresh.rows.len(),
+                        fresh.columns,
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(())
+    }
+
     fn check_ledger(&self, d: usize) -> Result<(), Failure> {
         let ledger = self.devices[d].ledger.lock().unwrap();
         match ledger.errors.first() {
@@ -660,6 +723,7 @@ impl Case<'_> {
     }
 
     fn check(&mut self, opts: CaseOptions) -> Result<(), Failure> {
+        self.check_watches()?;
         for dev in &mut self.devices {
             if let Some((client, transport)) = dev.client.take() {
                 transport.clear_hook();

@@ -13,6 +13,7 @@
 //! | `upgrade` | a migration deployed while a device has edits pending: every device upgrades in place on its next sync (or `upgrade`), the edits land, one the new schema cannot take is in the rejected queue with its reason |
 //! | `hostile` | a server's log entry that writes an internal table (any letter case) is refused as corruption and changes nothing |
 //! | `lifecycle` | a server log that lost its tail and grew again, a row changed behind the library's back: detected at the next sync (`verify` tells before), repaired from a snapshot with pending writes kept |
+//! | `watch` | a watched query hears of local and remote writes to what it reads, not of others; the status shows a push in progress; async calls leave the executor free |
 //! | `background` | a write on one device appears on another without `sync_now` (server events) |
 
 mod adopt;
@@ -27,3 +28,4 @@ mod rejected;
 mod rowids;
 mod sync;
 mod upgrade;
+mod watch;

@@ -8,6 +8,7 @@
 //! stated next to it.
 
 pub mod authorizer;
+pub mod hooks;
 pub mod session;
 
 use crate::engine::conflict::{ConflictKind, Resolution};
