@@ -243,7 +243,8 @@ pub fn check_readable(conn: &Connection, path: &Path, keyed: bool) -> Result<(),
 }
 
 /// Turns SQLite's `SQLITE_NOTADB` on a file into the key error it stands for (by the file's
-/// first 16 bytes); any other error is returned as it is.
+/// first 16 bytes; without a key, only in a build with encryption); any other error is
+/// returned as it is.
 pub fn classify(e: rusqlite::Error, path: &Path, keyed: bool) -> CipherError {
     if !is_not_a_database(&e) {
         return CipherError::Sqlite(e);
@@ -257,7 +258,9 @@ pub fn classify(e: rusqlite::Error, path: &Path, keyed: bool) -> CipherError {
         (true, _) => {
             "the encryption key does not open it (a wrong key, or not an encrypted database)"
         }
-        (false, Ok(false)) => {
+        // Without a key, a file that is not plain SQLite is taken for an encrypted one only
+        // where this build could have made one: elsewhere it stays "not a database".
+        (false, Ok(false)) if ENABLED => {
             "it is not a plain SQLite database: encrypted (open it with its encryption key), \
              or not a database at all"
         }
