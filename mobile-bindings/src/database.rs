@@ -104,6 +104,12 @@ impl SyncDatabase {
                     .collect(),
                 sync_interval: Duration::from_millis(config.sync_interval_ms.max(100) as u64),
                 credentials,
+                encryption_key: config
+                    .encryption_key
+                    .as_deref()
+                    .map(sync_client::EncryptionKey::from_file_content)
+                    .transpose()
+                    .map_err(sync_client::Error::from)?,
                 ..ClientConfig::default()
             };
             let client = match remote {
@@ -305,6 +311,7 @@ pub(crate) mod tests {
             background_sync: false,
             sync_interval_ms: 30_000,
             adopt_existing: false,
+            encryption_key: None,
         }
     }
 

@@ -125,6 +125,12 @@ pub struct ClientConfig {
     /// token is not stored in the database file, so every open of the copy must configure
     /// one (the URL and database name are still stored).
     pub credentials: Option<std::sync::Arc<dyn crate::credentials::Credentials>>,
+    /// The database's encryption key (builds with the `encryption` feature): every file the
+    /// client writes — the database and its WAL, the search index, a snapshot being
+    /// downloaded, spooled changesets — is encrypted. The app supplies it at every open (from
+    /// the platform's keystore, say); the library never stores it. `None`: a plain database.
+    /// A key that does not fit the file is [`crate::ErrorKind::WrongKey`].
+    pub encryption_key: Option<crate::EncryptionKey>,
 }
 
 impl Default for ClientConfig {
@@ -143,6 +149,7 @@ impl Default for ClientConfig {
             http_timeout: Duration::from_secs(30),
             retries: 4,
             credentials: None,
+            encryption_key: None,
         }
     }
 }

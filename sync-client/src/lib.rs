@@ -32,6 +32,7 @@
 //! | `readers` | the pool of read-only connections |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
 //! | `fts` | full-text index in a separate, never-synced database |
+//! | `snapshot_store` | a downloaded snapshot to disk: as it comes, or encrypted with the database's key |
 
 #![warn(missing_docs)]
 
@@ -57,6 +58,7 @@ mod rejected;
 mod rowid;
 mod settings;
 mod signal;
+mod snapshot_store;
 mod status;
 pub mod transport;
 mod verify;
@@ -85,6 +87,8 @@ pub use watch::Rows;
 pub use rusqlite;
 /// The conflicts [`Status`] lists.
 pub use sync_core::client::conflicts::{LocalConflict, LocalConflictKind, ServerConflict};
+/// The key of an encrypted database ([`ClientConfig::encryption_key`]).
+pub use sync_core::engine::cipher::EncryptionKey;
 pub use sync_core::engine::conflict::{ConflictKind, Resolution};
 /// What a conflict the server met is made of.
 pub use sync_core::engine::decode::Op;

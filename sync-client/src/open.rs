@@ -15,11 +15,12 @@ use crate::settings;
 use crate::signal::Signal;
 use crate::transport::{HttpTransport, Transport};
 use crate::writer::Writer;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use sync_core::client::bootstrap::init_from_snapshot;
 use sync_core::client::cycle::CycleConfig;
+use sync_core::engine::cipher;
 
 /// Removes a database `init` created (with its WAL files and search index) unless kept.
 struct Created<'a> {
@@ -150,12 +151,13 @@ impl SyncClient {
             &crate::transport::SnapshotRequest {
                 reason: "new",
                 batch: None,
+                key: config.encryption_key.as_ref(),
                 progress: None,
             },
         )?;
         let staged = scratch.path().join("local.db");
         {
-            let conn = init_from_snapshot(&snap, &staged)?;
+            let conn = init_from_snapshot(&snap, &staged, config.encryption_key.as_ref())?;
             settings::install(&conn)?;
             settings::store_remote(&conn, &remote, config.credentials.is_none())?;
             settings::store_device_id(&conn, &device)?;
@@ -206,12 +208,15 @@ impl SyncClient {
         config: ClientConfig,
         writer_lock: &mut Option<crate::lock::WriterLock>,
     ) -> Result<SyncClient> {
-        let conn = Connection::open_with_flags(
+        // The key first: nothing else reads the file before it (a wrong one is `WrongKey`).
+        let key = config.encryption_key.as_ref();
+        let conn = cipher::open(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_URI
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            key,
         )?;
         conn.busy_timeout(config.busy_timeout)?;
         let sync = match config.durability {
@@ -252,7 +257,7 @@ impl SyncClient {
         let fts = if fts_tables.is_empty() {
             None
         } else {
-            let fts = Fts::open(&path, fts_tables.clone(), &conn)?.0;
+            let fts = Fts::open(&path, fts_tables.clone(), &conn, key)?.0;
             // Stored only once the tables proved valid, so a typo is not remembered.
             settings::store_fts(&conn, &fts_tables)?;
             Some(Arc::new(fts))
@@ -266,6 +271,7 @@ impl SyncClient {
             fts.as_ref().map(|f| f.file().to_path_buf()),
             config.read_connections,
             config.busy_timeout,
+            config.encryption_key.clone(),
         ));
         let wake = Arc::new(Signal::default());
         let activity = Arc::new(Activity::new(Arc::clone(&wake)));
@@ -298,6 +304,7 @@ impl SyncClient {
                         cycle: CycleConfig {
                             push_max_bytes: config.push_max_bytes,
                             pull_max_bytes: config.pull_max_bytes,
+                            key: config.encryption_key.clone(),
                             ..CycleConfig::default()
                         },
                         retries: config.retries.max(1),

@@ -36,6 +36,9 @@ pub struct SnapshotRequest<'a> {
     pub reason: &'a str,
     /// The batch in flight, to be told where it stands in the snapshot's history.
     pub batch: Option<&'a str>,
+    /// Store the snapshot encrypted with this key (the local database's): the plain bytes
+    /// are held in memory and never written.
+    pub key: Option<&'a crate::EncryptionKey>,
     /// Told the bytes received so far and the whole when known, as the download goes.
     pub progress: Option<OnBytes<'a>>,
 }
@@ -457,12 +460,10 @@ impl Transport for HttpTransport {
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
         let total = resp.content_length();
-        let mut file = std::fs::File::create(dest)?;
         let mut reader = resp;
-        let n = copy_reporting(&mut reader, &mut file, total, request.progress).map_err(|e| {
-            Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
+        let n = crate::snapshot_store::store(dest, request.key, |mut to| {
+            copy_reporting(&mut reader, &mut to, total, request.progress)
         })?;
-        file.sync_all()?;
         self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
         Ok(SnapshotGot {
             seq,
