@@ -218,7 +218,11 @@ impl NotesApp {
     /// Saves the editor: one local write transaction (an INSERT for a new note, an UPDATE
     /// otherwise), durable when this returns and pushed by the next sync.
     pub fn save(&mut self) {
-        let (title, body, at) = (self.editor.title.clone(), self.editor.body.clone(), now_ms());
+        let (title, body, at) = (
+            self.editor.title.clone(),
+            self.editor.body.clone(),
+            now_ms(),
+        );
         let result = match self.editor.id {
             Some(id) => self
                 .client
@@ -275,7 +279,11 @@ impl NotesApp {
             return;
         }
         self.syncing = true;
-        let (client, tx, inbox) = (self.client.clone(), self.done_tx.clone(), self.inbox.clone());
+        let (client, tx, inbox) = (
+            self.client.clone(),
+            self.done_tx.clone(),
+            self.inbox.clone(),
+        );
         std::thread::spawn(move || {
             let r = client
                 .sync_now()
@@ -305,7 +313,11 @@ impl NotesApp {
 
     fn start_search(&self) {
         let q = self.search.trim().to_string();
-        let (client, tx, inbox) = (self.client.clone(), self.done_tx.clone(), self.inbox.clone());
+        let (client, tx, inbox) = (
+            self.client.clone(),
+            self.done_tx.clone(),
+            self.inbox.clone(),
+        );
         std::thread::spawn(move || {
             // Index what is waiting first: the index may lag the rows by a moment.
             let r = client

@@ -46,8 +46,7 @@ fn a_rejected_edit_waits_in_the_panel_to_be_redone_or_discarded() {
     let id = rejected[0].id;
     wait_for(&mut b, "the rejection in the panel", |b| {
         shows(b, "Rejected: 1")
-            && b
-                .query_by_label_contains(&format!("Rejected #{id} by the server: policy"))
+            && b.query_by_label_contains(&format!("Rejected #{id} by the server: policy"))
                 .is_some()
     });
     // b shows the server's row now; its own edit waits in the queue.

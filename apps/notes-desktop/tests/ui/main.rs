@@ -10,7 +10,7 @@
 //! | `a_rejected_edit_waits_in_the_panel_to_be_redone_or_discarded` | two windows edit one note under the server's `reject` policy: the later one's edit is rejected and listed with Redo/Discard; Redo lands it everywhere, Discard of another leaves the server's row |
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use notes_desktop::config::client_config;
 use notes_desktop::{NotesApp, Options, ui};
 use std::net::SocketAddr;

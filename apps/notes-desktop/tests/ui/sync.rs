@@ -12,7 +12,8 @@ fn a_note_typed_in_one_window_appears_in_the_other() {
     wait_for(&mut b, "b synced", |b| shows(b, "Status: synced"));
 
     add_note(&mut a, "Groceries", "oat milk, lemons, basil");
-    assert!(shows(&a, "Groceries"), "the saved note is in a's list at once");
+    // The save is local: a's own watched query delivers it, whatever the network does.
+    wait_for(&mut a, "the note in a's list", |a| shows(a, "Groceries"));
 
     // No click in b: a's background sync pushes, the server's event stream wakes b's sync,
     // and b's watched query delivers the new row.
@@ -32,8 +33,11 @@ fn a_note_typed_in_one_window_appears_in_the_other() {
     type_into(&mut b, "Search", "");
     wait_for(&mut b, "every note listed", |b| shows(b, "2 notes"));
 
-    // An edit of the note in b shows in a's editor (a is not typing in it).
+    // An edit of the note in b shows in a's editor (a is not typing in it). (Wait for b's
+    // second note first: a list that grows under the pointer moves the rows.)
+    wait_for(&mut a, "b's note in a", |a| shows(a, "Reading list"));
     click(&mut a, "Groceries");
+    assert_eq!(a.state().editor.title, "Groceries");
     click(&mut b, "Groceries");
     type_into(&mut b, "Body", "oat milk, lemons, basil, coffee");
     click(&mut b, "Save");
@@ -50,10 +54,10 @@ fn an_offline_edit_is_pending_then_synced_after_reconnecting() {
     let mut a = window(&server, dir.path(), "a.db", &tokens[0], Options::default());
     let mut b = window(&server, dir.path(), "b.db", &tokens[1], Options::default());
     add_note(&mut a, "Trip", "train at 9");
-    wait_for(&mut a, "a synced", |a| {
-        shows(a, "Status: synced") && shows(a, "Pending: 0")
-    });
     wait_for(&mut b, "the note in b", |b| shows(b, "Trip"));
+    wait_for(&mut a, "a synced", |a| {
+        shows(a, "Trip") && shows(a, "Status: synced") && shows(a, "Pending: 0")
+    });
 
     server.stop();
     click(&mut a, "Trip");
