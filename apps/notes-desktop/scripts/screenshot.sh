@@ -27,13 +27,14 @@ trap cleanup EXIT
 PORT=${PORT:-18787}
 URL=http://127.0.0.1:$PORT
 server() { "$BIN/sync-server" --data "$WORK/data" "$@"; }
+"$BIN/sync-server" --data "$WORK/data" serve --listen "127.0.0.1:$PORT" --policy notes=reject --no-demo \
+    >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 server user add alice >/dev/null
 server db create notes --owner alice >/dev/null
 LAPTOP=$(server token issue alice --device laptop)
 PHONE=$(server token issue alice --device phone)
-server serve --listen "127.0.0.1:$PORT" --policy notes=reject --no-demo >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 cli() { "$BIN/sync-cli" "$@"; }
 note() { # DB TITLE BODY AT
@@ -69,10 +70,13 @@ done
 [ -n "$WIN" ] || { cat "$WORK/app.log"; echo "no window" >&2; exit 1; }
 xdotool windowmove "$WIN" 0 0 windowsize "$WIN" 1000 680
 sleep 2
-# Open "Trip to Lisbon" (the third note of the list, newest first) in the editor, then search.
-xdotool mousemove 60 140 click 1
+# Open "Weekly plan" (the newest note, first in the list) in the editor, then search.
+xdotool mousemove 50 92 click 1
 sleep 0.5
-xdotool mousemove 150 62 click 1 type "lisbon OR plan"
+xdotool mousemove 150 37 click 1
+sleep 0.5
+xdotool windowfocus --sync "$WIN"
+xdotool type --delay 60 "plan OR lisbon"
 sleep 1.5
 xdotool mousemove 900 600
 sleep 0.5

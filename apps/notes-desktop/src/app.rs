@@ -67,8 +67,6 @@ pub struct NotesApp {
     pub search: String,
     /// Ids of the notes matching `search` (best first); `None` when not searching.
     pub hits: Option<Vec<i64>>,
-    /// The query `hits` answer (a search still running keeps the old one).
-    searched: String,
     /// A sync started with "Sync now" has not finished.
     pub syncing: bool,
     /// The last thing worth telling (an error, a sync's outcome), shown in the status bar.
@@ -76,6 +74,9 @@ pub struct NotesApp {
     /// The counts the details were read at.
     details_at: Option<(u64, u64)>,
 }
+
+/// How a search's error starts in `message` (a later successful search clears it).
+const SEARCH_FAILED: &str = "search failed: ";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -107,7 +108,6 @@ impl NotesApp {
             editor: Editor::default(),
             search: String::new(),
             hits: None,
-            searched: String::new(),
             syncing: false,
             message: None,
             details_at: None,
@@ -144,14 +144,20 @@ impl NotesApp {
                     self.syncing = false;
                     self.message = Some(r.unwrap_or_else(|e| format!("sync failed: {e}")));
                 }
-                Done::Search(q, r) => match r {
-                    Ok(ids) if q == self.search.trim() => {
-                        self.hits = Some(ids);
-                        self.searched = q;
+                // An answer to an older text (typing goes on) is dropped, its error too: a
+                // half-typed `plan OR` is not worth a message once `plan OR lisbon` is there.
+                Done::Search(q, _) if q != self.search.trim() => {}
+                Done::Search(_, Ok(ids)) => {
+                    self.hits = Some(ids);
+                    if self
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(SEARCH_FAILED))
+                    {
+                        self.message = None;
                     }
-                    Ok(_) => {}
-                    Err(e) => self.message = Some(format!("search failed: {e}")),
-                },
+                }
+                Done::Search(_, Err(e)) => self.message = Some(format!("{SEARCH_FAILED}{e}")),
             }
         }
     }
@@ -305,7 +311,6 @@ impl NotesApp {
         self.search = text.to_string();
         if self.search.trim().is_empty() {
             self.hits = None;
-            self.searched.clear();
         } else {
             self.start_search();
         }
@@ -351,10 +356,10 @@ impl NotesApp {
     /// Clears the conflict records the panel shows (exactly those: one recorded meanwhile
     /// stays).
     pub fn clear_conflicts(&mut self) {
-        if let Some(shown) = &self.details {
-            if let Err(e) = self.client.clear_conflicts(shown) {
-                self.message = Some(format!("cannot clear the conflicts: {e}"));
-            }
+        if let Some(shown) = &self.details
+            && let Err(e) = self.client.clear_conflicts(shown)
+        {
+            self.message = Some(format!("cannot clear the conflicts: {e}"));
         }
         self.refresh_details();
     }

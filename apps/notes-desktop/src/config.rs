@@ -60,8 +60,8 @@ pub enum OpenError {
     Client {
         /// The local copy's path.
         db: String,
-        /// The library's error (its kind says what to do).
-        source: sync_client::Error,
+        /// The library's error (its kind says what to do); boxed, it is large.
+        source: Box<sync_client::Error>,
     },
 }
 
@@ -71,7 +71,7 @@ pub fn open(args: &Args) -> Result<SyncClient, OpenError> {
     let db = args.db.display().to_string();
     let wrap = |source| OpenError::Client {
         db: db.clone(),
-        source,
+        source: Box::new(source),
     };
     if args.db.exists() {
         return SyncClient::open(&args.db, client_config()).map_err(wrap);

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `a_note_typed_in_one_window_appears_in_the_other` | a note typed and saved in one window shows in the other's list, no click there (background sync, server events, the watched query); found by search there |
 //! | `an_offline_edit_is_pending_then_synced_after_reconnecting` | with the server down the status says offline and `Pending: 1`; once it is back, "Sync now" pushes it: `Pending: 0`, synced, and the other window shows the edit |
+//! | `cli`: `the_first_run_makes_the_copy_and_later_runs_open_it_offline`, `a_first_run_without_settings_names_them_and_creates_nothing` | the command line: init, then open offline; a first run without `--server`/`--token`/`--database` names the missing ones, exits non-zero, creates no file |
 //! | `a_rejected_edit_waits_in_the_panel_to_be_redone_or_discarded` | two windows edit one note under the server's `reject` policy: the later one's edit is rejected and listed with Redo/Discard; Redo lands it everywhere, Discard of another leaves the server's row |
 
 use egui_kittest::Harness;
@@ -20,6 +21,7 @@ use sync_client::{RemoteConfig, SyncClient};
 use sync_server::ServerConfig;
 use sync_testkit::{Admin, Blocking};
 
+mod cli;
 mod conflicts;
 mod sync;
 
