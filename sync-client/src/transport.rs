@@ -252,7 +252,7 @@ fn copy_reporting(
 }
 
 fn network(e: reqwest::Error) -> Error {
-    Error::new(ErrorKind::Network, format!("cannot reach the server: {e}")).with_source(e)
+    Error::network("cannot reach the server", e)
 }
 
 fn error_response(resp: reqwest::blocking::Response) -> Error {
