@@ -4,8 +4,10 @@
 //! |---|---|
 //! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
 //! | [`client`] | the client commands: init, exec, query, sync, status, rejected, search |
+//! | [`sql_text`] | `inspect --format sql`: a change as the SQL statement that makes it |
 //! | [`sql_values`] | SQL parameters from the command line; result rows as text and JSON |
 //! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
+//! | [`progress`] | a progress line on standard error when it is a terminal (push, pull, init, adopt) |
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
 //! | [`error`] | [`CliError`](error::CliError): everything that exits with status 2 |
 //!
@@ -21,6 +23,8 @@ mod client;
 mod error;
 mod files;
 mod output;
+mod progress;
+mod sql_text;
 mod sql_values;
 
 use changeset_cmds::Outcome;
@@ -59,6 +63,8 @@ enum Command {
     Search(client::SearchArgs),
     Verify(client::VerifyArgs),
     Upgrade(client::UpgradeArgs),
+    Remote(client::RemoteArgs),
+    Conflicts(client::ConflictsArgs),
 }
 
 impl Command {
@@ -79,6 +85,8 @@ impl Command {
             Command::Search(args) => client::search(args),
             Command::Verify(args) => client::verify(args),
             Command::Upgrade(args) => client::upgrade(args),
+            Command::Remote(args) => client::remote(args),
+            Command::Conflicts(args) => client::conflicts(args),
         }
     }
 }

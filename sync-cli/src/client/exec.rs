@@ -2,7 +2,7 @@
 //! writer, reads on read-only connections.
 
 use super::sync::sync_and_report;
-use super::{client_error, open, open_copy, parse_params};
+use super::{client_error, open, open_reader, parse_params};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -143,7 +143,8 @@ pub struct QueryArgs {
 /// Runs `query`.
 pub fn query(args: &QueryArgs) -> Result<Outcome, CliError> {
     let params = parse_params(&args.params)?;
-    let client = open_copy(&args.db, Vec::new())?;
+    // Read-only: works while another process holds the writer (`sync --watch`).
+    let client = open_reader(&args.db)?;
     let mut out = Stdout::new();
     let mut output_error: Option<CliError> = None;
     let result = client.read(|conn| {
@@ -196,7 +197,7 @@ pub fn query(args: &QueryArgs) -> Result<Outcome, CliError> {
         }
         Ok(())
     });
-    client.close();
+    drop(client);
     if let Some(e) = output_error {
         return Err(e);
     }

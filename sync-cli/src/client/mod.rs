@@ -1,4 +1,5 @@
-//! The client commands: `init`, `exec`, `query`, `sync`, `upgrade`, `status`, `rejected`, `search` — a sync client at
+//! The client commands: `init`, `exec`, `query`, `sync`, `upgrade`, `status`, `rejected`,
+//! `search`, `remote`, `conflicts` — a sync client at
 //! the terminal. They go through the `sync-client` library, the same code an app runs: writes
 //! are captured into the outbox by the writer, reads use read-only connections, `sync` is one
 //! `sync_now`.
@@ -7,18 +8,22 @@
 //! full-text search tables, and every other command opens the database with them. A database
 //! is never created except by `init`.
 
+mod conflicts;
 mod exec;
 mod init;
 mod rejected;
+mod remote;
 mod search;
 mod status;
 mod sync;
 mod upgrade;
 mod verify;
 
+pub use conflicts::{ConflictsArgs, conflicts};
 pub use exec::{ExecArgs, QueryArgs, exec, query};
 pub use init::{InitArgs, init};
 pub use rejected::{RejectedArgs, rejected};
+pub use remote::{RemoteArgs, remote};
 pub use search::{SearchArgs, search};
 pub use status::{StatusArgs, status};
 pub use sync::{SyncArgs, sync};
@@ -29,7 +34,8 @@ use crate::error::CliError;
 use crate::{output, sql_values};
 use std::path::Path;
 use sync_client::{
-    ClientConfig, Error, FtsTable, LocalConflict, ServerConflict, Status, SyncClient, Value,
+    ClientConfig, Error, FtsTable, LocalConflict, ReadOnlyClient, ServerConflict, Status,
+    SyncClient, Value,
 };
 
 /// Settings of a command-line client: fewer read connections than an app's pool.
@@ -62,6 +68,16 @@ pub(super) fn open_copy(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, Cli
         _ => client_error(db, e),
     })?;
     open_client(db, fts)
+}
+
+/// Opens a synced copy for reading only ([`SyncClient::open_read_only`]): no writer lock, so
+/// it works while another process (`sync-cli sync --watch`, an app) holds the writer, and
+/// nothing is written. Refuses anything but a copy, as [`open_copy`] does.
+pub(super) fn open_reader(db: &Path) -> Result<ReadOnlyClient, CliError> {
+    SyncClient::open_read_only(db).map_err(|e| match e.kind() {
+        sync_client::ErrorKind::Config => CliError::Usage(e.to_string()),
+        _ => client_error(db, e),
+    })
 }
 
 fn open_client(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {

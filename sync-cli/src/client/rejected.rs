@@ -1,6 +1,6 @@
 //! `sync-cli rejected list|show|redo|discard`: the transactions that could not be kept.
 
-use super::{client_error, datetime, open_copy};
+use super::{client_error, datetime, open_copy, open_reader};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -113,9 +113,9 @@ struct RejectedJson<'a> {
 }
 
 fn list(args: &ListArgs) -> Result<Outcome, CliError> {
-    let client = open_copy(&args.db, Vec::new())?;
+    let client = open_reader(&args.db)?;
     let rejected = client.rejected().map_err(|e| client_error(&args.db, e));
-    client.close();
+    drop(client);
     let rejected = rejected?;
     let mut out = Stdout::new();
     match args.format {

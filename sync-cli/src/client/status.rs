@@ -1,7 +1,7 @@
 //! `sync-cli status`: where a local copy stands.
 
 use super::{
-    changesets, client_error, datetime, local_conflict_text, open_copy, remote_text,
+    changesets, client_error, datetime, local_conflict_text, open_reader, remote_text,
     server_conflict_text,
 };
 use crate::changeset_cmds::Outcome;
@@ -32,10 +32,11 @@ pub struct StatusArgs {
 
 /// Runs `status`.
 pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
-    let client = open_copy(&args.db, Vec::new())?;
+    // Read-only: works while another process holds the writer (`sync --watch`).
+    let client = open_reader(&args.db)?;
     let status = client.status().map_err(|e| client_error(&args.db, e))?;
     let fts: Vec<String> = client.fts_tables().iter().map(|t| t.to_string()).collect();
-    client.close();
+    drop(client);
     let mut out = Stdout::new();
     match args.format {
         Format::Text => {

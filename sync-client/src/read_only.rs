@@ -1,0 +1,149 @@
+//! [`ReadOnlyClient`]: a local copy opened for reading only — no writer lock, no writer
+//! thread, no sync engine, and nothing it can write through (every connection is opened
+//! `SQLITE_OPEN_READ_ONLY`). So it works while another client, in this process or another
+//! (an app, `sync-cli sync --watch`), holds the database's one writer.
+//!
+//! It reads what the writer has committed: WAL readers see a consistent snapshot per read
+//! while the writer works. The search index is read as the writer's indexer keeps it (it may
+//! lag; a read-only reader cannot bring it up to date).
+
+use crate::client::SyncClient;
+use crate::config::{FtsTable, RemoteConfig};
+use crate::error::Result;
+use crate::fts::{self, Fts, SearchHit};
+use crate::readers::Readers;
+use crate::status::{self, Status};
+use crate::{settings, rejected::Rejected};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A local copy opened for reading only; see [`SyncClient::open_read_only`].
+pub struct ReadOnlyClient {
+    path: PathBuf,
+    readers: Readers,
+    remote: Option<RemoteConfig>,
+    fts: Vec<FtsTable>,
+}
+
+impl std::fmt::Debug for ReadOnlyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlyClient")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncClient {
+    /// Opens the local copy at `path` for reading only: [`ReadOnlyClient::read`],
+    /// [`status`](ReadOnlyClient::status), [`search`](ReadOnlyClient::search) and the
+    /// rejected queue, with no writer lock, so it works while another client holds the
+    /// writer ([`open`](Self::open) would fail with [`crate::ErrorKind::InUse`]). It never
+    /// writes and never converts a file: anything but a session-sync copy is refused
+    /// ([`crate::probe::require_sync_copy`]) and left as it was.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<ReadOnlyClient> {
+        let path = path.as_ref();
+        crate::probe::require_sync_copy(path)?;
+        let busy = Duration::from_secs(5);
+        let plain = Readers::new(path, None, 1, busy);
+        let (remote, tables) = plain.with(|c| Ok((settings::remote(c)?, settings::fts(c)?)))?;
+        plain.close();
+        let index = Fts::path_for(path);
+        let (fts_file, tables) = if !tables.is_empty() && index.is_file() {
+            (Some(index), tables)
+        } else {
+            (None, Vec::new())
+        };
+        Ok(ReadOnlyClient {
+            path: path.to_path_buf(),
+            readers: Readers::new(path, fts_file, 2, busy),
+            remote,
+            fts: tables,
+        })
+    }
+}
+
+impl ReadOnlyClient {
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read-only connection (the search index attached as `fts` when there is
+    /// one), as [`SyncClient::read`] does.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.readers.with(f)
+    }
+
+    /// The remote settings `init` stored (`None`: a local-only copy).
+    pub fn remote(&self) -> Option<&RemoteConfig> {
+        self.remote.as_ref()
+    }
+
+    /// The indexed tables (empty when the copy has no search index yet).
+    pub fn fts_tables(&self) -> &[FtsTable] {
+        &self.fts
+    }
+
+    /// What [`SyncClient::status`] reports, as last committed. `rowids_remaining` counts the
+    /// ids left in leased ranges, `None` when the copy holds none (random ids).
+    pub fn status(&self) -> Result<Status> {
+        let has_index = !self.fts.is_empty();
+        let mut status = self.readers.with(|c| {
+            let mut s = status::read(c)?;
+            if has_index {
+                s.fts_lag = c.query_row("SELECT count(*) FROM _sync_fts_dirty", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+            }
+            s.rowids_remaining = leased_ids_left(c)?;
+            Ok(s)
+        })?;
+        status.server = self.remote.as_ref().map(|r| r.url.clone());
+        status.database = self.remote.as_ref().map(|r| r.database.clone());
+        Ok(status)
+    }
+
+    /// Full-text search of the index as it stands (see [`SyncClient::search`]).
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        if self.fts.is_empty() {
+            return Ok(Vec::new());
+        }
+        fts::search(&self.fts, &self.readers, query, limit)
+    }
+
+    /// The rejected queue, oldest first (as [`SyncClient::rejected`]).
+    pub fn rejected(&self) -> Result<Vec<Rejected>> {
+        self.readers
+            .with(|c| Ok(sync_core::client::rejected::list(c)?))
+    }
+
+    /// One rejected transaction (as [`SyncClient::rejected_transaction`]).
+    pub fn rejected_transaction(&self, id: i64) -> Result<Option<Rejected>> {
+        self.readers
+            .with(|c| Ok(sync_core::client::rejected::get(c, id)?))
+    }
+}
+
+impl Drop for ReadOnlyClient {
+    fn drop(&mut self) {
+        self.readers.close();
+    }
+}
+
+/// Ids left in leased ranges; `None` when there are none (or no range table).
+fn leased_ids_left(c: &Connection) -> Result<Option<i64>> {
+    let exists: bool = c.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = '_sync_rowid_ranges'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(c.query_row(
+        "SELECT sum(end - next) FROM _sync_rowid_ranges WHERE next < end",
+        [],
+        |r| r.get(0),
+    )?)
+}
