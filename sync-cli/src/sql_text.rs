@@ -52,7 +52,10 @@ pub fn statement(change: &Change, names: &[String]) -> String {
                 })
                 .collect();
             if set.is_empty() {
-                return format!("-- UPDATE {table} WHERE {}: no column changes", key.join(" AND "));
+                return format!(
+                    "-- UPDATE {table} WHERE {}: no column changes",
+                    key.join(" AND ")
+                );
             }
             format!(
                 "UPDATE {table} SET {} WHERE {};",

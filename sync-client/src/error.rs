@@ -98,10 +98,7 @@ impl Error {
     /// (`std::error::Error::source`), so that the message tells a refused connection from a
     /// DNS failure or a TLS handshake with a plain-HTTP port. A cause whose text its parent
     /// already shows is skipped.
-    pub fn network(
-        context: &str,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub fn network(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         let message = format!("{context}: {}", cause_chain(&source));
         Error::new(ErrorKind::Network, message).with_source(source)
     }

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::fts::{self, Fts, SearchHit};
 use crate::readers::Readers;
 use crate::status::{self, Status};
-use crate::{settings, rejected::Rejected};
+use crate::{rejected::Rejected, settings};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -92,7 +92,11 @@ fn clear(args: &DbArgs) -> Result<Outcome, CliError> {
     match args.format {
         Format::Text => out.line(&format!(
             "cleared {local} local and {server} server {} ({removed} records removed)",
-            if local + server == 1 { "conflict" } else { "conflicts" }
+            if local + server == 1 {
+                "conflict"
+            } else {
+                "conflicts"
+            }
         ))?,
         Format::Json => out.json(&serde_json::json!({
             "local": local, "server": server, "removed": removed,

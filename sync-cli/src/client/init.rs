@@ -4,8 +4,8 @@ use super::{cli_config, client_error};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::Stdout;
-use std::path::PathBuf;
 use crate::progress::{Bar, Ticker};
+use std::path::PathBuf;
 use sync_client::{ClientConfig, FtsTable, Progress, ProgressUnit, RemoteConfig, SyncClient};
 
 /// Create DB, a local copy of a server database, from a snapshot; or, with --adopt, make the

@@ -149,7 +149,8 @@ fn replace(
     })?;
     let new = change(&current);
     // The same checks an open makes (URL scheme, database name), before anything is stored.
-    HttpTransport::new(&new, Duration::from_secs(30)).map_err(|e| CliError::Usage(e.to_string()))?;
+    HttpTransport::new(&new, Duration::from_secs(30))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let client = SyncClient::open(
         db,
         ClientConfig {

@@ -49,8 +49,16 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
     init(&server, &a, "laptop");
     let token = server.token("phone");
     sync_cli([
-        "init", s(&b), "--server", &server.url, "--token", &token, "--database", "notes",
-        "--fts", "notes:title,body",
+        "init",
+        s(&b),
+        "--server",
+        &server.url,
+        "--token",
+        &token,
+        "--database",
+        "notes",
+        "--fts",
+        "notes:title,body",
     ])
     .expect(0);
     sync_cli([
@@ -100,8 +108,16 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
         "id|title\n1|'before the watcher'\n2|'from the laptop'\n"
     );
     let run = sync_cli(["status", s(&b)]).expect(0);
-    assert!(run.stdout.contains("pending:          0 changesets"), "{}", run.stdout);
-    assert!(run.stdout.contains("search index:     notes:title,body"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("pending:          0 changesets"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("search index:     notes:title,body"),
+        "{}",
+        run.stdout
+    );
     sync_cli(["status", s(&b), "--format", "json"]).expect(0);
     sync_cli(["remote", "show", s(&b)]).expect(0);
     sync_cli(["rejected", "list", s(&b)]).expect(0);
@@ -110,7 +126,11 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
     loop {
         let run = sync_cli(["search", s(&b), "laptop"]);
         if run.status == 0 {
-            assert!(run.stdout.starts_with("notes 2: title='from the laptop'"), "{}", run.stdout);
+            assert!(
+                run.stdout.starts_with("notes 2: title='from the laptop'"),
+                "{}",
+                run.stdout
+            );
             break;
         }
         assert_eq!(run.status, 1, "{}", run.stderr);
@@ -137,7 +157,14 @@ fn a_refused_connection_says_so() {
     let db = scratch.path("a.db");
     let url = format!("http://127.0.0.1:{}", closed_port());
     let run = sync_cli([
-        "init", s(&db), "--server", &url, "--token", "sst_x", "--database", "notes",
+        "init",
+        s(&db),
+        "--server",
+        &url,
+        "--token",
+        "sst_x",
+        "--database",
+        "notes",
     ])
     .expect(2);
     let text = run.stderr.to_lowercase();
@@ -183,7 +210,11 @@ fn a_revoked_token_is_replaced_in_place_and_pending_writes_sync() {
         )
     );
     let run = sync_cli(["sync", s(&db)]).expect(0);
-    assert!(run.stdout.starts_with("pushed 1 transaction"), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("pushed 1 transaction"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         query_value(&server.db_path(), "SELECT title FROM notes WHERE id = 1"),
         SqlValue::Text("written offline".into())
@@ -243,7 +274,14 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     let token = server.token("tty");
     let tty = scratch.path("tty.db");
     let args = [
-        "init", s(&tty), "--server", &server.url, "--token", &token, "--database", "notes",
+        "init",
+        s(&tty),
+        "--server",
+        &server.url,
+        "--token",
+        &token,
+        "--database",
+        "notes",
     ];
     let shown = on_a_terminal(&args);
     assert!(shown.contains("downloading snapshot ["), "{shown:?}");
@@ -255,11 +293,23 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     let piped = scratch.path("piped.db");
     let token = server.token("pipe");
     let run = sync_cli([
-        "init", s(&piped), "--server", &server.url, "--token", &token, "--database", "notes",
+        "init",
+        s(&piped),
+        "--server",
+        &server.url,
+        "--token",
+        &token,
+        "--database",
+        "notes",
     ])
     .expect(0);
     assert_eq!(run.stderr, "");
-    sync_cli(["exec", s(&piped), "UPDATE notes SET updated_at = updated_at + 1"]).expect(0);
+    sync_cli([
+        "exec",
+        s(&piped),
+        "UPDATE notes SET updated_at = updated_at + 1",
+    ])
+    .expect(0);
     let run = sync_cli(["sync", s(&piped)]).expect(0);
     assert_eq!(run.stderr, "");
     assert!(!run.stdout.contains('\r'), "{:?}", run.stdout);
@@ -279,7 +329,8 @@ fn conflicts_clear_forgets_what_status_showed() {
     sync_cli(["sync", s(&b)]).expect(1);
     let run = sync_cli(["conflicts", "list", s(&b)]).expect(1);
     assert!(
-        run.stdout.starts_with("server conflict: CONFLICT     INSERT notes pk(7) -> replace"),
+        run.stdout
+            .starts_with("server conflict: CONFLICT     INSERT notes pk(7) -> replace"),
         "{}",
         run.stdout
     );
@@ -292,7 +343,11 @@ fn conflicts_clear_forgets_what_status_showed() {
     let run = sync_cli(["status", s(&b)]).expect(0);
     assert!(run.stdout.contains("server conflicts: 0"), "{}", run.stdout);
     sync_cli(["conflicts", "list", s(&b)]).expect(0);
-    assert_eq!(query_value(&b, "SELECT count(*) FROM notes"), rows, "data unchanged");
+    assert_eq!(
+        query_value(&b, "SELECT count(*) FROM notes"),
+        rows,
+        "data unchanged"
+    );
     let run = sync_cli(["conflicts", "clear", s(&b), "--format", "json"]).expect(0);
     assert_eq!(run.stdout, "{\"local\":0,\"removed\":0,\"server\":0}\n");
 }
@@ -318,5 +373,9 @@ fn inspect_as_sql_run_by_sqlite3_gives_the_same_rows() {
 
     // Without --db there are no column names to write SQL with.
     let run = sync_cli(["inspect", s(&cs), "--format", "sql"]).expect(2);
-    assert!(run.stderr.contains("--format sql needs --db"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--format sql needs --db"),
+        "{}",
+        run.stderr
+    );
 }
