@@ -147,3 +147,57 @@ fn leased_ids_left(c: &Connection) -> Result<Option<i64>> {
         |r| r.get(0),
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ClientConfig, ErrorKind, SyncClient};
+
+    #[test]
+    fn reads_while_the_writer_is_held_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT)")
+            .unwrap();
+        let writer = SyncClient::open(&path, ClientConfig::default()).unwrap();
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO notes VALUES (1, 'a')", [])?))
+            .unwrap();
+        let second = SyncClient::open(&path, ClientConfig::default());
+        assert_eq!(second.err().map(|e| e.kind()), Some(ErrorKind::InUse));
+        let reader = SyncClient::open_read_only(&path).unwrap();
+        let n: i64 = reader
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 1);
+        let status = reader.status().unwrap();
+        assert_eq!(status.pending_changesets, 1);
+        assert_eq!((status.server, status.rowids_remaining), (None, None));
+        assert!(reader.remote().is_none());
+        let err = reader
+            .read(|c| Ok(c.execute("DELETE FROM notes", [])?))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSql, "{err}");
+        // The writer was never disturbed.
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO notes VALUES (2, 'b')", [])?))
+            .unwrap();
+        let n: i64 = reader
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 2, "the reader sees what the writer committed");
+        writer.close();
+        // A plain file is refused and left alone.
+        let plain = dir.path().join("plain.db");
+        rusqlite::Connection::open(&plain)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let before = std::fs::read(&plain).unwrap();
+        let err = SyncClient::open_read_only(&plain).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert_eq!(std::fs::read(&plain).unwrap(), before);
+        assert!(!dir.path().join("plain.db-wal").exists());
+    }
+}
