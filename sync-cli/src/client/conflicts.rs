@@ -1,7 +1,7 @@
 //! `sync-cli conflicts`: the conflicts a local copy has recorded — list them, or clear them
 //! once looked at (`SyncClient::clear_conflicts_through`), so `status` stops showing them.
 
-use super::{client_error, local_conflict_text, open_copy, open_reader, server_conflict_text};
+use super::{client_error, local_conflict_text, open_copy, read_copy, server_conflict_text};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{Format, Stdout};
@@ -48,9 +48,7 @@ pub fn conflicts(args: &ConflictsArgs) -> Result<Outcome, CliError> {
 }
 
 fn list(args: &DbArgs) -> Result<Outcome, CliError> {
-    let status = open_reader(&args.db)?
-        .status()
-        .map_err(|e| client_error(&args.db, e))?;
+    let status = read_copy(&args.db, |c| c.status(), |c| c.status())?;
     let mut out = Stdout::new();
     match args.format {
         Format::Text => {

@@ -80,6 +80,29 @@ pub(super) fn open_reader(db: &Path) -> Result<ReadOnlyClient, CliError> {
     })
 }
 
+/// Reads DB through a [`ReadOnlyClient`] (`ro`); should that fail once it is open — a copy
+/// made by an older version may lack a table this one reads — through an ordinary open
+/// (`rw`), which brings the copy's internal tables up to date first. If the writer is busy
+/// elsewhere (or that fails too), the read-only error stands.
+pub(super) fn read_copy<T>(
+    db: &Path,
+    ro: impl FnOnce(&ReadOnlyClient) -> sync_client::Result<T>,
+    rw: impl FnOnce(&SyncClient) -> sync_client::Result<T>,
+) -> Result<T, CliError> {
+    let reader = open_reader(db)?;
+    let first = match ro(&reader) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    drop(reader);
+    let Ok(client) = open_client(db, Vec::new()) else {
+        return Err(client_error(db, first));
+    };
+    let result = rw(&client);
+    client.close();
+    result.map_err(|_| client_error(db, first))
+}
+
 fn open_client(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
     SyncClient::open(
         db,

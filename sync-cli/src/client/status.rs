@@ -1,8 +1,7 @@
 //! `sync-cli status`: where a local copy stands.
 
 use super::{
-    changesets, client_error, datetime, local_conflict_text, open_reader, remote_text,
-    server_conflict_text,
+    changesets, datetime, local_conflict_text, read_copy, remote_text, server_conflict_text,
 };
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
@@ -33,10 +32,12 @@ pub struct StatusArgs {
 /// Runs `status`.
 pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
     // Read-only: works while another process holds the writer (`sync --watch`).
-    let client = open_reader(&args.db)?;
-    let status = client.status().map_err(|e| client_error(&args.db, e))?;
-    let fts: Vec<String> = client.fts_tables().iter().map(|t| t.to_string()).collect();
-    drop(client);
+    let fts = |tables: &[sync_client::FtsTable]| tables.iter().map(|t| t.to_string()).collect();
+    let (status, fts): (Status, Vec<String>) = read_copy(
+        &args.db,
+        |c| Ok((c.status()?, fts(c.fts_tables()))),
+        |c| Ok((c.status()?, fts(c.fts_tables()))),
+    )?;
     let mut out = Stdout::new();
     match args.format {
         Format::Text => {
