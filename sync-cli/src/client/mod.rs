@@ -89,18 +89,21 @@ pub(super) fn read_copy<T>(
     ro: impl FnOnce(&ReadOnlyClient) -> sync_client::Result<T>,
     rw: impl FnOnce(&SyncClient) -> sync_client::Result<T>,
 ) -> Result<T, CliError> {
-    let reader = open_reader(db)?;
-    let first = match ro(&reader) {
-        Ok(value) => return Ok(value),
+    let first = match open_reader(db) {
+        Ok(reader) => match ro(&reader) {
+            Ok(value) => return Ok(value),
+            Err(e) => client_error(db, e),
+        },
+        // Not a copy (or no such file): nothing to retry.
+        Err(e @ CliError::Usage(_)) => return Err(e),
         Err(e) => e,
     };
-    drop(reader);
     let Ok(client) = open_client(db, Vec::new()) else {
-        return Err(client_error(db, first));
+        return Err(first);
     };
     let result = rw(&client);
     client.close();
-    result.map_err(|_| client_error(db, first))
+    result.map_err(|_| first)
 }
 
 fn open_client(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {
