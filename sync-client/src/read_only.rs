@@ -21,7 +21,10 @@ use std::time::Duration;
 /// A local copy opened for reading only; see [`SyncClient::open_read_only`].
 pub struct ReadOnlyClient {
     path: PathBuf,
+    /// Connections to the database alone: reads and status never depend on the index.
     readers: Readers,
+    /// Connections with the search index attached as `fts` (only when there is one).
+    searchers: Option<Readers>,
     remote: Option<RemoteConfig>,
     fts: Vec<FtsTable>,
 }
@@ -45,18 +48,18 @@ impl SyncClient {
         let path = path.as_ref();
         crate::probe::require_sync_copy(path)?;
         let busy = Duration::from_secs(5);
-        let plain = Readers::new(path, None, 1, busy);
-        let (remote, tables) = plain.with(|c| Ok((settings::remote(c)?, settings::fts(c)?)))?;
-        plain.close();
+        let readers = Readers::new(path, None, 2, busy);
+        let (remote, tables) = readers.with(|c| Ok((settings::remote(c)?, settings::fts(c)?)))?;
         let index = Fts::path_for(path);
-        let (fts_file, tables) = if !tables.is_empty() && index.is_file() {
-            (Some(index), tables)
+        let (searchers, tables) = if !tables.is_empty() && index.is_file() {
+            (Some(Readers::new(path, Some(index), 1, busy)), tables)
         } else {
             (None, Vec::new())
         };
         Ok(ReadOnlyClient {
             path: path.to_path_buf(),
-            readers: Readers::new(path, fts_file, 2, busy),
+            readers,
+            searchers,
             remote,
             fts: tables,
         })
@@ -69,8 +72,8 @@ impl ReadOnlyClient {
         &self.path
     }
 
-    /// Runs `f` on a read-only connection (the search index attached as `fts` when there is
-    /// one), as [`SyncClient::read`] does.
+    /// Runs `f` on a read-only connection, as [`SyncClient::read`] does (without the search
+    /// index attached: use [`search`](Self::search) for it).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.readers.with(f)
     }
@@ -106,10 +109,10 @@ impl ReadOnlyClient {
 
     /// Full-text search of the index as it stands (see [`SyncClient::search`]).
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        if self.fts.is_empty() {
-            return Ok(Vec::new());
+        match &self.searchers {
+            Some(searchers) => fts::search(&self.fts, searchers, query, limit),
+            None => Ok(Vec::new()),
         }
-        fts::search(&self.fts, &self.readers, query, limit)
     }
 
     /// The rejected queue, oldest first (as [`SyncClient::rejected`]).
@@ -128,6 +131,9 @@ impl ReadOnlyClient {
 impl Drop for ReadOnlyClient {
     fn drop(&mut self) {
         self.readers.close();
+        if let Some(s) = &self.searchers {
+            s.close();
+        }
     }
 }
 
