@@ -288,6 +288,20 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     assert!(shown.contains("100%"), "{shown:?}");
     assert!(shown.contains("\r\x1b[2K"), "the bar is erased: {shown:?}");
     assert!(shown.contains("initialized "), "{shown:?}");
+    // A sync on a terminal: the report as usual, the bar (if the push was slow enough to be
+    // drawn at all) erased before it.
+    sync_cli([
+        "exec",
+        s(&tty),
+        "UPDATE notes SET updated_at = updated_at + 1",
+    ])
+    .expect(0);
+    let shown = on_a_terminal(&["sync", s(&tty)]);
+    let report = shown.rsplit("\x1b[2K").next().unwrap_or_default();
+    assert!(
+        report.starts_with("pushed 1 transaction in 1 batch"),
+        "{shown:?}"
+    );
 
     // Piped: the report only, nothing on standard error.
     let piped = scratch.path("piped.db");
