@@ -45,13 +45,36 @@ impl SyncDatabase {
     /// network once); afterwards it opens offline.
     #[uniffi::constructor]
     pub fn open(path: String, config: DatabaseConfig) -> Result<Arc<Self>, SyncError> {
+        SyncDatabase::open_with(path, config, None)
+    }
+}
+
+impl SyncDatabase {
+    /// [`SyncDatabase::open`], with tokens from `credentials` when given
+    /// (`open_with_credentials`): then `token` stays unset.
+    pub(crate) fn open_with(
+        path: String,
+        config: DatabaseConfig,
+        credentials: Option<Arc<dyn sync_client::Credentials>>,
+    ) -> Result<Arc<Self>, SyncError> {
         guard(|| {
-            let remote = match (&config.server_url, &config.token, &config.database) {
+            let token = match (&config.token, &credentials) {
+                (Some(t), None) => Some(t.clone()),
+                (None, Some(_)) => Some(String::new()),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(SyncError::Config {
+                        reason: "give a token or a credentials provider, not both".into(),
+                    });
+                }
+            };
+            let remote = match (&config.server_url, token, &config.database) {
                 (Some(url), Some(token), Some(database)) => Some(RemoteConfig {
                     url: url.clone(),
-                    token: token.clone(),
+                    token,
                     database: database.clone(),
                 }),
+                (None, _, None) if credentials.is_some() => None,
                 (None, None, None) => None,
                 _ => {
                     return Err(SyncError::Config {
@@ -80,6 +103,13 @@ impl SyncDatabase {
                     })
                     .collect(),
                 sync_interval: Duration::from_millis(config.sync_interval_ms.max(100) as u64),
+                credentials,
+                encryption_key: config
+                    .encryption_key
+                    .as_deref()
+                    .map(sync_client::EncryptionKey::from_file_content)
+                    .transpose()
+                    .map_err(sync_client::Error::from)?,
                 ..ClientConfig::default()
             };
             let client = match remote {
@@ -103,7 +133,10 @@ impl SyncDatabase {
             }))
         })
     }
+}
 
+#[uniffi::export]
+impl SyncDatabase {
     /// Runs one write statement as its own captured transaction; returns rows changed.
     pub fn execute(&self, sql: String, params: Vec<Value>) -> Result<i64, SyncError> {
         self.execute_batch(vec![Statement { sql, params }])
@@ -278,6 +311,7 @@ pub(crate) mod tests {
             background_sync: false,
             sync_interval_ms: 30_000,
             adopt_existing: false,
+            encryption_key: None,
         }
     }
 

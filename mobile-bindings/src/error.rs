@@ -107,6 +107,13 @@ pub enum SyncError {
         /// Details.
         reason: String,
     },
+    /// The encryption key does not open the database: a wrong key, none for an encrypted
+    /// file, one for a plain file, or a library built without encryption. Nothing changed.
+    #[error("wrong key: {reason}")]
+    WrongKey {
+        /// Details.
+        reason: String,
+    },
     /// A call this API cannot serve where it was made: the transaction object of
     /// `transaction()` used after its body returned, or a `SyncDatabase` call made from inside
     /// a transaction body (use the transaction object there).
@@ -173,6 +180,7 @@ impl From<sync_client::Error> for SyncError {
             ErrorKind::Io => SyncError::Io { reason },
             ErrorKind::Closed => SyncError::Closed,
             ErrorKind::InUse => SyncError::InUse { reason },
+            ErrorKind::WrongKey => SyncError::WrongKey { reason },
             ErrorKind::Internal => SyncError::Internal { reason },
             // A kind added to the client later: still an error, never a panic.
             _ => SyncError::Internal { reason },

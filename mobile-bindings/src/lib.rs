@@ -8,6 +8,7 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`database`] | [`SyncDatabase`]: open, execute, query, sync, status, search, ids, listener, close |
+//! | [`credentials`] | [`CredentialsProvider`]: the app's own tokens (a foreign callback), `open_with_credentials` |
 //! | [`transaction`] | `transaction(body)`: reads and writes in one local transaction |
 //! | [`asynchronous`] | the `*_async` twins of the calls that may wait |
 //! | [`rejected`] | the rejected queue: list, show, redo, discard |
@@ -20,6 +21,7 @@
 
 pub mod asynchronous;
 mod call;
+pub mod credentials;
 pub mod database;
 pub mod error;
 pub mod rejected;
@@ -29,6 +31,7 @@ pub mod types;
 pub mod value;
 pub mod watch;
 
+pub use credentials::{CredentialsError, CredentialsProvider};
 pub use database::{ChangeListener, SyncDatabase};
 pub use error::SyncError;
 pub use transaction::{Transaction, TransactionBody};

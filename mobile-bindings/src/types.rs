@@ -30,7 +30,7 @@ pub struct FtsIndex {
 }
 
 /// How to open a database.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+#[derive(Clone, PartialEq, uniffi::Record)]
 #[uniffi::export(Debug)]
 pub struct DatabaseConfig {
     /// Server base URL, e.g. `https://sync.example.com`; `None` = use stored settings or stay
@@ -60,6 +60,31 @@ pub struct DatabaseConfig {
     /// (`SyncClient::adopt`; the server database must have the same schema and no rows).
     #[uniffi(default = false)]
     pub adopt_existing: bool,
+    /// The database's encryption key (a library built with the `encryption` feature): 64
+    /// hexadecimal digits are a raw 256-bit key, anything else a passphrase. Every file of
+    /// the database is then encrypted. Keep it in the platform's keystore, never beside the
+    /// file; a key that does not fit is `SyncError.WrongKey`.
+    #[uniffi(default = None)]
+    pub encryption_key: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    /// Everything but the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("server_url", &self.server_url)
+            .field("database", &self.database)
+            .field("rowids", &self.rowids)
+            .field("fts", &self.fts)
+            .field("background_sync", &self.background_sync)
+            .field("sync_interval_ms", &self.sync_interval_ms)
+            .field("adopt_existing", &self.adopt_existing)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| ".."),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// One statement of a batch.

@@ -140,7 +140,13 @@ impl SyncClient {
                 ),
             ));
         }
-        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        let device = settings::new_device_id();
+        let transport = HttpTransport::with_credentials(
+            &remote,
+            config.http_timeout,
+            config.credentials.clone(),
+        )?
+        .with_device(device.clone());
         let info = transport.info()?;
         if info.access == Access::ReadOnly {
             return Err(Error::new(
@@ -173,6 +179,7 @@ impl SyncClient {
             &crate::transport::SnapshotRequest {
                 reason: "new",
                 batch: None,
+                key: config.encryption_key.as_ref(),
                 progress: None,
             },
         )?;
@@ -180,22 +187,33 @@ impl SyncClient {
         {
             // `immutable=1`: no lock and no `-wal`/`-shm` beside the original (its log is
             // empty, checked above); a writer meanwhile is caught by the fingerprint below.
-            let source = Connection::open_with_flags(
-                immutable_uri(path)?,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            let mut conn = Connection::open(&staged)?;
-            rusqlite::backup::Backup::new(&source, &mut conn)?.step(-1)?;
-            drop(source);
+            let key = config.encryption_key.as_ref();
+            let conn = match key {
+                None => {
+                    let source = Connection::open_with_flags(
+                        immutable_uri(path)?,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_URI
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    let mut conn = Connection::open(&staged)?;
+                    rusqlite::backup::Backup::new(&source, &mut conn)?.step(-1)?;
+                    conn
+                }
+                // The plain file becomes an encrypted copy (SQLite's backup cannot copy
+                // between a plain and an encrypted database; SQLCipher's export can).
+                Some(key) => {
+                    crate::snapshot_store::encrypt_copy(&immutable_uri(path)?, &staged, key)?
+                }
+            };
             conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
-            check_file(&conn, &snap, &remote.database)?;
+            check_file(&conn, &snap, &remote.database, key)?;
             check_foreign_keys(&conn).map_err(adopt_error)?;
-            let info = snapshot_meta(&snap)?;
+            let info = snapshot_meta(&snap, key)?;
             take_snapshot_position(&conn, &info)?;
             settings::install(&conn)?;
-            settings::store_remote(&conn, &remote)?;
+            settings::store_remote(&conn, &remote, config.credentials.is_none())?;
+            settings::store_device_id(&conn, &device)?;
             if !config.fts.is_empty() {
                 Fts::check(&config.fts, &conn)?;
                 settings::store_fts(&conn, &config.fts)?;
@@ -243,7 +261,12 @@ impl SyncClient {
 
 /// The checks before anything is converted: the file's tables can be synced, it uses no
 /// internal name, its schema equals the server database's, and that database has no rows.
-fn check_file(conn: &Connection, snapshot: &Path, database: &str) -> Result<()> {
+fn check_file(
+    conn: &Connection,
+    snapshot: &Path,
+    database: &str,
+    key: Option<&crate::EncryptionKey>,
+) -> Result<()> {
     let reserved: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?
         .query_map([], |r| r.get::<_, String>(0))?
@@ -261,7 +284,7 @@ fn check_file(conn: &Connection, snapshot: &Path, database: &str) -> Result<()> 
         ));
     }
     schema::check_trackable(conn)?;
-    let snap = Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let snap = sync_core::engine::cipher::open(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY, key)?;
     let diffs = differences(conn, "the file", &snap, "the server")?;
     if !diffs.is_empty() {
         let mut shown: Vec<String> = diffs.iter().take(SHOWN_DIFFERENCES).cloned().collect();

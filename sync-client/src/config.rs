@@ -10,7 +10,8 @@ use std::time::Duration;
 pub struct RemoteConfig {
     /// Base URL of the server, e.g. `http://127.0.0.1:8787`.
     pub url: String,
-    /// Bearer token for this device.
+    /// Bearer token for this device (stored in the database by `init`/`open`). Ignored, and
+    /// may be empty, when [`ClientConfig::credentials`] is set.
     pub token: String,
     /// Database name on the server.
     pub database: String,
@@ -119,6 +120,17 @@ pub struct ClientConfig {
     /// Attempts per request for retryable failures within one sync (exponential backoff
     /// with jitter between them).
     pub retries: u32,
+    /// Where the bearer token comes from, instead of [`RemoteConfig::token`]: asked at first
+    /// use and again after a `401` (the request is then retried once). With a provider the
+    /// token is not stored in the database file, so every open of the copy must configure
+    /// one (the URL and database name are still stored).
+    pub credentials: Option<std::sync::Arc<dyn crate::credentials::Credentials>>,
+    /// The database's encryption key (builds with the `encryption` feature): every file the
+    /// client writes — the database and its WAL, the search index, a snapshot being
+    /// downloaded, spooled changesets — is encrypted. The app supplies it at every open (from
+    /// the platform's keystore, say); the library never stores it. `None`: a plain database.
+    /// A key that does not fit the file is [`crate::ErrorKind::WrongKey`].
+    pub encryption_key: Option<crate::EncryptionKey>,
 }
 
 impl Default for ClientConfig {
@@ -136,6 +148,8 @@ impl Default for ClientConfig {
             max_transaction_bytes: None,
             http_timeout: Duration::from_secs(30),
             retries: 4,
+            credentials: None,
+            encryption_key: None,
         }
     }
 }

@@ -294,6 +294,7 @@ impl Engine {
                             &SnapshotRequest {
                                 reason,
                                 batch: batch.as_deref(),
+                                key: self.config.cycle.key.as_ref(),
                                 progress: Some(OnBytes(&on_bytes)),
                             },
                         )

@@ -47,6 +47,11 @@ pub enum ErrorKind {
     /// The database file is already open by another client, in this process or another
     /// (one writer per database); close that one first.
     InUse,
+    /// The database's encryption key does not fit: a wrong key, no key for an encrypted
+    /// file, a key for a plain one, or a key given to a build without the `encryption`
+    /// feature. Nothing was opened or changed; open again with the right key
+    /// ([`crate::ClientConfig::encryption_key`]).
+    WrongKey,
     /// A bug or an unexpected server answer.
     Internal,
 }
@@ -131,7 +136,9 @@ impl Error {
     /// Maps a server error envelope to a client error.
     pub fn from_server(status: u16, body: ErrorBody) -> Self {
         let kind = match body.code {
-            ErrorCode::Unauthorized => ErrorKind::Auth,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenInvalid => {
+                ErrorKind::Auth
+            }
             ErrorCode::ReadOnly => ErrorKind::ReadOnly,
             ErrorCode::DatabaseNotFound | ErrorCode::InvalidDatabaseName => ErrorKind::NotFound,
             ErrorCode::SchemaMismatch => ErrorKind::SchemaMismatch,
@@ -191,6 +198,17 @@ impl From<sync_core::client::ClientError> for Error {
             _ => ErrorKind::Internal,
         };
         Error::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+impl From<sync_core::engine::cipher::CipherError> for Error {
+    fn from(e: sync_core::engine::cipher::CipherError) -> Self {
+        use sync_core::engine::cipher::CipherError as E;
+        match e {
+            E::Sqlite(e) => Error::from(e),
+            E::BadKey(_) => Error::new(ErrorKind::Config, e.to_string()).with_source(e),
+            _ => Error::new(ErrorKind::WrongKey, e.to_string()).with_source(e),
+        }
     }
 }
 

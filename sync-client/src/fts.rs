@@ -68,6 +68,7 @@ impl Fts {
         db_path: &Path,
         tables: Vec<FtsTable>,
         writer_conn: &Connection,
+        key: Option<&sync_core::engine::cipher::EncryptionKey>,
     ) -> Result<(Fts, bool)> {
         Fts::check(&tables, writer_conn)?;
         writer_conn.execute_batch(
@@ -103,15 +104,18 @@ impl Fts {
         let path = Fts::path_for(db_path);
         let fingerprint = Fts::fingerprint(&tables);
         let existing: Option<String> = if path.exists() {
-            Connection::open(&path)
+            // The index has the database's key; a copy of it that does not open with the key
+            // (or a plain one left by an unencrypted run) is rebuilt.
+            sync_core::engine::cipher::open(&path, rusqlite::OpenFlags::default(), key)
+                .ok()
                 .and_then(|c| {
                     c.query_row(
                         "SELECT value FROM _fts_meta WHERE key = 'config'",
                         [],
                         |r| r.get(0),
                     )
+                    .ok()
                 })
-                .ok()
         } else {
             None
         };
@@ -124,6 +128,7 @@ impl Fts {
             }
         }
         let conn = Connection::open(&path)?;
+        sync_core::engine::cipher::set_key(&conn, key)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         if rebuild {
             let mut ddl = String::from(

@@ -23,7 +23,9 @@
 //! | `status` | [`Status`]: what is pending, the cursor, the last error, conflicts, rejected transactions |
 //! | `rejected` | the rejected queue: `rejected`, `rejected_transaction`, `redo_rejected`, `discard_rejected` |
 //! | [`config`] | [`ClientConfig`], remote settings, rowid strategy, FTS tables, durability |
+//! | [`credentials`] | [`Credentials`]: a provider of bearer tokens, asked at first use and after a 401 |
 //! | [`error`] | [`Error`] with an actionable [`ErrorKind`] |
+//! | `http_answer` | the server's HTTP answers: failures, error envelopes, JSON bodies → [`Error`] |
 //! | [`transport`] | the [`Transport`] boundary and its HTTP implementation |
 //! | `writer` | the writer thread: the only read-write connection |
 //! | `lock` | one writer per database file: an OS lock held while the client is open |
@@ -31,6 +33,7 @@
 //! | `read_only` | [`ReadOnlyClient`]: reads, status and search with no writer lock (another process may hold it) |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
 //! | `fts` | full-text index in a separate, never-synced database |
+//! | `snapshot_store` | a downloaded snapshot to disk: as it comes, or encrypted with the database's key |
 
 #![warn(missing_docs)]
 
@@ -38,9 +41,11 @@ mod adopt;
 mod background;
 mod client;
 pub mod config;
+pub mod credentials;
 mod engine;
 pub mod error;
 mod fts;
+mod http_answer;
 mod limits;
 mod live;
 mod lock;
@@ -55,6 +60,7 @@ mod rejected;
 mod rowid;
 mod settings;
 mod signal;
+mod snapshot_store;
 mod status;
 pub mod transport;
 mod verify;
@@ -70,6 +76,7 @@ pub struct ClientGuide;
 pub use adopt::ADOPT_TRANSACTION_BYTES;
 pub use client::SyncClient;
 pub use config::{ClientConfig, Durability, FtsTable, RemoteConfig, RowidStrategy};
+pub use credentials::Credentials;
 pub use engine::{ChangeListener, SyncReport};
 pub use error::{Error, ErrorKind, Result};
 pub use fts::SearchHit;
@@ -89,6 +96,8 @@ pub use watch::Rows;
 pub use rusqlite;
 /// The conflicts [`Status`] lists.
 pub use sync_core::client::conflicts::{LocalConflict, LocalConflictKind, ServerConflict};
+/// The key of an encrypted database ([`ClientConfig::encryption_key`]).
+pub use sync_core::engine::cipher::EncryptionKey;
 pub use sync_core::engine::conflict::{ConflictKind, Resolution};
 /// What a conflict the server met is made of.
 pub use sync_core::engine::decode::Op;

@@ -15,11 +15,12 @@ use crate::settings;
 use crate::signal::Signal;
 use crate::transport::{HttpTransport, Transport};
 use crate::writer::Writer;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use sync_core::client::bootstrap::init_from_snapshot;
 use sync_core::client::cycle::CycleConfig;
+use sync_core::engine::cipher;
 
 /// Removes a database `init` created (with its WAL files and search index) unless kept.
 struct Created<'a> {
@@ -136,7 +137,13 @@ impl SyncClient {
                 ),
             ));
         }
-        let transport = HttpTransport::new(&remote, config.http_timeout)?;
+        let device = settings::new_device_id();
+        let transport = HttpTransport::with_credentials(
+            &remote,
+            config.http_timeout,
+            config.credentials.clone(),
+        )?
+        .with_device(device.clone());
         transport.info()?;
         let dir = path
             .parent()
@@ -158,14 +165,16 @@ impl SyncClient {
             &crate::transport::SnapshotRequest {
                 reason: "new",
                 batch: None,
+                key: config.encryption_key.as_ref(),
                 progress: Some(crate::transport::OnBytes(progress)),
             },
         )?;
         let staged = scratch.path().join("local.db");
         {
-            let conn = init_from_snapshot(&snap, &staged)?;
+            let conn = init_from_snapshot(&snap, &staged, config.encryption_key.as_ref())?;
             settings::install(&conn)?;
-            settings::store_remote(&conn, &remote)?;
+            settings::store_remote(&conn, &remote, config.credentials.is_none())?;
+            settings::store_device_id(&conn, &device)?;
             // The search configuration is part of the copy: checked and stored before it
             // is published (the index itself is built when the copy opens).
             if !config.fts.is_empty() {
@@ -213,12 +222,15 @@ impl SyncClient {
         config: ClientConfig,
         writer_lock: &mut Option<crate::lock::WriterLock>,
     ) -> Result<SyncClient> {
-        let conn = Connection::open_with_flags(
+        // The key first: nothing else reads the file before it (a wrong one is `WrongKey`).
+        let key = config.encryption_key.as_ref();
+        let conn = cipher::open(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_URI
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            key,
         )?;
         conn.busy_timeout(config.busy_timeout)?;
         let sync = match config.durability {
@@ -233,10 +245,20 @@ impl SyncClient {
         settings::install(&conn)?;
         let remote = match &config.remote {
             Some(r) => {
-                settings::store_remote(&conn, r)?;
+                settings::store_remote(&conn, r, config.credentials.is_none())?;
                 Some(r.clone())
             }
-            None => settings::remote(&conn)?,
+            None => {
+                let stored = settings::remote(&conn)?;
+                if stored.is_some() && config.credentials.is_some() {
+                    // A provider gives the token from now on: none stays in the file (its
+                    // bytes overwritten, not only unlinked).
+                    conn.execute_batch("PRAGMA secure_delete = ON")?;
+                    settings::set(&conn, "token", None)?;
+                    conn.execute_batch("PRAGMA secure_delete = OFF")?;
+                }
+                stored
+            }
         };
         let fts_tables = if config.fts.is_empty() {
             settings::fts(&conn)?
@@ -249,16 +271,21 @@ impl SyncClient {
         let fts = if fts_tables.is_empty() {
             None
         } else {
-            let fts = Fts::open(&path, fts_tables.clone(), &conn)?.0;
+            let fts = Fts::open(&path, fts_tables.clone(), &conn, key)?.0;
             // Stored only once the tables proved valid, so a typo is not remembered.
             settings::store_fts(&conn, &fts_tables)?;
             Some(Arc::new(fts))
+        };
+        let device = match &remote {
+            Some(_) => settings::device_id(&conn)?,
+            None => String::new(),
         };
         let readers = Arc::new(Readers::new(
             &path,
             fts.as_ref().map(|f| f.file().to_path_buf()),
             config.read_connections,
             config.busy_timeout,
+            config.encryption_key.clone(),
         ));
         let wake = Arc::new(Signal::default());
         let activity = Arc::new(Activity::new(Arc::clone(&wake)));
@@ -274,8 +301,14 @@ impl SyncClient {
         )?);
         let engine = match &remote {
             Some(r) => {
-                let transport: Arc<dyn Transport> =
-                    Arc::new(HttpTransport::new(r, config.http_timeout)?);
+                let transport: Arc<dyn Transport> = Arc::new(
+                    HttpTransport::with_credentials(
+                        r,
+                        config.http_timeout,
+                        config.credentials.clone(),
+                    )?
+                    .with_device(device.clone()),
+                );
                 Some(Engine::new(
                     Arc::clone(&writer),
                     transport,
@@ -285,6 +318,7 @@ impl SyncClient {
                         cycle: CycleConfig {
                             push_max_bytes: config.push_max_bytes,
                             pull_max_bytes: config.pull_max_bytes,
+                            key: config.encryption_key.clone(),
                             ..CycleConfig::default()
                         },
                         retries: config.retries.max(1),

@@ -8,15 +8,14 @@
 //! lag; a read-only reader cannot bring it up to date).
 
 use crate::client::SyncClient;
-use crate::config::{FtsTable, RemoteConfig};
-use crate::error::Result;
+use crate::config::{ClientConfig, FtsTable, RemoteConfig};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fts::{self, Fts, SearchHit};
 use crate::readers::Readers;
 use crate::status::{self, Status};
 use crate::{rejected::Rejected, settings};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// A local copy opened for reading only; see [`SyncClient::open_read_only`].
 pub struct ReadOnlyClient {
@@ -43,16 +42,44 @@ impl SyncClient {
     /// rejected queue, with no writer lock, so it works while another client holds the
     /// writer ([`open`](Self::open) would fail with [`crate::ErrorKind::InUse`]). It never
     /// writes and never converts a file: anything but a session-sync copy is refused
-    /// ([`crate::probe::require_sync_copy`]) and left as it was.
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<ReadOnlyClient> {
+    /// ([`crate::probe::require_sync_copy`]) and left as it was. Of `config`, it uses
+    /// `encryption_key` (an encrypted copy needs it), `read_connections` and `busy_timeout`.
+    pub fn open_read_only(path: impl AsRef<Path>, config: &ClientConfig) -> Result<ReadOnlyClient> {
         let path = path.as_ref();
-        crate::probe::require_sync_copy(path)?;
-        let busy = Duration::from_secs(5);
-        let readers = Readers::new(path, None, 2, busy);
-        let (remote, tables) = readers.with(|c| Ok((settings::remote(c)?, settings::fts(c)?)))?;
+        let key = config.encryption_key.clone();
+        if key.is_none() {
+            crate::probe::require_sync_copy(path)?;
+        } else if !path.is_file() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{}: no such database", path.display()),
+            ));
+        }
+        let busy = config.busy_timeout;
+        let readers = Readers::new(path, None, config.read_connections, busy, key.clone());
+        let found = readers.with(|c| {
+            // An encrypted file cannot be probed from outside: ask through the key.
+            let tables: i64 = c.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
+                 AND name IN ('_sync_outbox', '_sync_client')",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(if tables == 2 {
+                Some((settings::remote(c)?, settings::fts(c)?))
+            } else {
+                None
+            })
+        })?;
+        let Some((remote, tables)) = found else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{} is not a synced copy", path.display()),
+            ));
+        };
         let index = Fts::path_for(path);
         let (searchers, tables) = if !tables.is_empty() && index.is_file() {
-            (Some(Readers::new(path, Some(index), 1, busy)), tables)
+            (Some(Readers::new(path, Some(index), 1, busy, key)), tables)
         } else {
             (None, Vec::new())
         };
@@ -172,7 +199,7 @@ mod tests {
             .unwrap();
         let second = SyncClient::open(&path, ClientConfig::default());
         assert_eq!(second.err().map(|e| e.kind()), Some(ErrorKind::InUse));
-        let reader = SyncClient::open_read_only(&path).unwrap();
+        let reader = SyncClient::open_read_only(&path, &ClientConfig::default()).unwrap();
         let n: i64 = reader
             .read(|c| Ok(c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?))
             .unwrap();
@@ -201,7 +228,7 @@ mod tests {
             .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
             .unwrap();
         let before = std::fs::read(&plain).unwrap();
-        let err = SyncClient::open_read_only(&plain).unwrap_err();
+        let err = SyncClient::open_read_only(&plain, &ClientConfig::default()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
         assert_eq!(std::fs::read(&plain).unwrap(), before);
         assert!(!dir.path().join("plain.db-wal").exists());

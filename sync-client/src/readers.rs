@@ -20,6 +20,7 @@ pub(crate) struct Readers {
     fts_path: Option<PathBuf>,
     size: usize,
     busy_timeout: Duration,
+    key: Option<sync_core::engine::cipher::EncryptionKey>,
     pool: Mutex<Pool>,
     returned: Condvar,
 }
@@ -32,12 +33,14 @@ impl Readers {
         fts_path: Option<PathBuf>,
         size: usize,
         busy_timeout: Duration,
+        key: Option<sync_core::engine::cipher::EncryptionKey>,
     ) -> Readers {
         Readers {
             path: path.to_path_buf(),
             fts_path,
             size: size.max(1),
             busy_timeout,
+            key,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
                 open: 0,
@@ -48,15 +51,16 @@ impl Readers {
     }
 
     fn open_one(&self) -> Result<Connection> {
-        let conn = Connection::open_with_flags(
+        let conn = sync_core::engine::cipher::open(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_URI
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            self.key.as_ref(),
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         if let Some(fts) = &self.fts_path {
-            conn.execute("ATTACH DATABASE ?1 AS fts", [readonly_uri(fts)])?;
+            sync_core::engine::cipher::attach(&conn, &readonly_uri(fts), "fts", self.key.as_ref())?;
         }
         Ok(conn)
     }

@@ -4,7 +4,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `url`, `token`, `database` | the remote ([`RemoteConfig`]) |
+//! | `url`, `token`, `database` | the remote ([`RemoteConfig`]); no `token` when a credentials provider gives it |
 //! | `fts` | the full-text search tables, JSON (a list of [`FtsTable`]) |
 //! | `last_sync_ms` | when the last sync succeeded |
 //! | `last_error` | the last sync's error, cleared by a successful one |
@@ -24,6 +24,31 @@ pub(crate) const LAST_SYNC: &str = "last_sync_ms";
 pub(crate) const LAST_ERROR: &str = "last_error";
 
 /// Creates the table if missing.
+/// This copy's device id (see [`device_id`]).
+const DEVICE_ID: &str = "device_id";
+
+/// A new device id: 128 random bits in hex.
+pub(crate) fn new_device_id() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
+}
+
+/// This copy's device id, made and stored on first use: what a request names its device with
+/// when the token (a JWT without a device claim) does not.
+pub(crate) fn device_id(conn: &Connection) -> rusqlite::Result<String> {
+    if let Some(id) = get(conn, DEVICE_ID)? {
+        return Ok(id);
+    }
+    let id = new_device_id();
+    set(conn, DEVICE_ID, Some(&id))?;
+    Ok(id)
+}
+
+/// Stores `id` as this copy's device id.
+pub(crate) fn store_device_id(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    set(conn, DEVICE_ID, Some(id))
+}
+
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(TABLE)
 }
@@ -48,7 +73,8 @@ pub(crate) fn set(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite
     Ok(())
 }
 
-/// The stored remote, when all three parts are.
+/// The stored remote, when its URL and database are (the token is empty when none is
+/// stored: a credentials provider gives it).
 pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>> {
     Ok(
         match (
@@ -56,9 +82,9 @@ pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>
             get(conn, "token")?,
             get(conn, "database")?,
         ) {
-            (Some(url), Some(token), Some(database)) => Some(RemoteConfig {
+            (Some(url), token, Some(database)) => Some(RemoteConfig {
                 url,
-                token,
+                token: token.unwrap_or_default(),
                 database,
             }),
             _ => None,
@@ -66,10 +92,15 @@ pub(crate) fn remote(conn: &Connection) -> rusqlite::Result<Option<RemoteConfig>
     )
 }
 
-/// Stores the remote.
-pub(crate) fn store_remote(conn: &Connection, remote: &RemoteConfig) -> rusqlite::Result<()> {
+/// Stores the remote; its token only with `with_token` (none is kept when a credentials
+/// provider gives the token: a stored one is removed).
+pub(crate) fn store_remote(
+    conn: &Connection,
+    remote: &RemoteConfig,
+    with_token: bool,
+) -> rusqlite::Result<()> {
     set(conn, "url", Some(&remote.url))?;
-    set(conn, "token", Some(&remote.token))?;
+    set(conn, "token", with_token.then_some(remote.token.as_str()))?;
     set(conn, "database", Some(&remote.database))
 }
 

@@ -2,11 +2,13 @@
 //! real thing) and [`HttpTransport`], its implementation over HTTP with reqwest.
 
 use crate::config::RemoteConfig;
+use crate::credentials::{Credentials, TokenSource};
 use crate::error::{Error, ErrorKind, Result};
+use crate::http_answer::{error_response, json, network};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
+use sync_core::protocol::error::ErrorCode;
 use sync_core::protocol::events::{HEAD_EVENT, HeadEvent};
 use sync_core::protocol::lineage::{HEADER_REASON, PositionAnswer, Tip};
 use sync_core::protocol::pull::{self, PullQuery};
@@ -34,6 +36,9 @@ pub struct SnapshotRequest<'a> {
     pub reason: &'a str,
     /// The batch in flight, to be told where it stands in the snapshot's history.
     pub batch: Option<&'a str>,
+    /// Store the snapshot encrypted with this key (the local database's): the plain bytes
+    /// are held in memory and never written.
+    pub key: Option<&'a crate::EncryptionKey>,
     /// Told the bytes received so far and the whole when known, as the download goes.
     pub progress: Option<OnBytes<'a>>,
 }
@@ -131,7 +136,9 @@ pub struct HttpTransport {
     /// The server's URL, without a trailing `/`.
     base: String,
     database: String,
-    token: String,
+    token: TokenSource,
+    /// This copy's device id, sent as `Sync-Device` (a JWT without a device claim needs it).
+    device: Option<String>,
     http: reqwest::blocking::Client,
     streaming: reqwest::blocking::Client,
     stats: TransferStats,
@@ -142,6 +149,16 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport for `remote`, with `timeout` per request.
     pub fn new(remote: &RemoteConfig, timeout: Duration) -> Result<HttpTransport> {
+        HttpTransport::with_credentials(remote, timeout, None)
+    }
+
+    /// A transport for `remote` whose token comes from `credentials` when given (asked at
+    /// first use and after a `401`, the request then retried once), else `remote.token`.
+    pub fn with_credentials(
+        remote: &RemoteConfig,
+        timeout: Duration,
+        credentials: Option<std::sync::Arc<dyn Credentials>>,
+    ) -> Result<HttpTransport> {
         if !protocol::valid_database_name(&remote.database) {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -167,12 +184,19 @@ impl HttpTransport {
         Ok(HttpTransport {
             base: url.to_string(),
             database: remote.database.clone(),
-            token: remote.token.clone(),
+            token: TokenSource::new(&remote.token, credentials),
+            device: None,
             http: build(Some(timeout))?,
             streaming: build(None)?,
             stats: TransferStats::default(),
             schema_seen: AtomicU32::new(0),
         })
+    }
+
+    /// Names this copy's device in every request (`Sync-Device`).
+    pub fn with_device(mut self, device: impl Into<String>) -> HttpTransport {
+        self.device = Some(device.into());
+        self
     }
 
     /// Bytes moved so far.
@@ -186,18 +210,45 @@ impl HttpTransport {
     }
 
     fn get(&self, route: &str) -> reqwest::blocking::RequestBuilder {
-        self.http.get(self.url(route)).bearer_auth(&self.token)
+        self.http.get(self.url(route))
     }
 
     fn post(&self, route: &str) -> reqwest::blocking::RequestBuilder {
-        self.http.post(self.url(route)).bearer_auth(&self.token)
+        self.http.post(self.url(route))
     }
 
-    /// Sends, maps transport failures and error statuses, returns the successful response.
+    /// Sends with the bearer token, maps transport failures and error statuses, returns the
+    /// successful response. With a credentials provider, a `401` asks it for a fresh token and
+    /// sends the request once more; the second answer stands.
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
-        let resp = req.send().map_err(network)?;
+        let req = match &self.device {
+            Some(d) => req.header(sync_core::protocol::HEADER_DEVICE, d),
+            None => req,
+        };
+        let again = if self.token.can_refresh() {
+            req.try_clone()
+        } else {
+            None
+        };
+        let resp = req
+            .bearer_auth(self.token.token(false)?)
+            .send()
+            .map_err(network)?;
         if resp.status().is_success() {
             return Ok(resp);
+        }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(again) = again
+        {
+            drop(resp);
+            let resp = again
+                .bearer_auth(self.token.token(true)?)
+                .send()
+                .map_err(network)?;
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            return Err(error_response(resp));
         }
         Err(error_response(resp))
     }
@@ -251,49 +302,6 @@ fn copy_reporting(
     }
 }
 
-fn network(e: reqwest::Error) -> Error {
-    Error::network("cannot reach the server", e)
-}
-
-fn error_response(resp: reqwest::blocking::Response) -> Error {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs.min(300)));
-    let text = resp.text().unwrap_or_default();
-    let error = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => Error::from_server(status, body),
-        Err(_) if status >= 500 || status == 429 => Error::new(
-            ErrorKind::Network,
-            format!(
-                "server answered {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-        ),
-        Err(_) => Error::new(
-            ErrorKind::Internal,
-            format!(
-                "unexpected answer {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-        ),
-    };
-    error.with_retry_after(retry_after)
-}
-
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("unreadable answer from server: {e}"),
-        )
-        .with_source(e)
-    })
-}
-
 impl Transport for HttpTransport {
     fn info(&self) -> Result<DatabaseInfo> {
         let resp = self.send(self.get(routes::INFO))?;
@@ -305,7 +313,7 @@ impl Transport for HttpTransport {
 
     fn position(&self, seq: i64) -> Result<Tip> {
         let url = format!("{}?seq={seq}", self.url(routes::POSITION));
-        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        let resp = self.send(self.http.get(url))?;
         let answer: PositionAnswer = json(&self.body(resp)?)?;
         Ok(answer.tip)
     }
@@ -341,7 +349,7 @@ impl Transport for HttpTransport {
             self.base,
             routes::upload_path(&self.database, batch_id)
         );
-        match self.send(self.http.get(url).bearer_auth(&self.token)) {
+        match self.send(self.http.get(url)) {
             Ok(resp) => Ok(Some(json::<UploadStatus>(&self.body(resp)?)?.received)),
             Err(e)
                 if e.server_body()
@@ -366,7 +374,6 @@ impl Transport for HttpTransport {
         let resp = self.send(
             self.http
                 .put(url)
-                .bearer_auth(&self.token)
                 .header(reqwest::header::CONTENT_TYPE, upload::MEDIA_TYPE)
                 .body(part.to_vec()),
         )?;
@@ -397,7 +404,7 @@ impl Transport for HttpTransport {
             self.base,
             routes::effect_path(&self.database, seq)
         );
-        let resp = self.send(self.http.get(url).bearer_auth(&self.token))?;
+        let resp = self.send(self.http.get(url))?;
         self.body(resp)
     }
 
@@ -406,7 +413,6 @@ impl Transport for HttpTransport {
         let req = self
             .http
             .get(format!("{}?{query}", self.url(routes::PULL)))
-            .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT_ENCODING, "zstd");
         let resp = self.send(req)?;
         if let Some(version) = resp
@@ -427,7 +433,6 @@ impl Transport for HttpTransport {
         let mut req = self
             .streaming
             .get(self.url(routes::SNAPSHOT))
-            .bearer_auth(&self.token)
             .header(HEADER_REASON, request.reason);
         if let Some(batch) = request.batch {
             req = req.header(snapshot::HEADER_BATCH_ID, batch);
@@ -455,12 +460,10 @@ impl Transport for HttpTransport {
         let version = u32::try_from(header(HEADER_SCHEMA_VERSION)?)
             .map_err(|_| Error::new(ErrorKind::Internal, "snapshot schema version out of range"))?;
         let total = resp.content_length();
-        let mut file = std::fs::File::create(dest)?;
         let mut reader = resp;
-        let n = copy_reporting(&mut reader, &mut file, total, request.progress).map_err(|e| {
-            Error::new(ErrorKind::Network, format!("snapshot download failed: {e}")).with_source(e)
+        let n = crate::snapshot_store::store(dest, request.key, |mut to| {
+            copy_reporting(&mut reader, &mut to, total, request.progress)
         })?;
-        file.sync_all()?;
         self.stats.bytes_down.fetch_add(n, Ordering::Relaxed);
         Ok(SnapshotGot {
             seq,
@@ -473,8 +476,7 @@ impl Transport for HttpTransport {
         let query = MigrationsQuery { after }.to_query_string();
         let resp = self.send(
             self.http
-                .get(format!("{}?{query}", self.url(routes::MIGRATIONS)))
-                .bearer_auth(&self.token),
+                .get(format!("{}?{query}", self.url(routes::MIGRATIONS))),
         )?;
         json(&self.body(resp)?)
     }
@@ -500,7 +502,6 @@ impl Transport for HttpTransport {
         let resp = self.send(
             self.streaming
                 .get(self.url(routes::EVENTS))
-                .bearer_auth(&self.token)
                 .header(reqwest::header::ACCEPT, "text/event-stream"),
         )?;
         Ok(Box::new(SseStream {

@@ -55,6 +55,18 @@ impl Auth {
         }
     }
 
+    /// The internal id of database `name`, if there is one (for JWTs, whose grants name
+    /// databases). Blocks (SQLite).
+    pub fn database_id(&self, name: &str) -> Result<Option<i64>, CatalogError> {
+        use rusqlite::OptionalExtension;
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .conn
+            .prepare_cached("SELECT id FROM databases WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
     /// May `token` use `database`? Blocks (SQLite).
     pub fn authorize(&self, token: &str, database: &str) -> Result<Authorization, CatalogError> {
         let hash = catalog::token_hash(token);

@@ -59,6 +59,15 @@ impl ApiError {
         ApiError::Wire(ErrorBody::new(ErrorCode::Unauthorized, message))
     }
 
+    /// `401 token_expired` / `401 token_invalid` for a refused JWT.
+    pub fn jwt(e: crate::jwt::JwtError) -> Self {
+        let code = match e {
+            crate::jwt::JwtError::Expired => ErrorCode::TokenExpired,
+            _ => ErrorCode::TokenInvalid,
+        };
+        ApiError::Wire(ErrorBody::new(code, e.to_string()))
+    }
+
     /// `404 database_not_found` (also for databases the token has no grant on).
     pub fn not_found(name: &str) -> Self {
         ApiError::Wire(ErrorBody::new(

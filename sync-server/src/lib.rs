@@ -18,6 +18,7 @@
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
+//! | [`jwt`] | JWTs of the operator's identity provider (HS256, RS256/ES256 by JWKS): claims → user, device, grants |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
 //! | [`memory`] | freed heap memory back to the OS after databases were closed |
 //! | [`events`] | per-database `watch` channels carrying the head seq for SSE |
@@ -41,6 +42,7 @@ pub mod conn;
 pub mod error;
 pub mod events;
 pub mod import;
+pub mod jwt;
 pub mod lifecycle;
 pub mod memory;
 pub mod metrics;

@@ -36,6 +36,9 @@ pub enum StartError {
     /// The data directory cannot be prepared.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The JWT keys are unusable.
+    #[error(transparent)]
+    Jwt(#[from] crate::jwt::JwtError),
 }
 
 /// Everything handlers share. Cheap to clone.
@@ -67,6 +70,8 @@ pub struct Shared {
     pub streams: crate::events::StreamSlots,
     /// Uploads of large batches in progress.
     pub uploads: crate::uploads::Uploads,
+    /// JWT verification, when enabled.
+    pub jwt: Option<crate::jwt::Verifier>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -84,6 +89,10 @@ impl AppState {
         };
         schema.validate(&config.policies)?;
         let auth = Auth::open(&config.data_dir)?;
+        let jwt = match &config.jwt {
+            Some(c) => Some(crate::jwt::Verifier::new(c.clone())?),
+            None => None,
+        };
         let tmp = config.data_dir.join(TMP_DIR);
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|source| {
@@ -124,6 +133,7 @@ impl AppState {
                     config.max_transaction_bytes,
                     config.upload_budget_bytes,
                 ),
+                jwt,
                 config,
                 auth,
                 storage,
@@ -181,11 +191,33 @@ impl Shared {
     /// Blocks.
     pub fn authorize(
         &self,
-        token: &str,
+        token: &Bearer,
         database: &str,
         note: &RequestNote,
     ) -> Result<Grant, ApiError> {
-        match self.auth.authorize(token, database)? {
+        if let Some(jwt) = &self.jwt
+            && crate::jwt::looks_like_jwt(&token.token)
+        {
+            let identity = jwt.verify(&token.token).map_err(ApiError::jwt)?;
+            let device = identity
+                .device_name(token.device.as_deref())
+                .map_err(ApiError::jwt)?;
+            note.device(&device);
+            let access = identity.databases.get(database).copied();
+            let id = match access {
+                Some(_) => self.auth.database_id(database)?,
+                None => None,
+            };
+            return match (access, id) {
+                (Some(access), Some(database_id)) => Ok(Grant {
+                    database_id,
+                    access,
+                    device,
+                }),
+                _ => Err(ApiError::not_found(database)),
+            };
+        }
+        match self.auth.authorize(&token.token, database)? {
             Authorization::Granted(g) => {
                 note.device(&g.device);
                 Ok(g)
@@ -219,8 +251,23 @@ impl Shared {
     }
 }
 
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The longest bearer token accepted (JWTs with RSA signatures run to about a kilobyte).
+const MAX_TOKEN_BYTES: usize = 8192;
+
+/// The header a client may name its device with, for JWTs that carry no device claim.
+pub const DEVICE_HEADER: &str = sync_core::protocol::HEADER_DEVICE;
+
+/// What a request presents: its bearer token, and the device it names (`Sync-Device`).
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    /// The token.
+    pub token: String,
+    /// The `Sync-Device` header, if sent (used only for JWTs without a device claim).
+    pub device: Option<String>,
+}
+
+/// The token of an `Authorization: Bearer …` header, and the `Sync-Device` header.
+pub fn bearer(headers: &HeaderMap) -> Result<Bearer, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
@@ -232,10 +279,17 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
         .split_once(' ')
         .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 256 {
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(ApiError::unauthorized(
             "expected Authorization: Bearer <token>",
         ));
     }
-    Ok(token.to_string())
+    let device = headers
+        .get(DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
+    Ok(Bearer {
+        token: token.to_string(),
+        device,
+    })
 }

@@ -74,7 +74,7 @@ pub(super) fn open_copy(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, Cli
 /// it works while another process (`sync-cli sync --watch`, an app) holds the writer, and
 /// nothing is written. Refuses anything but a copy, as [`open_copy`] does.
 pub(super) fn open_reader(db: &Path) -> Result<ReadOnlyClient, CliError> {
-    SyncClient::open_read_only(db).map_err(|e| match e.kind() {
+    SyncClient::open_read_only(db, &cli_config()).map_err(|e| match e.kind() {
         sync_client::ErrorKind::Config => CliError::Usage(e.to_string()),
         _ => client_error(db, e),
     })

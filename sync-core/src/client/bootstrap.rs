@@ -9,6 +9,7 @@ use super::report::{IntegrateReport, Touched};
 use super::state::{inflight, schema_version, set_schema_version, set_state, set_sum, set_synced};
 use crate::engine::changeset::Changeset;
 use crate::engine::checksum::{self, Checksum};
+use crate::engine::cipher::{self, EncryptionKey};
 use crate::engine::ffi::session::Session;
 use crate::engine::outbox;
 use crate::engine::schema;
@@ -31,9 +32,13 @@ pub struct SnapshotInfo {
 }
 
 /// Reads a snapshot file's seq, schema version and position (from its `_sync_snapshot`
-/// table).
-pub fn snapshot_meta(path: &Path) -> Result<SnapshotInfo, ClientError> {
-    let snap = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+/// table). `key`: the snapshot was stored encrypted with it (see
+/// [`crate::engine::cipher::import_plain`]).
+pub fn snapshot_meta(
+    path: &Path,
+    key: Option<&EncryptionKey>,
+) -> Result<SnapshotInfo, ClientError> {
+    let snap = cipher::open(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, key)
         .map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
     let get = |key: &str| -> Result<i64, ClientError> {
         snap.query_row(
@@ -164,8 +169,13 @@ fn check_snapshot_schema(snap: &Connection) -> Result<(), ClientError> {
 
 /// Makes a new local database at `dest` from a snapshot file: copies it, removes the
 /// snapshot's marker table, installs the client tables and sets cursor and schema version.
-pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, ClientError> {
-    let info = snapshot_meta(snapshot)?;
+/// With `key`, the snapshot is encrypted with it and so is the copy.
+pub fn init_from_snapshot(
+    snapshot: &Path,
+    dest: &Path,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, ClientError> {
+    let info = snapshot_meta(snapshot, key)?;
     if dest.exists() {
         return Err(ClientError::InvalidSnapshot(format!(
             "{} already exists",
@@ -174,6 +184,7 @@ pub fn init_from_snapshot(snapshot: &Path, dest: &Path) -> Result<Connection, Cl
     }
     std::fs::copy(snapshot, dest).map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
     let conn = Connection::open(dest)?;
+    cipher::set_key(&conn, key).map_err(|e| ClientError::InvalidSnapshot(e.to_string()))?;
     conn.execute_batch("PRAGMA journal_mode = WAL; DROP TABLE _sync_snapshot;")?;
     super::install(&conn)?;
     let sum = check_snapshot_sum(&conn, &info)?;
@@ -204,14 +215,16 @@ pub fn take_snapshot_position(conn: &Connection, info: &SnapshotInfo) -> Result<
 /// (see [`crate::client::cycle::Reply::Snapshot`]): settled from it when logged at or below the
 /// snapshot's seq, its answer forgotten (pushed again) when not in that history; `None` falls
 /// back to the answer kept, when it is from the snapshot's lineage.
+/// `key`: the snapshot is encrypted with it, as `conn`'s database is.
 pub fn bootstrap(
     conn: &Connection,
     snapshot: &Path,
     scratch: Option<&Path>,
     batch_seq: Option<Option<i64>>,
     now_ms: i64,
+    key: Option<&EncryptionKey>,
 ) -> Result<IntegrateReport, ClientError> {
-    let info = snapshot_meta(snapshot)?;
+    let info = snapshot_meta(snapshot, key)?;
     let version = info.schema_version;
     if version != schema_version(conn)? {
         return Err(ClientError::InvalidSnapshot(format!(
@@ -219,10 +232,10 @@ pub fn bootstrap(
             schema_version(conn)?
         )));
     }
-    conn.execute(
-        "ATTACH DATABASE ?1 AS _sync_snap",
-        [snapshot.to_string_lossy()],
-    )?;
+    cipher::attach(conn, &snapshot.to_string_lossy(), "_sync_snap", key).map_err(|e| match e {
+        cipher::CipherError::Sqlite(e) => ClientError::Sqlite(e),
+        e => ClientError::InvalidSnapshot(e.to_string()),
+    })?;
     let result = bootstrap_attached(conn, &info, scratch, batch_seq, now_ms);
     let detach = conn.execute_batch("DETACH DATABASE _sync_snap");
     let report = result?;
@@ -360,7 +373,7 @@ mod tests {
     fn snapshots_holding_internal_tables_or_triggers_on_them_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ok = snapshot_with(dir.path(), "");
-        let info = snapshot_meta(&ok).unwrap();
+        let info = snapshot_meta(&ok, None).unwrap();
         assert_eq!((info.seq, info.schema_version, info.tip), (0, 1, None));
         for extra in [
             "CREATE TABLE _SYNC_OUTBOX(seq INTEGER PRIMARY KEY, changeset BLOB, created_ms INTEGER);",
@@ -370,7 +383,7 @@ mod tests {
         ] {
             let snap = snapshot_with(dir.path(), extra);
             let dest = dir.path().join("local.db");
-            let err = init_from_snapshot(&snap, &dest).unwrap_err();
+            let err = init_from_snapshot(&snap, &dest, None).unwrap_err();
             assert!(
                 matches!(err, ClientError::InvalidSnapshot(_)),
                 "{extra}: {err}"

@@ -8,6 +8,7 @@
 //! | [`decode`] | a pure-Rust reader of the changeset format: `inspect`, `validate` (in memory or streaming), summaries, byte offsets in errors |
 //! | [`encode`] | the writer of the changeset format (the inverse of `decode`), for tools and tests |
 //! | [`changeset`] | [`changeset::Changeset`]: owned bytes; `invert`, `concat` through SQLite's changegroup |
+//! | [`cipher`] | encryption at rest: the key every connection gets first; a wrong key told from a damaged file |
 //! | [`checksum`] | an order-independent checksum of the app tables' content, followed through changesets |
 //! | [`conflict`] | the vocabulary: conflict kinds SQLite reports, resolutions a handler answers |
 //! | [`policy`] | conflict policies: parse, resolve one conflict, check preconditions against a schema |
@@ -29,6 +30,7 @@ pub mod blob;
 pub mod capture;
 pub mod changeset;
 pub mod checksum;
+pub mod cipher;
 pub mod conflict;
 pub mod decode;
 pub mod diff;

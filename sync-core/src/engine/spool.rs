@@ -7,10 +7,20 @@
 //! read any number of times (by position, so several readers need no `&mut`) as a
 //! [`Source`]. The file is created unlinked (`tempfile::tempfile_in`): nothing is left behind
 //! when the process dies.
+//!
+//! With the `encryption` feature every file a spool spills to is sealed: its bytes are XORed
+//! with a ChaCha20 key stream (seekable, so positioned reads decrypt in place) under a key
+//! made for that file from SQLite's CSPRNG and held only in memory. A spooled changeset is
+//! thus never plaintext on disk, and nothing is left to decrypt once the process is gone.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "encryption")]
+mod seal;
+#[cfg(feature = "encryption")]
+pub use seal::Seal;
 
 /// Below this size a spool keeps its bytes in memory, unless told otherwise.
 pub const DEFAULT_THRESHOLD: usize = 1 << 20;
@@ -23,6 +33,8 @@ pub struct Spool {
     mem: Vec<u8>,
     file: Option<BufWriter<File>>,
     len: u64,
+    #[cfg(feature = "encryption")]
+    seal: Option<Seal>,
 }
 
 impl Spool {
@@ -34,6 +46,8 @@ impl Spool {
             mem: Vec::new(),
             file: None,
             len: 0,
+            #[cfg(feature = "encryption")]
+            seal: None,
         }
     }
 
@@ -45,6 +59,8 @@ impl Spool {
             mem: Vec::new(),
             file: None,
             len: 0,
+            #[cfg(feature = "encryption")]
+            seal: None,
         }
     }
 
@@ -67,11 +83,15 @@ impl Spool {
         Ok(Spooled {
             data,
             len: self.len,
+            #[cfg(feature = "encryption")]
+            seal: self.seal,
         })
     }
 
     /// Forgets everything written after the first `len` bytes (a rejected transaction's
-    /// effect), so that the next write continues from there.
+    /// effect), so that the next write continues from there. (A sealed file then writes new
+    /// bytes under the key stream of the forgotten ones: only the server truncates, and its
+    /// files are not meant to be secret — see docs/operations.md.)
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
         if len >= self.len {
             return Ok(());
@@ -97,6 +117,15 @@ impl Spool {
             None => Ok(f(Source::Bytes(&self.mem[from as usize..]))),
             Some(w) => {
                 w.flush()?;
+                #[cfg(feature = "encryption")]
+                if let Some(seal) = &self.seal {
+                    return Ok(f(Source::Sealed {
+                        file: w.get_ref(),
+                        seal,
+                        offset: from,
+                        len: self.len - from,
+                    }));
+                }
                 Ok(f(Source::File {
                     file: w.get_ref(),
                     offset: from,
@@ -109,6 +138,12 @@ impl Spool {
     fn spill(&mut self) -> io::Result<()> {
         let dir = self.dir.as_deref().unwrap_or(Path::new("."));
         let mut file = BufWriter::with_capacity(64 * 1024, tempfile::tempfile_in(dir)?);
+        #[cfg(feature = "encryption")]
+        {
+            let seal = Seal::new();
+            seal.apply(0, &mut self.mem);
+            self.seal = Some(seal);
+        }
         file.write_all(&self.mem)?;
         self.mem = Vec::new();
         self.file = Some(file);
@@ -122,6 +157,14 @@ impl Write for Spool {
             self.spill()?;
         }
         match &mut self.file {
+            #[cfg(feature = "encryption")]
+            Some(f) if self.seal.is_some() => {
+                let mut sealed = buf.to_vec();
+                if let Some(seal) = &self.seal {
+                    seal.apply(self.len, &mut sealed);
+                }
+                f.write_all(&sealed)?;
+            }
             Some(f) => f.write_all(buf)?,
             None => self.mem.extend_from_slice(buf),
         }
@@ -148,6 +191,8 @@ enum Data {
 pub struct Spooled {
     data: Data,
     len: u64,
+    #[cfg(feature = "encryption")]
+    seal: Option<Seal>,
 }
 
 impl Spooled {
@@ -156,6 +201,8 @@ impl Spooled {
         Spooled {
             len: bytes.len() as u64,
             data: Data::Memory(bytes),
+            #[cfg(feature = "encryption")]
+            seal: None,
         }
     }
 
@@ -181,6 +228,13 @@ impl Spooled {
     pub fn source(&self) -> Source<'_> {
         match &self.data {
             Data::Memory(b) => Source::Bytes(b),
+            #[cfg(feature = "encryption")]
+            Data::File(file) if self.seal.is_some() => Source::Sealed {
+                file,
+                seal: self.seal.as_ref().expect("checked"),
+                offset: 0,
+                len: self.len,
+            },
             Data::File(file) => Source::File {
                 file,
                 offset: 0,
@@ -203,8 +257,13 @@ impl Spooled {
     }
 
     /// The open file positioned at its first byte, when the bytes are on disk (to stream
-    /// it elsewhere); the bytes themselves otherwise.
+    /// it elsewhere); the bytes themselves otherwise. A sealed file is decrypted in place
+    /// first (the server streams pull pages this way; see docs/operations.md).
     pub fn into_file(self) -> io::Result<Result<File, Vec<u8>>> {
+        #[cfg(feature = "encryption")]
+        if let (Data::File(file), Some(seal)) = (&self.data, &self.seal) {
+            unseal_in_place(file, seal, self.len)?;
+        }
         match self.data {
             Data::File(mut f) => {
                 f.seek(io::SeekFrom::Start(0))?;
@@ -230,6 +289,18 @@ pub enum Source<'a> {
         /// How many bytes it holds.
         len: u64,
     },
+    /// `len` bytes of a sealed spool file from `offset`, decrypted as they are read.
+    #[cfg(feature = "encryption")]
+    Sealed {
+        /// The file (positioned reads).
+        file: &'a File,
+        /// Its key stream.
+        seal: &'a Seal,
+        /// Where the bytes start.
+        offset: u64,
+        /// How many bytes it holds.
+        len: u64,
+    },
 }
 
 impl<'a> Source<'a> {
@@ -238,6 +309,8 @@ impl<'a> Source<'a> {
         match self {
             Source::Bytes(b) => b.len() as u64,
             Source::File { len, .. } => *len,
+            #[cfg(feature = "encryption")]
+            Source::Sealed { len, .. } => *len,
         }
     }
 
@@ -250,7 +323,7 @@ impl<'a> Source<'a> {
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self {
             Source::Bytes(b) => Some(b),
-            Source::File { .. } => None,
+            _ => None,
         }
     }
 
@@ -264,6 +337,18 @@ impl<'a> Source<'a> {
                 file, offset: o, ..
             } => Source::File {
                 file,
+                offset: o + offset,
+                len,
+            },
+            #[cfg(feature = "encryption")]
+            Source::Sealed {
+                file,
+                seal,
+                offset: o,
+                ..
+            } => Source::Sealed {
+                file,
+                seal,
                 offset: o + offset,
                 len,
             },
@@ -314,6 +399,15 @@ impl Read for SourceReader<'_> {
             Source::File { file, offset, .. } => {
                 read_at(file, &mut buf[..want], offset + self.pos)?
             }
+            #[cfg(feature = "encryption")]
+            Source::Sealed {
+                file, seal, offset, ..
+            } => {
+                let at = offset + self.pos;
+                let n = read_at(file, &mut buf[..want], at)?;
+                seal.apply(at, &mut buf[..n]);
+                n
+            }
         };
         self.pos += n as u64;
         Ok(n)
@@ -328,6 +422,43 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 #[cfg(windows)]
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(feature = "encryption")]
+fn unseal_in_place(file: &File, seal: &Seal, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        let n = read_at(file, &mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool file shrank",
+            ));
+        }
+        seal.apply(at, &mut buf[..n]);
+        write_all_at(file, &buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(all(feature = "encryption", unix))]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(all(feature = "encryption", windows))]
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@ named_enum! {
     pub enum ErrorCode {
         /// 401: no bearer token, an unknown one, or a revoked one.
         Unauthorized = "unauthorized",
+        /// 401: the JWT's `exp` has passed; get a fresh token and retry.
+        TokenExpired = "token_expired",
+        /// 401: the JWT does not verify (signature, `kid`, algorithm), is of another audience
+        /// or issuer, not valid yet (`nbf`), or its claims are malformed (`message` says which).
+        TokenInvalid = "token_invalid",
         /// 403: the token may read this database but not write it.
         ReadOnly = "read_only",
         /// 404: no such database, or the token has no grant on it (the two are not told apart).
@@ -88,7 +93,7 @@ impl ErrorCode {
     /// The HTTP status this code is sent with.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::Unauthorized => 401,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenInvalid => 401,
             ErrorCode::ReadOnly => 403,
             ErrorCode::DatabaseNotFound => 404,
             ErrorCode::InvalidDatabaseName
@@ -185,6 +190,8 @@ mod tests {
     fn serde_names_match_as_str() {
         for code in [
             ErrorCode::Unauthorized,
+            ErrorCode::TokenExpired,
+            ErrorCode::TokenInvalid,
             ErrorCode::ReadOnly,
             ErrorCode::DatabaseNotFound,
             ErrorCode::InvalidDatabaseName,

@@ -41,6 +41,10 @@ pub const VERSION: u32 = 1;
 /// answers, the server database's (a device behind learns it there and upgrades).
 pub const HEADER_SCHEMA_VERSION: &str = "sync-schema-version";
 
+/// The header a client names its local copy with (a random id made when the copy was): the
+/// device of a JWT that carries no device claim.
+pub const HEADER_DEVICE: &str = "sync-device";
+
 /// Checks a database name from a URL: 1–63 characters, lowercase ASCII letters, digits, `-`
 /// and `_`, starting with a letter or digit. Names never become paths on disk (the server
 /// maps them to internal ids), but a strict alphabet keeps logs, metrics and errors sane.

@@ -110,6 +110,9 @@ pub struct ServeArgs {
     /// Log filter, tracing's EnvFilter syntax (e.g. `info`, `sync_server=debug`) [default: info].
     #[arg(long, env = "SYNC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// JWT verification (bring-your-own identity provider).
+    #[command(flatten)]
+    pub jwt: super::jwt::JwtArgs,
 }
 
 impl ServeArgs {
@@ -151,6 +154,7 @@ impl ServeArgs {
             no_demo: self.no_demo || fallback.no_demo,
             log_format: self.log_format.or(fallback.log_format),
             log: self.log.or(fallback.log),
+            jwt: self.jwt.or(fallback.jwt),
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct FileConfig {
     /// `default = "…"` and `TABLE = "…"`.
     #[serde(default)]
     pub policies: BTreeMap<String, String>,
+    /// The `[jwt]` table.
+    pub jwt: Option<super::jwt::JwtFile>,
 }
 
 impl FileConfig {

@@ -8,12 +8,14 @@
 //! | `args` | the flags and `SYNC_*` variables (clap) |
 //! | `file` | the TOML file |
 //! | `server` | [`ServerConfig`]: the three merged over the defaults, and checked |
+//! | `jwt` | the JWT settings (bring-your-own identity provider) |
 //! | `kinds` | the enumerated settings ([`LogFormat`], [`Durability`]) |
 //! | `error` | [`ConfigError`] |
 
 mod args;
 mod error;
 mod file;
+mod jwt;
 mod kinds;
 mod server;
 #[cfg(test)]
@@ -22,5 +24,6 @@ mod tests;
 pub use args::{GlobalArgs, ServeArgs};
 pub use error::ConfigError;
 pub use file::FileConfig;
+pub use jwt::{JwtArgs, JwtConfig, JwtFile, JwtSecret};
 pub use kinds::{Durability, LogFormat};
 pub use server::{ServerConfig, data_dir};

@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Log filter.
     pub log: String,
+    /// JWT verification, when enabled (a secret or a JWKS file is configured).
+    pub jwt: Option<super::jwt::JwtConfig>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +107,7 @@ impl Default for ServerConfig {
             maintenance: Duration::from_secs(30),
             log_format: LogFormat::Text,
             log: "info".into(),
+            jwt: None,
         }
     }
 }
@@ -256,6 +259,12 @@ impl ServerConfig {
                 .unwrap_or(d.maintenance),
             log_format: serve.log_format.or(file.log_format).unwrap_or(d.log_format),
             log: serve.log.clone().or(file.log).unwrap_or(d.log),
+            jwt: super::jwt::JwtConfig::resolve(
+                &serve.jwt,
+                file.jwt.as_ref(),
+                &base,
+                std::env::var(super::jwt::SECRET_ENV).ok(),
+            )?,
         };
         config.check()?;
         Ok(config)

@@ -69,3 +69,46 @@ fn unknown_keys_and_bad_policies_are_errors() {
     };
     assert!(ServerConfig::resolve(&GlobalArgs::default(), &serve).is_err());
 }
+
+#[test]
+fn jwt_settings_come_from_flags_and_the_jwt_table_and_need_audience_and_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s".repeat(40) + "\n").unwrap();
+    let file = dir.path().join("sync.toml");
+    std::fs::write(
+        &file,
+        "[jwt]\nsecret_file = \"secret\"\naudience = \"app\"\nissuer = \"https://id/\"\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let cli = Cli::parse_from(["t", "--config", &path, "--jwt-leeway-secs", "5"]);
+    let jwt = ServerConfig::resolve(&cli.global, &cli.serve)
+        .unwrap()
+        .jwt
+        .expect("enabled by the secret file");
+    assert_eq!(jwt.secret, JwtSecret::Bytes("s".repeat(40).into_bytes()));
+    assert_eq!(
+        (jwt.audience.as_str(), jwt.issuer.as_str()),
+        ("app", "https://id/")
+    );
+    assert_eq!(jwt.leeway, std::time::Duration::from_secs(5));
+    assert_eq!(
+        (jwt.grants_claim.as_str(), jwt.device_claim.as_str()),
+        ("sync", "device")
+    );
+
+    // No audience: refused, not silently accepting any.
+    std::fs::write(&file, "[jwt]\nsecret_file = \"secret\"\nissuer = \"i\"\n").unwrap();
+    let cli = Cli::parse_from(["t", "--config", &path]);
+    let err = ServerConfig::resolve(&cli.global, &cli.serve).unwrap_err();
+    assert!(err.to_string().contains("--jwt-audience"), "{err}");
+    // A short secret is refused.
+    std::fs::write(dir.path().join("secret"), "short").unwrap();
+    std::fs::write(
+        &file,
+        "[jwt]\nsecret_file = \"secret\"\naudience = \"a\"\nissuer = \"i\"\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from(["t", "--config", &path]);
+    assert!(ServerConfig::resolve(&cli.global, &cli.serve).is_err());
+}

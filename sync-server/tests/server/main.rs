@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod hostile;
 mod import;
+mod jwt;
 mod load;
 mod ops;
 mod policies;

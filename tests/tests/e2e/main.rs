@@ -9,6 +9,7 @@
 //! | `crash` | a client killed with SIGKILL loses no acknowledged write |
 //! | `fts` | rows from other devices become searchable; the index is rebuilt when deleted and never synced |
 //! | `rowids` | leased ranges never collide; an exhausted lease is a typed error; an id collision is reported |
+//! | `jwt` | a client whose credentials provider hands out JWTs keeps syncing across an expired token (401 → refresh → retry), stores no token in its file, and a provider that cannot refresh is an auth error |
 //! | `errors` | bad token, server down, untrackable table, writes through `read` |
 //! | `upgrade` | a migration deployed while a device has edits pending: every device upgrades in place on its next sync (or `upgrade`), the edits land, one the new schema cannot take is in the rejected queue with its reason |
 //! | `hostile` | a server's log entry that writes an internal table (any letter case) is refused as corruption and changes nothing |
@@ -22,6 +23,7 @@ mod crash;
 mod errors;
 mod fts;
 mod hostile;
+mod jwt;
 mod lifecycle;
 mod policies;
 mod rejected;

@@ -29,6 +29,8 @@ pub struct CycleConfig {
     /// docs/design.md, invariant 9): the pump asks for it on its first sync and whenever
     /// another connection wrote the file.
     pub full_check: bool,
+    /// The local database's encryption key: snapshots are stored encrypted with it.
+    pub key: Option<crate::engine::cipher::EncryptionKey>,
 }
 
 impl Default for CycleConfig {
@@ -44,6 +46,7 @@ impl Default for CycleConfig {
             effect_part_bytes: 8 << 20,
             scratch_dir: None,
             full_check: false,
+            key: None,
         }
     }
 }

@@ -383,7 +383,15 @@ impl Cycle {
                 }
                 self.repushed = false;
                 let scratch = self.config.scratch_dir.clone();
-                let r = match bootstrap(conn, &path, scratch.as_deref(), batch_seq, now_ms) {
+                let key = self.config.key.clone();
+                let r = match bootstrap(
+                    conn,
+                    &path,
+                    scratch.as_deref(),
+                    batch_seq,
+                    now_ms,
+                    key.as_ref(),
+                ) {
                     Err(ClientError::InflightUnresolved { .. })
                         if self.bootstraps < self.config.max_bootstraps =>
                     {

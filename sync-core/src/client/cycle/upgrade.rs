@@ -222,7 +222,7 @@ impl Cycle {
         snapshot: &Path,
         now_ms: i64,
     ) -> Result<bool, CycleError> {
-        let version = snapshot_meta(snapshot)?.schema_version;
+        let version = snapshot_meta(snapshot, self.config.key.as_ref())?.schema_version;
         if version <= schema_version(conn)? {
             return Ok(true);
         }
