@@ -83,9 +83,10 @@ pub struct InspectArgs {
     /// The changeset file; `-` for standard input.
     #[arg(value_name = "FILE")]
     file: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format: text, JSON Lines, or SQL statements that make the same changes (sql
+    /// needs --db, whose schema names the columns).
+    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+    format: InspectFormat,
     /// Print per-table counts of INSERT/UPDATE/DELETE instead of the changes.
     #[arg(long)]
     summary: bool,
@@ -96,10 +97,16 @@ pub struct InspectArgs {
 
 /// Runs `inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<Outcome, CliError> {
-    if args.db.is_some() && (args.format == Format::Json || args.summary) {
+    if args.db.is_some() && (args.format == InspectFormat::Json || args.summary) {
         return Err(CliError::Usage(
-            "--db names columns in the text listing of changes only \
+            "--db names columns in the text and SQL listings of changes only \
              (not with --format json or --summary)"
+                .to_string(),
+        ));
+    }
+    if args.format == InspectFormat::Sql && (args.db.is_none() || args.summary) {
+        return Err(CliError::Usage(
+            "--format sql needs --db DB, whose schema names the columns (and no --summary)"
                 .to_string(),
         ));
     }
@@ -121,16 +128,17 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome, CliError> {
             decode::validate(&bytes).map_err(decode_error)?
         };
         match args.format {
-            Format::Text => {
+            InspectFormat::Json => out.json(&SummaryJson::new(&summary))?,
+            _ => {
                 for line in output::summary_text(&summary) {
                     out.line(&line)?;
                 }
             }
-            Format::Json => out.json(&SummaryJson::new(&summary))?,
         }
         out.finish()?;
         return Ok(Outcome::Clean);
     }
+    let mut sql_begun = false;
     if !bytes.is_empty() {
         // Stream: print each change as it is decoded, so `inspect big.cs | head` is quick and
         // everything before a malformed change is still shown.
@@ -144,16 +152,45 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome, CliError> {
                 }
             };
             match args.format {
-                Format::Text => {
+                InspectFormat::Text => {
                     let columns = names.as_mut().and_then(|n| n.for_change(&change));
                     out.line(&output::change_text(&change, columns))?;
                 }
-                Format::Json => out.json(&change)?,
+                InspectFormat::Json => out.json(&change)?,
+                InspectFormat::Sql => {
+                    if !sql_begun {
+                        out.line("BEGIN;")?;
+                        sql_begun = true;
+                    }
+                    let Some(columns) = names.as_mut().and_then(|n| n.for_change(&change)) else {
+                        out.finish()?;
+                        return Err(CliError::Usage(format!(
+                            "table {}: the columns of this change cannot be named from the \
+                             database given with --db; no COMMIT was printed",
+                            output::ident(&change.table)
+                        )));
+                    };
+                    out.line(&crate::sql_text::statement(&change, columns))?;
+                }
             }
         }
     }
+    if sql_begun {
+        out.line("COMMIT;")?;
+    }
     out.finish()?;
     Ok(Outcome::Clean)
+}
+
+/// `inspect`'s output formats: the shared text and JSON, and SQL statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per change (JSON Lines), see docs/changeset-json.md.
+    Json,
+    /// SQL statements making the same changes, in one transaction (needs --db).
+    Sql,
 }
 
 /// Column names looked up in a database, once per table.

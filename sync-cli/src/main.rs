@@ -3,9 +3,11 @@
 //! | module | its one job |
 //! |---|---|
 //! | [`changeset_cmds`] | the changeset commands: diff, inspect, validate, apply, invert, concat |
-//! | [`client`] | the client commands: init, exec, query, sync, status, rejected, search |
+//! | [`client`] | the client commands: init, exec, query, sync, status, rejected, search, remote, conflicts |
+//! | [`sql_text`] | `inspect --format sql`: a change as the SQL statement that makes it |
 //! | [`sql_values`] | SQL parameters from the command line; result rows as text and JSON |
 //! | [`output`] | text and JSON renderings; a standard output that reports a broken pipe |
+//! | [`progress`] | a progress line on standard error when it is a terminal (push, pull, init, adopt) |
 //! | [`files`] | changeset inputs and outputs: a path, or `-` for standard input/output |
 //! | [`error`] | [`CliError`](error::CliError): everything that exits with status 2 |
 //!
@@ -21,6 +23,8 @@ mod client;
 mod error;
 mod files;
 mod output;
+mod progress;
+mod sql_text;
 mod sql_values;
 
 use changeset_cmds::Outcome;
@@ -31,7 +35,9 @@ use std::process::ExitCode;
 /// session-sync at the terminal. Changeset tools: diff two SQLite databases into a changeset;
 /// inspect, validate, apply, invert and concatenate changesets (SQLite session extension
 /// format). A sync client: init a local copy of a server database, exec and query SQL on it
-/// (offline too), sync, status, the rejected queue, search.
+/// (offline too), sync, status, the rejected queue, conflicts, search, and its server
+/// settings (remote: a new token or URL in place). Long steps show a progress line when
+/// standard error is a terminal.
 ///
 /// Exit status: 0 ok, 1 differences (diff), conflicts or rejected transactions (apply, sync)
 /// or no match (search), 2 error, 3 a write kept while the sync after it failed (exec --sync).
@@ -59,6 +65,8 @@ enum Command {
     Search(client::SearchArgs),
     Verify(client::VerifyArgs),
     Upgrade(client::UpgradeArgs),
+    Remote(client::RemoteArgs),
+    Conflicts(client::ConflictsArgs),
 }
 
 impl Command {
@@ -79,6 +87,8 @@ impl Command {
             Command::Search(args) => client::search(args),
             Command::Verify(args) => client::verify(args),
             Command::Upgrade(args) => client::upgrade(args),
+            Command::Remote(args) => client::remote(args),
+            Command::Conflicts(args) => client::conflicts(args),
         }
     }
 }

@@ -99,6 +99,15 @@ impl Error {
         self
     }
 
+    /// A [`ErrorKind::Network`] error: `context`, then `source` and each of its causes
+    /// (`std::error::Error::source`), so that the message tells a refused connection from a
+    /// DNS failure or a TLS handshake with a plain-HTTP port. A cause whose text its parent
+    /// already shows is skipped.
+    pub fn network(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let message = format!("{context}: {}", cause_chain(&source));
+        Error::new(ErrorKind::Network, message).with_source(source)
+    }
+
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -215,6 +224,22 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// `error` and its causes, `": "`-separated; a cause already contained in the text before it
+/// (libraries often repeat their source in their own message) is left out.
+pub(crate) fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -255,5 +280,21 @@ mod tests {
         let e = Error::from_server(503, ErrorBody::new(ErrorCode::Overloaded, "busy"))
             .with_retry_after(Some(std::time::Duration::from_secs(1)));
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_network_error_names_its_cause() {
+        // A port nobody listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).unwrap_err();
+        let e = Error::network("cannot reach the server", err);
+        assert_eq!(e.kind(), ErrorKind::Network);
+        let text = e.to_string().to_lowercase();
+        assert!(text.starts_with("cannot reach the server: "), "{text}");
+        assert!(text.contains("refused"), "{text}");
     }
 }

@@ -373,39 +373,49 @@ impl Fts {
         query: &str,
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
-        let mut hits = Vec::new();
-        readers.with(|c| {
-            for t in &self.tables {
-                let cols = t.columns.iter().map(|col| format!("m.{}", quote(col))).collect::<Vec<_>>().join(", ");
-                let sql = format!(
-                    "SELECT s.rowid, s.rank, {cols} FROM
-                       (SELECT rowid, rank FROM fts.{table} WHERE {table} MATCH ?1 ORDER BY rank LIMIT ?2) s
-                     JOIN main.{table} m ON m.rowid = s.rowid ORDER BY s.rank",
-                    table = quote(&t.table)
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![query, limit as i64], |r| {
-                    let columns = t
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, name)| Ok((name.clone(), Value::from(r.get::<_, rusqlite::types::Value>(i + 2)?))))
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(SearchHit {
-                        table: t.table.clone(),
-                        id: r.get(0)?,
-                        rank: r.get(1)?,
-                        columns,
-                    })
-                })?;
-                for row in rows {
-                    hits.push(row?);
-                }
-            }
-            Ok(())
-        })?;
-        hits.sort_by(|a, b| a.rank.total_cmp(&b.rank));
-        hits.truncate(limit);
-        Ok(hits)
+        search(&self.tables, readers, query, limit)
     }
+}
+
+/// Searches `tables` through `readers` (the index attached as `fts`); best matches first.
+pub(crate) fn search(
+    tables: &[FtsTable],
+    readers: &Readers,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<SearchHit>> {
+    let mut hits = Vec::new();
+    readers.with(|c| {
+        for t in tables {
+            let cols = t.columns.iter().map(|col| format!("m.{}", quote(col))).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT s.rowid, s.rank, {cols} FROM
+                   (SELECT rowid, rank FROM fts.{table} WHERE {table} MATCH ?1 ORDER BY rank LIMIT ?2) s
+                 JOIN main.{table} m ON m.rowid = s.rowid ORDER BY s.rank",
+                table = quote(&t.table)
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![query, limit as i64], |r| {
+                let columns = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| Ok((name.clone(), Value::from(r.get::<_, rusqlite::types::Value>(i + 2)?))))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(SearchHit {
+                    table: t.table.clone(),
+                    id: r.get(0)?,
+                    rank: r.get(1)?,
+                    columns,
+                })
+            })?;
+            for row in rows {
+                hits.push(row?);
+            }
+        }
+        Ok(())
+    })?;
+    hits.sort_by(|a, b| a.rank.total_cmp(&b.rank));
+    hits.truncate(limit);
+    Ok(hits)
 }

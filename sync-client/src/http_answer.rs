@@ -6,7 +6,7 @@ use std::time::Duration;
 use sync_core::protocol::error::ErrorBody;
 
 pub(crate) fn network(e: reqwest::Error) -> Error {
-    Error::new(ErrorKind::Network, format!("cannot reach the server: {e}")).with_source(e)
+    Error::network("cannot reach the server", e)
 }
 
 pub(crate) fn error_response(resp: reqwest::blocking::Response) -> Error {

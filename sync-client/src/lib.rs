@@ -30,6 +30,7 @@
 //! | `writer` | the writer thread: the only read-write connection |
 //! | `lock` | one writer per database file: an OS lock held while the client is open |
 //! | `readers` | the pool of read-only connections |
+//! | `read_only` | [`ReadOnlyClient`]: reads, status and search with no writer lock (another process may hold it) |
 //! | `rowid` | random ids or server-leased ranges; the `sync_id()` SQL function |
 //! | `fts` | full-text index in a separate, never-synced database |
 //! | `snapshot_store` | a downloaded snapshot to disk: as it comes, or encrypted with the database's key |
@@ -53,6 +54,7 @@ mod nonblocking;
 mod notify;
 mod open;
 pub mod probe;
+mod read_only;
 mod readers;
 mod rejected;
 mod rowid;
@@ -64,6 +66,12 @@ pub mod transport;
 mod verify;
 mod watch;
 mod writer;
+
+/// docs/client.md, whose Rust blocks `cargo test` compiles as doctests (so the guide keeps
+/// up with the API). Not part of the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/client.md")]
+pub struct ClientGuide;
 
 pub use adopt::ADOPT_TRANSACTION_BYTES;
 pub use client::SyncClient;
@@ -77,6 +85,7 @@ pub use live::{Progress, ProgressUnit, SyncPhase, SyncStatus};
 pub use nonblocking::Latest;
 pub use notify::Subscription;
 pub use probe::{FileKind, file_kind};
+pub use read_only::ReadOnlyClient;
 pub use rejected::{Redone, Rejected, RejectedBy, RejectedReason};
 pub use status::Status;
 pub use transport::{EventStream, HttpTransport, Transport};

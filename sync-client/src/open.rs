@@ -95,11 +95,24 @@ impl SyncClient {
         remote: RemoteConfig,
         config: ClientConfig,
     ) -> Result<SyncClient> {
+        SyncClient::init_with_progress(path, remote, config, &|_, _| {})
+    }
+
+    /// [`init`](Self::init), telling `progress` how the snapshot download goes: the bytes
+    /// received so far and the snapshot's size when the server told it (`progress(0, total)`
+    /// first, then after each chunk). It runs on the calling thread; keep it short (a
+    /// terminal's progress bar, say).
+    pub fn init_with_progress(
+        path: impl AsRef<Path>,
+        remote: RemoteConfig,
+        config: ClientConfig,
+        progress: &(dyn Fn(u64, Option<u64>) + Sync),
+    ) -> Result<SyncClient> {
         let path = path.as_ref();
         // The writer lock first: a concurrent first open of the same path fails here with
         // `InUse` and never reaches any clean-up, which would delete the winner's files.
         let mut writer_lock = crate::lock::acquire(path)?;
-        let result = SyncClient::init_locked(path, remote, config, &mut writer_lock);
+        let result = SyncClient::init_locked(path, remote, config, progress, &mut writer_lock);
         if result.is_err() && writer_lock.is_some() && !path.exists() {
             // Nothing was made, and the lock is still ours: its file goes too (before the
             // lock is released, so nobody can be holding it).
@@ -112,6 +125,7 @@ impl SyncClient {
         path: &Path,
         remote: RemoteConfig,
         mut config: ClientConfig,
+        progress: &(dyn Fn(u64, Option<u64>) + Sync),
         writer_lock: &mut Option<crate::lock::WriterLock>,
     ) -> Result<SyncClient> {
         if path.exists() {
@@ -152,7 +166,7 @@ impl SyncClient {
                 reason: "new",
                 batch: None,
                 key: config.encryption_key.as_ref(),
-                progress: None,
+                progress: Some(crate::transport::OnBytes(progress)),
             },
         )?;
         let staged = scratch.path().join("local.db");

@@ -2,7 +2,7 @@
 //! writer, reads on read-only connections.
 
 use super::sync::sync_and_report;
-use super::{client_error, open, open_copy, parse_params};
+use super::{client_error, open, open_reader, parse_params};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -143,64 +143,105 @@ pub struct QueryArgs {
 /// Runs `query`.
 pub fn query(args: &QueryArgs) -> Result<Outcome, CliError> {
     let params = parse_params(&args.params)?;
-    let client = open_copy(&args.db, Vec::new())?;
     let mut out = Stdout::new();
-    let mut output_error: Option<CliError> = None;
-    let result = client.read(|conn| {
-        let mut stmt = conn.prepare(&args.sql).map_err(|e| match e {
-            rusqlite::Error::MultipleStatement => Error::new(
-                ErrorKind::InvalidSql,
-                "query runs exactly one SQL statement",
-            ),
-            e => e.into(),
-        })?;
-        if !stmt.readonly() {
-            return Err(Error::new(
-                ErrorKind::InvalidSql,
-                "query runs read-only statements and this one writes; use `sync-cli exec` for writes",
-            ));
-        }
-        sql_values::bind(&mut stmt, &params)?;
-        let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
-        let unique = sql_values::unique_names(&names);
-        if args.format == Format::Text {
-            let header: Vec<String> = names.iter().map(|n| output::ident(n)).collect();
-            if let Err(e) = out.line(&header.join("|")) {
-                output_error = Some(e);
-                return Ok(());
+    let mut shown = Shown::default();
+    // Read-only: works while another process holds the writer (`sync --watch`).
+    let result = match open_reader(&args.db) {
+        Ok(reader) => reader.read(|conn| run_query(conn, args, &params, &mut out, &mut shown)),
+        Err(e @ CliError::Usage(_)) => return Err(e),
+        Err(CliError::Client { source, .. }) => Err(*source),
+        Err(e) => return Err(e),
+    };
+    let result = match result {
+        // Nothing shown yet: the copy may need what only a writer can do first (recover the
+        // WAL index after a crash, bring internal tables up to date). Unless the writer is
+        // busy elsewhere, an ordinary open does it, and the query runs again.
+        Err(first) if !shown.any && shown.output_error.is_none() => {
+            match super::open_client(&args.db, Vec::new()) {
+                Ok(client) => {
+                    let again =
+                        client.read(|conn| run_query(conn, args, &params, &mut out, &mut shown));
+                    client.close();
+                    again
+                }
+                Err(_) => Err(first),
             }
         }
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next()? {
-            let values = (0..names.len())
-                .map(|i| row.get_ref(i).map(Value::from))
-                .collect::<rusqlite::Result<Vec<Value>>>()?;
-            let line = match args.format {
-                Format::Text => out.line(
-                    &values
-                        .iter()
-                        .map(output::literal)
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                ),
-                Format::Json => out.json(&RowJson {
-                    names: &unique,
-                    values: &values,
-                }),
-            };
-            if let Err(e) = line {
-                // Stop reading: the output is gone (a closed pipe, say).
-                output_error = Some(e);
-                return Ok(());
-            }
-        }
-        Ok(())
-    });
-    client.close();
-    if let Some(e) = output_error {
+        other => other,
+    };
+    if let Some(e) = shown.output_error {
         return Err(e);
     }
     result.map_err(|e| client_error(&args.db, e))?;
     out.finish()?;
     Ok(Outcome::Clean)
+}
+
+/// What a query has put on standard output.
+#[derive(Default)]
+struct Shown {
+    /// Whether anything was written (a header or a row).
+    any: bool,
+    /// Writing failed (a closed pipe, say): reading stopped.
+    output_error: Option<CliError>,
+}
+
+/// Runs `query`'s statement on `conn` and prints its rows.
+fn run_query(
+    conn: &Connection,
+    args: &QueryArgs,
+    params: &[Value],
+    out: &mut Stdout,
+    shown: &mut Shown,
+) -> sync_client::Result<()> {
+    let mut stmt = conn.prepare(&args.sql).map_err(|e| match e {
+        rusqlite::Error::MultipleStatement => Error::new(
+            ErrorKind::InvalidSql,
+            "query runs exactly one SQL statement",
+        ),
+        e => e.into(),
+    })?;
+    if !stmt.readonly() {
+        return Err(Error::new(
+            ErrorKind::InvalidSql,
+            "query runs read-only statements and this one writes; use `sync-cli exec` for writes",
+        ));
+    }
+    sql_values::bind(&mut stmt, params)?;
+    let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let unique = sql_values::unique_names(&names);
+    if args.format == Format::Text {
+        let header: Vec<String> = names.iter().map(|n| output::ident(n)).collect();
+        shown.any = true;
+        if let Err(e) = out.line(&header.join("|")) {
+            shown.output_error = Some(e);
+            return Ok(());
+        }
+    }
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next()? {
+        let values = (0..names.len())
+            .map(|i| row.get_ref(i).map(Value::from))
+            .collect::<rusqlite::Result<Vec<Value>>>()?;
+        shown.any = true;
+        let line = match args.format {
+            Format::Text => out.line(
+                &values
+                    .iter()
+                    .map(output::literal)
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            Format::Json => out.json(&RowJson {
+                names: &unique,
+                values: &values,
+            }),
+        };
+        if let Err(e) = line {
+            // Stop reading: the output is gone (a closed pipe, say).
+            shown.output_error = Some(e);
+            return Ok(());
+        }
+    }
+    Ok(())
 }

@@ -4,8 +4,9 @@ use super::{cli_config, client_error};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::Stdout;
+use crate::progress::{Bar, Ticker};
 use std::path::PathBuf;
-use sync_client::{ClientConfig, FtsTable, RemoteConfig, SyncClient};
+use sync_client::{ClientConfig, FtsTable, Progress, ProgressUnit, RemoteConfig, SyncClient};
 
 /// Create DB, a local copy of a server database, from a snapshot; or, with --adopt, make the
 /// existing file DB a synced copy that keeps its rows.
@@ -54,12 +55,27 @@ pub fn init(args: &InitArgs) -> Result<Outcome, CliError> {
         fts: args.fts.clone(),
         ..cli_config()
     };
+    let bar = Bar::new();
     let client = if args.adopt {
-        SyncClient::adopt(&args.db, remote, config)
+        // Adopting has no steps to count: the line shows the time spent.
+        let ticking = Ticker::start(bar.clone(), "adopting");
+        let adopted = SyncClient::adopt(&args.db, remote, config);
+        drop(ticking);
+        adopted
     } else {
-        SyncClient::init(&args.db, remote, config)
-    }
-    .map_err(|e| client_error(&args.db, e))?;
+        SyncClient::init_with_progress(&args.db, remote, config, &|done, total| {
+            bar.show(
+                "downloading snapshot",
+                Some(Progress {
+                    done,
+                    total,
+                    unit: ProgressUnit::Bytes,
+                }),
+            )
+        })
+    };
+    bar.finish();
+    let client = client.map_err(|e| client_error(&args.db, e))?;
     let status = client.status().map_err(|e| client_error(&args.db, e))?;
     client.close();
     let mut out = Stdout::new();

@@ -1,4 +1,5 @@
-//! The client commands: `init`, `exec`, `query`, `sync`, `upgrade`, `status`, `rejected`, `search` — a sync client at
+//! The client commands: `init`, `exec`, `query`, `sync`, `upgrade`, `status`, `rejected`,
+//! `search`, `remote`, `conflicts` — a sync client at
 //! the terminal. They go through the `sync-client` library, the same code an app runs: writes
 //! are captured into the outbox by the writer, reads use read-only connections, `sync` is one
 //! `sync_now`.
@@ -7,18 +8,22 @@
 //! full-text search tables, and every other command opens the database with them. A database
 //! is never created except by `init`.
 
+mod conflicts;
 mod exec;
 mod init;
 mod rejected;
+mod remote;
 mod search;
 mod status;
 mod sync;
 mod upgrade;
 mod verify;
 
+pub use conflicts::{ConflictsArgs, conflicts};
 pub use exec::{ExecArgs, QueryArgs, exec, query};
 pub use init::{InitArgs, init};
 pub use rejected::{RejectedArgs, rejected};
+pub use remote::{RemoteArgs, remote};
 pub use search::{SearchArgs, search};
 pub use status::{StatusArgs, status};
 pub use sync::{SyncArgs, sync};
@@ -29,7 +34,8 @@ use crate::error::CliError;
 use crate::{output, sql_values};
 use std::path::Path;
 use sync_client::{
-    ClientConfig, Error, FtsTable, LocalConflict, ServerConflict, Status, SyncClient, Value,
+    ClientConfig, Error, FtsTable, LocalConflict, ReadOnlyClient, ServerConflict, Status,
+    SyncClient, Value,
 };
 
 /// Settings of a command-line client: fewer read connections than an app's pool.
@@ -62,6 +68,42 @@ pub(super) fn open_copy(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, Cli
         _ => client_error(db, e),
     })?;
     open_client(db, fts)
+}
+
+/// Opens a synced copy for reading only ([`SyncClient::open_read_only`]): no writer lock, so
+/// it works while another process (`sync-cli sync --watch`, an app) holds the writer, and
+/// nothing is written. Refuses anything but a copy, as [`open_copy`] does.
+pub(super) fn open_reader(db: &Path) -> Result<ReadOnlyClient, CliError> {
+    SyncClient::open_read_only(db, &cli_config()).map_err(|e| match e.kind() {
+        sync_client::ErrorKind::Config => CliError::Usage(e.to_string()),
+        _ => client_error(db, e),
+    })
+}
+
+/// Reads DB through a [`ReadOnlyClient`] (`ro`); should that fail once it is open — a copy
+/// made by an older version may lack a table this one reads — through an ordinary open
+/// (`rw`), which brings the copy's internal tables up to date first. If the writer is busy
+/// elsewhere (or that fails too), the read-only error stands.
+pub(super) fn read_copy<T>(
+    db: &Path,
+    ro: impl FnOnce(&ReadOnlyClient) -> sync_client::Result<T>,
+    rw: impl FnOnce(&SyncClient) -> sync_client::Result<T>,
+) -> Result<T, CliError> {
+    let first = match open_reader(db) {
+        Ok(reader) => match ro(&reader) {
+            Ok(value) => return Ok(value),
+            Err(e) => client_error(db, e),
+        },
+        // Not a copy (or no such file): nothing to retry.
+        Err(e @ CliError::Usage(_)) => return Err(e),
+        Err(e) => e,
+    };
+    let Ok(client) = open_client(db, Vec::new()) else {
+        return Err(first);
+    };
+    let result = rw(&client);
+    client.close();
+    result.map_err(|_| first)
 }
 
 fn open_client(db: &Path, fts: Vec<FtsTable>) -> Result<SyncClient, CliError> {

@@ -1,6 +1,6 @@
 //! `sync-cli rejected list|show|redo|discard`: the transactions that could not be kept.
 
-use super::{client_error, datetime, open_copy};
+use super::{client_error, datetime, open_copy, read_copy};
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
 use crate::output::{self, Format, Stdout};
@@ -113,10 +113,7 @@ struct RejectedJson<'a> {
 }
 
 fn list(args: &ListArgs) -> Result<Outcome, CliError> {
-    let client = open_copy(&args.db, Vec::new())?;
-    let rejected = client.rejected().map_err(|e| client_error(&args.db, e));
-    client.close();
-    let rejected = rejected?;
+    let rejected = read_copy(&args.db, |c| c.rejected(), |c| c.rejected())?;
     let mut out = Stdout::new();
     match args.format {
         Format::Text if rejected.is_empty() => out.line("no rejected transactions")?,

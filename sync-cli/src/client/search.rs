@@ -41,7 +41,17 @@ pub struct SearchArgs {
 
 /// Runs `search`.
 pub fn search(args: &SearchArgs) -> Result<Outcome, CliError> {
-    let client = open_copy(&args.db, args.fts.clone())?;
+    let client = match open_copy(&args.db, args.fts.clone()) {
+        Ok(client) => client,
+        // Another process holds the writer (and keeps the index current): search the
+        // index as it stands, read-only.
+        Err(CliError::Client { source, .. })
+            if source.kind() == ErrorKind::InUse && args.fts.is_empty() =>
+        {
+            return print_hits(args, read_only_search(args)?);
+        }
+        Err(e) => return Err(e),
+    };
     let hits = client
         .index_now()
         .and_then(|_| client.search(&args.terms, args.limit))
@@ -53,7 +63,24 @@ pub fn search(args: &SearchArgs) -> Result<Outcome, CliError> {
             _ => client_error(&args.db, e),
         });
     client.close();
-    let hits = hits?;
+    print_hits(args, hits?)
+}
+
+/// Searches with a [`sync_client::ReadOnlyClient`] (the writer is busy elsewhere).
+fn read_only_search(args: &SearchArgs) -> Result<Vec<SearchHit>, CliError> {
+    let client = super::open_reader(&args.db)?;
+    if client.fts_tables().is_empty() {
+        return Err(CliError::Usage(format!(
+            "{}: no full-text search is configured for this database; configure it with --fts TABLE:COLUMN,…",
+            args.db.display()
+        )));
+    }
+    client
+        .search(&args.terms, args.limit)
+        .map_err(|e| client_error(&args.db, e))
+}
+
+fn print_hits(args: &SearchArgs, hits: Vec<SearchHit>) -> Result<Outcome, CliError> {
     let mut out = Stdout::new();
     for hit in &hits {
         match args.format {

@@ -1,8 +1,7 @@
 //! `sync-cli status`: where a local copy stands.
 
 use super::{
-    changesets, client_error, datetime, local_conflict_text, open_copy, remote_text,
-    server_conflict_text,
+    changesets, datetime, local_conflict_text, read_copy, remote_text, server_conflict_text,
 };
 use crate::changeset_cmds::Outcome;
 use crate::error::CliError;
@@ -32,10 +31,13 @@ pub struct StatusArgs {
 
 /// Runs `status`.
 pub fn status(args: &StatusArgs) -> Result<Outcome, CliError> {
-    let client = open_copy(&args.db, Vec::new())?;
-    let status = client.status().map_err(|e| client_error(&args.db, e))?;
-    let fts: Vec<String> = client.fts_tables().iter().map(|t| t.to_string()).collect();
-    client.close();
+    // Read-only: works while another process holds the writer (`sync --watch`).
+    let fts = |tables: &[sync_client::FtsTable]| tables.iter().map(|t| t.to_string()).collect();
+    let (status, fts): (Status, Vec<String>) = read_copy(
+        &args.db,
+        |c| Ok((c.status()?, fts(c.fts_tables()))),
+        |c| Ok((c.status()?, fts(c.fts_tables()))),
+    )?;
     let mut out = Stdout::new();
     match args.format {
         Format::Text => {

@@ -65,7 +65,10 @@ pub(super) fn sync_and_report(
     format: Format,
     out: &mut Stdout,
 ) -> Result<Outcome, CliError> {
-    let report = client.sync_now().map_err(|e| client_error(db, e))?;
+    let progress = crate::progress::Follow::start(client);
+    let report = client.sync_now().map_err(|e| client_error(db, e));
+    drop(progress);
+    let report = report?;
     let after = client.status().map_err(|e| client_error(db, e))?;
     let (local, server) = new_conflicts(before, &after);
     match format {

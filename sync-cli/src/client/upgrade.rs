@@ -57,7 +57,10 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<Outcome, CliError> {
     let err = |e| client_error(&args.db, e);
     let result = (|| {
         let before = client.status().map_err(err)?;
-        let report = client.upgrade().map_err(err)?;
+        let progress = crate::progress::Follow::start(&client);
+        let report = client.upgrade().map_err(err);
+        drop(progress);
+        let report = report?;
         let after = client.status().map_err(err)?;
         let mut out = Stdout::new();
         match args.format {

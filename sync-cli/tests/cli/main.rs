@@ -16,6 +16,7 @@
 //! | `verify` | `verify` exits 1 for a copy changed behind the library's back, 0 once `sync` repaired it |
 //! | `adopt` | existing data starts syncing (Chinook imported by the server, adopted by a device); read-only commands leave plain files byte-identical |
 //! | `client` | the client commands (init, exec, query, sync, status, search) offline and against a real server in this process (`server`) |
+//! | `informed` | reads while `sync --watch` holds the writer, network causes, `remote set-token`, progress on a pty only, `conflicts clear`, `inspect --format sql` |
 //! | `upgrade` | `upgrade` brings a copy with a pending write to the server's new schema version in place |
 //!
 //! Fixture: `tests/data/chinook.sqlite` (the Chinook sample database; licence next to it).
@@ -24,6 +25,7 @@ mod adopt;
 mod client;
 mod commands;
 mod common;
+mod informed;
 mod interop;
 mod json;
 mod server;

@@ -51,4 +51,14 @@ impl Server {
     pub fn db_path(&self) -> PathBuf {
         Admin(self.data.path()).db_path("notes")
     }
+
+    /// Revokes `token`, as `sync-server token revoke TOKEN` does.
+    pub fn revoke(&self, token: &str) {
+        let n = sync_server::catalog::revoke_tokens(
+            &Admin(self.data.path()).catalog(),
+            &sync_server::catalog::TokenSelector::TokenOrPrefix(token.to_string()),
+        )
+        .unwrap();
+        assert_eq!(n, 1, "one token revoked");
+    }
 }
