@@ -111,7 +111,7 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             &config.data_dir,
             config.encryption_key.clone(),
         ))
-            .context("cannot create the demo user and database")?
+        .context("cannot create the demo user and database")?
     } else {
         None
     };

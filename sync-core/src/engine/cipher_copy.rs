@@ -21,10 +21,7 @@ const DEST: &str = "_sync_dest";
 /// A plain in-memory database holding a consistent copy of `source` (opened with `key`): one
 /// read transaction over the whole copy, so writes to the file meanwhile do not tear it.
 /// Costs memory equal to the database's size.
-pub fn plain_copy_in_memory(
-    source: &Path,
-    key: &EncryptionKey,
-) -> Result<Connection, CipherError> {
+pub fn plain_copy_in_memory(source: &Path, key: &EncryptionKey) -> Result<Connection, CipherError> {
     let conn = Connection::open_in_memory()?;
     attach_checked(&conn, source, SOURCE, Some(key))?;
     export(&conn, "main", SOURCE)?;
@@ -44,7 +41,9 @@ pub fn export_file(
     attach_checked(&conn, source, SOURCE, source_key)?;
     cipher::attach(&conn, &dest.to_string_lossy(), DEST, dest_key)?;
     export(&conn, DEST, SOURCE)?;
-    conn.execute_batch(&format!("DETACH DATABASE {SOURCE}; DETACH DATABASE {DEST};"))?;
+    conn.execute_batch(&format!(
+        "DETACH DATABASE {SOURCE}; DETACH DATABASE {DEST};"
+    ))?;
     Ok(())
 }
 
@@ -70,7 +69,9 @@ fn attach_checked(
 fn export(conn: &Connection, target: &str, source: &str) -> Result<(), CipherError> {
     conn.execute_batch("BEGIN")?;
     let done = conn
-        .query_row("SELECT sqlcipher_export(?1, ?2)", [target, source], |_| Ok(()))
+        .query_row("SELECT sqlcipher_export(?1, ?2)", [target, source], |_| {
+            Ok(())
+        })
         .and_then(|()| conn.execute_batch("COMMIT"));
     if done.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -88,9 +89,8 @@ pub fn serialize(conn: &Connection) -> Result<Vec<u8>, CipherError> {
     let mut size: rusqlite::ffi::sqlite3_int64 = 0;
     // SAFETY: the handle is the live connection's; with flags 0 SQLite returns a copy it
     // allocated with sqlite3_malloc (NULL on failure), `size` bytes long, freed below.
-    let ptr = unsafe {
-        rusqlite::ffi::sqlite3_serialize(conn.handle(), c"main".as_ptr(), &mut size, 0)
-    };
+    let ptr =
+        unsafe { rusqlite::ffi::sqlite3_serialize(conn.handle(), c"main".as_ptr(), &mut size, 0) };
     if ptr.is_null() {
         return Err(CipherError::Sqlite(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOMEM),
@@ -129,7 +129,9 @@ mod tests {
         let copy = plain_copy_in_memory(&enc, &key).unwrap();
         let v: String = copy.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(v, "marker-xyz");
-        let uv: i64 = copy.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let uv: i64 = copy
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(uv, 3);
         let bytes = serialize(&copy).unwrap();
         assert!(bytes.starts_with(b"SQLite format 3\0"));

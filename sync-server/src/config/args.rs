@@ -16,7 +16,12 @@ pub struct GlobalArgs {
     /// File holding the data directory's encryption key: a passphrase, or 64 hex digits (a
     /// raw key). The key itself may come in SYNC_ENCRYPTION_KEY instead; never on the command
     /// line. Needs a build with the `encryption` feature.
-    #[arg(long, env = "SYNC_ENCRYPTION_KEY_FILE", global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        env = "SYNC_ENCRYPTION_KEY_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
     pub encryption_key_file: Option<PathBuf>,
 }
 

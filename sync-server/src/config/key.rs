@@ -47,9 +47,8 @@ fn read_key_file(path: &Path) -> Result<EncryptionKey, ConfigError> {
             path.display()
         ))
     })?);
-    EncryptionKey::from_file_content(&text).map_err(|e| {
-        ConfigError::Invalid(format!("encryption key file {}: {e}", path.display()))
-    })
+    EncryptionKey::from_file_content(&text)
+        .map_err(|e| ConfigError::Invalid(format!("encryption key file {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -65,10 +64,17 @@ mod tests {
         let err = resolve(Some(&file), Some("x".into()), None).unwrap_err();
         assert!(err.to_string().contains("one way"), "{err}");
         let err = resolve(Some(&dir.path().join("missing")), None, None).unwrap_err();
-        assert!(err.to_string().contains("cannot read the encryption key file"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot read the encryption key file"),
+            "{err}"
+        );
         let got = resolve(Some(&file), None, None);
         if cipher::ENABLED {
-            assert_eq!(got.unwrap(), Some(EncryptionKey::passphrase("secret").unwrap()));
+            assert_eq!(
+                got.unwrap(),
+                Some(EncryptionKey::passphrase("secret").unwrap())
+            );
             assert!(resolve(None, Some(String::new()), None).is_err());
         } else {
             let err = got.unwrap_err();

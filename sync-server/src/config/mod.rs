@@ -27,6 +27,6 @@ pub use args::{GlobalArgs, ServeArgs};
 pub use error::ConfigError;
 pub use file::FileConfig;
 pub use jwt::{JwtArgs, JwtConfig, JwtFile, JwtSecret};
-pub use kinds::{Durability, LogFormat};
 pub use key::KEY_ENV;
+pub use kinds::{Durability, LogFormat};
 pub use server::{ServerConfig, data_dir, data_dir_keyed, encryption_key};

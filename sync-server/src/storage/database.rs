@@ -204,10 +204,12 @@ impl Database {
             // Encrypted: built in memory for each request and never cached (a plain copy
             // must not reach the disk, and one kept per open database would make memory grow
             // with the databases' sizes).
-            let (bytes, meta) = server::snapshot::snapshot_in_memory(&self.path, key)
-                .map_err(|source| StorageError::Snapshot {
-                    id: self.id,
-                    source,
+            let (bytes, meta) =
+                server::snapshot::snapshot_in_memory(&self.path, key).map_err(|source| {
+                    StorageError::Snapshot {
+                        id: self.id,
+                        source,
+                    }
                 })?;
             self.correct_sum(&meta);
             return Ok(SnapshotFile::in_memory(bytes, &meta));

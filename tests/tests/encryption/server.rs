@@ -8,12 +8,12 @@ use super::{MARKER, Scan};
 use session_sync_tests::*;
 use std::path::{Path, PathBuf};
 use sync_client::{ClientConfig, SyncClient};
+use sync_core::engine::cipher::EncryptionKey;
 use sync_server::admin::{self, TokenCommand, UserCommand};
 use sync_server::config::{GlobalArgs, ServeArgs};
 use sync_server::datadir::DataDir;
 use sync_server::lifecycle::{self, RestorePoint};
 use sync_server::{AppState, ServerConfig, catalog};
-use sync_core::engine::cipher::EncryptionKey;
 
 fn server_key() -> EncryptionKey {
     EncryptionKey::passphrase("server data directory passphrase").unwrap()
@@ -168,7 +168,10 @@ fn admin_commands_backup_and_restore_use_the_key() {
     lifecycle::backup(&dir, "notes", &file, &mut said).unwrap();
     let bytes = std::fs::read(&file).unwrap();
     assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()));
-    assert!(!bytes.starts_with(b"SQLite format 3\0"), "the backup is encrypted");
+    assert!(
+        !bytes.starts_with(b"SQLite format 3\0"),
+        "the backup is encrypted"
+    );
     for id in 6..=8 {
         write_note(&a, id);
     }
