@@ -1,7 +1,7 @@
 //! Copies between encrypted and plain databases, for the server's encrypted data directory:
 //! SQLite's backup API refuses to copy between a keyed and an unkeyed database, so these go
 //! through SQLCipher's `sqlcipher_export` (which re-creates the schema and copies every row,
-//! its `user_version` included) on a scratch in-memory connection.
+//! and `user_version` carried over by hand) on a scratch in-memory connection.
 //!
 //! - [`plain_copy_in_memory`]: a consistent plain copy of an encrypted file, held in memory
 //!   (the server's snapshot is built there, never on disk in the clear);
@@ -72,7 +72,16 @@ fn export(conn: &Connection, target: &str, source: &str) -> Result<(), CipherErr
         .query_row("SELECT sqlcipher_export(?1, ?2)", [target, source], |_| {
             Ok(())
         })
-        .and_then(|()| conn.execute_batch("COMMIT"));
+        .and_then(|()| {
+            // The export copies schema and rows, not the header's user_version: carried here.
+            let version: i64 =
+                conn.query_row(&format!("PRAGMA \"{source}\".user_version"), [], |r| {
+                    r.get(0)
+                })?;
+            conn.execute_batch(&format!(
+                "PRAGMA \"{target}\".user_version = {version}; COMMIT"
+            ))
+        });
     if done.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
