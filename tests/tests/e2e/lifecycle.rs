@@ -356,8 +356,13 @@ fn reverting_a_batch_converges_on_three_devices() {
         assert_eq!(titles(client), ["keep", "later"]);
     }
     // An entry that changed nothing cannot be reverted; nothing is logged.
-    let err = sync_server::lifecycle::revert(server.data_dir(), "notes", 99, &mut Vec::new())
-        .unwrap_err();
+    let err = sync_server::lifecycle::revert(
+        &DataDir::plain(server.data_dir()),
+        "notes",
+        99,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("99"), "{err}");
     a.close();
     b.close();
