@@ -3,9 +3,9 @@
 //! transaction, and the server sees it on its next request.
 
 use crate::catalog::{self, CatalogError, TokenSelector};
+use crate::datadir::DataDir;
 use clap::{Subcommand, ValueEnum};
 use std::io::Write;
-use std::path::Path;
 use sync_core::protocol::info::Access;
 
 /// Output format of list commands.
@@ -169,8 +169,8 @@ pub enum AdminError {
 }
 
 /// Runs `user …`.
-pub fn user(data_dir: &Path, cmd: &UserCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open_existing(data_dir)?;
+pub fn user(dir: &DataDir, cmd: &UserCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
     match cmd {
         UserCommand::Add { name } => {
             catalog::add_user(&conn, name)?;
@@ -188,11 +188,11 @@ fn access_name(a: Access) -> &'static str {
 }
 
 /// Runs `db …`.
-pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
     use crate::lifecycle::{self, RestorePoint};
-    let conn = catalog::open_existing(data_dir)?;
+    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
     match cmd {
-        DbCommand::Backup { name, output } => lifecycle::backup(data_dir, name, output, out)?,
+        DbCommand::Backup { name, output } => lifecycle::backup(dir, name, output, out)?,
         DbCommand::Restore {
             name,
             from,
@@ -204,9 +204,9 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
                 (None, Some(t)) => RestorePoint::Time(*t),
                 (None, None) => RestorePoint::Backup,
             };
-            lifecycle::restore(data_dir, name, from, point, out)?
+            lifecycle::restore(dir, name, from, point, out)?
         }
-        DbCommand::Revert { name, seq } => lifecycle::revert(data_dir, name, *seq, out)?,
+        DbCommand::Revert { name, seq } => lifecycle::revert(dir, name, *seq, out)?,
         DbCommand::Create { name, owner } => {
             let id = catalog::create_database(&conn, name, owner)?;
             writeln!(
@@ -221,7 +221,7 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
             schema,
         } => {
             drop(conn);
-            let made = crate::import::import(data_dir, name, from, owner, schema.as_deref())?;
+            let made = crate::import::import(dir, name, from, owner, schema.as_deref())?;
             let schema_text = if made.own_schema {
                 "its own schema, version 1".to_string()
             } else {
@@ -283,8 +283,8 @@ pub fn db(data_dir: &Path, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), A
 }
 
 /// Runs `token …`. `issue` writes only the token and a newline to `out`.
-pub fn token(data_dir: &Path, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open_existing(data_dir)?;
+pub fn token(dir: &DataDir, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(), AdminError> {
+    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
     match cmd {
         TokenCommand::Issue { user, device } => {
             let t = catalog::issue_token(&conn, user, device)?;
@@ -345,8 +345,8 @@ pub const DEMO_INSTALL_CLI: &str = "cargo install --locked --path sync-cli";
 
 /// On a data directory whose catalog has no user yet: creates user `demo`, database `demo`
 /// and a token for device `demo-device`, and returns the token. Otherwise `None`.
-pub fn bootstrap_demo(data_dir: &Path) -> Result<Option<String>, CatalogError> {
-    let conn = catalog::open(data_dir)?;
+pub fn bootstrap_demo(dir: &DataDir) -> Result<Option<String>, CatalogError> {
+    let conn = catalog::open_keyed(dir.path(), dir.key())?;
     if !catalog::is_empty(&conn)? {
         return Ok(None);
     }

@@ -36,7 +36,15 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Opens the catalog of `data_dir` (creating it if needed).
     pub fn open(data_dir: &Path) -> Result<Auth, CatalogError> {
-        let conn = catalog::open(data_dir)?;
+        Auth::open_keyed(data_dir, None)
+    }
+
+    /// [`Auth::open`] with the data directory's encryption key.
+    pub fn open_keyed(
+        data_dir: &Path,
+        key: Option<&sync_core::engine::cipher::EncryptionKey>,
+    ) -> Result<Auth, CatalogError> {
+        let conn = catalog::open_keyed(data_dir, key)?;
         Ok(Auth {
             inner: Mutex::new(Inner {
                 conn,

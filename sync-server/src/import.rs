@@ -25,11 +25,14 @@
 //! import leaves either no database or a complete one.
 
 use crate::catalog::{self, CatalogError};
+use crate::datadir::DataDir;
 use crate::migrations::{AppSchema, MigrationError, OWN_SCHEMA_KEY};
 use crate::storage::DBS_DIR;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use sync_core::engine::cipher::{self, CipherError, EncryptionKey};
+use sync_core::engine::cipher_copy;
 use sync_core::engine::schema::{self, SchemaError};
 use sync_core::engine::schema_match::differences;
 use sync_core::server;
@@ -131,13 +134,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
 /// Imports `from` as database `name` owned by `owner` into the data directory `data_dir`;
 /// with `schema_dir`, the file's schema must be the one those migrations make.
 pub fn import(
-    data_dir: &Path,
+    dir: &DataDir,
     name: &str,
     from: &Path,
     owner: &str,
     schema_dir: Option<&Path>,
 ) -> Result<Imported, ImportError> {
-    let cat = catalog::open_existing(data_dir)?;
+    let data_dir = dir.path();
+    let cat = catalog::open_existing_keyed(data_dir, dir.key())?;
     catalog::check_import(&cat, name, owner)?;
     let expected = schema_dir.map(AppSchema::from_dir).transpose()?;
     let dbs = data_dir.join(DBS_DIR);
@@ -147,7 +151,7 @@ pub fn import(
 
     let nonce: u64 = rand::random();
     let staged = dbs.join(format!("{}{nonce:016x}.db", catalog::PLACEHOLDER_PREFIX));
-    let result = stage(from, &staged, expected.as_ref(), schema_dir);
+    let result = stage(from, &staged, expected.as_ref(), schema_dir, dir.key());
     let made = match result {
         Ok(made) => made,
         Err(e) => {
@@ -194,6 +198,7 @@ fn stage(
     staged: &Path,
     expected: Option<&AppSchema>,
     schema_dir: Option<&Path>,
+    key: Option<&EncryptionKey>,
 ) -> Result<Imported, ImportError> {
     let source_err = |source| ImportError::Source {
         path: from.to_path_buf(),
@@ -213,12 +218,37 @@ fn stage(
     source
         .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(source_err)?;
-    let mut conn = Connection::open(staged)?;
-    {
-        let backup = rusqlite::backup::Backup::new(&source, &mut conn).map_err(source_err)?;
-        backup.step(-1).map_err(source_err)?;
-    }
-    drop(source);
+    let conn = match key {
+        // The operator's file is plain; the staged copy is encrypted from its first page
+        // (SQLite's backup cannot copy between the two).
+        Some(key) => {
+            drop(source);
+            cipher_copy::export_file(from, None, staged, Some(key)).map_err(|e| match e {
+                CipherError::Sqlite(e) => source_err(e),
+                e => ImportError::Refused {
+                    path: from.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            })?;
+            cipher::open(staged, OpenFlags::default(), Some(key)).map_err(|e| match e {
+                CipherError::Sqlite(e) => ImportError::from(e),
+                e => ImportError::Refused {
+                    path: staged.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            })?
+        }
+        None => {
+            let mut conn = Connection::open(staged)?;
+            {
+                let backup =
+                    rusqlite::backup::Backup::new(&source, &mut conn).map_err(source_err)?;
+                backup.step(-1).map_err(source_err)?;
+            }
+            drop(source);
+            conn
+        }
+    };
     let refused = |reason: String| ImportError::Refused {
         path: from.to_path_buf(),
         reason,

@@ -14,6 +14,7 @@
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
 //! | [`lifecycle`] | `db backup`, `db restore` (to a seq or a time, with a new lineage), `db revert` |
 //! | [`import`] | `db import`: an existing SQLite file's schema and rows become a new database |
+//! | [`datadir`] | [`datadir::DataDir`]: the data directory and its encryption key |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
 //! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
@@ -39,6 +40,7 @@ pub mod body;
 pub mod catalog;
 pub mod config;
 pub mod conn;
+pub mod datadir;
 pub mod error;
 pub mod events;
 pub mod import;

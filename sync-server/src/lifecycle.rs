@@ -12,10 +12,13 @@
 //!   every device pulls.
 
 use crate::catalog::{self, CatalogError};
+use crate::datadir::DataDir;
 use rusqlite::{Connection, OpenFlags};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+use sync_core::engine::cipher::{self, CipherError, EncryptionKey};
+use sync_core::engine::cipher_copy;
 use sync_core::protocol::lineage::Hex64;
 use sync_core::server::{self, ServerError, lineage, rewind};
 
@@ -41,6 +44,9 @@ pub enum LifecycleError {
     /// The input is not usable.
     #[error("{0}")]
     Invalid(String),
+    /// The data directory's encryption key does not open a file (or a backup).
+    #[error("{0}")]
+    Key(CipherError),
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -62,28 +68,60 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LifecycleError 
     move |source| LifecycleError::Io { what, source }
 }
 
-fn db_file(data_dir: &Path, id: i64) -> PathBuf {
-    data_dir.join("dbs").join(format!("{id}.db"))
+/// Opens `path` with the data directory's key: a wrong or missing key is
+/// [`LifecycleError::Key`].
+fn open_keyed(
+    path: &Path,
+    flags: OpenFlags,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, LifecycleError> {
+    cipher::open(path, flags, key).map_err(|e| match e {
+        CipherError::Sqlite(source) => LifecycleError::Sqlite {
+            what: format!("cannot open {}", path.display()),
+            source,
+        },
+        e => LifecycleError::Key(e),
+    })
 }
 
-fn open_live(path: &Path) -> Result<Connection, LifecycleError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(sqlite(format!("cannot open {}", path.display())))?;
+/// A copy of the database file `from` at `to` (which must not exist), consistent, both
+/// with `key`: SQLite's backup for plain files, SQLCipher's export for encrypted ones.
+fn copy_file(from: &Path, to: &Path, key: Option<&EncryptionKey>) -> Result<(), LifecycleError> {
+    if let Some(key) = key {
+        return cipher_copy::export_file(from, Some(key), to, Some(key)).map_err(|e| match e {
+            CipherError::Sqlite(source) => LifecycleError::Sqlite {
+                what: format!("cannot copy {}", from.display()),
+                source,
+            },
+            e => LifecycleError::Key(e),
+        });
+    }
+    let src = open_keyed(from, OpenFlags::SQLITE_OPEN_READ_ONLY, None)?;
+    let mut copy = Connection::open(to).map_err(sqlite("cannot open the copy"))?;
+    // One step: one read transaction, so writes meanwhile cannot restart it.
+    let b = rusqlite::backup::Backup::new(&src, &mut copy).map_err(sqlite("the copy failed"))?;
+    b.step(-1).map_err(sqlite("the copy failed"))?;
+    Ok(())
+}
+
+fn open_live(path: &Path, key: Option<&EncryptionKey>) -> Result<Connection, LifecycleError> {
+    let conn = open_keyed(path, OpenFlags::SQLITE_OPEN_READ_WRITE, key)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sqlite("busy timeout"))?;
     Ok(conn)
 }
 
-/// `db backup NAME -o FILE`.
+/// `db backup NAME -o FILE`. From an encrypted data directory, the backup is encrypted with
+/// the same key (and restorable only with it).
 pub fn backup(
-    data_dir: &Path,
+    dir: &DataDir,
     name: &str,
     output: &Path,
     out: &mut dyn Write,
 ) -> Result<(), LifecycleError> {
-    let conn = catalog::open_existing(data_dir)?;
+    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
     let id = catalog::database_id(&conn, name)?;
-    let live = db_file(data_dir, id);
+    let live = dir.db_file(id);
     if !live.exists() {
         return Err(LifecycleError::Invalid(format!(
             "database {name} has never been used: there is nothing to back up yet"
@@ -95,15 +133,12 @@ pub fn backup(
             output.display()
         )));
     }
-    let src = open_live(&live)?;
+    // The live file opens with the key before anything is copied.
+    drop(open_live(&live, dir.key())?);
     let tmp = output.with_extension("backup-tmp");
-    let mut copy = Connection::open(&tmp).map_err(sqlite("cannot open the copy"))?;
-    {
-        // One step: one read transaction, so writes meanwhile cannot restart it.
-        let b =
-            rusqlite::backup::Backup::new(&src, &mut copy).map_err(sqlite("the backup failed"))?;
-        b.step(-1).map_err(sqlite("the backup failed"))?;
-    }
+    let _ = std::fs::remove_file(&tmp);
+    copy_file(&live, &tmp, dir.key())?;
+    let copy = open_keyed(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE, dir.key())?;
     let head = lineage::head(&copy)?;
     copy.execute_batch("PRAGMA journal_mode = DELETE")
         .map_err(sqlite("cannot finish the copy"))?;
@@ -131,25 +166,26 @@ pub enum RestorePoint {
     Time(i64),
 }
 
-/// `db restore NAME --from FILE [--to-seq N | --to-time T]`.
+/// `db restore NAME --from FILE [--to-seq N | --to-time T]`. The backup is opened with the
+/// data directory's key.
 pub fn restore(
-    data_dir: &Path,
+    dir: &DataDir,
     name: &str,
     from: &Path,
     point: RestorePoint,
     out: &mut dyn Write,
 ) -> Result<(), LifecycleError> {
-    let cat = catalog::open_existing(data_dir)?;
+    let data_dir = dir.path();
+    let cat = catalog::open_existing_keyed(data_dir, dir.key())?;
     let old_id = catalog::database_id(&cat, name)?;
-    let live_path = db_file(data_dir, old_id);
+    let live_path = dir.db_file(old_id);
     let dbs = data_dir.join("dbs");
     std::fs::create_dir_all(&dbs).map_err(io("cannot create dbs/"))?;
     let tmp = dbs.join(format!("restore-{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let cleanup = scopeguard(&tmp);
     {
-        let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(sqlite(format!("cannot open {}", from.display())))?;
+        let src = open_keyed(from, OpenFlags::SQLITE_OPEN_READ_ONLY, dir.key())?;
         let is_server_db: bool = src
             .query_row(
                 "SELECT count(*) = 2 FROM sqlite_schema WHERE name IN ('_sync_meta', '_sync_log')",
@@ -166,21 +202,17 @@ pub fn restore(
                 from.display()
             )));
         }
-        src.backup(
-            rusqlite::MAIN_DB,
-            &tmp,
-            None::<fn(rusqlite::backup::Progress)>,
-        )
-        .map_err(sqlite("cannot copy the backup"))?;
+        drop(src);
+        copy_file(from, &tmp, dir.key())?;
     }
-    let copy = Connection::open(&tmp).map_err(sqlite("cannot open the copy"))?;
+    let copy = open_keyed(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE, dir.key())?;
     server::install(&copy, 0).map_err(sqlite("cannot prepare the copy"))?;
     // The live database is write-locked from here until the swap: no push lands in it after
     // the restore point was chosen (pushes wait, then retry, and reach the new file), and it
     // is marked retired before the lock is released, so one that waited past the swap is
     // refused (`503 unavailable`) rather than acknowledged into a file nobody serves.
     let live = if live_path.exists() {
-        let l = open_live(&live_path)?;
+        let l = open_live(&live_path, dir.key())?;
         l.execute_batch("BEGIN IMMEDIATE")
             .map_err(sqlite("cannot lock the live database"))?;
         Some(l)
@@ -232,7 +264,7 @@ pub fn restore(
         .map_err(sqlite("cannot retire the live database"))?;
     }
     let (_, new_id) = catalog::replace_database(&cat, name, |id| {
-        std::fs::rename(&tmp, db_file(data_dir, id)).map_err(io("cannot move the restored file"))
+        std::fs::rename(&tmp, dir.db_file(id)).map_err(io("cannot move the restored file"))
     })?;
     cleanup.disarm();
     if let Some(l) = live {
@@ -292,20 +324,20 @@ fn keep_leases(copy: &Connection, live: &Connection) -> Result<(), LifecycleErro
 
 /// `db revert NAME --seq N`.
 pub fn revert(
-    data_dir: &Path,
+    dir: &DataDir,
     name: &str,
     seq: i64,
     out: &mut dyn Write,
 ) -> Result<(), LifecycleError> {
-    let cat = catalog::open_existing(data_dir)?;
+    let cat = catalog::open_existing_keyed(dir.path(), dir.key())?;
     let id = catalog::database_id(&cat, name)?;
-    let live_path = db_file(data_dir, id);
+    let live_path = dir.db_file(id);
     if !live_path.exists() {
         return Err(LifecycleError::Invalid(format!(
             "database {name} has no log entry {seq}"
         )));
     }
-    let conn = open_live(&live_path)?;
+    let conn = open_live(&live_path, dir.key())?;
     let now = catalog::now_ms();
     let batch_id = format!("revert-{seq}-{now}");
     let answer = rewind::revert(&conn, seq, &batch_id, now)?;

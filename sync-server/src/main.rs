@@ -63,13 +63,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve_command(&cli.global, &cli.serve),
         Some(Command::Serve(args)) => serve_command(&cli.global, &args.or(cli.serve)),
         Some(Command::User(cmd)) => Ok(admin::user(
-            &config::data_dir(&cli.global)?,
+            &config::data_dir_keyed(&cli.global)?,
             &cmd,
             &mut out,
         )?),
-        Some(Command::Db(cmd)) => Ok(admin::db(&config::data_dir(&cli.global)?, &cmd, &mut out)?),
+        Some(Command::Db(cmd)) => Ok(admin::db(
+            &config::data_dir_keyed(&cli.global)?,
+            &cmd,
+            &mut out,
+        )?),
         Some(Command::Token(cmd)) => Ok(admin::token(
-            &config::data_dir(&cli.global)?,
+            &config::data_dir_keyed(&cli.global)?,
             &cmd,
             &mut out,
         )?),
@@ -103,8 +107,11 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     // never creates a user, a database or a token by itself (and never prints a token to a
     // service manager's journal).
     let demo_token = if config.demo && config.schema_dir.is_none() {
-        admin::bootstrap_demo(&config.data_dir)
-            .context("cannot create the demo user and database")?
+        admin::bootstrap_demo(&sync_server::datadir::DataDir::new(
+            &config.data_dir,
+            config.encryption_key.clone(),
+        ))
+        .context("cannot create the demo user and database")?
     } else {
         None
     };

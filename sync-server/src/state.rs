@@ -88,7 +88,7 @@ impl AppState {
             None => AppSchema::embedded(),
         };
         schema.validate(&config.policies)?;
-        let auth = Auth::open(&config.data_dir)?;
+        let auth = Auth::open_keyed(&config.data_dir, config.encryption_key.as_ref())?;
         let jwt = match &config.jwt {
             Some(c) => Some(crate::jwt::Verifier::new(c.clone())?),
             None => None,
@@ -109,6 +109,7 @@ impl AppState {
                 page_cache_kib: config.page_cache_kib,
                 synchronous: config.durability.pragma(),
                 readers: config.readers,
+                key: config.encryption_key.clone(),
             },
             Arc::new(schema),
         )?;

@@ -242,6 +242,24 @@ pub fn check_readable(conn: &Connection, path: &Path, keyed: bool) -> Result<(),
     }
 }
 
+/// Reads the schema of the database attached to `conn` as `schema` (the file `path`), like
+/// [`check_readable`].
+pub fn check_readable_in(
+    conn: &Connection,
+    schema: &str,
+    path: &Path,
+    keyed: bool,
+) -> Result<(), CipherError> {
+    let sql = format!(
+        "SELECT count(*) FROM \"{}\".sqlite_schema",
+        schema.replace('"', "\"\"")
+    );
+    match conn.query_row(&sql, [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(classify(e, path, keyed)),
+    }
+}
+
 /// Turns SQLite's `SQLITE_NOTADB` on a file into the key error it stands for (by the file's
 /// first 16 bytes; without a key, only in a build with encryption); any other error is
 /// returned as it is.

@@ -9,6 +9,7 @@
 //! | [`encode`] | the writer of the changeset format (the inverse of `decode`), for tools and tests |
 //! | [`changeset`] | [`changeset::Changeset`]: owned bytes; `invert`, `concat` through SQLite's changegroup |
 //! | [`cipher`] | encryption at rest: the key every connection gets first; a wrong key told from a damaged file |
+//! | [`cipher_copy`] | copies between encrypted and plain databases (the backup API refuses to): a plain copy in memory, a file into another |
 //! | [`checksum`] | an order-independent checksum of the app tables' content, followed through changesets |
 //! | [`conflict`] | the vocabulary: conflict kinds SQLite reports, resolutions a handler answers |
 //! | [`policy`] | conflict policies: parse, resolve one conflict, check preconditions against a schema |
@@ -31,6 +32,7 @@ pub mod capture;
 pub mod changeset;
 pub mod checksum;
 pub mod cipher;
+pub mod cipher_copy;
 pub mod conflict;
 pub mod decode;
 pub mod diff;

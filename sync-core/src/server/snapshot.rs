@@ -2,6 +2,8 @@
 //! device to start from.
 
 use super::ServerError;
+use crate::engine::cipher::{CipherError, EncryptionKey};
+use crate::engine::cipher_copy;
 use crate::protocol::lineage::Tip;
 use rusqlite::{Connection, params};
 use std::path::Path;
@@ -42,9 +44,35 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotMeta, ServerEr
         let backup = rusqlite::backup::Backup::new(conn, &mut out)?;
         backup.step(-1)?;
     }
-    let seq = super::meta(&out, "head_seq")?;
-    let version = super::schema_version(&out)?;
-    let tip = super::lineage::at(&out, seq)?
+    finish(&out)
+}
+
+/// [`snapshot`] of an encrypted database file (`source`, opened with `key`), built in memory:
+/// the plain image a device expects over the wire, returned as bytes, never written to disk.
+/// Costs memory of about twice the database's size while it runs.
+pub fn snapshot_in_memory(
+    source: &Path,
+    key: &EncryptionKey,
+) -> Result<(Vec<u8>, SnapshotMeta), ServerError> {
+    let out = cipher_copy::plain_copy_in_memory(source, key).map_err(cipher_error)?;
+    let meta = finish(&out)?;
+    let bytes = cipher_copy::serialize(&out).map_err(cipher_error)?;
+    Ok((bytes, meta))
+}
+
+fn cipher_error(e: CipherError) -> ServerError {
+    match e {
+        CipherError::Sqlite(e) => e.into(),
+        e => ServerError::internal(e.to_string()),
+    }
+}
+
+/// Turns a full copy of the server database (`out`) into a snapshot: the internal tables
+/// dropped, `_sync_snapshot` written, the checksum computed from the copy.
+fn finish(out: &Connection) -> Result<SnapshotMeta, ServerError> {
+    let seq = super::meta(out, "head_seq")?;
+    let version = super::schema_version(out)?;
+    let tip = super::lineage::at(out, seq)?
         .ok_or_else(|| ServerError::internal(format!("no chain value at the head {seq}")))?;
     out.execute_batch(
         "PRAGMA journal_mode = OFF;
@@ -66,7 +94,7 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotMeta, ServerEr
     out.execute_batch("VACUUM")?;
     // The file is what devices build on and check: its checksum is computed from it, and a
     // log that says otherwise (a damaged or hand-edited database) is reported to be fixed.
-    let actual = crate::engine::checksum::table_sum(&out).map_err(ServerError::internal)?;
+    let actual = crate::engine::checksum::table_sum(out).map_err(ServerError::internal)?;
     // An unknown one (a migration just ran) stays unknown in the log: a device behind compares
     // at that seq before it has run the migration.
     let sum_corrected = tip.sum.is_some_and(|s| s != actual);

@@ -74,6 +74,10 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory's encryption key does not open the catalog (wrong, missing, or
+    /// given for a plain directory), or this build has no encryption.
+    #[error("cannot open the data directory's catalog: {0}")]
+    Key(sync_core::engine::cipher::CipherError),
     /// SQLite failed.
     #[error("catalog database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

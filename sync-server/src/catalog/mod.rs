@@ -38,6 +38,7 @@ pub use tokens::{
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
+use sync_core::engine::cipher::{self, CipherError, EncryptionKey};
 use sync_core::protocol::info::Access;
 
 /// File name of the catalog inside the data directory.
@@ -80,26 +81,51 @@ pub fn now_ms() -> i64 {
 /// Opens (creating if needed) the catalog in `data_dir`, in WAL mode, and installs or upgrades
 /// its tables. Creates `data_dir` if it is missing: for `serve`, which owns the directory.
 pub fn open(data_dir: &Path) -> Result<Connection, CatalogError> {
+    open_keyed(data_dir, None)
+}
+
+/// [`open`] with the data directory's encryption key (`None`: plain).
+pub fn open_keyed(
+    data_dir: &Path,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, CatalogError> {
     std::fs::create_dir_all(data_dir).map_err(|source| CatalogError::Io {
         path: data_dir.display().to_string(),
         source,
     })?;
-    open_in(data_dir)
+    open_in(data_dir, key)
 }
 
 /// [`open`] for the admin commands: a data directory that does not exist is an error, never
 /// created (a mistyped `--data` must not make an empty catalog and report success).
 pub fn open_existing(data_dir: &Path) -> Result<Connection, CatalogError> {
+    open_existing_keyed(data_dir, None)
+}
+
+/// [`open_existing`] with the data directory's encryption key (`None`: plain).
+pub fn open_existing_keyed(
+    data_dir: &Path,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, CatalogError> {
     if !data_dir.is_dir() {
         return Err(CatalogError::NoDataDir {
             path: data_dir.display().to_string(),
         });
     }
-    open_in(data_dir)
+    open_in(data_dir, key)
 }
 
-fn open_in(data_dir: &Path) -> Result<Connection, CatalogError> {
-    let conn = Connection::open(data_dir.join(CATALOG_FILE))?;
+fn open_in(data_dir: &Path, key: Option<&EncryptionKey>) -> Result<Connection, CatalogError> {
+    // A wrong or missing key is told apart from a damaged file here, before any pragma.
+    let conn = cipher::open(
+        &data_dir.join(CATALOG_FILE),
+        rusqlite::OpenFlags::default(),
+        key,
+    )
+    .map_err(|e| match e {
+        CipherError::Sqlite(e) => CatalogError::Sqlite(e),
+        e => CatalogError::Key(e),
+    })?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",

@@ -13,6 +13,16 @@ pub struct GlobalArgs {
     /// Data directory holding catalog.db and the database files [default: ./sync-data].
     #[arg(long, env = "SYNC_DATA", global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// File holding the data directory's encryption key: a passphrase, or 64 hex digits (a
+    /// raw key). The key itself may come in SYNC_ENCRYPTION_KEY instead; never on the command
+    /// line. Needs a build with the `encryption` feature.
+    #[arg(
+        long,
+        env = "SYNC_ENCRYPTION_KEY_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Options of `serve`. Unset options come from the configuration file, then the defaults.

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct FileConfig {
     /// Data directory.
     pub data: Option<PathBuf>,
+    /// File holding the data directory's encryption key.
+    pub encryption_key_file: Option<PathBuf>,
     /// Listen address.
     pub listen: Option<SocketAddr>,
     /// Migrations directory.

@@ -7,6 +7,7 @@ use super::kinds::{Durability, LogFormat};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use sync_core::engine::cipher::EncryptionKey;
 use sync_core::engine::policy::{Policy, PolicySet};
 
 /// The resolved configuration of a server.
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub log: String,
     /// JWT verification, when enabled (a secret or a JWKS file is configured).
     pub jwt: Option<super::jwt::JwtConfig>,
+    /// The key every SQLite file of the data directory is encrypted with (`None`: plain).
+    pub encryption_key: Option<EncryptionKey>,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             log: "info".into(),
             jwt: None,
+            encryption_key: None,
         }
     }
 }
@@ -135,6 +139,33 @@ pub fn data_dir(global: &GlobalArgs) -> Result<PathBuf, ConfigError> {
         .clone()
         .or_else(|| file.data.map(|p| relative_to(&base, p)))
         .unwrap_or_else(|| ServerConfig::default().data_dir))
+}
+
+/// The data directory's encryption key: `--encryption-key-file` / `SYNC_ENCRYPTION_KEY_FILE`,
+/// then `SYNC_ENCRYPTION_KEY`, then the file's `encryption_key_file`.
+pub fn encryption_key(global: &GlobalArgs) -> Result<Option<EncryptionKey>, ConfigError> {
+    let (file, base) = load_file(global)?;
+    key_from(global, file, &base)
+}
+
+fn key_from(
+    global: &GlobalArgs,
+    file: FileConfig,
+    base: &Path,
+) -> Result<Option<EncryptionKey>, ConfigError> {
+    super::key::resolve(
+        global.encryption_key_file.as_deref(),
+        std::env::var(super::key::KEY_ENV).ok(),
+        file.encryption_key_file.map(|p| relative_to(base, p)),
+    )
+}
+
+/// The data directory and its key, for admin commands.
+pub fn data_dir_keyed(global: &GlobalArgs) -> Result<crate::datadir::DataDir, ConfigError> {
+    Ok(crate::datadir::DataDir::new(
+        data_dir(global)?,
+        encryption_key(global)?,
+    ))
 }
 
 fn secs(v: Option<u64>) -> Option<Duration> {
@@ -174,6 +205,7 @@ impl ServerConfig {
                 policies.tables.insert(table.to_string(), p);
             }
         }
+        let encryption_key = key_from(global, file.clone(), &base)?;
         let config = ServerConfig {
             data_dir: global
                 .data
@@ -259,6 +291,7 @@ impl ServerConfig {
                 .unwrap_or(d.maintenance),
             log_format: serve.log_format.or(file.log_format).unwrap_or(d.log_format),
             log: serve.log.clone().or(file.log).unwrap_or(d.log),
+            encryption_key,
             jwt: super::jwt::JwtConfig::resolve(
                 &serve.jwt,
                 file.jwt.as_ref(),

@@ -58,6 +58,7 @@ fn unknown_keys_and_bad_policies_are_errors() {
     let global = GlobalArgs {
         config: Some(file.clone()),
         data: None,
+        encryption_key_file: None,
     };
     assert!(matches!(
         ServerConfig::resolve(&global, &ServeArgs::default()),

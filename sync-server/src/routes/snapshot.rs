@@ -1,10 +1,11 @@
 //! `GET /v1/databases/{db}/snapshot`: a consistent copy of the app tables as an SQLite file,
-//! streamed from disk (never read into memory), with `Sync-Seq` and `Sync-Schema-Version`.
+//! streamed from disk (never read into memory; an encrypted data directory's is built in memory), with `Sync-Seq` and `Sync-Schema-Version`.
 
 use super::DbName;
 use crate::error::ApiError;
 use crate::request::RequestNote;
 use crate::state::AppState;
+use crate::storage::SnapshotBody;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -50,7 +51,11 @@ pub async fn snapshot(
         .await?;
     state.shared().metrics.bytes_out(snap.len);
     state.shared().metrics.snapshot_served(reason);
-    let mut response = Response::new(crate::body::file_body(snap.file));
+    let body = match snap.body {
+        SnapshotBody::File(file) => crate::body::file_body(file),
+        SnapshotBody::Memory(bytes) => axum::body::Body::from(bytes),
+    };
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(snap.len));

@@ -243,6 +243,7 @@ mod tests {
                 page_cache_kib: 128,
                 readers: 2,
                 synchronous: "NORMAL",
+                key: None,
             },
             Arc::new(AppSchema::embedded()),
         )

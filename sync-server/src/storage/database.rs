@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use sync_core::engine::cipher::{self, CipherError, EncryptionKey};
 use sync_core::protocol::lineage::Tip;
 use sync_core::server;
 use sync_core::server::LogBounds;
@@ -34,6 +35,8 @@ pub struct StorageConfig {
     pub readers: usize,
     /// `PRAGMA synchronous` of writers: `NORMAL` or `FULL`.
     pub synchronous: &'static str,
+    /// The key every database file is encrypted with (`None`: plain SQLite).
+    pub key: Option<EncryptionKey>,
 }
 
 /// An open database.
@@ -43,6 +46,8 @@ pub struct Database {
     path: PathBuf,
     page_cache_kib: u32,
     max_readers: usize,
+    /// The file's encryption key: every connection gets it before its first read.
+    key: Option<EncryptionKey>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// Serialises snapshot creation; holds the cached snapshot of the newest seq.
@@ -58,12 +63,20 @@ struct CachedSnapshot {
     path: PathBuf,
 }
 
-/// A snapshot ready to stream: an open file (it stays readable even if the cache replaces
-/// and deletes it meanwhile) and what it holds.
+/// Where a snapshot's bytes are.
+#[derive(Debug)]
+pub enum SnapshotBody {
+    /// An open file (it stays readable even if the cache replaces and deletes it meanwhile).
+    File(File),
+    /// In memory: the snapshot of an encrypted database, which is never on disk in the clear.
+    Memory(Vec<u8>),
+}
+
+/// A snapshot ready to stream, and what it holds.
 #[derive(Debug)]
 pub struct SnapshotFile {
-    /// The open file.
-    pub file: File,
+    /// The bytes to send.
+    pub body: SnapshotBody,
     /// Its size in bytes.
     pub len: u64,
     /// The log seq it corresponds to.
@@ -88,14 +101,15 @@ impl Database {
     ) -> Result<Database, StorageError> {
         let path = config.data_dir.join(DBS_DIR).join(format!("{id}.db"));
         let sqlite = |source| StorageError::Sqlite { id, source };
-        let writer = Connection::open_with_flags(
+        let writer = open_connection(
+            id,
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
-        configure(&writer, config.page_cache_kib).map_err(sqlite)?;
+            config.page_cache_kib,
+            config.key.as_ref(),
+        )?;
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
@@ -115,6 +129,7 @@ impl Database {
             path,
             page_cache_kib: config.page_cache_kib,
             max_readers: config.readers,
+            key: config.key.clone(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             snapshot: Mutex::new(None),
@@ -155,17 +170,13 @@ impl Database {
     }
 
     fn open_reader(&self) -> Result<Connection, StorageError> {
-        let sqlite = |source| StorageError::Sqlite {
-            id: self.id,
-            source,
-        };
-        let conn = Connection::open_with_flags(
+        open_connection(
+            self.id,
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            self.page_cache_kib,
+            self.key.as_ref(),
         )
-        .map_err(sqlite)?;
-        configure(&conn, self.page_cache_kib).map_err(sqlite)?;
-        Ok(conn)
     }
 
     /// The log bounds, read on a reader.
@@ -189,6 +200,20 @@ impl Database {
                 id: self.id,
                 source,
             })?;
+        if let Some(key) = &self.key {
+            // Encrypted: built in memory for each request and never cached (a plain copy
+            // must not reach the disk, and one kept per open database would make memory grow
+            // with the databases' sizes).
+            let (bytes, meta) =
+                server::snapshot::snapshot_in_memory(&self.path, key).map_err(|source| {
+                    StorageError::Snapshot {
+                        id: self.id,
+                        source,
+                    }
+                })?;
+            self.correct_sum(&meta);
+            return Ok(SnapshotFile::in_memory(bytes, &meta));
+        }
         if let Some(c) = cached.as_ref()
             && c.meta.tip.position() == head
             && let Ok(file) = open_snapshot(&c.path, &c.meta)
@@ -206,18 +231,10 @@ impl Database {
             .join(format!("{}-{nonce:016x}.tmp", self.id));
         let made = self.read(|c| server::snapshot::snapshot(c, &tmp))?;
         let meta = match made {
-            Ok(v) if v.sum_corrected => {
-                if let Some(sum) = v.tip.sum {
-                    tracing::warn!(
-                        id = self.id,
-                        seq = v.seq,
-                        "the log's content checksum at this seq did not match the database (or was unknown): corrected from a snapshot"
-                    );
-                    let _ = self.write(|c| server::lineage::correct_sum(c, v.seq, sum));
-                }
+            Ok(v) => {
+                self.correct_sum(&v);
                 v
             }
-            Ok(v) => v,
             Err(source) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(StorageError::Snapshot {
@@ -235,6 +252,20 @@ impl Database {
             let _ = std::fs::remove_file(old.path);
         }
         Ok(file)
+    }
+}
+
+impl Database {
+    /// Fixes the log's checksum at a snapshot's seq when the snapshot found it wrong.
+    fn correct_sum(&self, meta: &SnapshotMeta) {
+        if let (true, Some(sum)) = (meta.sum_corrected, meta.tip.sum) {
+            tracing::warn!(
+                id = self.id,
+                seq = meta.seq,
+                "the log's content checksum at this seq did not match the database (or was unknown): corrected from a snapshot"
+            );
+            let _ = self.write(|c| server::lineage::correct_sum(c, meta.seq, sum));
+        }
     }
 }
 
@@ -258,12 +289,49 @@ fn open_snapshot(path: &Path, meta: &SnapshotMeta) -> std::io::Result<SnapshotFi
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     Ok(SnapshotFile {
-        file,
+        body: SnapshotBody::File(file),
         len,
         seq: meta.seq,
         schema_version: meta.schema_version,
         tip: meta.tip,
     })
+}
+
+impl SnapshotFile {
+    fn in_memory(bytes: Vec<u8>, meta: &SnapshotMeta) -> SnapshotFile {
+        SnapshotFile {
+            len: bytes.len() as u64,
+            body: SnapshotBody::Memory(bytes),
+            seq: meta.seq,
+            schema_version: meta.schema_version,
+            tip: meta.tip,
+        }
+    }
+}
+
+/// Opens a connection to database `id`'s file with its key (`key`, before anything is read)
+/// and this module's settings; a wrong or missing key is [`StorageError::Key`].
+fn open_connection(
+    id: i64,
+    path: &Path,
+    flags: OpenFlags,
+    page_cache_kib: u32,
+    key: Option<&EncryptionKey>,
+) -> Result<Connection, StorageError> {
+    let sqlite = |source| StorageError::Sqlite { id, source };
+    let key_error = |e| match e {
+        CipherError::Sqlite(source) => StorageError::Sqlite { id, source },
+        e => StorageError::Key { id, source: e },
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    // Lookaside first: SQLite refuses to change it once a statement has run.
+    set_lookaside(&conn).map_err(sqlite)?;
+    cipher::set_key(&conn, key).map_err(key_error)?;
+    configure(&conn, page_cache_kib).map_err(sqlite)?;
+    if key.is_some() {
+        cipher::check_readable(&conn, path, true).map_err(key_error)?;
+    }
+    Ok(conn)
 }
 
 /// Lookaside per connection: 64 slots of 256 bytes (16 KiB; two sizes, 42 of 256 B and 44 of
@@ -303,7 +371,6 @@ fn set_lookaside(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn configure(conn: &Connection, page_cache_kib: u32) -> rusqlite::Result<()> {
-    set_lookaside(conn)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(32);
     conn.execute_batch(&format!("PRAGMA cache_size = -{page_cache_kib};"))?;

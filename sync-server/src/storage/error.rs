@@ -17,6 +17,16 @@ pub enum StorageError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The data directory's key does not open the database file (wrong, missing, or given
+    /// for a plain file).
+    #[error("database {id}: {source}")]
+    Key {
+        /// Internal id.
+        id: i64,
+        /// Why.
+        #[source]
+        source: sync_core::engine::cipher::CipherError,
+    },
     /// The database could not be brought to the current schema.
     #[error("database {id}: {source}")]
     Migration {

@@ -6,6 +6,7 @@
 use session_sync_tests::*;
 use std::path::Path;
 use sync_client::{ClientConfig, SyncClient};
+use sync_server::datadir::DataDir;
 
 fn insert(client: &SyncClient, title: &str) {
     let title = title.to_string();
@@ -192,9 +193,9 @@ fn titles(c: &SyncClient) -> Vec<String> {
     .unwrap()
 }
 
-fn admin(server: &Server, run: impl FnOnce(&Path, &mut Vec<u8>)) -> String {
+fn admin(server: &Server, run: impl FnOnce(&DataDir, &mut Vec<u8>)) -> String {
     let mut out = Vec::new();
-    run(server.data_dir(), &mut out);
+    run(&DataDir::plain(server.data_dir()), &mut out);
     String::from_utf8(out).unwrap()
 }
 
@@ -299,7 +300,7 @@ fn point_in_time_restores_to_a_seq_and_to_a_time_rewind_and_roll_forward() {
     // changed.
     let before = server.db_path("notes");
     let err = lifecycle::restore(
-        server.data_dir(),
+        &DataDir::plain(server.data_dir()),
         "notes",
         &later,
         RestorePoint::Seq(99),
@@ -355,8 +356,13 @@ fn reverting_a_batch_converges_on_three_devices() {
         assert_eq!(titles(client), ["keep", "later"]);
     }
     // An entry that changed nothing cannot be reverted; nothing is logged.
-    let err = sync_server::lifecycle::revert(server.data_dir(), "notes", 99, &mut Vec::new())
-        .unwrap_err();
+    let err = sync_server::lifecycle::revert(
+        &DataDir::plain(server.data_dir()),
+        "notes",
+        99,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("99"), "{err}");
     a.close();
     b.close();

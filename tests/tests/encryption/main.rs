@@ -7,6 +7,8 @@
 //!
 //! `cargo test -p session-sync-tests --features encryption --test encryption`
 
+mod server;
+
 use session_sync_tests::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -21,6 +21,7 @@ pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result
             page_cache_kib: d.page_cache_kib,
             readers: d.readers,
             synchronous: d.durability.pragma(),
+            key: None,
         },
         Arc::new(sync_server::migrations::AppSchema::embedded()),
     )?;
