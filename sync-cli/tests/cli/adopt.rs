@@ -59,7 +59,7 @@ impl Server {
     fn import(&self, name: &str, from: &Path) {
         let mut out = Vec::new();
         sync_server::admin::db(
-            self.data.path(),
+            &sync_server::datadir::DataDir::plain(self.data.path()),
             &sync_server::admin::DbCommand::Import {
                 name: name.into(),
                 from: from.to_path_buf(),
