@@ -4,11 +4,9 @@
 use crate::common::{Scratch, query_value, sqlite3, sync_cli};
 use crate::server::Server;
 use rusqlite::types::Value as SqlValue;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const NOTES: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL DEFAULT 0);";
 
@@ -502,31 +500,8 @@ fn sync_watch_prints_remote_changes_as_they_arrive() {
     let (a, b) = (scratch.path("a.db"), scratch.path("b.db"));
     init(&server, &a, "laptop", &[]);
     init(&server, &b, "phone", &[]);
-    let mut watcher = Command::new(crate::common::sync_cli_path())
-        .args(["sync", s(&b), "--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = watcher.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !seen.iter().any(|l: &String| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with {needle:?} within 10 s; got {seen:#?}"),
-            }
-        }
-    };
-    wait_for("watching ");
+    let mut watcher = crate::common::Watcher::start(&b);
+    watcher.wait_for("watching ");
     sync_cli([
         "exec",
         s(&a),
@@ -534,8 +509,8 @@ fn sync_watch_prints_remote_changes_as_they_arrive() {
         "--sync",
     ])
     .expect(0);
-    wait_for("remote changes in: notes");
-    wait_for("cursor 0 -> 1");
+    watcher.wait_for("remote changes in: notes");
+    watcher.wait_for("cursor 0 -> 1");
     // One writer per database: while the watcher has b open, another process cannot.
     let busy = sync_cli([
         "exec",
@@ -544,8 +519,7 @@ fn sync_watch_prints_remote_changes_as_they_arrive() {
     ])
     .expect(2);
     assert!(busy.stderr.contains("already open"), "{}", busy.stderr);
-    watcher.kill().unwrap();
-    watcher.wait().unwrap();
+    watcher.kill();
     assert_eq!(
         query_value(&b, "SELECT title FROM notes"),
         SqlValue::Text("live".into())

@@ -282,3 +282,55 @@ pub fn query_value(db: &Path, sql: &str) -> rusqlite::types::Value {
     conn.query_row(sql, [], |r| r.get(0))
         .expect("query one value")
 }
+
+/// `sync-cli sync DB --watch` running in its own process, its stdout read line by line.
+pub struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watcher {
+    pub fn start(db: &Path) -> Watcher {
+        let mut child = Command::new(sync_cli_path())
+            .args([OsStr::new("sync"), db.as_os_str(), OsStr::new("--watch")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Watcher {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (10 s at most) until a line printed so far contains `needle`.
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line with {needle:?} within 10 s; got {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// SIGKILLs the watcher and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

@@ -5,10 +5,8 @@
 use crate::common::{Scratch, assert_same_rows, query_value, sqlite3, sync_cli};
 use crate::server::Server;
 use rusqlite::types::Value as SqlValue;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn s(p: &Path) -> &str {
@@ -67,31 +65,8 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
         "INSERT INTO notes(id, title, updated_at) VALUES (1, 'before the watcher', 1)",
     ])
     .expect(0);
-    let mut watcher = Command::new(crate::common::sync_cli_path())
-        .args(["sync", s(&b), "--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = watcher.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !seen.iter().any(|l: &String| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with {needle:?} within 10 s; got {seen:#?}"),
-            }
-        }
-    };
-    wait_for("watching ");
+    let mut watcher = crate::common::Watcher::start(&b);
+    watcher.wait_for("watching ");
     // A change from another device arrives through the watcher…
     sync_cli([
         "exec",
@@ -100,7 +75,7 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
         "--sync",
     ])
     .expect(0);
-    wait_for("remote changes in: notes");
+    watcher.wait_for("remote changes in: notes");
     // …and the read-only commands see it while the watcher holds the writer.
     let run = sync_cli(["query", s(&b), "SELECT id, title FROM notes ORDER BY id"]).expect(0);
     assert_eq!(
@@ -143,8 +118,7 @@ fn query_status_and_search_work_while_sync_watch_holds_the_writer() {
     // Writes still need the writer.
     let busy = sync_cli(["exec", s(&b), "DELETE FROM notes"]).expect(2);
     assert!(busy.stderr.contains("already open"), "{}", busy.stderr);
-    watcher.kill().unwrap();
-    watcher.wait().unwrap();
+    watcher.kill();
     assert_eq!(
         query_value(&b, "SELECT count(*) FROM notes"),
         SqlValue::Integer(2)
