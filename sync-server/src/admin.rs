@@ -163,6 +163,12 @@ pub enum AdminError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// Backup, restore, revert and import work on the data directory's files, not yet on the
+    /// PostgreSQL store.
+    #[error(
+        "db backup, restore, revert and import do not work with --store yet: use pg_dump and PostgreSQL's point-in-time recovery (docs/operations.md)"
+    )]
+    NotWithStore,
     /// A backup, restore or revert failed.
     #[error(transparent)]
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
@@ -170,10 +176,10 @@ pub enum AdminError {
 
 /// Runs `user …`.
 pub fn user(dir: &DataDir, cmd: &UserCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
+    let mut conn = dir.open_catalog()?;
     match cmd {
         UserCommand::Add { name } => {
-            catalog::add_user(&conn, name)?;
+            dir.catalog_write(&mut conn, |c| catalog::add_user(c, name))?;
             writeln!(out, "created user {name}")?;
         }
     }
@@ -190,7 +196,18 @@ fn access_name(a: Access) -> &'static str {
 /// Runs `db …`.
 pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
     use crate::lifecycle::{self, RestorePoint};
-    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
+    let mut conn = dir.open_catalog()?;
+    if dir.store().is_some()
+        && matches!(
+            cmd,
+            DbCommand::Backup { .. }
+                | DbCommand::Restore { .. }
+                | DbCommand::Revert { .. }
+                | DbCommand::Import { .. }
+        )
+    {
+        return Err(AdminError::NotWithStore);
+    }
     match cmd {
         DbCommand::Backup { name, output } => lifecycle::backup(dir, name, output, out)?,
         DbCommand::Restore {
@@ -208,7 +225,7 @@ pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), Adm
         }
         DbCommand::Revert { name, seq } => lifecycle::revert(dir, name, *seq, out)?,
         DbCommand::Create { name, owner } => {
-            let id = catalog::create_database(&conn, name, owner)?;
+            let id = dir.catalog_write(&mut conn, |c| catalog::create_database(c, name, owner))?;
             writeln!(
                 out,
                 "created database {name} (owner {owner}, file dbs/{id}.db)"
@@ -246,11 +263,11 @@ pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), Adm
             } else {
                 Access::ReadWrite
             };
-            catalog::grant(&conn, db, user, access)?;
+            dir.catalog_write(&mut conn, |c| catalog::grant(c, db, user, access))?;
             writeln!(out, "granted {user} {} access to {db}", access_name(access))?;
         }
         DbCommand::Revoke { db, user } => {
-            if catalog::revoke_grant(&conn, db, user)? {
+            if dir.catalog_write(&mut conn, |c| catalog::revoke_grant(c, db, user))? {
                 writeln!(out, "revoked {user}'s access to {db}")?;
             } else {
                 writeln!(out, "{user} had no access to {db}")?;
@@ -284,10 +301,10 @@ pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), Adm
 
 /// Runs `token …`. `issue` writes only the token and a newline to `out`.
 pub fn token(dir: &DataDir, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(), AdminError> {
-    let conn = catalog::open_existing_keyed(dir.path(), dir.key())?;
+    let mut conn = dir.open_catalog()?;
     match cmd {
         TokenCommand::Issue { user, device } => {
-            let t = catalog::issue_token(&conn, user, device)?;
+            let t = dir.catalog_write(&mut conn, |c| catalog::issue_token(c, user, device))?;
             writeln!(out, "{}", t.token)?;
         }
         TokenCommand::Revoke { token, device } => {
@@ -296,7 +313,7 @@ pub fn token(dir: &DataDir, cmd: &TokenCommand, out: &mut dyn Write) -> Result<(
                 (Some(t), None) => TokenSelector::TokenOrPrefix(t.clone()),
                 (None, None) => unreachable!("clap requires a token or --device"),
             };
-            let n = catalog::revoke_tokens(&conn, &selector)?;
+            let n = dir.catalog_write(&mut conn, |c| catalog::revoke_tokens(c, &selector))?;
             writeln!(out, "revoked {n} token(s)")?;
         }
         TokenCommand::List { format } => {
@@ -346,13 +363,14 @@ pub const DEMO_INSTALL_CLI: &str = "cargo install --locked --path sync-cli";
 /// On a data directory whose catalog has no user yet: creates user `demo`, database `demo`
 /// and a token for device `demo-device`, and returns the token. Otherwise `None`.
 pub fn bootstrap_demo(dir: &DataDir) -> Result<Option<String>, CatalogError> {
-    let conn = catalog::open_keyed(dir.path(), dir.key())?;
-    if !catalog::is_empty(&conn)? {
-        return Ok(None);
-    }
-    catalog::add_user(&conn, DEMO_USER)?;
-    catalog::create_database(&conn, DEMO_DATABASE, DEMO_USER)?;
-    Ok(Some(
-        catalog::issue_token(&conn, DEMO_USER, DEMO_DEVICE)?.token,
-    ))
+    let mut conn = dir.open_or_create_catalog()?;
+    // One write: nodes starting together on an empty store make one demo between them.
+    dir.catalog_write(&mut conn, |c| {
+        if !catalog::is_empty(c)? {
+            return Ok(None);
+        }
+        catalog::add_user(c, DEMO_USER)?;
+        catalog::create_database(c, DEMO_DATABASE, DEMO_USER)?;
+        Ok(Some(catalog::issue_token(c, DEMO_USER, DEMO_DEVICE)?.token))
+    })
 }

@@ -8,10 +8,18 @@
 //! The server never writes the catalog while serving.
 
 use crate::catalog::{self, Authorization, CatalogError};
+use crate::datadir::DataDir;
+use crate::store::Replica;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// With a PostgreSQL store, the catalog copy is caught up at least this often even when no
+/// notification came (one may be lost while the LISTEN connection reconnects).
+const MAX_STALENESS: Duration = Duration::from_secs(1);
 
 /// Remembered answers are dropped wholesale beyond this many (they are cheap to recompute).
 const MAX_CACHED: usize = 16_384;
@@ -19,6 +27,33 @@ const MAX_CACHED: usize = 16_384;
 /// The token checker.
 pub struct Auth {
     inner: Mutex<Inner>,
+    /// With a PostgreSQL store: how the catalog copy follows it.
+    sync: Option<CatalogSync>,
+}
+
+/// The catalog copy's link to the store: caught up when another node announced a catalog
+/// write, when [`MAX_STALENESS`] passed, and before refusing a token (it may be newer than the
+/// copy).
+struct CatalogSync {
+    replica: Replica,
+    writer: Mutex<Connection>,
+    stale: AtomicBool,
+    last: Mutex<Instant>,
+}
+
+impl CatalogSync {
+    fn refresh(&self, force: bool) -> Result<bool, CatalogError> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due =
+            force || self.stale.swap(false, Ordering::AcqRel) || last.elapsed() >= MAX_STALENESS;
+        if !due {
+            return Ok(false);
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.replica.catch_up(&mut writer)?;
+        *last = Instant::now();
+        Ok(true)
+    }
 }
 
 struct Inner {
@@ -51,7 +86,39 @@ impl Auth {
                 data_version: -1,
                 cache: HashMap::new(),
             }),
+            sync: None,
         })
+    }
+
+    /// Opens the catalog of `dir`; with a store, its copy, caught up from the store.
+    pub fn open_dir(dir: &DataDir) -> Result<Auth, CatalogError> {
+        let Some(replica) = dir.catalog_replica() else {
+            return Auth::open_keyed(dir.path(), dir.key());
+        };
+        let writer = dir.open_or_create_catalog()?;
+        let mut auth = Auth::open_keyed(dir.path(), None)?;
+        auth.sync = Some(CatalogSync {
+            replica,
+            writer: Mutex::new(writer),
+            stale: AtomicBool::new(false),
+            last: Mutex::new(Instant::now()),
+        });
+        Ok(auth)
+    }
+
+    /// Another node changed the catalog (or announcements may have been missed): catch the
+    /// copy up before the next check.
+    pub fn mark_stale(&self) {
+        if let Some(s) = &self.sync {
+            s.stale.store(true, Ordering::Release);
+        }
+    }
+
+    fn refresh(&self, force: bool) -> Result<bool, CatalogError> {
+        match &self.sync {
+            Some(s) => s.refresh(force),
+            None => Ok(false),
+        }
     }
 
     /// Checkpoints and truncates the catalog's WAL (at shutdown, so that the data directory
@@ -67,6 +134,7 @@ impl Auth {
     /// databases). Blocks (SQLite).
     pub fn database_id(&self, name: &str) -> Result<Option<i64>, CatalogError> {
         use rusqlite::OptionalExtension;
+        self.refresh(false)?;
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         Ok(inner
             .conn
@@ -77,6 +145,16 @@ impl Auth {
 
     /// May `token` use `database`? Blocks (SQLite).
     pub fn authorize(&self, token: &str, database: &str) -> Result<Authorization, CatalogError> {
+        let refreshed = self.refresh(false)?;
+        let found = self.authorize_here(token, database)?;
+        // A token or grant made on another machine a moment ago: look again at the newest.
+        if !refreshed && !matches!(found, Authorization::Granted(_)) && self.refresh(true)? {
+            return self.authorize_here(token, database);
+        }
+        Ok(found)
+    }
+
+    fn authorize_here(&self, token: &str, database: &str) -> Result<Authorization, CatalogError> {
         let hash = catalog::token_hash(token);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let version: i64 = inner

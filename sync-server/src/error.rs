@@ -4,6 +4,7 @@
 
 use crate::catalog::CatalogError;
 use crate::storage::StorageError;
+use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sync_core::protocol::error::ErrorBody;
@@ -133,6 +134,14 @@ impl ApiError {
                 "the server's disk is full; nothing was changed, retry later",
             );
         }
+        if let Some(e) = self.store_error()
+            && matches!(e, StoreError::Unavailable(_) | StoreError::Contended { .. })
+        {
+            return ErrorBody::new(
+                ErrorCode::Unavailable,
+                "the server's store is unavailable; nothing was acknowledged, retry later",
+            );
+        }
         match self {
             ApiError::Wire(body) => body.clone(),
             ApiError::Server(e) => e.to_body(),
@@ -140,6 +149,15 @@ impl ApiError {
             | ApiError::Catalog(_)
             | ApiError::Io { .. }
             | ApiError::Internal(_) => ErrorBody::new(ErrorCode::Internal, "internal error"),
+        }
+    }
+
+    /// The PostgreSQL store's error behind this one, if any.
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            ApiError::Storage(crate::storage::StorageError::Store(e)) => Some(e),
+            ApiError::Catalog(CatalogError::Store(e)) => Some(e),
+            _ => None,
         }
     }
 

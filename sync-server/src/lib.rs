@@ -53,6 +53,7 @@ pub mod request;
 pub mod routes;
 pub mod state;
 pub mod storage;
+pub mod store;
 pub mod uploads;
 
 pub use config::ServerConfig;

@@ -107,11 +107,8 @@ fn serve_command(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     // never creates a user, a database or a token by itself (and never prints a token to a
     // service manager's journal).
     let demo_token = if config.demo && config.schema_dir.is_none() {
-        admin::bootstrap_demo(&sync_server::datadir::DataDir::new(
-            &config.data_dir,
-            config.encryption_key.clone(),
-        ))
-        .context("cannot create the demo user and database")?
+        admin::bootstrap_demo(&state.shared().data)
+            .context("cannot create the demo user and database")?
     } else {
         None
     };

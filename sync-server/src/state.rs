@@ -6,12 +6,14 @@ use crate::auth::Auth;
 use crate::body::{BodyLimits, Budget};
 use crate::catalog::{Authorization, CatalogError, Grant};
 use crate::config::ServerConfig;
+use crate::datadir::DataDir;
 use crate::error::ApiError;
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::migrations::{AppSchema, MigrationError};
 use crate::request::RequestNote;
 use crate::storage::{Storage, StorageConfig, StorageError};
+use crate::store::{CATALOG_FILE, PgStore, StoreError};
 use axum::http::HeaderMap;
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -39,6 +41,9 @@ pub enum StartError {
     /// The JWT keys are unusable.
     #[error(transparent)]
     Jwt(#[from] crate::jwt::JwtError),
+    /// The PostgreSQL store cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything handlers share. Cheap to clone.
@@ -72,7 +77,49 @@ pub struct Shared {
     pub uploads: crate::uploads::Uploads,
     /// JWT verification, when enabled.
     pub jwt: Option<crate::jwt::Verifier>,
+    /// The data directory, its key and its PostgreSQL store, if any.
+    pub data: DataDir,
     shutdown: watch::Sender<bool>,
+}
+
+/// The data directory of `config`, connected to its PostgreSQL store if it has one.
+fn data_dir(config: &ServerConfig) -> Result<DataDir, StartError> {
+    let dir = DataDir::new(&config.data_dir, config.encryption_key.clone());
+    let Some(url) = &config.store else {
+        return Ok(dir);
+    };
+    if dir.key().is_some() {
+        return Err(StartError::Store(StoreError::Invalid(
+            "--store and an encryption key: the PostgreSQL store keeps no encrypted copies yet"
+                .into(),
+        )));
+    }
+    let store = PgStore::connect(url, config.store_pool)?;
+    tracing::info!(store = store.shown_url(), "PostgreSQL store");
+    Ok(dir.with_store(Arc::new(store)))
+}
+
+/// Frames other nodes append reach this node as events: a log entry wakes the database's
+/// event streams, a catalog write marks the catalog copy stale.
+fn listen_to(store: &Arc<PgStore>, shared: &Arc<Shared>) {
+    let on_frame = Arc::downgrade(shared);
+    let on_reconnect = Arc::downgrade(shared);
+    crate::store::listen::spawn(
+        store,
+        move |a| {
+            let Some(s) = on_frame.upgrade() else { return };
+            if a.file == CATALOG_FILE {
+                s.auth.mark_stale();
+            } else if a.seq > 0 {
+                s.hub.publish(a.file, a.seq);
+            }
+        },
+        move || {
+            if let Some(s) = on_reconnect.upgrade() {
+                s.auth.mark_stale();
+            }
+        },
+    );
 }
 
 /// Directory of spool files (large request bodies, effects, pull pages) inside the data
@@ -88,7 +135,8 @@ impl AppState {
             None => AppSchema::embedded(),
         };
         schema.validate(&config.policies)?;
-        let auth = Auth::open_keyed(&config.data_dir, config.encryption_key.as_ref())?;
+        let data = data_dir(&config)?;
+        let auth = Auth::open_dir(&data)?;
         let jwt = match &config.jwt {
             Some(c) => Some(crate::jwt::Verifier::new(c.clone())?),
             None => None,
@@ -110,10 +158,11 @@ impl AppState {
                 synchronous: config.durability.pragma(),
                 readers: config.readers,
                 key: config.encryption_key.clone(),
+                store: data.store().cloned(),
             },
             Arc::new(schema),
         )?;
-        Ok(AppState {
+        let state = AppState {
             inner: Arc::new(Shared {
                 push: PushConfig {
                     policies: config.policies.clone(),
@@ -138,11 +187,16 @@ impl AppState {
                 config,
                 auth,
                 storage,
+                data,
                 hub: Hub::default(),
                 metrics: Metrics::default(),
                 shutdown: watch::channel(false).0,
             }),
-        })
+        };
+        if let Some(store) = state.inner.data.store() {
+            listen_to(store, &state.inner);
+        }
+        Ok(state)
     }
 
     /// The shared parts.

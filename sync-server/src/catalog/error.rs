@@ -6,6 +6,9 @@ use super::CATALOG_VERSION;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CatalogError {
+    /// The PostgreSQL store (`--store`) failed or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A user, device or database name breaks the naming rule.
     #[error(
         "invalid {what} name {name:?}: use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"

@@ -23,6 +23,11 @@ pub struct GlobalArgs {
         value_name = "PATH"
     )]
     pub encryption_key_file: Option<PathBuf>,
+    /// PostgreSQL store, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE: everything that
+    /// must survive lives there and the data directory holds only caches, so several nodes can
+    /// serve the same databases [default: none — the data directory is the store].
+    #[arg(long, env = "SYNC_STORE", global = true, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// Options of `serve`. Unset options come from the configuration file, then the defaults.

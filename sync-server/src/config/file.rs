@@ -16,6 +16,8 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     /// File holding the data directory's encryption key.
     pub encryption_key_file: Option<PathBuf>,
+    /// PostgreSQL store URL.
+    pub store: Option<String>,
     /// Listen address.
     pub listen: Option<SocketAddr>,
     /// Migrations directory.

@@ -76,6 +76,10 @@ pub struct ServerConfig {
     pub jwt: Option<super::jwt::JwtConfig>,
     /// The key every SQLite file of the data directory is encrypted with (`None`: plain).
     pub encryption_key: Option<EncryptionKey>,
+    /// The PostgreSQL store's URL (`None`: the data directory is the store).
+    pub store: Option<String>,
+    /// Most connections to the PostgreSQL store at once.
+    pub store_pool: usize,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +116,8 @@ impl Default for ServerConfig {
             log: "info".into(),
             jwt: None,
             encryption_key: None,
+            store: None,
+            store_pool: 16,
         }
     }
 }
@@ -160,12 +166,29 @@ fn key_from(
     )
 }
 
-/// The data directory and its key, for admin commands.
+/// The PostgreSQL store's URL: `--store` / `SYNC_STORE`, then the file's `store`.
+pub fn store_url(global: &GlobalArgs) -> Result<Option<String>, ConfigError> {
+    let (file, _) = load_file(global)?;
+    Ok(global.store.clone().or(file.store))
+}
+
+/// The data directory, its key and its store, for admin commands (connects to the store).
 pub fn data_dir_keyed(global: &GlobalArgs) -> Result<crate::datadir::DataDir, ConfigError> {
-    Ok(crate::datadir::DataDir::new(
-        data_dir(global)?,
-        encryption_key(global)?,
-    ))
+    let dir = crate::datadir::DataDir::new(data_dir(global)?, encryption_key(global)?);
+    match store_url(global)? {
+        Some(url) => {
+            if dir.key().is_some() {
+                return Err(ConfigError::Invalid(
+                    "--store and an encryption key: the PostgreSQL store keeps no encrypted copies yet"
+                        .into(),
+                ));
+            }
+            let store = crate::store::PgStore::connect(&url, 4)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            Ok(dir.with_store(std::sync::Arc::new(store)))
+        }
+        None => Ok(dir),
+    }
 }
 
 fn secs(v: Option<u64>) -> Option<Duration> {
@@ -292,6 +315,8 @@ impl ServerConfig {
             log_format: serve.log_format.or(file.log_format).unwrap_or(d.log_format),
             log: serve.log.clone().or(file.log).unwrap_or(d.log),
             encryption_key,
+            store: global.store.clone().or(file.store.clone()),
+            store_pool: d.store_pool,
             jwt: super::jwt::JwtConfig::resolve(
                 &serve.jwt,
                 file.jwt.as_ref(),

@@ -180,7 +180,7 @@ fn apply(
             s.maybe_compact(conn, r.seq);
         }
         Ok::<_, ApiError>(r)
-    })?;
+    })??;
     s.metrics.push(&outcome);
     if !outcome.duplicate {
         s.hub.publish(grant.database_id, outcome.seq);
@@ -227,7 +227,7 @@ fn push_uploaded(
         Found::None => {
             let db = s.storage.get(grant.database_id)?;
             let stored =
-                db.write(|conn| server::push::stored(conn, &grant.device, &headers.batch_id))?;
+                db.write(|conn| server::push::stored(conn, &grant.device, &headers.batch_id))??;
             stored.ok_or_else(|| incomplete(0, 0))
         }
     }
@@ -286,7 +286,7 @@ pub async fn rowid_ranges(
             let db = s.storage.get(grant.database_id)?;
             Ok(db.write(|conn| {
                 server::rowid::lease_rowids(conn, &grant.device, request.size, now_ms())
-            })?)
+            })??)
         })
         .await?;
     Ok(Json(lease))

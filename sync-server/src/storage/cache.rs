@@ -117,6 +117,9 @@ impl Storage {
     pub fn get(&self, id: i64) -> Result<Arc<Database>, StorageError> {
         if let Some(db) = self.lookup(id) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            // With a PostgreSQL store, other nodes may have written since: every request sees
+            // the store's head.
+            db.catch_up()?;
             return Ok(db);
         }
         let gate = lock(&self.opening).entry(id).or_default().clone();

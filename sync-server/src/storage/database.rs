@@ -4,10 +4,11 @@
 
 use super::StorageError;
 use crate::migrations::AppSchema;
+use crate::store::{PgStore, Replica};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use sync_core::engine::cipher::{self, CipherError, EncryptionKey};
 use sync_core::protocol::lineage::Tip;
@@ -37,7 +38,12 @@ pub struct StorageConfig {
     pub synchronous: &'static str,
     /// The key every database file is encrypted with (`None`: plain SQLite).
     pub key: Option<EncryptionKey>,
+    /// The PostgreSQL store the files are copies of (`None`: the files are the store).
+    pub store: Option<Arc<PgStore>>,
 }
+
+/// Directory (in the data directory) where images from the PostgreSQL store are staged.
+pub const IMAGES_DIR: &str = "images";
 
 /// An open database.
 #[derive(Debug)]
@@ -55,6 +61,8 @@ pub struct Database {
     snapshots_dir: PathBuf,
     /// Table shapes, so a push does not re-read the schema (checked against its version).
     shapes: sync_core::engine::schema::ShapeCache,
+    /// With a PostgreSQL store: the file is a copy of the database's history there.
+    replica: Option<Replica>,
 }
 
 #[derive(Debug)]
@@ -101,7 +109,17 @@ impl Database {
     ) -> Result<Database, StorageError> {
         let path = config.data_dir.join(DBS_DIR).join(format!("{id}.db"));
         let sqlite = |source| StorageError::Sqlite { id, source };
-        let writer = open_connection(
+        let replica = config
+            .store
+            .as_ref()
+            .map(|store| Replica::new(store.clone(), id, true, config.data_dir.join(IMAGES_DIR)));
+        if let Some(r) = &replica
+            && r.is_new()?
+        {
+            // What is here is not the store's: a new database starts empty.
+            remove_files(&path);
+        }
+        let mut writer = open_connection(
             id,
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -116,14 +134,20 @@ impl Database {
                 config.synchronous
             ))
             .map_err(sqlite)?;
-        // A database imported with its own schema never takes the server's migrations.
-        let own = crate::migrations::own_schema_version(&writer)
-            .map_err(sqlite)?
-            .map(AppSchema::imported);
-        own.as_ref()
-            .unwrap_or(schema)
-            .migrate(&writer)
-            .map_err(|source| StorageError::Migration { id, source })?;
+        let migrate = |writer: &Connection| {
+            // A database imported with its own schema never takes the server's migrations.
+            let own = crate::migrations::own_schema_version(writer)
+                .map_err(sqlite)?
+                .map(AppSchema::imported);
+            own.as_ref()
+                .unwrap_or(schema)
+                .migrate(writer)
+                .map_err(|source| StorageError::Migration { id, source })
+        };
+        match &replica {
+            Some(r) => r.reshape(&mut writer, migrate)??,
+            None => migrate(&writer)?,
+        };
         Ok(Database {
             id,
             path,
@@ -135,6 +159,7 @@ impl Database {
             snapshot: Mutex::new(None),
             shapes: sync_core::engine::schema::ShapeCache::new(),
             snapshots_dir: config.data_dir.join(SNAPSHOTS_DIR),
+            replica,
         })
     }
 
@@ -143,10 +168,26 @@ impl Database {
         self.id
     }
 
-    /// Runs `f` on the writer connection (exclusive). Blocks.
-    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let conn = lock(&self.writer);
-        f(&conn)
+    /// Runs `f` on the writer connection (exclusive). Blocks. With a PostgreSQL store, `f`
+    /// runs on the copy caught up to the store's head and what it changed is in the store
+    /// before it is committed here; `f` may then run more than once (another node wrote first:
+    /// its work is undone and done again on the newer copy).
+    pub fn write<T>(&self, mut f: impl FnMut(&Connection) -> T) -> Result<T, StorageError> {
+        let mut conn = lock(&self.writer);
+        match &self.replica {
+            Some(r) => Ok(r.write(&mut conn, f)?),
+            None => Ok(f(&conn)),
+        }
+    }
+
+    /// With a PostgreSQL store, brings the copy to the store's head (a no-op otherwise): what
+    /// every request does before it reads, so any node answers with the newest state.
+    pub fn catch_up(&self) -> Result<(), StorageError> {
+        if let Some(r) = &self.replica {
+            let mut conn = lock(&self.writer);
+            r.catch_up(&mut conn)?;
+        }
+        Ok(())
     }
 
     /// The table shapes cached for this database (for `sync_core::server::push::push`).
@@ -282,6 +323,15 @@ impl Drop for Database {
         if let Err(e) = writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(id = self.id, error = %e, "closing a database: checkpoint failed");
         }
+    }
+}
+
+/// Removes a database file and its WAL and shared-memory files, if there.
+fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
     }
 }
 

@@ -45,6 +45,9 @@ pub enum StorageError {
         #[source]
         source: ServerError,
     },
+    /// The PostgreSQL store (`--store`) failed or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// File system trouble.
     #[error("{path}: {source}")]
     Io {

@@ -38,6 +38,8 @@ mod error;
 mod process;
 
 pub use cache::{CacheStats, RETURN_MEMORY_AFTER_CLOSES, Storage};
-pub use database::{DBS_DIR, Database, SNAPSHOTS_DIR, SnapshotBody, SnapshotFile, StorageConfig};
+pub use database::{
+    DBS_DIR, Database, IMAGES_DIR, SNAPSHOTS_DIR, SnapshotBody, SnapshotFile, StorageConfig,
+};
 pub use error::StorageError;
 pub use process::{files_needed, raise_open_files_limit, tune_sqlite_process};

@@ -226,6 +226,27 @@ impl<'conn> Session<'conn> {
     }
 }
 
+impl Session<'_> {
+    /// Writes the recorded patchset to `out`, in pieces: like a changeset, but a delete
+    /// carries only its primary key and an update only the new values of changed columns —
+    /// for replaying onto an exact copy, where no conflict is to be detected.
+    pub fn patchset_strm(&mut self, out: &mut dyn Write) -> rusqlite::Result<()> {
+        let mut stream: Stream<'_, dyn Write> = Stream {
+            inner: out,
+            error: None,
+        };
+        // SAFETY: as in `changeset_strm`.
+        let rc = unsafe {
+            ffi::sqlite3session_patchset_strm(
+                self.raw,
+                Some(output),
+                &mut stream as *mut Stream<'_, dyn Write> as *mut c_void,
+            )
+        };
+        stream.finish(rc)
+    }
+}
+
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         // SAFETY: the session is live and deleted once; the filter box outlives this call.

@@ -1,0 +1,493 @@
+//! [`PgStore`]: the connection pool and every statement the store runs. PostgreSQL work runs on
+//! a small runtime of the store's own, so the blocking code that holds a database's writer can
+//! wait for it ([`PgStore::run`]) whatever runtime, if any, the caller is on.
+
+use super::StoreError;
+use super::schema::{MIGRATION_LOCK, MIGRATIONS};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::future::Future;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// How long a request waits for a pooled connection, for a new one, and for a statement.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// Statements are cancelled by PostgreSQL after this long (`statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Images are stored in parts of this size.
+pub const IMAGE_PART: usize = 1 << 20;
+/// The channel frames are announced on (payload `file version seq`, seq 0 when none).
+pub const CHANNEL: &str = "sync_frames";
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// The patchset of one write transaction.
+    Patch = 0,
+    /// The file was replaced by the image stored at this version (schema change, import).
+    Image = 1,
+}
+
+/// One frame of a file's history.
+#[derive(Debug)]
+pub struct Frame {
+    /// Its version (1, 2, …).
+    pub version: i64,
+    /// What it is.
+    pub kind: FrameKind,
+    /// The patchset (empty for an image frame).
+    pub body: Vec<u8>,
+}
+
+/// Where a file's history stands in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    /// The newest version (0: the store has never seen the file).
+    pub version: i64,
+    /// The newest version an image is stored at (0: none).
+    pub image: i64,
+}
+
+/// A log entry a frame appends: (database, seq) must be new.
+#[derive(Debug, Clone)]
+pub struct EntryKey {
+    /// The log seq.
+    pub seq: i64,
+    /// The pushing device.
+    pub device: String,
+    /// Its batch id.
+    pub batch_id: String,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The frame is the file's new head.
+    Done,
+    /// Another node appended this version first: catch up and try again.
+    Stale,
+}
+
+/// The PostgreSQL store: a bounded pool on a runtime of its own.
+pub struct PgStore {
+    rt: tokio::runtime::Runtime,
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// The URL without its password, for logs and errors.
+    shown: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.shown).finish()
+    }
+}
+
+fn unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`) with at most
+    /// `pool_size` connections, and runs the store's pending migrations.
+    pub fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("not a PostgreSQL URL: {e}")))?;
+        config
+            .connect_timeout(WAIT)
+            .keepalives(true)
+            .application_name("sync-server")
+            .options(format!(
+                "-c statement_timeout={}",
+                STATEMENT_TIMEOUT.as_millis()
+            ));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot start the store's runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _in_rt = rt.enter();
+            Pool::builder(manager)
+                .max_size(pool_size.max(1))
+                .wait_timeout(Some(WAIT))
+                .create_timeout(Some(WAIT))
+                .recycle_timeout(Some(WAIT))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?
+        };
+        let shown = shown_url(url);
+        let store = PgStore {
+            rt,
+            pool,
+            config,
+            shown,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The URL without its password.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `f` to completion on the store's runtime. Call from blocking code only.
+    pub fn run<F: Future>(&self, f: F) -> F::Output {
+        self.rt.handle().block_on(f)
+    }
+
+    /// Spawns `f` on the store's runtime.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
+    /// The connection settings (for the LISTEN connection, which is not pooled).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(StoreError::pg)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(StoreError::pg)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS sync_store_version (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(StoreError::pg)?;
+            let row = tx
+                .query_one(
+                    "SELECT coalesce(max(version), 0) FROM sync_store_version",
+                    &[],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            let have: i32 = row.get(0);
+            let known = MIGRATIONS.len() as i32;
+            if have > known {
+                return Err(StoreError::Invalid(format!(
+                    "the store's schema is version {have}; this build knows up to {known}"
+                )));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
+                tx.batch_execute(sql).await.map_err(StoreError::pg)?;
+                let v = i as i32 + 1;
+                tx.execute("INSERT INTO sync_store_version(version) VALUES ($1)", &[&v])
+                    .await
+                    .map_err(StoreError::pg)?;
+            }
+            tx.commit().await.map_err(StoreError::pg)
+        })
+    }
+
+    /// The schema version of the store (the migrations applied).
+    pub fn schema_version(&self) -> Result<i32, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let row = c
+                .query_one("SELECT max(version) FROM sync_store_version", &[])
+                .await
+                .map_err(StoreError::pg)?;
+            Ok(row.get::<_, Option<i32>>(0).unwrap_or(0))
+        })
+    }
+
+    /// Where `file`'s history stands.
+    pub fn head(&self, file: i64) -> Result<Head, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let row = c
+                .query_one(
+                    "SELECT (SELECT coalesce(max(version), 0) FROM sync_frames WHERE file = $1),
+                            (SELECT coalesce(max(version), 0) FROM sync_images WHERE file = $1)",
+                    &[&file],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            Ok(Head {
+                version: row.get(0),
+                image: row.get(1),
+            })
+        })
+    }
+
+    /// Frames of `file` after `version`, oldest first, at most `limit`.
+    pub fn frames_after(
+        &self,
+        file: i64,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<Frame>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT version, kind, body FROM sync_frames
+                     WHERE file = $1 AND version > $2 ORDER BY version LIMIT $3",
+                    &[&file, &version, &limit],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| Frame {
+                    version: r.get(0),
+                    kind: if r.get::<_, i16>(1) == FrameKind::Image as i16 {
+                        FrameKind::Image
+                    } else {
+                        FrameKind::Patch
+                    },
+                    body: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    /// Appends the patchset of one write as `version` of `file`, with the log entries and
+    /// idempotency records it adds, in one PostgreSQL transaction; announced on [`CHANNEL`]
+    /// when it commits. [`Appended::Stale`] when `version` was taken.
+    pub fn append(
+        &self,
+        file: i64,
+        version: i64,
+        patch: &[u8],
+        entries: &[EntryKey],
+    ) -> Result<Appended, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::pg)?;
+            let kind = FrameKind::Patch as i16;
+            match tx
+                .execute(
+                    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
+                    &[&file, &version, &kind, &patch],
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
+                Err(e) => return Err(StoreError::pg(e)),
+            }
+            for e in entries {
+                tx.execute(
+                    "INSERT INTO sync_entries(database, seq, version, device, batch_id)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&file, &e.seq, &version, &e.device, &e.batch_id],
+                )
+                .await
+                .map_err(|e| refused(file, &e))?;
+                tx.execute(
+                    "INSERT INTO sync_batches(database, device, batch_id, seq)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&file, &e.device, &e.batch_id, &e.seq],
+                )
+                .await
+                .map_err(|e| refused(file, &e))?;
+            }
+            let seq = entries.last().map_or(0, |e| e.seq);
+            notify(&tx, file, version, seq).await?;
+            tx.commit().await.map_err(StoreError::pg)?;
+            Ok(Appended::Done)
+        })
+    }
+
+    /// Stores `bytes` as the image of `file` at `version`. With `replace`, the image is also
+    /// the frame at `version` (the file was replaced: schema change, import), refused as
+    /// [`Appended::Stale`] when that version was taken; without, it is a checkpoint of an
+    /// existing version, and frames and images older than it are pruned.
+    pub fn put_image(
+        &self,
+        file: i64,
+        version: i64,
+        bytes: &[u8],
+        replace: bool,
+    ) -> Result<Appended, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::pg)?;
+            if replace {
+                let kind = FrameKind::Image as i16;
+                let empty: &[u8] = &[];
+                match tx
+                    .execute(
+                        "INSERT INTO sync_frames(file, version, kind, body)
+                         VALUES ($1, $2, $3, $4)",
+                        &[&file, &version, &kind, &empty],
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
+                    Err(e) => return Err(StoreError::pg(e)),
+                }
+            }
+            let parts = bytes.chunks(IMAGE_PART).count().max(1) as i32;
+            let len = bytes.len() as i64;
+            match tx
+                .execute(
+                    "INSERT INTO sync_images(file, version, parts, len) VALUES ($1, $2, $3, $4)",
+                    &[&file, &version, &parts, &len],
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Another node checkpointed the same version: the same bytes, keep theirs.
+                Err(e) if unique_violation(&e) && !replace => return Ok(Appended::Done),
+                Err(e) => return Err(StoreError::pg(e)),
+            }
+            for (i, part) in bytes.chunks(IMAGE_PART).enumerate() {
+                let i = i as i32;
+                tx.execute(
+                    "INSERT INTO sync_image_parts(file, version, part, bytes)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&file, &version, &i, &part],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            }
+            // Everything before the newest image is no longer needed to rebuild the file.
+            for sql in [
+                "DELETE FROM sync_image_parts WHERE file = $1 AND version < $2",
+                "DELETE FROM sync_images WHERE file = $1 AND version < $2",
+                "DELETE FROM sync_frames WHERE file = $1 AND version < $2",
+            ] {
+                tx.execute(sql, &[&file, &version])
+                    .await
+                    .map_err(StoreError::pg)?;
+            }
+            if replace {
+                notify(&tx, file, version, 0).await?;
+            }
+            tx.commit().await.map_err(StoreError::pg)?;
+            Ok(Appended::Done)
+        })
+    }
+
+    /// The image of `file` at `version`, its parts written to `out` in order.
+    pub fn image(
+        &self,
+        file: i64,
+        version: i64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, StoreError> {
+        let parts: i32 = self.run(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT parts FROM sync_images WHERE file = $1 AND version = $2",
+                    &[&file, &version],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            row.map(|r| r.get(0)).ok_or_else(|| {
+                StoreError::Invalid(format!("file {file}: no image at version {version}"))
+            })
+        })?;
+        let mut written = 0u64;
+        for part in 0..parts {
+            let bytes: Vec<u8> = self.run(async {
+                let c = self.client().await?;
+                let row = c
+                    .query_one(
+                        "SELECT bytes FROM sync_image_parts
+                         WHERE file = $1 AND version = $2 AND part = $3",
+                        &[&file, &version, &part],
+                    )
+                    .await
+                    .map_err(StoreError::pg)?;
+                Ok::<_, StoreError>(row.get(0))
+            })?;
+            out.write_all(&bytes).map_err(|source| StoreError::Io {
+                path: format!("image of file {file}"),
+                source,
+            })?;
+            written += bytes.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// Every log entry of `database` the store has indexed, as (seq, device, batch id), in
+    /// seq order (for checks: each acknowledged push exactly once).
+    pub fn entries(&self, database: i64) -> Result<Vec<EntryKey>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT seq, device, batch_id FROM sync_entries
+                     WHERE database = $1 ORDER BY seq",
+                    &[&database],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| EntryKey {
+                    seq: r.get(0),
+                    device: r.get(1),
+                    batch_id: r.get(2),
+                })
+                .collect())
+        })
+    }
+}
+
+/// A unique violation on the log index or the idempotency table: the cache was behind in a way
+/// the version check did not catch — never expected; refused rather than appended twice.
+fn refused(file: i64, e: &tokio_postgres::Error) -> StoreError {
+    if unique_violation(e) {
+        StoreError::Invalid(format!(
+            "database {file}: a log entry or batch the store already holds: {e}"
+        ))
+    } else {
+        StoreError::pg(e)
+    }
+}
+
+async fn notify(
+    tx: &deadpool_postgres::Transaction<'_>,
+    file: i64,
+    version: i64,
+    seq: i64,
+) -> Result<(), StoreError> {
+    let payload = format!("{file} {version} {seq}");
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await
+        .map_err(StoreError::pg)?;
+    Ok(())
+}
+
+/// `url` without the password.
+fn shown_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
