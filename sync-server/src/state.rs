@@ -211,7 +211,7 @@ impl AppState {
         F: FnOnce(&Shared) -> Result<T, ApiError> + Send + 'static,
     {
         let state = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&state))
+        tokio::task::spawn_blocking(move || crate::store::may_block(|| f(&state)))
             .await
             .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
     }

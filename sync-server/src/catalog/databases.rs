@@ -4,16 +4,17 @@
 use super::{
     CatalogError, access_column, check_name, database_id, is_unique_violation, now_ms, user_id,
 };
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, params};
+use sync_core::engine::tx::Tx;
 use sync_core::protocol::info::Access;
 
 /// Creates a database owned by `owner` (who gets a read-write grant) and returns its internal
 /// id. The file itself is created by the server when the database is first used.
 pub fn create_database(conn: &Connection, name: &str, owner: &str) -> Result<i64, CatalogError> {
     check_name("database", name)?;
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let owner_id = user_id(&tx, owner)?;
-    tx.execute(
+    let tx = Tx::begin(conn)?;
+    let owner_id = user_id(conn, owner)?;
+    conn.execute(
         "INSERT INTO databases(name, owner_id, created_ms) VALUES (?1, ?2, ?3)",
         params![name, owner_id, now_ms()],
     )
@@ -27,8 +28,8 @@ pub fn create_database(conn: &Connection, name: &str, owner: &str) -> Result<i64
             e.into()
         }
     })?;
-    let id = tx.last_insert_rowid();
-    tx.execute(
+    let id = conn.last_insert_rowid();
+    conn.execute(
         "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, 'read-write')",
         params![id, owner_id],
     )?;
@@ -43,10 +44,10 @@ pub fn grant(
     user: &str,
     access: Access,
 ) -> Result<(), CatalogError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let db = database_id(&tx, database)?;
-    let uid = user_id(&tx, user)?;
-    tx.execute(
+    let tx = Tx::begin(conn)?;
+    let db = database_id(conn, database)?;
+    let uid = user_id(conn, user)?;
+    conn.execute(
         "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, ?3)
          ON CONFLICT(database_id, user_id) DO UPDATE SET access = excluded.access",
         params![db, uid, access.as_str()],
@@ -57,10 +58,10 @@ pub fn grant(
 
 /// Removes `user`'s grant on `database`; returns whether there was one.
 pub fn revoke_grant(conn: &Connection, database: &str, user: &str) -> Result<bool, CatalogError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let db = database_id(&tx, database)?;
-    let uid = user_id(&tx, user)?;
-    let n = tx.execute(
+    let tx = Tx::begin(conn)?;
+    let db = database_id(conn, database)?;
+    let uid = user_id(conn, user)?;
+    let n = conn.execute(
         "DELETE FROM grants WHERE database_id = ?1 AND user_id = ?2",
         params![db, uid],
     )?;
@@ -129,24 +130,23 @@ pub fn replace_database<E: From<CatalogError>>(
     name: &str,
     place: impl FnOnce(i64) -> Result<(), E>,
 ) -> Result<(i64, i64), E> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
-        .map_err(CatalogError::from)?;
-    let old = super::database_id(&tx, name)?;
-    let (owner_id, created_ms): (i64, i64) = tx
+    let tx = Tx::begin(conn).map_err(CatalogError::from)?;
+    let old = super::database_id(conn, name)?;
+    let (owner_id, created_ms): (i64, i64) = conn
         .query_row(
             "SELECT owner_id, created_ms FROM databases WHERE id = ?1",
             [old],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(CatalogError::from)?;
-    let grants: Vec<(i64, String)> = tx
+    let grants: Vec<(i64, String)> = conn
         .prepare("SELECT user_id, access FROM grants WHERE database_id = ?1")
         .and_then(|mut s| {
             s.query_map([old], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()
         })
         .map_err(CatalogError::from)?;
-    let next: i64 = tx
+    let next: i64 = conn
         .query_row(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'databases'), 0), \
              (SELECT coalesce(max(id), 0) FROM databases)) + 1",
@@ -156,14 +156,14 @@ pub fn replace_database<E: From<CatalogError>>(
         .map_err(CatalogError::from)?;
     place(next)?;
     let swap = || -> rusqlite::Result<()> {
-        tx.execute("DELETE FROM grants WHERE database_id = ?1", [old])?;
-        tx.execute("DELETE FROM databases WHERE id = ?1", [old])?;
-        tx.execute(
+        conn.execute("DELETE FROM grants WHERE database_id = ?1", [old])?;
+        conn.execute("DELETE FROM databases WHERE id = ?1", [old])?;
+        conn.execute(
             "INSERT INTO databases(id, name, owner_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
             params![next, name, owner_id, created_ms],
         )?;
         for (user_id, access) in &grants {
-            tx.execute(
+            conn.execute(
                 "INSERT INTO grants(database_id, user_id, access) VALUES (?1, ?2, ?3)",
                 params![next, user_id, access],
             )?;

@@ -9,7 +9,8 @@
 //! leaves a placeholder row (and maybe its file), which the next import removes.
 
 use super::{CatalogError, check_name, database_id, is_unique_violation, now_ms, user_id};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use sync_core::engine::tx::Tx;
 
 /// Placeholder names start with this (an invalid database name).
 pub const PLACEHOLDER_PREFIX: &str = ".import-";
@@ -35,9 +36,9 @@ pub fn reserve_database_id(
     owner: &str,
     nonce: u64,
 ) -> Result<i64, CatalogError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let owner_id = user_id(&tx, owner)?;
-    tx.execute(
+    let tx = Tx::begin(conn)?;
+    let owner_id = user_id(conn, owner)?;
+    conn.execute(
         "INSERT INTO databases(name, owner_id, created_ms) VALUES (?1, ?2, ?3)",
         params![
             format!("{PLACEHOLDER_PREFIX}{nonce:016x}"),
@@ -45,7 +46,7 @@ pub fn reserve_database_id(
             now_ms()
         ],
     )?;
-    let id = tx.last_insert_rowid();
+    let id = conn.last_insert_rowid();
     tx.commit()?;
     Ok(id)
 }
@@ -54,8 +55,8 @@ pub fn reserve_database_id(
 /// it is an ordinary database.
 pub fn publish_reserved(conn: &Connection, id: i64, name: &str) -> Result<(), CatalogError> {
     check_name("database", name)?;
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    tx.execute(
+    let tx = Tx::begin(conn)?;
+    conn.execute(
         "UPDATE databases SET name = ?1 WHERE id = ?2",
         params![name, id],
     )
@@ -69,7 +70,7 @@ pub fn publish_reserved(conn: &Connection, id: i64, name: &str) -> Result<(), Ca
             e.into()
         }
     })?;
-    tx.execute(
+    conn.execute(
         "INSERT INTO grants(database_id, user_id, access)
          SELECT id, owner_id, 'read-write' FROM databases WHERE id = ?1",
         params![id],
@@ -81,8 +82,8 @@ pub fn publish_reserved(conn: &Connection, id: i64, name: &str) -> Result<(), Ca
 /// Removes placeholder rows (of killed or failed imports) and returns their ids, so that
 /// their files can go too. Call only while no other import runs.
 pub fn remove_placeholders(conn: &Connection) -> Result<Vec<i64>, CatalogError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let ids = tx
+    let tx = Tx::begin(conn)?;
+    let ids = conn
         .prepare("SELECT id FROM databases WHERE substr(name, 1, ?1) = ?2")?
         .query_map(
             params![PLACEHOLDER_PREFIX.len() as i64, PLACEHOLDER_PREFIX],
@@ -91,13 +92,13 @@ pub fn remove_placeholders(conn: &Connection) -> Result<Vec<i64>, CatalogError> 
         .collect::<Result<Vec<_>, _>>()?;
     let mut removed = Vec::new();
     for id in ids {
-        let has_grants: Option<i64> = tx
+        let has_grants: Option<i64> = conn
             .query_row("SELECT 1 FROM grants WHERE database_id = ?1", [id], |r| {
                 r.get(0)
             })
             .optional()?;
         if has_grants.is_none() {
-            tx.execute("DELETE FROM databases WHERE id = ?1", [id])?;
+            conn.execute("DELETE FROM databases WHERE id = ?1", [id])?;
             removed.push(id);
         }
     }

@@ -4,8 +4,9 @@
 use super::{CatalogError, SHOWN_CHARS, TOKEN_PREFIX, access_column, check_name, now_ms, user_id};
 use base64::Engine;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+use sync_core::engine::tx::Tx;
 use sync_core::protocol::info::Access;
 
 /// A freshly issued token. The secret is shown once and never stored.
@@ -29,9 +30,9 @@ pub fn issue_token(
     device: &str,
 ) -> Result<IssuedToken, CatalogError> {
     check_name("device", device)?;
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let uid = user_id(&tx, user)?;
-    let existing: Option<(i64, i64, String)> = tx
+    let tx = Tx::begin(conn)?;
+    let uid = user_id(conn, user)?;
+    let existing: Option<(i64, i64, String)> = conn
         .query_row(
             "SELECT d.id, d.user_id, u.name FROM devices d JOIN users u ON u.id = d.user_id
              WHERE d.name = ?1",
@@ -49,11 +50,11 @@ pub fn issue_token(
             });
         }
         None => {
-            tx.execute(
+            conn.execute(
                 "INSERT INTO devices(user_id, name, created_ms) VALUES (?1, ?2, ?3)",
                 params![uid, device, now_ms()],
             )?;
-            tx.last_insert_rowid()
+            conn.last_insert_rowid()
         }
     };
     let mut secret = [0u8; 32];
@@ -63,7 +64,7 @@ pub fn issue_token(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     );
     let shown = token[..SHOWN_CHARS].to_string();
-    tx.execute(
+    conn.execute(
         "INSERT INTO tokens(hash, shown, device_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
         params![token_hash(&token).as_slice(), shown, device_id, now_ms()],
     )?;
@@ -85,10 +86,10 @@ pub enum TokenSelector {
 /// on the running server's next request (it checks the catalog's change counter per request).
 pub fn revoke_tokens(conn: &Connection, selector: &TokenSelector) -> Result<usize, CatalogError> {
     let now = now_ms();
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let tx = Tx::begin(conn)?;
     let n = match selector {
         TokenSelector::Device(device) => {
-            let id: i64 = tx
+            let id: i64 = conn
                 .query_row("SELECT id FROM devices WHERE name = ?1", [device], |r| {
                     r.get(0)
                 })
@@ -97,13 +98,13 @@ pub fn revoke_tokens(conn: &Connection, selector: &TokenSelector) -> Result<usiz
                     what: "device",
                     name: device.clone(),
                 })?;
-            tx.execute(
+            conn.execute(
                 "UPDATE tokens SET revoked_ms = ?1 WHERE device_id = ?2 AND revoked_ms IS NULL",
                 params![now, id],
             )?
         }
         TokenSelector::TokenOrPrefix(t) => {
-            let by_hash = tx.execute(
+            let by_hash = conn.execute(
                 "UPDATE tokens SET revoked_ms = ?1 WHERE hash = ?2 AND revoked_ms IS NULL",
                 params![now, token_hash(t).as_slice()],
             )?;
@@ -113,7 +114,7 @@ pub fn revoke_tokens(conn: &Connection, selector: &TokenSelector) -> Result<usiz
                 // Only the shown part is stored in the clear: match on it.
                 let start: String = t.chars().take(SHOWN_CHARS).collect();
                 let pattern = format!("{}%", start.replace('%', "").replace('_', "\\_"));
-                let hashes: Vec<Vec<u8>> = tx
+                let hashes: Vec<Vec<u8>> = conn
                     .prepare(
                         "SELECT hash FROM tokens WHERE shown LIKE ?1 ESCAPE '\\' AND revoked_ms IS NULL",
                     )?
@@ -126,7 +127,7 @@ pub fn revoke_tokens(conn: &Connection, selector: &TokenSelector) -> Result<usiz
                             name: t.clone(),
                         });
                     }
-                    1 => tx.execute(
+                    1 => conn.execute(
                         "UPDATE tokens SET revoked_ms = ?1 WHERE hash = ?2",
                         params![now, hashes[0]],
                     )?,

@@ -59,6 +59,7 @@ fn unknown_keys_and_bad_policies_are_errors() {
         config: Some(file.clone()),
         data: None,
         encryption_key_file: None,
+        store: None,
     };
     assert!(matches!(
         ServerConfig::resolve(&global, &ServeArgs::default()),

@@ -22,6 +22,7 @@ mod schema;
 pub use error::StoreError;
 pub use pg::{
     Appended, EntryKey, Frame, FrameKind, Head, IMAGE_PART, PgStore, STATEMENT_TIMEOUT, WAIT,
+    may_block,
 };
 pub use replica::{
     CATALOG_FILE, CHECKPOINT_EVERY, LOCAL_TABLE, MAX_ATTEMPTS, Replica, local_version,

@@ -70,7 +70,8 @@ pub enum Appended {
 
 /// The PostgreSQL store: a bounded pool on a runtime of its own.
 pub struct PgStore {
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     config: tokio_postgres::Config,
     /// The URL without its password, for logs and errors.
@@ -81,6 +82,28 @@ impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").field("url", &self.shown).finish()
     }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Not `Runtime::drop`, which blocks and panics when the last handle goes in async code.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+thread_local! {
+    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this thread marked as one that may block in place (the server's blocking
+/// pool): [`PgStore::run`] then waits without a thread of its own.
+pub fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    let was = MAY_BLOCK.replace(true);
+    let out = f();
+    MAY_BLOCK.set(was);
+    out
 }
 
 fn unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -128,7 +151,7 @@ impl PgStore {
         };
         let shown = shown_url(url);
         let store = PgStore {
-            rt,
+            rt: Some(rt),
             pool,
             config,
             shown,
@@ -142,9 +165,27 @@ impl PgStore {
         &self.shown
     }
 
-    /// Runs `f` to completion on the store's runtime. Call from blocking code only.
-    pub fn run<F: Future>(&self, f: F) -> F::Output {
-        self.rt.handle().block_on(f)
+    /// Runs `f` to completion on the store's runtime, blocking the calling thread. On a
+    /// thread that may block (no runtime, or one marked by [`may_block`]) it waits right
+    /// there; anywhere else (async code at startup, tests) on a short-lived thread of its own,
+    /// since a runtime's worker must not be blocked in place.
+    pub fn run<F: Future + Send>(&self, f: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let handle = self.rt().handle();
+        if MAY_BLOCK.get() || tokio::runtime::Handle::try_current().is_err() {
+            return handle.block_on(f);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| handle.block_on(f))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
     }
 
     /// Spawns `f` on the store's runtime.
@@ -153,7 +194,7 @@ impl PgStore {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.rt.spawn(f)
+        self.rt().spawn(f)
     }
 
     /// The connection settings (for the LISTEN connection, which is not pooled).

@@ -114,15 +114,21 @@ impl Replica {
                 }
                 match frame.kind {
                     FrameKind::Image => self.load_image(conn, frame.version)?,
-                    FrameKind::Patch => {
-                        if let Err(e) = apply_patch(conn, frame.version, &frame.body) {
+                    FrameKind::Patch => match apply_patch(conn, frame.version, &frame.body) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Another connection to the same copy moved it meanwhile.
+                            local = local_version(conn).map_err(|e| self.local(e))?;
+                            break;
+                        }
+                        Err(e) => {
                             tracing::warn!(file = self.file, version = frame.version, error = %e,
                                 "a frame did not apply to the local copy; starting from the image");
                             set_local_version(conn, -1).map_err(|e| self.local(e))?;
                             local = -1;
                             break;
                         }
-                    }
+                    },
                 }
                 local = frame.version;
             }
@@ -183,6 +189,11 @@ impl Replica {
             let head_before = head_before.map_err(|e| self.local(e))?;
             conn.execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| self.local(e))?;
+            if local_version(conn).map_err(|e| self.local(e))? != base {
+                // Another connection to the same copy caught it up meanwhile.
+                rollback(conn);
+                continue;
+            }
             let run = (|| {
                 let mut session = Session::new(conn)?;
                 session.table_filter(Some(|t: &str| !t.eq_ignore_ascii_case(LOCAL_TABLE)));
@@ -336,11 +347,16 @@ fn rollback(conn: &Connection) {
 /// Applies one frame's patchset exactly: foreign keys off (the patchset already holds what
 /// their actions did), triggers off (likewise), any conflict aborts (the copy is not at the
 /// frame's base).
-fn apply_patch(conn: &Connection, version: i64, patch: &[u8]) -> Result<(), rusqlite::Error> {
+/// `Ok(false)`: the copy is no longer at the frame's base (another connection moved it).
+fn apply_patch(conn: &Connection, version: i64, patch: &[u8]) -> Result<bool, rusqlite::Error> {
     conn.execute_batch("PRAGMA foreign_keys = OFF")?;
     set_triggers(conn, false)?;
     let applied = (|| {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        if local_version(conn)? != version - 1 {
+            conn.execute_batch("ROLLBACK")?;
+            return Ok(false);
+        }
         let flags = ApplyFlags {
             no_savepoint: true,
             ..ApplyFlags::default()
@@ -352,14 +368,15 @@ fn apply_patch(conn: &Connection, version: i64, patch: &[u8]) -> Result<(), rusq
             },
         )?;
         set_local_version(conn, version)?;
-        conn.execute_batch("COMMIT")
+        conn.execute_batch("COMMIT")?;
+        Ok(true)
     })();
     if applied.is_err() {
         rollback(conn);
     }
     let restored =
         set_triggers(conn, true).and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON"));
-    applied.and(restored)
+    restored.and(applied)
 }
 
 fn set_triggers(conn: &Connection, on: bool) -> rusqlite::Result<()> {

@@ -12,6 +12,7 @@ mod hostile;
 mod import;
 mod jwt;
 mod load;
+mod nodes;
 mod ops;
 mod policies;
 mod snapshot;

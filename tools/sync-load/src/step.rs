@@ -22,11 +22,12 @@ pub(crate) fn step_only(data: &std::path::Path, pushes: usize) -> anyhow::Result
             readers: d.readers,
             synchronous: d.durability.pragma(),
             key: None,
+            store: None,
         },
         Arc::new(sync_server::migrations::AppSchema::embedded()),
     )?;
     let db = storage.get(1)?;
-    db.write(|conn| time_push_step(conn, db.shapes(), pushes))
+    db.write(|conn| time_push_step(conn, db.shapes(), pushes))?
 }
 
 fn time_push_step(

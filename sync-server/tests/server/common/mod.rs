@@ -18,6 +18,8 @@ use sync_core::engine::policy::PolicySet;
 use sync_core::protocol::pull as log;
 use sync_core::protocol::pull::LogPage;
 use sync_core::protocol::push::PushResponse;
+use sync_server::catalog;
+use sync_server::datadir::DataDir;
 use sync_server::migrations::AppSchema;
 use sync_server::{AppState, ServerConfig};
 use sync_testkit::{Admin, InProcess};
@@ -53,6 +55,11 @@ impl TestServer {
         let data = tempfile::tempdir().unwrap();
         let mut config = sync_testkit::config(data.path());
         f(&mut config);
+        if config.store.is_none() && std::env::var("SYNC_TEST_STORE").as_deref() == Ok("postgres") {
+            // The same tests against the PostgreSQL store: a fresh database of the shared
+            // throwaway cluster for each server.
+            config.store = Some(sync_testkit::pg::PgCluster::shared().create_database());
+        }
         let server = InProcess::start(config).await;
         TestServer {
             base: server.base.clone(),
@@ -84,15 +91,24 @@ impl TestServer {
         Admin(self.data.path()).catalog()
     }
 
+    /// The data directory as the admin commands see it (with the server's store, if any).
+    pub fn data(&self) -> &DataDir {
+        &self.state.shared().data
+    }
+
     /// Creates `user` (if new) and database `db` owned by it; returns a token for device
     /// `{user}-{db}`.
     pub fn setup(&self, user: &str, db: &str) -> String {
-        Admin(self.data.path()).setup(user, db, &format!("{user}-{db}"))
+        setup_in(self.data(), user, db, &format!("{user}-{db}"))
     }
 
     /// A token for another device of `user`.
     pub fn token(&self, user: &str, device: &str) -> String {
-        Admin(self.data.path()).token(user, device)
+        let dir = self.data();
+        let mut c = dir.open_catalog().unwrap();
+        dir.catalog_write(&mut c, |c| catalog::issue_token(c, user, device))
+            .expect("a token")
+            .token
     }
 
     /// The file of database `db`.
@@ -210,6 +226,18 @@ impl TestServer {
         }
         local
     }
+}
+
+/// Through `dir`'s catalog (and its store, if any): creates `user` if new and database `db`
+/// owned by it; returns a token for `device`.
+pub fn setup_in(dir: &DataDir, user: &str, db: &str, device: &str) -> String {
+    let mut c = dir.open_catalog().unwrap();
+    let _ = dir.catalog_write(&mut c, |c| catalog::add_user(c, user));
+    dir.catalog_write(&mut c, |c| catalog::create_database(c, db, user))
+        .expect("a new database");
+    dir.catalog_write(&mut c, |c| catalog::issue_token(c, user, device))
+        .expect("a token")
+        .token
 }
 
 /// Status and JSON body of a response.
