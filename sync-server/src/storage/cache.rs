@@ -247,6 +247,7 @@ mod tests {
                 readers: 2,
                 synchronous: "NORMAL",
                 key: None,
+                store: None,
             },
             Arc::new(AppSchema::embedded()),
         )
