@@ -76,9 +76,10 @@ struct State {
     unexpected_bootstraps: usize,
 }
 
-/// The fault-injecting transport of one device.
-pub struct FaultyTransport {
-    inner: HttpTransport,
+/// The fault-injecting transport of one device, around the real HTTP transport (or, in the
+/// nodes world, around a transport that picks one of several nodes per request).
+pub struct FaultyTransport<T: Transport = HttpTransport> {
+    inner: T,
     name: String,
     trace: Trace,
     carriers: Carriers,
@@ -101,15 +102,15 @@ pub enum Fate {
     LoseAnswer,
 }
 
-impl FaultyTransport {
+impl<T: Transport> FaultyTransport<T> {
     pub fn new(
-        inner: HttpTransport,
+        inner: T,
         name: String,
         seed: u64,
         trace: Trace,
         carriers: Carriers,
         uploads: Uploads,
-    ) -> FaultyTransport {
+    ) -> FaultyTransport<T> {
         FaultyTransport {
             inner,
             name,
@@ -128,17 +129,23 @@ impl FaultyTransport {
         }
     }
 
+    /// The transport it wraps.
+    #[allow(dead_code)] // the nodes world's
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
     /// Upload parts and effect ranges sent since the last call.
     pub fn take_large_counts(&self) -> (u64, u64) {
         std::mem::take(&mut *self.large.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Runs one request of the large-transaction routes under its fate.
-    fn faulty<T>(
+    fn faulty<R>(
         &self,
         what: String,
-        call: impl FnOnce() -> sync_client::Result<T>,
-    ) -> sync_client::Result<T> {
+        call: impl FnOnce() -> sync_client::Result<R>,
+    ) -> sync_client::Result<R> {
         let fate = self.fate();
         if let Fate::Drop = fate {
             self.note(format!("{what} dropped"));
@@ -167,6 +174,7 @@ impl FaultyTransport {
 
     /// The fates of the next push, pull and snapshot requests, in order; after them the rates
     /// decide again.
+    #[allow(dead_code)] // the scenarios' (the nodes world has none)
     pub fn script(&self, fates: impl IntoIterator<Item = Fate>) {
         self.state().script.extend(fates);
     }
@@ -265,7 +273,7 @@ fn injected(what: &str) -> Error {
     Error::new(ErrorKind::Network, format!("injected fault: {what}"))
 }
 
-impl Transport for FaultyTransport {
+impl<T: Transport> Transport for FaultyTransport<T> {
     fn info(&self) -> sync_client::Result<DatabaseInfo> {
         self.inner.info()
     }

@@ -29,6 +29,7 @@
 
 mod faults;
 mod scenarios;
+mod workload;
 mod world;
 
 use std::time::Instant;

@@ -7,9 +7,13 @@
 //! database on it.
 
 use crate::faults::{Carriers, FaultRates, FaultyTransport, HookAt, Trace, Uploads};
+use crate::workload::{
+    Mutation, SCHEMA, apply_mutation, describe_diff, dropped_journal_ids, journal_ids,
+    random_mutations, read_only, sqldiff_or_none,
+};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use session_sync_tests::{Server, dump, sqldiff};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -19,18 +23,9 @@ use std::time::Duration;
 use sync_client::{
     ClientConfig, Durability, HttpTransport, RemoteConfig, Rows, Subscription, SyncClient,
 };
-use sync_core::engine::decode::Op;
 use sync_core::engine::policy::Policy;
 use sync_core::engine::policy::PolicySet;
-use sync_core::engine::value::Value;
 use sync_server::{ServerConfig, catalog};
-
-/// The demo schema plus a journal: every write transaction also inserts one journal row that
-/// nothing ever modifies, so each acknowledged write can be traced to the server.
-const SCHEMA: &str = concat!(
-    include_str!("../../../sync-server/schema/0001_init.sql"),
-    "\nCREATE TABLE journal (id INTEGER PRIMARY KEY, device INTEGER NOT NULL, n INTEGER NOT NULL);\n"
-);
 
 /// The server keeps this few log entries when it compacts (every 64 seqs), so long cases also
 /// meet the server's own compaction.
@@ -108,9 +103,6 @@ impl Fleet {
 
 /// The server's request-body limit in this test: bulk writes are several times larger.
 const BODY_LIMIT: usize = 16 * 1024;
-
-/// The mutation kind of a bulk write.
-const BULK: u8 = 100;
 
 /// The configuration of the server for one policy combination.
 fn configure(cfg: &mut ServerConfig, schema_dir: &Path, (default, notes): (usize, usize)) {
@@ -214,15 +206,6 @@ struct Device {
 /// The query every device watches: once the devices settle, its last delivery must be what
 /// the query reads then (local writes, pulls, rebases, restores and upgrades all re-run it).
 const WATCHED: &str = "SELECT * FROM notes ORDER BY id";
-
-/// One local change inside a write transaction.
-#[derive(Debug, Clone, Copy)]
-struct Mutation {
-    kind: u8,
-    note: i64,
-    tag: i64,
-    r: i64,
-}
 
 /// A failed case: what went wrong, with the trace.
 #[derive(Debug)]
@@ -481,24 +464,9 @@ impl Case<'_> {
     }
 
     fn mutations(&mut self) -> Vec<Mutation> {
-        if self.rng.random_range(0..25) == 0 {
-            // A bulk write, several times the server's body limit.
-            self.stats.bulk_writes += 1;
-            return vec![Mutation {
-                kind: BULK,
-                note: self.rng.random_range(1..=4i64) * 100,
-                tag: self.rng.random_range(20..=40i64),
-                r: self.rng.random_range(0..1000i64),
-            }];
-        }
-        (0..self.rng.random_range(1..=3))
-            .map(|_| Mutation {
-                kind: self.rng.random_range(0..9u8),
-                note: self.rng.random_range(1..=6i64),
-                tag: self.rng.random_range(1..=3i64),
-                r: self.rng.random_range(0..1000i64),
-            })
-            .collect()
+        let (mutations, bulk) = random_mutations(&mut self.rng);
+        self.stats.bulk_writes += u64::from(bulk);
+        mutations
     }
 
     /// A write transaction of 1–3 random changes and its journal row, run now (`None`) or
@@ -827,139 +795,4 @@ impl Drop for Case<'_> {
             }
         }
     }
-}
-
-fn apply_mutation(c: &Connection, m: &Mutation, now: i64) -> rusqlite::Result<()> {
-    let Mutation { kind, note, tag, r } = *m;
-    let updated = now * 10 + r % 10;
-    match kind {
-        BULK => {
-            // `tag` rows of ~1 KB from id `note`: inserted, or their bodies rewritten.
-            let body = format!("{r:04}").repeat(250);
-            for i in 0..tag {
-                c.execute(
-                    "INSERT INTO notes(id, title, body, updated_at) VALUES (?1, 'bulk', ?2, ?3)
-                     ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                    rusqlite::params![note + i, format!("{body}{i}"), updated],
-                )?;
-            }
-        }
-        0 | 1 => {
-            c.execute(
-                "INSERT OR IGNORE INTO notes(id, title, body, updated_at) VALUES (?1, ?2, '', ?3)",
-                rusqlite::params![note, format!("t{r}"), updated],
-            )?;
-        }
-        2 => {
-            c.execute(
-                "UPDATE notes SET title = ?2, updated_at = ?3 WHERE id = ?1",
-                rusqlite::params![note, format!("t{r}"), updated],
-            )?;
-        }
-        3 => {
-            c.execute(
-                "UPDATE notes SET body = ?2 WHERE id = ?1",
-                rusqlite::params![note, format!("b{r}")],
-            )?;
-        }
-        4 => {
-            c.execute("DELETE FROM notes WHERE id = ?1", [note])?;
-        }
-        5 => {
-            // Tag names are UNIQUE and drawn from a small pool: devices collide on them.
-            c.execute(
-                "INSERT OR IGNORE INTO tags(id, name) VALUES (?1, ?2)",
-                rusqlite::params![tag, format!("tag{}", r % 4)],
-            )?;
-        }
-        6 => {
-            c.execute(
-                "INSERT OR IGNORE INTO note_tags(note_id, tag_id)
-                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM notes WHERE id = ?1)
-                                 AND EXISTS (SELECT 1 FROM tags WHERE id = ?2)",
-                rusqlite::params![note, tag],
-            )?;
-        }
-        7 => {
-            c.execute(
-                "UPDATE OR IGNORE tags SET name = ?2 WHERE id = ?1",
-                rusqlite::params![tag, format!("tag{}", r % 4)],
-            )?;
-        }
-        _ => {
-            if r % 2 == 0 {
-                c.execute("DELETE FROM tags WHERE id = ?1", [tag])?;
-            } else {
-                c.execute(
-                    "DELETE FROM note_tags WHERE note_id = ?1 AND tag_id = ?2",
-                    rusqlite::params![note, tag],
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn read_only(path: &Path) -> Connection {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
-}
-
-fn journal_ids(path: &Path) -> HashSet<i64> {
-    read_only(path)
-        .prepare("SELECT id FROM journal")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-/// Journal ids inside changesets a device recorded as dropped (local conflicts).
-/// Journal ids inside the transactions of a device's rejected queue.
-fn dropped_journal_ids(path: &Path) -> HashSet<i64> {
-    let conn = read_only(path);
-    let mut out = HashSet::new();
-    for r in sync_core::client::rejected::list(&conn).unwrap() {
-        let r = sync_core::client::rejected::get(&conn, r.id)
-            .unwrap()
-            .unwrap();
-        if r.changeset.is_empty() {
-            continue;
-        }
-        for change in r.changeset.inspect().unwrap() {
-            if change.table == "journal"
-                && change.op == Op::Insert
-                && let Some(Value::Integer(id)) = change.pk_values().first()
-            {
-                out.insert(*id);
-            }
-        }
-    }
-    out
-}
-
-type Dump = Vec<(String, Vec<Vec<rusqlite::types::Value>>)>;
-
-fn describe_diff(expected: &Dump, got: &Dump) -> String {
-    let mut out = String::new();
-    for ((table, want), (_, have)) in expected.iter().zip(got) {
-        for row in want {
-            if !have.contains(row) {
-                let _ = write!(out, "\n  {table}: server has {row:?}, device lacks it");
-            }
-        }
-        for row in have {
-            if !want.contains(row) {
-                let _ = write!(out, "\n  {table}: device has {row:?}, server lacks it");
-            }
-        }
-    }
-    out
-}
-
-/// `sqldiff` output for a failure report, if the tool is installed.
-fn sqldiff_or_none(a: &Path, b: &Path) -> Option<String> {
-    std::panic::catch_unwind(|| sqldiff(a, b)).ok()
 }
