@@ -163,10 +163,10 @@ pub enum AdminError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-    /// Backup, restore, revert and import work on the data directory's files, not yet on the
+    /// Backup, restore and revert work on the data directory's files, not yet on the
     /// PostgreSQL store.
     #[error(
-        "db backup, restore, revert and import do not work with --store yet: use pg_dump and PostgreSQL's point-in-time recovery (docs/operations.md)"
+        "db backup, restore and revert do not work with --store yet: use pg_dump and PostgreSQL's point-in-time recovery (docs/operations.md)"
     )]
     NotWithStore,
     /// A backup, restore or revert failed.
@@ -200,10 +200,7 @@ pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), Adm
     if dir.store().is_some()
         && matches!(
             cmd,
-            DbCommand::Backup { .. }
-                | DbCommand::Restore { .. }
-                | DbCommand::Revert { .. }
-                | DbCommand::Import { .. }
+            DbCommand::Backup { .. } | DbCommand::Restore { .. } | DbCommand::Revert { .. }
         )
     {
         return Err(AdminError::NotWithStore);

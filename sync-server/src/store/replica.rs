@@ -211,7 +211,9 @@ impl Replica {
                 }
             };
             if patch.is_empty() {
-                conn.execute_batch("COMMIT").map_err(|e| self.local(e))?;
+                // Nothing to keep; a rollback also writes nothing (a commit would write the
+                // pages a rolled-back savepoint dirtied).
+                rollback(conn);
                 return Ok(out);
             }
             let entries = if self.log {

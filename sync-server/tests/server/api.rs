@@ -401,6 +401,13 @@ async fn internal_failures_answer_500_without_details() {
         .await
         .unwrap();
     let (status, json) = json_of(r).await;
+    if s.data().store().is_some() {
+        // With a PostgreSQL store the file is only a cache: one the store does not know is
+        // replaced by the store's copy.
+        assert_eq!(status, 200, "{json}");
+        s.stop().await;
+        return;
+    }
     assert_error(status, &json, 500, "internal");
     assert_eq!(json["message"], "internal error", "no internals: {json}");
     assert_eq!(
