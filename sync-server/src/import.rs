@@ -198,7 +198,7 @@ pub fn import(
     if let Err(e) = placed {
         remove_db_files(&staged);
         remove_db_files(&target);
-        let _ = dir.catalog_write(&mut cat, |c| catalog::remove_placeholders(c));
+        let _ = dir.catalog_write(&mut cat, catalog::remove_placeholders);
         return Err(e);
     }
     Ok(Imported { id, ..made })
@@ -381,7 +381,7 @@ fn import_lock(dbs: &Path) -> Result<File, ImportError> {
 
 /// What killed imports left: staged copies and placeholder rows with their files.
 fn remove_leftovers(dir: &DataDir, cat: &mut Connection, dbs: &Path) -> Result<(), ImportError> {
-    for id in dir.catalog_write(cat, |c| catalog::remove_placeholders(c))? {
+    for id in dir.catalog_write(cat, catalog::remove_placeholders)? {
         remove_db_files(&dbs.join(format!("{id}.db")));
     }
     if let Ok(entries) = std::fs::read_dir(dbs) {

@@ -156,7 +156,7 @@ pub fn restore(
             if let Err(undo) = set_retired(&live_replica, &mut live, false) {
                 tracing::error!(error = %undo, "the restore failed and the live database stays retired");
             }
-            let _ = dir.catalog_write(&mut cat, |c| catalog::remove_placeholders(c));
+            let _ = dir.catalog_write(&mut cat, catalog::remove_placeholders);
             Err(e)
         }
     }
