@@ -270,7 +270,7 @@ async fn rowid_ranges_are_disjoint_and_above_existing_ids() {
 }
 
 /// Reads SSE frames until one carries `head_seq == want`.
-async fn next_head(response: &mut reqwest::Response, buf: &mut String, want: i64) {
+pub(crate) async fn next_head(response: &mut reqwest::Response, buf: &mut String, want: i64) {
     let needle = format!("event: head\ndata: {{\"v\":1,\"head_seq\":{want}}}");
     tokio::time::timeout(Duration::from_secs(10), async {
         while !buf.contains(&needle) {
