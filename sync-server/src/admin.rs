@@ -163,12 +163,6 @@ pub enum AdminError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-    /// Backup, restore, revert and import work on the data directory's files, not yet on the
-    /// PostgreSQL store.
-    #[error(
-        "db backup, restore, revert and import do not work with --store yet: use pg_dump and PostgreSQL's point-in-time recovery (docs/operations.md)"
-    )]
-    NotWithStore,
     /// A backup, restore or revert failed.
     #[error(transparent)]
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
@@ -197,18 +191,11 @@ fn access_name(a: Access) -> &'static str {
 pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), AdminError> {
     use crate::lifecycle::{self, RestorePoint};
     let mut conn = dir.open_catalog()?;
-    if dir.store().is_some()
-        && matches!(
-            cmd,
-            DbCommand::Backup { .. }
-                | DbCommand::Restore { .. }
-                | DbCommand::Revert { .. }
-                | DbCommand::Import { .. }
-        )
-    {
-        return Err(AdminError::NotWithStore);
-    }
+    let stored = dir.store().is_some();
     match cmd {
+        DbCommand::Backup { name, output } if stored => {
+            crate::lifecycle_store::backup(dir, name, output, out)?
+        }
         DbCommand::Backup { name, output } => lifecycle::backup(dir, name, output, out)?,
         DbCommand::Restore {
             name,
@@ -221,7 +208,14 @@ pub fn db(dir: &DataDir, cmd: &DbCommand, out: &mut dyn Write) -> Result<(), Adm
                 (None, Some(t)) => RestorePoint::Time(*t),
                 (None, None) => RestorePoint::Backup,
             };
-            lifecycle::restore(dir, name, from, point, out)?
+            if stored {
+                crate::lifecycle_store::restore(dir, name, from, point, out)?
+            } else {
+                lifecycle::restore(dir, name, from, point, out)?
+            }
+        }
+        DbCommand::Revert { name, seq } if stored => {
+            crate::lifecycle_store::revert(dir, name, *seq, out)?
         }
         DbCommand::Revert { name, seq } => lifecycle::revert(dir, name, *seq, out)?,
         DbCommand::Create { name, owner } => {

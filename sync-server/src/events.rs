@@ -42,6 +42,16 @@ impl Hub {
             .subscribe()
     }
 
+    /// The databases someone listens to.
+    pub fn listened(&self) -> Vec<i64> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Drops channels nobody listens to; returns how many remain.
     pub fn prune(&self) -> usize {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());

@@ -27,7 +27,8 @@
 use crate::catalog::{self, CatalogError};
 use crate::datadir::DataDir;
 use crate::migrations::{AppSchema, MigrationError, OWN_SCHEMA_KEY};
-use crate::storage::DBS_DIR;
+use crate::storage::{DBS_DIR, IMAGES_DIR};
+use crate::store::Replica;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -141,13 +142,13 @@ pub fn import(
     schema_dir: Option<&Path>,
 ) -> Result<Imported, ImportError> {
     let data_dir = dir.path();
-    let cat = catalog::open_existing_keyed(data_dir, dir.key())?;
+    let mut cat = dir.open_catalog()?;
     catalog::check_import(&cat, name, owner)?;
     let expected = schema_dir.map(AppSchema::from_dir).transpose()?;
     let dbs = data_dir.join(DBS_DIR);
     std::fs::create_dir_all(&dbs).map_err(io(&dbs))?;
     let _lock = import_lock(&dbs)?;
-    remove_leftovers(&cat, &dbs)?;
+    remove_leftovers(dir, &mut cat, &dbs)?;
 
     let nonce: u64 = rand::random();
     let staged = dbs.join(format!("{}{nonce:016x}.db", catalog::PLACEHOLDER_PREFIX));
@@ -159,7 +160,7 @@ pub fn import(
             return Err(e);
         }
     };
-    let id = match catalog::reserve_database_id(&cat, owner, nonce) {
+    let id = match dir.catalog_write(&mut cat, |c| catalog::reserve_database_id(c, owner, nonce)) {
         Ok(id) => id,
         Err(e) => {
             remove_db_files(&staged);
@@ -180,13 +181,24 @@ pub fn import(
         File::open(&dbs)
             .and_then(|d| d.sync_all())
             .map_err(io(&dbs))?;
-        catalog::publish_reserved(&cat, id, name)?;
+        if let Some(store) = dir.store() {
+            // The store gets the file as the first version of the new database's history.
+            let replica = Replica::new(store.clone(), id, true, data_dir.join(IMAGES_DIR));
+            let mut conn = Connection::open(&target).map_err(|source| ImportError::Source {
+                path: target.clone(),
+                source,
+            })?;
+            replica
+                .reshape(&mut conn, |_| ())
+                .map_err(CatalogError::from)?;
+        }
+        dir.catalog_write(&mut cat, |c| catalog::publish_reserved(c, id, name))?;
         Ok(())
     })();
     if let Err(e) = placed {
         remove_db_files(&staged);
         remove_db_files(&target);
-        let _ = catalog::remove_placeholders(&cat);
+        let _ = dir.catalog_write(&mut cat, catalog::remove_placeholders);
         return Err(e);
     }
     Ok(Imported { id, ..made })
@@ -368,8 +380,8 @@ fn import_lock(dbs: &Path) -> Result<File, ImportError> {
 }
 
 /// What killed imports left: staged copies and placeholder rows with their files.
-fn remove_leftovers(cat: &Connection, dbs: &Path) -> Result<(), ImportError> {
-    for id in catalog::remove_placeholders(cat)? {
+fn remove_leftovers(dir: &DataDir, cat: &mut Connection, dbs: &Path) -> Result<(), ImportError> {
+    for id in dir.catalog_write(cat, catalog::remove_placeholders)? {
         remove_db_files(&dbs.join(format!("{id}.db")));
     }
     if let Ok(entries) = std::fs::read_dir(dbs) {

@@ -13,6 +13,8 @@
 //! | [`catalog`] | `catalog.db`: users, devices, token hashes, databases (name → id), grants |
 //! | [`admin`] | the `user` / `db` / `token` commands and the first-start bootstrap |
 //! | [`lifecycle`] | `db backup`, `db restore` (to a seq or a time, with a new lineage), `db revert` |
+//! | [`lifecycle_store`] | the same three with a PostgreSQL store: through the store, from any machine |
+//! | [`store`] | the PostgreSQL store (`--store`): the catalog and databases as local copies of histories in PostgreSQL |
 //! | [`import`] | `db import`: an existing SQLite file's schema and rows become a new database |
 //! | [`datadir`] | [`datadir::DataDir`]: the data directory and its encryption key |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
@@ -46,6 +48,7 @@ pub mod events;
 pub mod import;
 pub mod jwt;
 pub mod lifecycle;
+pub mod lifecycle_store;
 pub mod memory;
 pub mod metrics;
 pub mod migrations;

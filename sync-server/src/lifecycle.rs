@@ -58,7 +58,7 @@ pub enum LifecycleError {
     },
 }
 
-fn sqlite(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> LifecycleError {
+pub(crate) fn sqlite(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> LifecycleError {
     let what = what.into();
     move |source| LifecycleError::Sqlite { what, source }
 }
@@ -179,11 +179,78 @@ pub fn restore(
     let cat = catalog::open_existing_keyed(data_dir, dir.key())?;
     let old_id = catalog::database_id(&cat, name)?;
     let live_path = dir.db_file(old_id);
-    let dbs = data_dir.join("dbs");
+    let tmp = restore_scratch(dir)?;
+    let cleanup = scopeguard(&tmp);
+    // The live database is write-locked from here until the swap: no push lands in it after
+    // the restore point was chosen (pushes wait, then retry, and reach the new file), and it
+    // is marked retired before the lock is released, so one that waited past the swap is
+    // refused (`503 unavailable`) rather than acknowledged into a file nobody serves.
+    let live = if live_path.exists() {
+        let l = open_live(&live_path, dir.key())?;
+        l.execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite("cannot lock the live database"))?;
+        Some(l)
+    } else {
+        None
+    };
+    let (restored, new_lineage) = build_restored(dir, from, point, live.as_ref(), &tmp)?;
+    if let Some(l) = &live {
+        l.execute(
+            "INSERT OR REPLACE INTO _sync_meta(key, value) VALUES ('retired', 1)",
+            [],
+        )
+        .map_err(sqlite("cannot retire the live database"))?;
+    }
+    let (_, new_id) = catalog::replace_database(&cat, name, |id| {
+        std::fs::rename(&tmp, dir.db_file(id)).map_err(io("cannot move the restored file"))
+    })?;
+    cleanup.disarm();
+    if let Some(l) = live {
+        // The old file stays where it is (a server may still hold it open); it serves nothing
+        // more and can be removed once the server restarted.
+        l.execute_batch("COMMIT")
+            .map_err(sqlite("cannot retire the live database"))?;
+    }
+    print_restored(out, name, restored.seq, from, new_lineage, new_id)
+}
+
+/// Where a restore builds its file (`dbs/restore-PID.tmp`, removed first if there).
+pub(crate) fn restore_scratch(dir: &DataDir) -> Result<std::path::PathBuf, LifecycleError> {
+    let dbs = dir.path().join("dbs");
     std::fs::create_dir_all(&dbs).map_err(io("cannot create dbs/"))?;
     let tmp = dbs.join(format!("restore-{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let cleanup = scopeguard(&tmp);
+    Ok(tmp)
+}
+
+pub(crate) fn print_restored(
+    out: &mut dyn Write,
+    name: &str,
+    seq: i64,
+    from: &Path,
+    new_lineage: i64,
+    new_id: i64,
+) -> Result<(), LifecycleError> {
+    writeln!(
+        out,
+        "restored {name} to seq {seq} from {} (new lineage {}, file dbs/{new_id}.db); \
+         devices re-base on a snapshot at their next sync, keeping their pending changes",
+        from.display(),
+        Hex64(new_lineage)
+    )
+    .map_err(io("output"))
+}
+
+/// Builds the restored file at `tmp` from the backup `from`: rewound along the backup's log
+/// or rolled forward along `live`'s (the live database, if it exists), with `live`'s rowid
+/// leases and a new lineage. Returns its head and the new lineage.
+pub(crate) fn build_restored(
+    dir: &DataDir,
+    from: &Path,
+    point: RestorePoint,
+    live: Option<&Connection>,
+    tmp: &Path,
+) -> Result<(sync_core::protocol::lineage::Position, i64), LifecycleError> {
     {
         let src = open_keyed(from, OpenFlags::SQLITE_OPEN_READ_ONLY, dir.key())?;
         let is_server_db: bool = src
@@ -203,28 +270,16 @@ pub fn restore(
             )));
         }
         drop(src);
-        copy_file(from, &tmp, dir.key())?;
+        copy_file(from, tmp, dir.key())?;
     }
-    let copy = open_keyed(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE, dir.key())?;
+    let copy = open_keyed(tmp, OpenFlags::SQLITE_OPEN_READ_WRITE, dir.key())?;
     server::install(&copy, 0).map_err(sqlite("cannot prepare the copy"))?;
-    // The live database is write-locked from here until the swap: no push lands in it after
-    // the restore point was chosen (pushes wait, then retry, and reach the new file), and it
-    // is marked retired before the lock is released, so one that waited past the swap is
-    // refused (`503 unavailable`) rather than acknowledged into a file nobody serves.
-    let live = if live_path.exists() {
-        let l = open_live(&live_path, dir.key())?;
-        l.execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite("cannot lock the live database"))?;
-        Some(l)
-    } else {
-        None
-    };
     let target = match point {
         RestorePoint::Backup => None,
         RestorePoint::Seq(s) => Some(s),
         RestorePoint::Time(ms) => {
             let in_backup = rewind::seq_at_time(&copy, ms)?;
-            let in_live = match &live {
+            let in_live = match live {
                 Some(l) => rewind::seq_at_time(l, ms)?,
                 None => 0,
             };
@@ -237,7 +292,7 @@ pub fn restore(
     match target {
         Some(seq) if seq < head => rewind::rewind(&copy, seq)?,
         Some(seq) if seq > head => {
-            let live = live.as_ref().ok_or_else(|| {
+            let live = live.ok_or_else(|| {
                 LifecycleError::Invalid(format!(
                     "seq {seq} is past the backup's head {head} and the database has no live log"
                 ))
@@ -246,7 +301,7 @@ pub fn restore(
         }
         _ => {}
     }
-    if let Some(l) = &live {
+    if let Some(l) = live {
         keep_leases(&copy, l)?;
     }
     copy.execute("DELETE FROM _sync_meta WHERE key = 'retired'", [])
@@ -255,34 +310,7 @@ pub fn restore(
     let restored = lineage::head(&copy)?;
     copy.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = WAL;")
         .map_err(sqlite("cannot finish the copy"))?;
-    drop(copy);
-    if let Some(l) = &live {
-        l.execute(
-            "INSERT OR REPLACE INTO _sync_meta(key, value) VALUES ('retired', 1)",
-            [],
-        )
-        .map_err(sqlite("cannot retire the live database"))?;
-    }
-    let (_, new_id) = catalog::replace_database(&cat, name, |id| {
-        std::fs::rename(&tmp, dir.db_file(id)).map_err(io("cannot move the restored file"))
-    })?;
-    cleanup.disarm();
-    if let Some(l) = live {
-        // The old file stays where it is (a server may still hold it open); it serves nothing
-        // more and can be removed once the server restarted.
-        l.execute_batch("COMMIT")
-            .map_err(sqlite("cannot retire the live database"))?;
-    }
-    writeln!(
-        out,
-        "restored {name} to seq {} from {} (new lineage {}, file dbs/{new_id}.db); \
-         devices re-base on a snapshot at their next sync, keeping their pending changes",
-        restored.seq,
-        from.display(),
-        Hex64(new_lineage)
-    )
-    .map_err(io("output"))?;
-    Ok(())
+    Ok((restored, new_lineage))
 }
 
 /// Rowid ranges granted since the backup stay granted: a restore must not lease them again
@@ -341,6 +369,15 @@ pub fn revert(
     let now = catalog::now_ms();
     let batch_id = format!("revert-{seq}-{now}");
     let answer = rewind::revert(&conn, seq, &batch_id, now)?;
+    print_reverted(out, name, seq, &answer)
+}
+
+pub(crate) fn print_reverted(
+    out: &mut dyn Write,
+    name: &str,
+    seq: i64,
+    answer: &sync_core::protocol::push::PushResponse,
+) -> Result<(), LifecycleError> {
     let conflicts: usize = answer.transactions.iter().map(|t| t.conflicts.len()).sum();
     writeln!(
         out,

@@ -115,9 +115,29 @@ fn listen_to(store: &Arc<PgStore>, shared: &Arc<Shared>) {
             }
         },
         move || {
-            if let Some(s) = on_reconnect.upgrade() {
-                s.auth.mark_stale();
+            let Some(s) = on_reconnect.upgrade() else {
+                return;
+            };
+            s.auth.mark_stale();
+            // Announcements made while the connection was down are lost: tell the streams
+            // the heads now (off the store's runtime: these calls block).
+            let listened = s.hub.listened();
+            if listened.is_empty() {
+                return;
             }
+            std::thread::spawn(
+                move || match s.data.store().map(|st| st.log_heads(&listened)) {
+                    Some(Ok(heads)) => {
+                        for (id, seq) in heads {
+                            s.hub.publish(id, seq);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot read the heads after reconnecting")
+                    }
+                    None => {}
+                },
+            );
         },
     );
 }

@@ -26,6 +26,7 @@
 //! | `_sync_meta` | `schema_version`, `head_seq`, `oldest_seq`, `next_rowid`, `lineage`, `migrated_at_seq.N` |
 //! | `_sync_chain` | per seq from `oldest_seq` to the head: the chain value and the content checksum |
 //! | `_sync_leases` | rowid ranges granted to devices |
+//! | `_sync_replica` | only on a node of sync-server's PostgreSQL store: the version of the store's history the file is a copy of |
 
 pub mod conflicts;
 pub mod error;

@@ -78,6 +78,7 @@ fn finish(out: &Connection) -> Result<SnapshotMeta, ServerError> {
         "PRAGMA journal_mode = OFF;
          DROP TABLE _sync_log; DROP TABLE _sync_batches; DROP TABLE _sync_conflicts;
          DROP TABLE _sync_meta; DROP TABLE _sync_leases; DROP TABLE _sync_chain;
+         DROP TABLE IF EXISTS _sync_replica;
          CREATE TABLE _sync_snapshot (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     )?;
     out.execute(

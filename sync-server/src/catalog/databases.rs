@@ -174,3 +174,34 @@ pub fn replace_database<E: From<CatalogError>>(
     tx.commit().map_err(CatalogError::from)?;
     Ok((old, next))
 }
+
+/// Gives database `name` the id `reserved` (from [`super::reserve_database_id`], whose file
+/// is already in place), keeping its name, owner, creation time and grants, in one
+/// transaction; the old id's row and grants go. Returns the old id. For a restore with a
+/// PostgreSQL store, where the new file must be in the store before any node can see its id.
+pub fn replace_with_reserved(
+    conn: &Connection,
+    name: &str,
+    reserved: i64,
+) -> Result<i64, CatalogError> {
+    let tx = Tx::begin(conn)?;
+    let old = super::database_id(conn, name)?;
+    conn.execute(
+        "INSERT INTO grants(database_id, user_id, access)
+         SELECT ?2, user_id, access FROM grants WHERE database_id = ?1",
+        params![old, reserved],
+    )?;
+    let (owner_id, created_ms): (i64, i64) = conn.query_row(
+        "SELECT owner_id, created_ms FROM databases WHERE id = ?1",
+        [old],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    conn.execute("DELETE FROM grants WHERE database_id = ?1", [old])?;
+    conn.execute("DELETE FROM databases WHERE id = ?1", [old])?;
+    conn.execute(
+        "UPDATE databases SET name = ?1, owner_id = ?2, created_ms = ?3 WHERE id = ?4",
+        params![name, owner_id, created_ms, reserved],
+    )?;
+    tx.commit()?;
+    Ok(old)
+}

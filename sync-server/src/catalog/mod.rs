@@ -24,7 +24,7 @@ mod tokens;
 
 pub use databases::{
     DatabaseRow, create_database, database_ids, grant, list_databases, replace_database,
-    revoke_grant,
+    replace_with_reserved, revoke_grant,
 };
 pub use error::CatalogError;
 pub use imports::{

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// that fell further behind bootstrap from a snapshot [default: 10000].
     #[arg(long, env = "SYNC_LOG_KEEP", value_name = "ENTRIES")]
     pub log_keep: Option<i64>,
+    /// Most connections to the PostgreSQL store (`--store`) at once [default: 16].
+    #[arg(long, env = "SYNC_STORE_POOL", value_name = "N")]
+    pub store_pool: Option<usize>,
     /// Most databases held open at once [default: 1024].
     #[arg(long, env = "SYNC_CACHE_CAPACITY", value_name = "N")]
     pub cache_capacity: Option<usize>,
@@ -144,6 +147,7 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes.or(fallback.max_body_bytes),
             log_keep: self.log_keep.or(fallback.log_keep),
+            store_pool: self.store_pool.or(fallback.store_pool),
             cache_capacity: self.cache_capacity.or(fallback.cache_capacity),
             idle_secs: self.idle_secs.or(fallback.idle_secs),
             page_cache_kib: self.page_cache_kib.or(fallback.page_cache_kib),

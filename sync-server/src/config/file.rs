@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub encryption_key_file: Option<PathBuf>,
     /// PostgreSQL store URL.
     pub store: Option<String>,
+    /// Most connections to the store.
+    pub store_pool: Option<usize>,
     /// Listen address.
     pub listen: Option<SocketAddr>,
     /// Migrations directory.

@@ -316,7 +316,11 @@ impl ServerConfig {
             log: serve.log.clone().or(file.log).unwrap_or(d.log),
             encryption_key,
             store: global.store.clone().or(file.store.clone()),
-            store_pool: d.store_pool,
+            store_pool: serve
+                .store_pool
+                .or(file.store_pool)
+                .unwrap_or(d.store_pool)
+                .max(1),
             jwt: super::jwt::JwtConfig::resolve(
                 &serve.jwt,
                 file.jwt.as_ref(),

@@ -471,6 +471,22 @@ impl PgStore {
         Ok(written)
     }
 
+    /// The newest log seq the store indexed for each of `databases` that has one.
+    pub fn log_heads(&self, databases: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT database, max(seq) FROM sync_entries
+                     WHERE database = ANY($1) GROUP BY database",
+                    &[&databases],
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     /// Every log entry of `database` the store has indexed, as (seq, device, batch id), in
     /// seq order (for checks: each acknowledged push exactly once).
     pub fn entries(&self, database: i64) -> Result<Vec<EntryKey>, StoreError> {

@@ -211,7 +211,9 @@ impl Replica {
                 }
             };
             if patch.is_empty() {
-                conn.execute_batch("COMMIT").map_err(|e| self.local(e))?;
+                // Nothing to keep; a rollback also writes nothing (a commit would write the
+                // pages a rolled-back savepoint dirtied).
+                rollback(conn);
                 return Ok(out);
             }
             let entries = if self.log {
@@ -329,12 +331,13 @@ impl Replica {
             .make_image(conn)
             .and_then(|image| self.store.put_image(self.file, version, &image, false));
         match stored {
-            Ok(_) => self.image.fetch_max(version, Ordering::Relaxed),
-            Err(e) => {
-                tracing::warn!(file = self.file, version, error = %e, "checkpoint image not stored");
-                return;
+            Ok(_) => {
+                self.image.fetch_max(version, Ordering::Relaxed);
             }
-        };
+            Err(e) => {
+                tracing::warn!(file = self.file, version, error = %e, "checkpoint image not stored")
+            }
+        }
     }
 }
 

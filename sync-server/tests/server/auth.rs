@@ -42,11 +42,9 @@ async fn missing_bad_and_revoked_tokens_are_401() {
         );
     }
     // Revocation by the admin CLI (another connection) counts from the next request on.
-    catalog::revoke_tokens(
-        &s.admin(),
-        &TokenSelector::TokenOrPrefix(token[..12].to_string()),
-    )
-    .unwrap();
+    s.catalog(|c| {
+        catalog::revoke_tokens(c, &TokenSelector::TokenOrPrefix(token[..12].to_string()))
+    });
     let (status, json) = push(Some(format!("Bearer {token}"))).await;
     assert_error(status, &json, 401, "unauthorized");
     let r = s
@@ -89,7 +87,7 @@ async fn grants_decide_and_other_users_databases_look_absent() {
     }
 
     // A read-only grant reads but may not write.
-    catalog::grant(&s.admin(), "bob-db", "alice", Access::ReadOnly).unwrap();
+    s.catalog(|c| catalog::grant(c, "bob-db", "alice", Access::ReadOnly));
     let page = s.pull(&alice, "bob-db", 0).await;
     assert_eq!(page.entries.len(), 1);
     let (status, json) = s.push(&alice, "bob-db", "x", 1, &cs).await;
@@ -115,7 +113,7 @@ async fn grants_decide_and_other_users_databases_look_absent() {
     assert_eq!(dump(&s.db_path("bob-db")), before);
 
     // Removing the grant takes effect at once.
-    catalog::revoke_grant(&s.admin(), "bob-db", "alice").unwrap();
+    s.catalog(|c| catalog::revoke_grant(c, "bob-db", "alice"));
     let r = s
         .http
         .get(s.url("bob-db", "/pull?since=0"))

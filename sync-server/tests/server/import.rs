@@ -50,16 +50,17 @@ fn chinook_schema_dir(dir: &Path) -> PathBuf {
     d
 }
 
-fn admin(data: &Path, args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(server_bin())
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
+/// The admin CLI on the server's data directory (and its store, if it has one).
+fn admin(s: &TestServer, args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new(server_bin());
+    cmd.arg("--data").arg(s.data_dir());
+    if let Some(url) = s.store_url() {
+        cmd.arg("--store").arg(url);
+    }
+    cmd.args(args).output().unwrap()
 }
 
-fn import(data: &Path, name: &str, from: &Path, extra: &[&Path]) -> Output {
+fn import(s: &TestServer, name: &str, from: &Path, extra: &[&Path]) -> Output {
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "db".as_ref(),
         "import".as_ref(),
@@ -72,7 +73,7 @@ fn import(data: &Path, name: &str, from: &Path, extra: &[&Path]) -> Output {
     if let Some(dir) = extra.first() {
         args.extend(["--schema".as_ref(), dir.as_os_str()]);
     }
-    admin(data, &args)
+    admin(s, &args)
 }
 
 /// Every file under `dir` with a hash of its bytes, except the catalog's own files (an admin
@@ -144,11 +145,11 @@ async fn chinook_imports_with_its_own_schema_and_is_served_like_a_created_databa
     .unwrap();
     let dir = migrations.clone();
     let s = TestServer::start_with(move |c| c.schema_dir = Some(dir)).await;
-    sync_server::catalog::add_user(&s.admin(), "alice").unwrap();
+    s.add_user("alice");
     let source = chinook_copy(work.path(), "chinook.sqlite");
     let before = tree(work.path());
 
-    let out = import(s.data_dir(), "chinook", &source, &[]);
+    let out = import(&s, "chinook", &source, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -217,7 +218,7 @@ async fn with_schema_the_file_must_match_and_then_follows_the_server_schema() {
     let chinook_dir = chinook_schema_dir(work.path());
     let dir = chinook_dir.clone();
     let s = TestServer::start_with(move |c| c.schema_dir = Some(dir)).await;
-    sync_server::catalog::add_user(&s.admin(), "alice").unwrap();
+    s.add_user("alice");
     let source = chinook_copy(work.path(), "chinook.sqlite");
 
     // The demo schema is not Chinook's: refused, with the differences named.
@@ -225,7 +226,7 @@ async fn with_schema_the_file_must_match_and_then_follows_the_server_schema() {
     std::fs::create_dir_all(&demo).unwrap();
     std::fs::write(demo.join("0001_init.sql"), demo_sql()).unwrap();
     let data_before = tree(s.data_dir());
-    let out = import(s.data_dir(), "chinook", &source, &[&demo]);
+    let out = import(&s, "chinook", &source, &[&demo]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -240,7 +241,7 @@ async fn with_schema_the_file_must_match_and_then_follows_the_server_schema() {
         "a refused import creates nothing"
     );
 
-    let out = import(s.data_dir(), "chinook", &source, &[&chinook_dir]);
+    let out = import(&s, "chinook", &source, &[&chinook_dir]);
     assert!(
         out.status.success(),
         "{}",
@@ -273,7 +274,7 @@ async fn with_schema_the_file_must_match_and_then_follows_the_server_schema() {
 async fn bad_imports_are_refused_and_change_nothing() {
     let work = tempfile::tempdir().unwrap();
     let s = TestServer::start().await;
-    sync_server::catalog::add_user(&s.admin(), "alice").unwrap();
+    s.add_user("alice");
     let source = chinook_copy(work.path(), "chinook.sqlite");
     let make = |name: &str, sql: &str| {
         let p = work.path().join(name);
@@ -305,7 +306,7 @@ async fn bad_imports_are_refused_and_change_nothing() {
     let _ = existing;
     let before_work = tree(work.path());
     let before_data = tree(s.data_dir());
-    let list_before = admin(s.data_dir(), &["db".as_ref(), "list".as_ref()]).stdout;
+    let list_before = admin(&s, &["db".as_ref(), "list".as_ref()]).stdout;
     for (name, from, want) in [
         ("notes", &source, "already exists"),
         ("Bad.Name", &source, "invalid database name"),
@@ -316,13 +317,13 @@ async fn bad_imports_are_refused_and_change_nothing() {
         ("t5", &text, "cannot read"),
         ("t6", &work.path().join("missing.db"), "no such file"),
     ] {
-        let out = import(s.data_dir(), name, from, &[]);
+        let out = import(&s, name, from, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(want), "{name}: {stderr}");
     }
     let out = admin(
-        s.data_dir(),
+        &s,
         &[
             "db".as_ref(),
             "import".as_ref(),
@@ -337,7 +338,7 @@ async fn bad_imports_are_refused_and_change_nothing() {
     assert_eq!(tree(work.path()), before_work, "sources unchanged");
     assert_eq!(tree(s.data_dir()), before_data, "nothing created");
     assert_eq!(
-        admin(s.data_dir(), &["db".as_ref(), "list".as_ref()]).stdout,
+        admin(&s, &["db".as_ref(), "list".as_ref()]).stdout,
         list_before
     );
     s.stop().await;

@@ -13,6 +13,8 @@ mod import;
 mod jwt;
 mod load;
 mod nodes;
+mod nodes_faults;
+mod nodes_lifecycle;
 mod ops;
 mod policies;
 mod snapshot;

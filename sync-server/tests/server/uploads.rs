@@ -142,13 +142,14 @@ async fn bad_parts_are_refused_and_change_nothing() {
     let token = s.setup("alice", "notes");
     s.pull(&token, "notes", 0).await;
     let reader = s.setup("bob", "bob-db");
-    sync_server::catalog::grant(
-        &s.admin(),
-        "notes",
-        "bob",
-        sync_core::protocol::info::Access::ReadOnly,
-    )
-    .unwrap();
+    s.catalog(|c| {
+        sync_server::catalog::grant(
+            c,
+            "notes",
+            "bob",
+            sync_core::protocol::info::Access::ReadOnly,
+        )
+    });
     let before = file_fingerprint(&s.db_path("notes"));
     let (code, json) = put(&s, &token, "b", 0, 2 << 20, b"abc").await;
     assert_error(code, &json, 413, "payload_too_large");

@@ -102,6 +102,26 @@ impl TestServer {
         setup_in(self.data(), user, db, &format!("{user}-{db}"))
     }
 
+    /// The PostgreSQL store's URL, when the server has one.
+    pub fn store_url(&self) -> Option<String> {
+        self.state.shared().config.store.clone()
+    }
+
+    /// Runs the catalog write `f` as the admin CLI does (through the store, if any).
+    pub fn catalog<T>(&self, f: impl FnMut(&Connection) -> Result<T, catalog::CatalogError>) -> T {
+        let dir = self.data();
+        let mut c = dir.open_catalog().unwrap();
+        dir.catalog_write(&mut c, f).expect("the catalog write")
+    }
+
+    /// Creates `user` through the catalog (and the store).
+    pub fn add_user(&self, user: &str) {
+        let dir = self.data();
+        let mut c = dir.open_catalog().unwrap();
+        dir.catalog_write(&mut c, |c| catalog::add_user(c, user))
+            .expect("a new user");
+    }
+
     /// A token for another device of `user`.
     pub fn token(&self, user: &str, device: &str) -> String {
         let dir = self.data();
