@@ -14,6 +14,8 @@ use tokio_postgres::error::SqlState;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// Statements are cancelled by PostgreSQL after this long (`statement_timeout`).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies fetched per round trip while catching up (beyond the first frame).
+pub const FETCH_BYTES: usize = 8 << 20;
 /// Images are stored in parts of this size.
 pub const IMAGE_PART: usize = 1 << 20;
 /// The channel frames are announced on (payload `file version seq`, seq 0 when none).
@@ -276,20 +278,26 @@ impl PgStore {
         })
     }
 
-    /// Frames of `file` after `version`, oldest first, at most `limit`.
+    /// Frames of `file` after `version`, oldest first: at most `limit`, and no more than
+    /// [`FETCH_BYTES`] of bodies beyond the first (so catching up holds little in memory).
     pub fn frames_after(
         &self,
         file: i64,
         version: i64,
         limit: i64,
     ) -> Result<Vec<Frame>, StoreError> {
+        let budget = FETCH_BYTES as i64;
         self.run(async {
             let c = self.client().await?;
             let rows = c
                 .query(
-                    "SELECT version, kind, body FROM sync_frames
-                     WHERE file = $1 AND version > $2 ORDER BY version LIMIT $3",
-                    &[&file, &version, &limit],
+                    "SELECT version, kind, body FROM (
+                         SELECT version, kind, body,
+                                sum(octet_length(body)) OVER (ORDER BY version) AS run
+                         FROM sync_frames WHERE file = $1 AND version > $2
+                         ORDER BY version LIMIT $3) t
+                     WHERE run - octet_length(body) < $4 ORDER BY version",
+                    &[&file, &version, &limit, &budget],
                 )
                 .await
                 .map_err(StoreError::pg)?;
