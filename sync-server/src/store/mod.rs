@@ -6,6 +6,7 @@
 //! | module | its job |
 //! |---|---|
 //! | `pg` | [`PgStore`]: the bounded pool, the store's runtime, every statement |
+//! | `images` | whole-file images: stored in parts, read back in parts |
 //! | `schema` | the store's own tables and their versioned migrations |
 //! | `replica` | [`Replica`]: a local SQLite copy of one file, caught up from and written through the store |
 //! | `listen` | LISTEN/NOTIFY: frames other nodes appended, as events |
@@ -14,6 +15,7 @@
 //! Without `--store` none of this runs: the data directory is the store (one node).
 
 mod error;
+mod images;
 pub mod listen;
 mod pg;
 mod replica;
