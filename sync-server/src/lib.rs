@@ -19,7 +19,7 @@
 //! | [`datadir`] | [`datadir::DataDir`]: the data directory and its encryption key |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
-//! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
+//! | [`uploads`] | large batches uploaded in parts: files on disk or rows of the PostgreSQL store, bounded in size, count, total and age |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
 //! | [`jwt`] | JWTs of the operator's identity provider (HS256, RS256/ES256 by JWKS): claims → user, device, grants |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
