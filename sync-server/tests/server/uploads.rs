@@ -145,6 +145,9 @@ async fn a_batch_uploaded_in_parts_is_pushed_by_name_once_complete() {
         (code, json["received"].as_u64()),
         (StatusCode::OK, Some(total))
     );
+    // With a PostgreSQL store the parts are in the store, not on this node's disk.
+    let on_disk = s.data_dir().join("uploads").exists();
+    assert_eq!(on_disk, s.data().store().is_none());
     let (code, json) = push_uploaded(&s, &token, "big").await;
     assert_eq!(code, StatusCode::OK, "{json}");
     assert_eq!(json["status"], "applied");
