@@ -122,7 +122,8 @@ async fn maintenance(state: AppState) {
         let (closed, returned, expired) = tokio::task::spawn_blocking(move || {
             let shared = s.shared();
             let closed = shared.storage.evict_idle();
-            let expired = shared.uploads.expire(shared.config.upload_ttl);
+            // On a blocking thread that may wait for the store in place (uploads in PostgreSQL).
+            let expired = store::may_block(|| shared.uploads.expire(shared.config.upload_ttl));
             // After closing: their memory went back to the allocator, not to the OS.
             (closed, shared.storage.return_freed_memory(), expired)
         })

@@ -137,6 +137,8 @@ impl FileUploads {
                 return Err(other_total(declared, total));
             }
             Some((path, _)) => path,
+            // A new upload starts at 0: a gap leaves nothing behind.
+            None if offset > 0 => return Err(gap(offset, 0)),
             None => {
                 std::fs::create_dir_all(&dir).map_err(io("creating an upload"))?;
                 let in_progress = std::fs::read_dir(&dir)

@@ -85,16 +85,6 @@ impl Complete {
         }
     }
 
-    /// Its size in bytes.
-    pub fn len(&self) -> u64 {
-        self.source().len()
-    }
-
-    /// True when empty (never: an upload has at least one byte).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Removes the upload (after the push that used it committed). A failure only leaves it
     /// for the maintenance pass: a retried push of the batch gets the stored answer anyway.
     pub fn remove(self) {

@@ -200,6 +200,10 @@ async fn bad_parts_are_refused_and_change_nothing() {
         assert_error(code, &json, 400, "bad_request");
         assert!(!json["message"].as_str().unwrap().is_empty(), "{why}");
     }
+    // A new upload's first part starts at 0; the refusal leaves no upload behind.
+    let (code, json) = put(&s, &token, "late", 4, 10, b"abc").await;
+    assert_error(code, &json, 400, "bad_request");
+    assert_error_code(status(&s, &token, "late").await, 404, "not_found");
     let (code, json) = put(&s, &token, "not a batch id", 0, 10, b"abc").await;
     assert_eq!(code.as_u16(), 400, "{json}");
     let (code, json) = put(&s, &reader, "r", 0, 10, b"abc").await;
