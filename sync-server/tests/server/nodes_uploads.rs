@@ -2,7 +2,7 @@
 //! reach any node (a load balancer without affinity, a node that died in the middle), the
 //! push by name may land on yet another, and the limits on uploads hold across all nodes.
 
-use crate::common::{Local, assert_error};
+use crate::common::{Local, TestServer, assert_error, setup_in};
 use crate::nodes::nodes_with;
 use crate::uploads::{assert_error_code, big_batch, push_uploaded_in, put_in, status_in};
 use reqwest::StatusCode;
@@ -209,4 +209,56 @@ async fn uploads_started_at_once_on_several_nodes_never_pass_the_budget() {
     let db = url.rsplit('/').next().unwrap();
     let declared = PgCluster::shared().psql(db, "SELECT sum(total) FROM sync_uploads");
     assert_eq!(declared.trim(), "900");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_a_part_is_refused_and_the_upload_resumes_after() {
+    // A cluster of its own: the shared one serves tests running meanwhile.
+    let pg = PgCluster::start().unwrap();
+    let url = pg.create_database();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let url = url.clone();
+        nodes.push(
+            TestServer::start_with(move |c| {
+                c.store = Some(url);
+                c.demo = false;
+                c.max_body_bytes = 64 * 1024;
+            })
+            .await,
+        );
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let token = setup_in(a.data(), "u", "d", "dev-a");
+    let body = big_batch(&Local::new(), 500);
+    let total = body.len() as u64;
+    let half = body.len() / 2;
+    assert!(half <= 60 * 1024, "{total} bytes");
+    let (code, json) = put_in(a, "d", &token, "big", 0, total, &body[..half]).await;
+    assert_eq!(code, StatusCode::OK, "{json}");
+
+    pg.stop();
+    let (code, json) = put_in(a, "d", &token, "big", half as u64, total, &body[half..]).await;
+    assert_error(code, &json, 503, "unavailable");
+    pg.start_again();
+    // Nothing of the refused part was kept: the client asks another node and goes on.
+    let (code, json) = status_in(b, "d", &token, "big").await;
+    assert_eq!(
+        (code, json["received"].as_u64()),
+        (StatusCode::OK, Some(half as u64))
+    );
+    let (code, json) = put_in(b, "d", &token, "big", half as u64, total, &body[half..]).await;
+    assert_eq!(
+        (code, json["received"].as_u64()),
+        (StatusCode::OK, Some(total)),
+        "{json}"
+    );
+    let (code, json) = push_uploaded_in(a, "d", &token, "big").await;
+    assert_eq!(
+        (code, json["changes"].as_u64()),
+        (StatusCode::OK, Some(500)),
+        "{json}"
+    );
+    let db = url.rsplit('/').next().unwrap();
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM sync_uploads").trim(), "0");
 }
