@@ -34,7 +34,7 @@ fn key(database: i64, device: &str, batch: &str) -> UploadKey {
 }
 
 /// A store failure: `503 unavailable` when PostgreSQL cannot be reached, else `500`.
-fn store(e: StoreError) -> ApiError {
+fn store_error(e: StoreError) -> ApiError {
     ApiError::Storage(StorageError::Store(e))
 }
 
@@ -58,7 +58,7 @@ impl PgUploads {
         let row = self
             .store
             .upload_status(&key(database, device, batch))
-            .map_err(store)?;
+            .map_err(store_error)?;
         Ok(row.map(|r| status_of(batch, r.received, r.total)))
     }
 
@@ -80,7 +80,7 @@ impl PgUploads {
         match self
             .store
             .upload_put(&k, offset, total, data, rules)
-            .map_err(store)?
+            .map_err(store_error)?
         {
             Ok(row) => Ok(status_of(batch, row.received, row.total)),
             Err(PartRefused::OtherTotal { declared }) => Err(other_total(declared, total)),
@@ -94,7 +94,11 @@ impl PgUploads {
     pub fn complete(&self, database: i64, device: &str, batch: &str) -> Result<Found, ApiError> {
         let k = key(database, device, batch);
         let mut spool = Spool::new(&self.spool_dir, crate::body::SPOOL_IN_MEMORY);
-        let Some(row) = self.store.upload_read(&k, &mut spool).map_err(store)? else {
+        let Some(row) = self
+            .store
+            .upload_read(&k, &mut spool)
+            .map_err(store_error)?
+        else {
             return Ok(Found::None);
         };
         if row.received < row.total {
