@@ -10,6 +10,9 @@
 //! | [`Blocking`] | the same on a runtime of its own (blocking test code: the client library is blocking) |
 //! | [`Admin`] | the admin CLI's catalog operations on a data directory: users, databases, tokens |
 //! | [`config`] | a configuration for a test: the given data directory, any free port |
+//! | [`pg`] | a throwaway PostgreSQL cluster (`initdb` + `pg_ctl` in a temporary directory), one database per test |
+
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
