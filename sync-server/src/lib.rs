@@ -19,7 +19,7 @@
 //! | [`datadir`] | [`datadir::DataDir`]: the data directory and its encryption key |
 //! | [`conn`] | the accept loop: a cap on connections, header / idle / send timeouts |
 //! | [`body`] | request bodies under a size limit, a server-wide budget and timeouts, spooled to disk when large |
-//! | [`uploads`] | large batches uploaded in parts: files on disk, bounded in size, count, total and age |
+//! | [`uploads`] | large batches uploaded in parts: files on disk or rows of the PostgreSQL store, bounded in size, count, total and age |
 //! | [`auth`] | bearer-token checks with a cache invalidated by the catalog's change counter |
 //! | [`jwt`] | JWTs of the operator's identity provider (HS256, RS256/ES256 by JWKS): claims → user, device, grants |
 //! | [`storage`] | database files, one writer + read-only connections each, bounded LRU cache |
@@ -122,7 +122,8 @@ async fn maintenance(state: AppState) {
         let (closed, returned, expired) = tokio::task::spawn_blocking(move || {
             let shared = s.shared();
             let closed = shared.storage.evict_idle();
-            let expired = shared.uploads.expire(shared.config.upload_ttl);
+            // On a blocking thread that may wait for the store in place (uploads in PostgreSQL).
+            let expired = store::may_block(|| shared.uploads.expire(shared.config.upload_ttl));
             // After closing: their memory went back to the allocator, not to the OS.
             (closed, shared.storage.return_freed_memory(), expired)
         })

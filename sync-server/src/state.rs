@@ -142,6 +142,21 @@ fn listen_to(store: &Arc<PgStore>, shared: &Arc<Shared>) {
     );
 }
 
+/// The uploads of large batches: in the PostgreSQL store when there is one (any node takes
+/// any part), else files under the data directory.
+fn uploads(config: &ServerConfig, data: &DataDir) -> crate::uploads::Uploads {
+    let (max_total, budget) = (config.max_transaction_bytes, config.upload_budget_bytes);
+    match data.store() {
+        Some(store) => crate::uploads::Uploads::in_store(
+            store.clone(),
+            config.data_dir.join(TMP_DIR),
+            max_total,
+            budget,
+        ),
+        None => crate::uploads::Uploads::new(&config.data_dir, max_total, budget),
+    }
+}
+
 /// Directory of spool files (large request bodies, effects, pull pages) inside the data
 /// directory. Its files are unlinked when created; it is emptied at startup anyway.
 pub const TMP_DIR: &str = "tmp";
@@ -198,11 +213,7 @@ impl AppState {
                     config.max_event_streams,
                     config.max_event_streams_per_device,
                 ),
-                uploads: crate::uploads::Uploads::new(
-                    &config.data_dir,
-                    config.max_transaction_bytes,
-                    config.upload_budget_bytes,
-                ),
+                uploads: uploads(&config, &data),
                 jwt,
                 config,
                 auth,

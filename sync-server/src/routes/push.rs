@@ -20,7 +20,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use sync_core::engine::spool::Source;
 use sync_core::protocol::VERSION;
 use sync_core::protocol::batch;
 use sync_core::protocol::error::{ErrorBody, ErrorCode};
@@ -188,9 +187,10 @@ fn apply(
     Ok(outcome)
 }
 
-/// The push of a batch uploaded in parts: its file is the body, removed once the push
-/// committed. Without a file, a batch that was pushed before gets its stored answer (the
-/// file went with that push); anything else is not complete yet.
+/// The push of a batch uploaded in parts: the upload is the body (its file, or its parts read
+/// back from the PostgreSQL store), removed once the push committed. Without an upload, a
+/// batch that was pushed before gets its stored answer (the upload went with that push);
+/// anything else is not complete yet.
 fn push_uploaded(
     s: &Shared,
     grant: &Grant,
@@ -214,12 +214,7 @@ fn push_uploaded(
         .complete(grant.database_id, &grant.device, &headers.batch_id)?
     {
         Found::Complete(upload) => {
-            let source = Source::File {
-                file: &upload.file,
-                offset: 0,
-                len: upload.len,
-            };
-            let outcome = apply(s, grant, headers, PushBody::Batch(source))?;
+            let outcome = apply(s, grant, headers, PushBody::Batch(upload.source()))?;
             upload.remove();
             Ok(outcome)
         }

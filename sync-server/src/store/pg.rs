@@ -14,6 +14,8 @@ use tokio_postgres::error::SqlState;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// Statements are cancelled by PostgreSQL after this long (`statement_timeout`).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies fetched per round trip while catching up (beyond the first frame).
+pub const FETCH_BYTES: usize = 8 << 20;
 /// Images are stored in parts of this size.
 pub const IMAGE_PART: usize = 1 << 20;
 /// The channel frames are announced on (payload `file version seq`, seq 0 when none).
@@ -106,7 +108,7 @@ pub fn may_block<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-fn unique_violation(e: &tokio_postgres::Error) -> bool {
+pub(super) fn unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
@@ -202,7 +204,7 @@ impl PgStore {
         &self.config
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(StoreError::pg)
     }
 
@@ -276,20 +278,26 @@ impl PgStore {
         })
     }
 
-    /// Frames of `file` after `version`, oldest first, at most `limit`.
+    /// Frames of `file` after `version`, oldest first: at most `limit`, and no more than
+    /// [`FETCH_BYTES`] of bodies beyond the first (so catching up holds little in memory).
     pub fn frames_after(
         &self,
         file: i64,
         version: i64,
         limit: i64,
     ) -> Result<Vec<Frame>, StoreError> {
+        let budget = FETCH_BYTES as i64;
         self.run(async {
             let c = self.client().await?;
             let rows = c
                 .query(
-                    "SELECT version, kind, body FROM sync_frames
-                     WHERE file = $1 AND version > $2 ORDER BY version LIMIT $3",
-                    &[&file, &version, &limit],
+                    "SELECT version, kind, body FROM (
+                         SELECT version, kind, body,
+                                sum(octet_length(body)) OVER (ORDER BY version) AS run
+                         FROM sync_frames WHERE file = $1 AND version > $2
+                         ORDER BY version LIMIT $3) t
+                     WHERE run - octet_length(body) < $4 ORDER BY version",
+                    &[&file, &version, &limit, &budget],
                 )
                 .await
                 .map_err(StoreError::pg)?;
@@ -321,17 +329,8 @@ impl PgStore {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(StoreError::pg)?;
-            let kind = FrameKind::Patch as i16;
-            match tx
-                .execute(
-                    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
-                    &[&file, &version, &kind, &patch],
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
-                Err(e) => return Err(StoreError::pg(e)),
+            if insert_frame(&tx, file, version, FrameKind::Patch, patch).await? == Appended::Stale {
+                return Ok(Appended::Stale);
             }
             for e in entries {
                 tx.execute(
@@ -354,121 +353,6 @@ impl PgStore {
             tx.commit().await.map_err(StoreError::pg)?;
             Ok(Appended::Done)
         })
-    }
-
-    /// Stores `bytes` as the image of `file` at `version`. With `replace`, the image is also
-    /// the frame at `version` (the file was replaced: schema change, import), refused as
-    /// [`Appended::Stale`] when that version was taken; without, it is a checkpoint of an
-    /// existing version, and frames and images older than it are pruned.
-    pub fn put_image(
-        &self,
-        file: i64,
-        version: i64,
-        bytes: &[u8],
-        replace: bool,
-    ) -> Result<Appended, StoreError> {
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(StoreError::pg)?;
-            if replace {
-                let kind = FrameKind::Image as i16;
-                let empty: &[u8] = &[];
-                match tx
-                    .execute(
-                        "INSERT INTO sync_frames(file, version, kind, body)
-                         VALUES ($1, $2, $3, $4)",
-                        &[&file, &version, &kind, &empty],
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
-                    Err(e) => return Err(StoreError::pg(e)),
-                }
-            }
-            let parts = bytes.chunks(IMAGE_PART).count().max(1) as i32;
-            let len = bytes.len() as i64;
-            match tx
-                .execute(
-                    "INSERT INTO sync_images(file, version, parts, len) VALUES ($1, $2, $3, $4)",
-                    &[&file, &version, &parts, &len],
-                )
-                .await
-            {
-                Ok(_) => {}
-                // Another node checkpointed the same version: the same bytes, keep theirs.
-                Err(e) if unique_violation(&e) && !replace => return Ok(Appended::Done),
-                Err(e) => return Err(StoreError::pg(e)),
-            }
-            for (i, part) in bytes.chunks(IMAGE_PART).enumerate() {
-                let i = i as i32;
-                tx.execute(
-                    "INSERT INTO sync_image_parts(file, version, part, bytes)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&file, &version, &i, &part],
-                )
-                .await
-                .map_err(StoreError::pg)?;
-            }
-            // Everything before the newest image is no longer needed to rebuild the file.
-            for sql in [
-                "DELETE FROM sync_image_parts WHERE file = $1 AND version < $2",
-                "DELETE FROM sync_images WHERE file = $1 AND version < $2",
-                "DELETE FROM sync_frames WHERE file = $1 AND version < $2",
-            ] {
-                tx.execute(sql, &[&file, &version])
-                    .await
-                    .map_err(StoreError::pg)?;
-            }
-            if replace {
-                notify(&tx, file, version, 0).await?;
-            }
-            tx.commit().await.map_err(StoreError::pg)?;
-            Ok(Appended::Done)
-        })
-    }
-
-    /// The image of `file` at `version`, its parts written to `out` in order.
-    pub fn image(
-        &self,
-        file: i64,
-        version: i64,
-        out: &mut dyn std::io::Write,
-    ) -> Result<u64, StoreError> {
-        let parts: i32 = self.run(async {
-            let c = self.client().await?;
-            let row = c
-                .query_opt(
-                    "SELECT parts FROM sync_images WHERE file = $1 AND version = $2",
-                    &[&file, &version],
-                )
-                .await
-                .map_err(StoreError::pg)?;
-            row.map(|r| r.get(0)).ok_or_else(|| {
-                StoreError::Invalid(format!("file {file}: no image at version {version}"))
-            })
-        })?;
-        let mut written = 0u64;
-        for part in 0..parts {
-            let bytes: Vec<u8> = self.run(async {
-                let c = self.client().await?;
-                let row = c
-                    .query_one(
-                        "SELECT bytes FROM sync_image_parts
-                         WHERE file = $1 AND version = $2 AND part = $3",
-                        &[&file, &version, &part],
-                    )
-                    .await
-                    .map_err(StoreError::pg)?;
-                Ok::<_, StoreError>(row.get(0))
-            })?;
-            out.write_all(&bytes).map_err(|source| StoreError::Io {
-                path: format!("image of file {file}"),
-                source,
-            })?;
-            written += bytes.len() as u64;
-        }
-        Ok(written)
     }
 
     /// The newest log seq the store indexed for each of `databases` that has one.
@@ -524,7 +408,29 @@ fn refused(file: i64, e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
-async fn notify(
+/// Inserts frame `version` of `file`; [`Appended::Stale`] when another node took it.
+pub(super) async fn insert_frame(
+    tx: &deadpool_postgres::Transaction<'_>,
+    file: i64,
+    version: i64,
+    kind: FrameKind,
+    body: &[u8],
+) -> Result<Appended, StoreError> {
+    let kind = kind as i16;
+    match tx
+        .execute(
+            "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
+            &[&file, &version, &kind, &body],
+        )
+        .await
+    {
+        Ok(_) => Ok(Appended::Done),
+        Err(e) if unique_violation(&e) => Ok(Appended::Stale),
+        Err(e) => Err(StoreError::pg(e)),
+    }
+}
+
+pub(super) async fn notify(
     tx: &deadpool_postgres::Transaction<'_>,
     file: i64,
     version: i64,

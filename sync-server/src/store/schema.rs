@@ -9,6 +9,7 @@
 //! | `sync_images` / `sync_image_parts` | whole copies of a file at a version, in 1 MiB parts: where a new or restarted node starts |
 //! | `sync_entries` | one row per log entry: (database, seq) is unique, so a stale append is refused |
 //! | `sync_batches` | idempotency: (database, device, batch id) → seq, unique |
+//! | `sync_uploads` / `sync_upload_parts` | multi-part uploads in progress: (database, device, batch id) → declared total, bytes arrived, last write; the bytes in pieces by offset |
 
 /// The migrations, in order; version N is `MIGRATIONS[N - 1]`.
 pub const MIGRATIONS: &[&str] = &[
@@ -50,6 +51,27 @@ pub const MIGRATIONS: &[&str] = &[
          batch_id text   NOT NULL,
          seq      bigint NOT NULL,
          PRIMARY KEY (database, device, batch_id)
+     );",
+    // 2: multi-part uploads in progress, so that any node takes any part.
+    "CREATE TABLE sync_uploads (
+         database bigint NOT NULL,
+         device   text   NOT NULL,
+         batch_id text   NOT NULL,
+         total    bigint NOT NULL,
+         received bigint NOT NULL DEFAULT 0,
+         created  timestamptz NOT NULL DEFAULT now(),
+         touched  timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (database, device, batch_id)
+     );
+     CREATE INDEX sync_uploads_touched ON sync_uploads (touched);
+     CREATE TABLE sync_upload_parts (
+         database    bigint NOT NULL,
+         device      text   NOT NULL,
+         batch_id    text   NOT NULL,
+         byte_offset bigint NOT NULL,
+         bytes       bytea  NOT NULL,
+         PRIMARY KEY (database, device, batch_id, byte_offset),
+         FOREIGN KEY (database, device, batch_id) REFERENCES sync_uploads ON DELETE CASCADE
      );",
 ];
 

@@ -15,6 +15,7 @@ mod load;
 mod nodes;
 mod nodes_faults;
 mod nodes_lifecycle;
+mod nodes_uploads;
 mod ops;
 mod policies;
 mod snapshot;

@@ -8,12 +8,22 @@ use sync_testkit::pg::PgCluster;
 
 /// `n` nodes on one fresh store database; the first also holds user `u`, database `d`.
 async fn nodes(n: usize) -> (Vec<TestServer>, String, String) {
+    nodes_with(n, |_| {}).await
+}
+
+/// [`nodes`], each node's configuration adjusted by `f`; returns the nodes, the store's URL
+/// and a token of device `dev-a` for `d`.
+pub(crate) async fn nodes_with(
+    n: usize,
+    f: impl Fn(&mut sync_server::ServerConfig),
+) -> (Vec<TestServer>, String, String) {
     let url = PgCluster::shared().create_database();
     let mut nodes = Vec::new();
     for _ in 0..n {
         let url = url.clone();
         nodes.push(
-            TestServer::start_with(move |c| {
+            TestServer::start_with(|c| {
+                f(c);
                 c.store = Some(url);
                 c.demo = false;
             })

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use sync_core::protocol::upload::HEADER_EFFECT_LENGTH;
 
 /// A batch body of one transaction inserting `rows` notes (a few hundred bytes each).
-fn big_batch(s_local: &Local, rows: usize) -> Vec<u8> {
+pub(crate) fn big_batch(s_local: &Local, rows: usize) -> Vec<u8> {
     let sql = format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
          INSERT INTO notes(id, title, body, updated_at)
@@ -25,10 +25,23 @@ async fn put(
     total: u64,
     part: &[u8],
 ) -> (StatusCode, Json) {
+    put_in(s, "notes", token, batch, offset, total, part).await
+}
+
+/// `PUT …/{db}/uploads/{batch}?offset=…&total=…` with `part` as the body.
+pub(crate) async fn put_in(
+    s: &TestServer,
+    db: &str,
+    token: &str,
+    batch: &str,
+    offset: u64,
+    total: u64,
+    part: &[u8],
+) -> (StatusCode, Json) {
     let r = s
         .http
         .put(s.url(
-            "notes",
+            db,
             &format!("/uploads/{batch}?offset={offset}&total={total}"),
         ))
         .bearer_auth(token)
@@ -40,9 +53,19 @@ async fn put(
 }
 
 async fn status(s: &TestServer, token: &str, batch: &str) -> (StatusCode, Json) {
+    status_in(s, "notes", token, batch).await
+}
+
+/// `GET …/{db}/uploads/{batch}`.
+pub(crate) async fn status_in(
+    s: &TestServer,
+    db: &str,
+    token: &str,
+    batch: &str,
+) -> (StatusCode, Json) {
     let r = s
         .http
-        .get(s.url("notes", &format!("/uploads/{batch}")))
+        .get(s.url(db, &format!("/uploads/{batch}")))
         .bearer_auth(token)
         .send()
         .await
@@ -51,9 +74,19 @@ async fn status(s: &TestServer, token: &str, batch: &str) -> (StatusCode, Json) 
 }
 
 async fn push_uploaded(s: &TestServer, token: &str, batch: &str) -> (StatusCode, Json) {
+    push_uploaded_in(s, "notes", token, batch).await
+}
+
+/// The push by name of the batch uploaded as `batch`.
+pub(crate) async fn push_uploaded_in(
+    s: &TestServer,
+    db: &str,
+    token: &str,
+    batch: &str,
+) -> (StatusCode, Json) {
     let r = s
         .http
-        .post(s.url("notes", "/push"))
+        .post(s.url(db, "/push"))
         .bearer_auth(token)
         .header("sync-upload", "1")
         .header("sync-batch-id", batch)
@@ -112,6 +145,9 @@ async fn a_batch_uploaded_in_parts_is_pushed_by_name_once_complete() {
         (code, json["received"].as_u64()),
         (StatusCode::OK, Some(total))
     );
+    // With a PostgreSQL store the parts are in the store, not on this node's disk.
+    let on_disk = s.data_dir().join("uploads").exists();
+    assert_eq!(on_disk, s.data().store().is_none());
     let (code, json) = push_uploaded(&s, &token, "big").await;
     assert_eq!(code, StatusCode::OK, "{json}");
     assert_eq!(json["status"], "applied");
@@ -164,6 +200,10 @@ async fn bad_parts_are_refused_and_change_nothing() {
         assert_error(code, &json, 400, "bad_request");
         assert!(!json["message"].as_str().unwrap().is_empty(), "{why}");
     }
+    // A new upload's first part starts at 0; the refusal leaves no upload behind.
+    let (code, json) = put(&s, &token, "late", 4, 10, b"abc").await;
+    assert_error(code, &json, 400, "bad_request");
+    assert_error_code(status(&s, &token, "late").await, 404, "not_found");
     let (code, json) = put(&s, &token, "not a batch id", 0, 10, b"abc").await;
     assert_eq!(code.as_u16(), 400, "{json}");
     let (code, json) = put(&s, &reader, "r", 0, 10, b"abc").await;
@@ -240,6 +280,6 @@ async fn a_large_effect_comes_in_ranges_that_add_up_to_it() {
     s.stop().await;
 }
 
-fn assert_error_code((code, json): (StatusCode, Json), status: u16, want: &str) {
+pub(crate) fn assert_error_code((code, json): (StatusCode, Json), status: u16, want: &str) {
     assert_error(code, &json, status, want);
 }

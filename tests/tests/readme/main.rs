@@ -36,7 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MAIN_JOB: &str = "cargo run --release -p sync-server";
-const TEST_COMMAND: &str = "cargo test && cargo test -p session-sync-tests --features encryption --test encryption && mobile-bindings/scripts/test-bindings.sh";
+const TEST_COMMAND: &str = "cargo test && SYNC_TEST_STORE=postgres cargo test -p sync-server --test server && cargo test -p session-sync-tests --features encryption --test encryption && mobile-bindings/scripts/test-bindings.sh";
 const INSTALLS: [&str; 2] = [
     "cargo install --locked --path sync-cli",
     "cargo install --locked --path sync-server",

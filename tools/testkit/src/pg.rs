@@ -211,8 +211,12 @@ impl PgCluster {
     /// A crash-like restart: `pg_ctl restart -m immediate -w` (no checkpoint, connections cut,
     /// crash recovery on start), on the same port. Returns when it accepts connections again.
     pub fn restart(&self) {
+        // `-l` as on start: without it the new postmaster would write to pg_ctl's standard
+        // output, a pipe we read to its end — which would then never come.
         let mut cmd = self.pg_ctl();
         cmd.args(["restart", "-m", "immediate", "-w", "-t", PG_CTL_TIMEOUT])
+            .arg("-l")
+            .arg(self.log_path())
             .arg("-o")
             .arg(self.server_options());
         self.expect_ok(cmd, "restart");

@@ -1,63 +1,25 @@
-//! Uploads of large batches, on disk: one file per (database, device, batch) under
+//! File-based uploads (no `--store`): one file per (database, device, batch) under
 //! `<data>/uploads/<database id>/<device, hex>/<batch id>-<total>.part`, written part by part
-//! at the part's offset and read back by the push that completes it ([`sync_core::protocol::upload`]).
-//!
-//! Every resource is bounded: a body's size by the declared total (at most
-//! `max_transaction_bytes`), the uploads one device may have in progress
-//! ([`MAX_PER_DEVICE`]), the bytes of all uploads on disk (`upload_budget_bytes`), and their
-//! age (`upload_ttl`, enforced by the maintenance pass). A part is flushed to disk before it is
-//! acknowledged, so "received" never counts bytes a crash could lose.
+//! at the part's offset and read back by the push that completes it. A part is flushed to
+//! disk before it is acknowledged.
 
+use super::{
+    Complete, CompleteBody, Found, Limits, MAX_PER_DEVICE, budget_used_up, gap, other_total,
+    status_of, too_many,
+};
 use crate::error::ApiError;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use sync_core::engine::spool::Source;
-use sync_core::protocol::VERSION;
-use sync_core::protocol::error::{ErrorBody, ErrorCode};
 use sync_core::protocol::upload::UploadStatus;
 
-/// Uploads one device may have in progress at once (a client has one batch in flight).
-pub const MAX_PER_DEVICE: usize = 4;
-
-/// The upload store of a server.
+/// Uploads as files under the data directory.
 #[derive(Debug)]
-pub struct Uploads {
+pub struct FileUploads {
     root: PathBuf,
-    /// The most bytes one upload may declare.
-    pub max_total: u64,
-    /// The most bytes all uploads may declare together.
-    pub budget: u64,
-}
-
-/// An upload that has fully arrived, opened for the push.
-#[derive(Debug)]
-pub struct Complete {
-    /// The file.
-    pub file: File,
-    /// Its size.
-    pub len: u64,
-    path: PathBuf,
-}
-
-impl Complete {
-    /// Removes the file (after the push that used it committed).
-    pub fn remove(self) {
-        drop(self.file);
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// What [`Uploads::complete`] found.
-#[derive(Debug)]
-pub enum Found {
-    /// No upload of this batch.
-    None,
-    /// Not all of it has arrived.
-    Partial(UploadStatus),
-    /// Ready.
-    Complete(Complete),
+    pub(super) limits: Limits,
 }
 
 fn io(doing: &str) -> impl Fn(io::Error) -> ApiError + '_ {
@@ -68,13 +30,12 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Uploads {
+impl FileUploads {
     /// The store under `data_dir/uploads`.
-    pub fn new(data_dir: &Path, max_total: u64, budget: u64) -> Uploads {
-        Uploads {
+    pub fn new(data_dir: &Path, limits: Limits) -> FileUploads {
+        FileUploads {
             root: data_dir.join("uploads"),
-            max_total,
-            budget,
+            limits,
         }
     }
 
@@ -154,12 +115,7 @@ impl Uploads {
         let received = std::fs::metadata(&path)
             .map_err(io("reading an upload"))?
             .len();
-        Ok(Some(UploadStatus {
-            v: VERSION,
-            batch_id: batch.to_string(),
-            received,
-            total,
-        }))
+        Ok(Some(status_of(batch, received, total)))
     }
 
     /// Writes one part (`data`, the request body) at `offset` of the upload of `batch`,
@@ -173,59 +129,27 @@ impl Uploads {
         total: u64,
         data: Source<'_>,
     ) -> Result<UploadStatus, ApiError> {
-        let bad = |what: String| ApiError::Wire(ErrorBody::new(ErrorCode::BadRequest, what));
-        if total == 0 {
-            return Err(bad("an upload has at least one byte".into()));
-        }
-        if total > self.max_total {
-            return Err(ApiError::Wire(
-                ErrorBody::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "a batch of {total} bytes is larger than this server takes ({} bytes, max_transaction_bytes)",
-                        self.max_total
-                    ),
-                )
-                .with("limit", self.max_total),
-            ));
-        }
-        let end = offset.checked_add(data.len()).filter(|e| *e <= total);
-        let Some(end) = end else {
-            return Err(bad(format!(
-                "a part of {} bytes at offset {offset} passes the total of {total}",
-                data.len()
-            )));
-        };
+        // The limits and the part's bounds were checked by `Uploads::put`.
+        let end = offset + data.len();
         let dir = self.device_dir(database, device);
         let path = match self.find(&dir, batch).map_err(io("reading uploads"))? {
             Some((_, declared)) if declared != total => {
-                return Err(bad(format!(
-                    "this upload was started with a total of {declared} bytes, not {total}"
-                )));
+                return Err(other_total(declared, total));
             }
             Some((path, _)) => path,
+            // A new upload starts at 0: a gap leaves nothing behind.
+            None if offset > 0 => return Err(gap(offset, 0)),
             None => {
                 std::fs::create_dir_all(&dir).map_err(io("creating an upload"))?;
                 let in_progress = std::fs::read_dir(&dir)
                     .map_err(io("reading uploads"))?
                     .count();
                 if in_progress >= MAX_PER_DEVICE {
-                    return Err(ApiError::Wire(
-                        ErrorBody::new(
-                            ErrorCode::TooManyUploads,
-                            format!(
-                                "this device has {in_progress} uploads in progress (at most {MAX_PER_DEVICE}); finish or abandon one"
-                            ),
-                        )
-                        .with("limit", MAX_PER_DEVICE),
-                    ));
+                    return Err(too_many(in_progress));
                 }
                 let declared = self.declared().map_err(io("reading uploads"))?;
-                if declared.saturating_add(total) > self.budget {
-                    return Err(ApiError::Wire(ErrorBody::new(
-                        ErrorCode::InsufficientStorage,
-                        "the server's room for uploads is used up; retry later",
-                    )));
+                if declared.saturating_add(total) > self.limits.budget {
+                    return Err(budget_used_up());
                 }
                 dir.join(format!("{batch}-{total}.part"))
             }
@@ -238,18 +162,11 @@ impl Uploads {
             .map_err(io("opening an upload"))?;
         let received = file.metadata().map_err(io("reading an upload"))?.len();
         if offset > received {
-            return Err(bad(format!(
-                "a part at offset {offset} leaves a gap: {received} bytes have arrived"
-            )));
+            return Err(gap(offset, received));
         }
         copy_at(data, &file, offset).map_err(io("writing an upload"))?;
         file.sync_data().map_err(io("writing an upload"))?;
-        Ok(UploadStatus {
-            v: VERSION,
-            batch_id: batch.to_string(),
-            received: received.max(end),
-            total,
-        })
+        Ok(status_of(batch, received.max(end), total))
     }
 
     /// The upload of `batch`, for the push that completes it.
@@ -261,14 +178,11 @@ impl Uploads {
         let file = File::open(&path).map_err(io("opening an upload"))?;
         let len = file.metadata().map_err(io("reading an upload"))?.len();
         if len < total {
-            return Ok(Found::Partial(UploadStatus {
-                v: VERSION,
-                batch_id: batch.to_string(),
-                received: len,
-                total,
-            }));
+            return Ok(Found::Partial(status_of(batch, len, total)));
         }
-        Ok(Found::Complete(Complete { file, len, path }))
+        Ok(Found::Complete(Complete {
+            body: CompleteBody::File { file, len, path },
+        }))
     }
 
     /// Removes uploads not written to for `ttl`; returns how many.
@@ -322,6 +236,8 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::uploads::Uploads;
+    use sync_core::protocol::error::ErrorCode;
 
     #[test]
     fn parts_arrive_in_any_overlap_gaps_and_overruns_are_refused_and_old_ones_expire() {
@@ -363,7 +279,7 @@ mod tests {
             panic!("complete");
         };
         let mut back = Vec::new();
-        (&done.file).read_to_end(&mut back).unwrap();
+        done.source().reader().read_to_end(&mut back).unwrap();
         assert_eq!(back, body);
         done.remove();
         assert!(up.status(1, "phone", "b1").unwrap().is_none());
