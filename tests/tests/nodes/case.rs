@@ -2,7 +2,7 @@
 
 use crate::cluster::NODES;
 use crate::faults::{FaultRates, FaultyTransport, HookAt};
-use crate::transport::{Kill, NodesTransport};
+use crate::transport::{Kill, NodesTransport, http_to};
 use crate::workload::{
     apply_mutation, describe_diff, dropped_journal_ids, journal_ids, random_mutations, read_only,
     sqldiff_or_none,
@@ -13,6 +13,7 @@ use session_sync_tests::dump;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 use sync_client::{HttpTransport, RemoteConfig, SyncClient, Transport};
 
 impl Case {
@@ -55,6 +56,8 @@ impl Case {
         let seed = self.seed ^ ((d as u64 + 1) << 56) ^ (dev.incarnations << 40);
         let nodes = NodesTransport::new(
             Arc::clone(&self.nodes),
+            d,
+            Arc::clone(&self.http),
             remote,
             dev.config.http_timeout,
             seed ^ 0x6e6f_6465,
@@ -325,9 +328,10 @@ impl Case {
         self.check_writes(d)
     }
 
-    /// A plain HTTP transport to node `i` for device 0's token.
-    fn http(&self, i: usize) -> HttpTransport {
-        HttpTransport::new(&self.remote(0, i), std::time::Duration::from_secs(30)).unwrap()
+    /// A plain HTTP transport to node `i` with device 0's token.
+    fn http(&self, i: usize) -> Arc<HttpTransport> {
+        let remote = self.remote(0, i);
+        http_to(&self.http, 0, &remote.url, &remote, Duration::from_secs(30))
     }
 
     /// The head seq as node `i` answers it.

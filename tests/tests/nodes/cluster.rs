@@ -7,6 +7,7 @@
 //! with its data directory kept or wiped to an empty cache.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -213,7 +214,20 @@ fn spawn(bin: &Path, args: &[String], node: &mut Node) -> Result<(), String> {
         .append(true)
         .open(&node.log)
         .unwrap();
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // SAFETY: only an async-signal-safe call between fork and exec. The node gets SIGKILL
+    // when the thread that started it ends — the test's thread — so no node outlives a test
+    // that was killed or panicked.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd
         .args(args)
         .arg("--data")
         .arg(&node.data)

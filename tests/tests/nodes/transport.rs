@@ -8,6 +8,7 @@
 use crate::cluster::{NODES, Nodes};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,6 +27,10 @@ use crate::faults::Trace;
 /// each of these batches exactly once, at that seq.
 pub type Answers = Arc<Mutex<Vec<(String, i64)>>>;
 
+/// HTTP transports by (device, node URL), shared by a device's incarnations and the checks:
+/// building one costs tens of milliseconds (reqwest loads the system's root certificates).
+pub type HttpCache = Arc<Mutex<HashMap<(usize, String), Arc<HttpTransport>>>>;
+
 /// A node kill planned for the next push: which node, after how long.
 #[derive(Debug, Clone, Copy)]
 pub struct Kill {
@@ -40,9 +45,10 @@ pub struct NodesTransport {
     nodes: Arc<Nodes>,
     remote: RemoteConfig,
     timeout: Duration,
-    /// A transport per node, with the port it was made for (a node restarted on a new port
-    /// gets a new one).
-    http: Mutex<Vec<Option<(String, Arc<HttpTransport>)>>>,
+    /// The device's number (its key in `http`).
+    device: usize,
+    /// Transports per node URL (a node restarted on a new port gets a new one).
+    http: HttpCache,
     rng: Mutex<StdRng>,
     kill: Mutex<Option<Kill>>,
     answers: Answers,
@@ -55,8 +61,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl NodesTransport {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         nodes: Arc<Nodes>,
+        device: usize,
+        http: HttpCache,
         remote: RemoteConfig,
         timeout: Duration,
         seed: u64,
@@ -68,7 +77,8 @@ impl NodesTransport {
             nodes,
             remote,
             timeout,
-            http: Mutex::new((0..NODES).map(|_| None).collect()),
+            device,
+            http,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             kill: Mutex::new(None),
             answers,
@@ -91,22 +101,15 @@ impl NodesTransport {
         lock(&self.trace).push(format!("  {} {what}", self.name));
     }
 
-    /// The transport to node `i`, made anew when the node moved to another port.
+    /// The transport to node `i` (at its current port).
     fn node(&self, i: usize) -> Arc<HttpTransport> {
-        let base = self.nodes.base(i);
-        let mut http = lock(&self.http);
-        match &http[i] {
-            Some((b, t)) if *b == base => Arc::clone(t),
-            _ => {
-                let remote = RemoteConfig {
-                    url: base.clone(),
-                    ..self.remote.clone()
-                };
-                let t = Arc::new(HttpTransport::new(&remote, self.timeout).unwrap());
-                http[i] = Some((base, Arc::clone(&t)));
-                t
-            }
-        }
+        http_to(
+            &self.http,
+            self.device,
+            &self.nodes.base(i),
+            &self.remote,
+            self.timeout,
+        )
     }
 
     fn pick(&self) -> usize {
@@ -216,6 +219,25 @@ impl Transport for NodesTransport {
     fn events(&self) -> sync_client::Result<Box<dyn EventStream>> {
         self.node(self.pick()).events()
     }
+}
+
+/// The cached transport of `device` to the node at `base`, made on first use.
+pub fn http_to(
+    cache: &HttpCache,
+    device: usize,
+    base: &str,
+    remote: &RemoteConfig,
+    timeout: Duration,
+) -> Arc<HttpTransport> {
+    let mut cache = lock(cache);
+    let t = cache.entry((device, base.to_string())).or_insert_with(|| {
+        let remote = RemoteConfig {
+            url: base.to_string(),
+            ..remote.clone()
+        };
+        Arc::new(HttpTransport::new(&remote, timeout).unwrap())
+    });
+    Arc::clone(t)
 }
 
 /// The first 8 characters of a batch id.

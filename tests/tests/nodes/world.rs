@@ -5,7 +5,7 @@
 
 use crate::cluster::Nodes;
 use crate::faults::{Carriers, FaultRates, FaultyTransport, Trace, Uploads};
-use crate::transport::{Answers, NodesTransport};
+use crate::transport::{Answers, HttpCache, NodesTransport};
 use crate::workload::SCHEMA;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -185,6 +185,7 @@ impl Fleet {
             carriers: Carriers::default(),
             uploads: Uploads::default(),
             answers: Answers::default(),
+            http: HttpCache::default(),
             rates,
             policies,
             steps: opts.steps,
@@ -239,6 +240,7 @@ pub struct Case {
     pub(crate) carriers: Carriers,
     pub(crate) uploads: Uploads,
     pub(crate) answers: Answers,
+    pub(crate) http: HttpCache,
     pub(crate) rates: FaultRates,
     pub(crate) policies: String,
     pub(crate) steps: usize,
