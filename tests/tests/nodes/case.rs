@@ -138,6 +138,10 @@ impl Case {
         }
         self.quiesce()?;
         self.check()?;
+        if self.print_trace {
+            println!("{}", self.trace.lock().unwrap().join("\n"));
+        }
+
         Ok(self.stats.clone())
     }
 

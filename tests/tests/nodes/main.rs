@@ -22,8 +22,8 @@
 //!   twice, and every batch any push answer named is in `sync_batches` once, at the seq the
 //!   answer gave.
 //!
-//! `SYNC_NODES_CONVERGENCE_SEED=N` replays one case (the decisions replay; where a kill lands
-//! within a push is timing), `SYNC_NODES_CONVERGENCE_CASES=N` sets the count (default
+//! `SYNC_NODES_CONVERGENCE_SEED=N` replays one case and prints its steps (the decisions
+//! replay; where a kill lands within a push is timing), `SYNC_NODES_CONVERGENCE_CASES=N` sets the count (default
 //! [`DEFAULT_CASES`]), `SYNC_NODES_CONVERGENCE_BASE=N` the first seed (default random),
 //! `SYNC_NODES_CONVERGENCE_STEPS=N` the steps per case (default [`STEPS`]; a replay needs the
 //! same value), `SYNC_NODES_CONVERGENCE_KEEP_GOING=1` runs every case and lists all failing
@@ -46,8 +46,8 @@ use world::{CaseOptions, Fleet, Stats};
 const DEFAULT_CASES: u64 = 200;
 /// Steps of random activity per case before quiescence.
 const STEPS: usize = 30;
-/// Percent of cases with a PostgreSQL restart (each costs a second or two).
-const PG_RESTARTS: u32 = 10;
+/// One case in this many (by seed) restarts PostgreSQL: each costs about 3 s.
+const PG_RESTART_EVERY: u64 = 20;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|s| {
@@ -68,10 +68,15 @@ fn devices_converge_over_several_nodes_with_nodes_killed_and_postgres_restarted(
     let mut fleet = Fleet::new();
     let opts = CaseOptions {
         steps: env_u64("SYNC_NODES_CONVERGENCE_STEPS").map_or(STEPS, |s| s as usize),
-        pg_restarts: PG_RESTARTS,
+        pg_restart_every: PG_RESTART_EVERY,
+        print_trace: false,
     };
     if let Some(seed) = env_u64("SYNC_NODES_CONVERGENCE_SEED") {
         println!("nodes convergence: replaying seed {seed}");
+        let opts = CaseOptions {
+            print_trace: true,
+            ..opts
+        };
         if let Err(f) = fleet.case(seed, opts).run() {
             panic!("{}", f.0);
         }

@@ -46,8 +46,10 @@ pub struct Fleet {
 #[derive(Debug, Clone, Copy)]
 pub struct CaseOptions {
     pub steps: usize,
-    /// Percent of cases with a PostgreSQL restart.
-    pub pg_restarts: u32,
+    /// The cases whose seed is 7 modulo this restart PostgreSQL (at a random step).
+    pub pg_restart_every: u64,
+    /// Print the case's steps when it passes too (a replay).
+    pub print_trace: bool,
 }
 
 /// Totals over cases.
@@ -150,8 +152,9 @@ impl Fleet {
             drop_request: rng.random_range(0..=10),
             lose_answer: rng.random_range(0..=15),
         };
-        let pg_restart_at = (rng.random_range(0..100) < opts.pg_restarts)
-            .then(|| rng.random_range(0..opts.steps.max(1)));
+        let restart_step = rng.random_range(0..opts.steps.max(1));
+        let every = opts.pg_restart_every.max(1);
+        let pg_restart_at = (seed % every == 7 % every).then_some(restart_step);
         let dir = tempfile::tempdir().unwrap();
         let devices = (0..n)
             .map(|id| Device {
@@ -189,6 +192,7 @@ impl Fleet {
             rates,
             policies,
             steps: opts.steps,
+            print_trace: opts.print_trace,
             pg_restart_at,
             pg_restarting: None,
             now: 1,
@@ -244,6 +248,7 @@ pub struct Case {
     pub(crate) rates: FaultRates,
     pub(crate) policies: String,
     pub(crate) steps: usize,
+    pub(crate) print_trace: bool,
     pub(crate) pg_restart_at: Option<usize>,
     /// The PostgreSQL restart under way (in the background: steps go on while it is down).
     pub(crate) pg_restarting: Option<JoinHandle<()>>,
