@@ -62,6 +62,7 @@ impl Case {
             dev.config.http_timeout,
             seed ^ 0x6e6f_6465,
             Arc::clone(&self.answers),
+            Arc::clone(&self.kills),
             Arc::clone(&self.trace),
             format!("d{d}"),
         );
@@ -138,6 +139,9 @@ impl Case {
         }
         self.quiesce()?;
         self.check()?;
+        let kills = *self.kills.lock().unwrap();
+        self.stats.kills_cutting_a_push = kills[0];
+        self.stats.kills_after_an_answer = kills[1];
         if self.print_trace {
             println!("{}", self.trace.lock().unwrap().join("\n"));
         }
@@ -212,7 +216,7 @@ impl Case {
                 let kill = Kill {
                     node: (self.rng.random_range(0..3) == 0)
                         .then(|| self.rng.random_range(0..NODES)),
-                    after_ms: self.rng.random_range(0..40),
+                    after_ms: self.rng.random_range(0..10),
                 };
                 self.sync(d, None, Some(kill))
             }

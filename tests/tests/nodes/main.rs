@@ -121,7 +121,9 @@ fn devices_converge_over_several_nodes_with_nodes_killed_and_postgres_restarted(
     // A run that never killed a node or restarted PostgreSQL proves nothing about them.
     if cases >= 50 {
         assert!(
-            totals.node_kills > 0 && totals.pg_restarts > 0 && totals.acknowledged_batches > 0,
+            totals.kills_cutting_a_push > 0
+                && totals.pg_restarts > 0
+                && totals.acknowledged_batches > 0,
             "{totals:?}"
         );
     }

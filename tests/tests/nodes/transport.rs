@@ -31,6 +31,10 @@ pub type Answers = Arc<Mutex<Vec<(String, i64)>>>;
 /// building one costs tens of milliseconds (reqwest loads the system's root certificates).
 pub type HttpCache = Arc<Mutex<HashMap<(usize, String), Arc<HttpTransport>>>>;
 
+/// Kills carried out during pushes: [the push failed (the kill cut it, or it met the dead
+/// node), the push was answered first].
+pub type KillOutcomes = Arc<Mutex<[u64; 2]>>;
+
 /// A node kill planned for the next push: which node, after how long.
 #[derive(Debug, Clone, Copy)]
 pub struct Kill {
@@ -52,6 +56,7 @@ pub struct NodesTransport {
     rng: Mutex<StdRng>,
     kill: Mutex<Option<Kill>>,
     answers: Answers,
+    kills: KillOutcomes,
     trace: Trace,
     name: String,
 }
@@ -70,6 +75,7 @@ impl NodesTransport {
         timeout: Duration,
         seed: u64,
         answers: Answers,
+        kills: KillOutcomes,
         trace: Trace,
         name: String,
     ) -> NodesTransport {
@@ -82,6 +88,7 @@ impl NodesTransport {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             kill: Mutex::new(None),
             answers,
+            kills,
             trace,
             name,
         }
@@ -146,6 +153,7 @@ impl NodesTransport {
         let result = call(&http);
         if let Some(k) = killer {
             k.join().unwrap();
+            lock(&self.kills)[usize::from(result.is_ok())] += 1;
         }
         match &result {
             Ok(r) => {

@@ -5,7 +5,7 @@
 
 use crate::cluster::Nodes;
 use crate::faults::{Carriers, FaultRates, FaultyTransport, Trace, Uploads};
-use crate::transport::{Answers, HttpCache, NodesTransport};
+use crate::transport::{Answers, HttpCache, KillOutcomes, NodesTransport};
 use crate::workload::SCHEMA;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -63,6 +63,8 @@ pub struct Stats {
     pub acknowledged_batches: u64,
     pub bootstraps: u64,
     pub node_kills: u64,
+    pub kills_cutting_a_push: u64,
+    pub kills_after_an_answer: u64,
     pub wiped_restarts: u64,
     pub pg_restarts: u64,
     pub reopens: u64,
@@ -81,6 +83,8 @@ impl Stats {
         self.acknowledged_batches += o.acknowledged_batches;
         self.bootstraps += o.bootstraps;
         self.node_kills += o.node_kills;
+        self.kills_cutting_a_push += o.kills_cutting_a_push;
+        self.kills_after_an_answer += o.kills_after_an_answer;
         self.wiped_restarts += o.wiped_restarts;
         self.pg_restarts += o.pg_restarts;
         self.reopens += o.reopens;
@@ -189,6 +193,7 @@ impl Fleet {
             uploads: Uploads::default(),
             answers: Answers::default(),
             http: HttpCache::default(),
+            kills: KillOutcomes::default(),
             rates,
             policies,
             steps: opts.steps,
@@ -245,6 +250,7 @@ pub struct Case {
     pub(crate) uploads: Uploads,
     pub(crate) answers: Answers,
     pub(crate) http: HttpCache,
+    pub(crate) kills: KillOutcomes,
     pub(crate) rates: FaultRates,
     pub(crate) policies: String,
     pub(crate) steps: usize,
