@@ -91,7 +91,7 @@ impl Nodes {
                 data,
                 log: dir.path().join(format!("node{i}.log")),
             };
-            spawn(&server_binary().to_path_buf(), &all, &mut node).unwrap();
+            spawn(server_binary(), &all, &mut node).unwrap_or_else(|e| panic!("node {i}: {e}"));
             nodes.push(node);
         }
         let admin_dir = dir.path().join("admin");
