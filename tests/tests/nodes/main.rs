@@ -35,6 +35,7 @@ mod faults;
 mod workload;
 
 mod case;
+mod checks;
 mod cluster;
 mod transport;
 mod world;

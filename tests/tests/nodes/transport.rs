@@ -171,7 +171,12 @@ impl NodesTransport {
 
 impl Transport for NodesTransport {
     fn info(&self) -> sync_client::Result<DatabaseInfo> {
-        self.node(self.pick()).info()
+        let i = self.pick();
+        let result = self.node(i).info();
+        if let Err(e) = &result {
+            self.note(format!("info via node {i} failed: {e}"));
+        }
+        result
     }
 
     fn push(&self, headers: &PushHeaders, body: &[u8]) -> sync_client::Result<PushResponse> {

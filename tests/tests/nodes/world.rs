@@ -59,6 +59,7 @@ pub struct Stats {
     pub writes: u64,
     pub syncs: u64,
     pub failed_syncs: u64,
+    pub limit_unknown_413: u64,
     pub pushed_batches: u64,
     pub acknowledged_batches: u64,
     pub bootstraps: u64,
@@ -79,6 +80,7 @@ impl Stats {
         self.writes += o.writes;
         self.syncs += o.syncs;
         self.failed_syncs += o.failed_syncs;
+        self.limit_unknown_413 += o.limit_unknown_413;
         self.pushed_batches += o.pushed_batches;
         self.acknowledged_batches += o.acknowledged_batches;
         self.bootstraps += o.bootstraps;
