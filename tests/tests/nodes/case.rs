@@ -108,9 +108,9 @@ impl Case {
         Err(self.failure(format!("device {d} could not join: {last}")))
     }
 
-    fn reopen(&mut self, d: usize) {
+    fn reopen(&mut self, d: usize) -> Result<(), Failure> {
         let Some((client, transport)) = self.devices[d].client.take() else {
-            return;
+            return Ok(());
         };
         transport.clear_hook();
         client.close();
@@ -119,11 +119,26 @@ impl Case {
             remote: None,
             ..self.devices[d].config.clone()
         };
-        let client = SyncClient::open(&self.devices[d].path, config).unwrap();
+        // The writer lock is an flock: a process another thread forks meanwhile (pg_ctl, psql
+        // or a node) shares the lock file's descriptor until it execs, and with it the lock.
+        // So InUse right after a close can be that fork's moment; it passes in milliseconds.
+        let mut opened = SyncClient::open(&self.devices[d].path, config.clone());
+        for _ in 0..100 {
+            match &opened {
+                Err(e) if e.kind() == sync_client::ErrorKind::InUse => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    opened = SyncClient::open(&self.devices[d].path, config.clone());
+                }
+                _ => break,
+            }
+        }
+        let client =
+            opened.map_err(|e| self.failure(format!("device {d} did not open again: {e}")))?;
         let attached = self.attach(d, client);
         self.devices[d].client = Some(attached);
         self.stats.reopens += 1;
         self.note(format!("d{d} reopened"));
+        Ok(())
     }
 
     pub fn run(mut self) -> Result<Stats, Failure> {
@@ -216,10 +231,7 @@ impl Case {
                 };
                 self.sync(d, None, Some(kill))
             }
-            _ => {
-                self.reopen(d);
-                Ok(())
-            }
+            _ => self.reopen(d),
         }
     }
 
