@@ -91,9 +91,8 @@ async fn concurrent_pushes_on_several_nodes_get_distinct_seqs() {
     for (i, n) in nodes.iter().enumerate() {
         for j in 0..8 {
             let id = (i * 100 + j + 1) as i64;
-            let body = Local::new().change(&format!(
-                "INSERT INTO notes VALUES ({id}, 'n{i}', 'x', 1)"
-            ));
+            let body =
+                Local::new().change(&format!("INSERT INTO notes VALUES ({id}, 'n{i}', 'x', 1)"));
             let http = n.http.clone();
             let url = n.url("d", "/push");
             let token = token.clone();
@@ -136,9 +135,7 @@ async fn a_replaced_node_with_an_empty_cache_serves_the_same_state() {
     let (mut nodes, url, token) = nodes(2).await;
     let local = Local::new();
     for i in 1..=20 {
-        let body = local.change(&format!(
-            "INSERT INTO notes VALUES ({i}, 't{i}', 'b', 1)"
-        ));
+        let body = local.change(&format!("INSERT INTO notes VALUES ({i}, 't{i}', 'b', 1)"));
         let n = &nodes[i as usize % 2];
         n.push_ok(&token, "d", &format!("b{i}"), i - 1, &body).await;
     }
