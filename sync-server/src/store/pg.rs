@@ -261,14 +261,15 @@ impl PgStore {
     pub fn head(&self, file: i64) -> Result<Head, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let row = c
-                .query_one(
+            // Prepared once per pooled connection: every request asks (one round trip, not two).
+            let stmt = c
+                .prepare_cached(
                     "SELECT (SELECT coalesce(max(version), 0) FROM sync_frames WHERE file = $1),
                             (SELECT coalesce(max(version), 0) FROM sync_images WHERE file = $1)",
-                    &[&file],
                 )
                 .await
                 .map_err(StoreError::pg)?;
+            let row = c.query_one(&stmt, &[&file]).await.map_err(StoreError::pg)?;
             Ok(Head {
                 version: row.get(0),
                 image: row.get(1),
@@ -320,37 +321,72 @@ impl PgStore {
     ) -> Result<Appended, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
+            // The statements of every push, prepared once per pooled connection; the log
+            // entries, idempotency records and the notification go out pipelined after the
+            // frame: four round trips per append (BEGIN, frame, the rest, COMMIT).
+            let insert_frame = c
+                .prepare_cached(
+                    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            let insert_entry = c
+                .prepare_cached(
+                    "INSERT INTO sync_entries(database, seq, version, device, batch_id)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            let insert_batch = c
+                .prepare_cached(
+                    "INSERT INTO sync_batches(database, device, batch_id, seq)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .await
+                .map_err(StoreError::pg)?;
+            let notify = c
+                .prepare_cached("SELECT pg_notify($1, $2)")
+                .await
+                .map_err(StoreError::pg)?;
             let tx = c.transaction().await.map_err(StoreError::pg)?;
             let kind = FrameKind::Patch as i16;
             match tx
-                .execute(
-                    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
-                    &[&file, &version, &kind, &patch],
-                )
+                .execute(&insert_frame, &[&file, &version, &kind, &patch])
                 .await
             {
                 Ok(_) => {}
                 Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
                 Err(e) => return Err(StoreError::pg(e)),
             }
-            for e in entries {
-                tx.execute(
-                    "INSERT INTO sync_entries(database, seq, version, device, batch_id)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&file, &e.seq, &version, &e.device, &e.batch_id],
-                )
-                .await
-                .map_err(|e| refused(file, &e))?;
-                tx.execute(
-                    "INSERT INTO sync_batches(database, device, batch_id, seq)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&file, &e.device, &e.batch_id, &e.seq],
-                )
-                .await
-                .map_err(|e| refused(file, &e))?;
-            }
             let seq = entries.last().map_or(0, |e| e.seq);
-            notify(&tx, file, version, seq).await?;
+            let payload = format!("{file} {version} {seq}");
+            type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+            let statements: Vec<(&tokio_postgres::Statement, Vec<Param>)> = entries
+                .iter()
+                .flat_map(|e| {
+                    [
+                        (
+                            &insert_entry,
+                            vec![&file as Param, &e.seq, &version, &e.device, &e.batch_id],
+                        ),
+                        (
+                            &insert_batch,
+                            vec![&file as Param, &e.device, &e.batch_id, &e.seq],
+                        ),
+                    ]
+                })
+                .collect();
+            let rows = statements.iter().map(|(st, p)| tx.execute(*st, p));
+            // Polled together, tokio-postgres sends them back to back and reads the answers.
+            let (written, notified) = futures_util::future::join(
+                futures_util::future::join_all(rows),
+                tx.execute(&notify, &[&CHANNEL, &payload]),
+            )
+            .await;
+            for r in written {
+                r.map_err(|e| refused(file, &e))?;
+            }
+            notified.map_err(StoreError::pg)?;
             tx.commit().await.map_err(StoreError::pg)?;
             Ok(Appended::Done)
         })
