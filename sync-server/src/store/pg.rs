@@ -16,6 +16,14 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Images are stored in parts of this size.
 pub const IMAGE_PART: usize = 1 << 20;
+/// What [`PgStore::append`] runs: the frame, a log entry, an idempotency record, the
+/// announcement.
+const APPEND_SQL: [&str; 4] = [
+    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
+    "INSERT INTO sync_entries(database, seq, version, device, batch_id) VALUES ($1, $2, $3, $4, $5)",
+    "INSERT INTO sync_batches(database, device, batch_id, seq) VALUES ($1, $2, $3, $4)",
+    "SELECT pg_notify($1, $2)",
+];
 /// The channel frames are announced on (payload `file version seq`, seq 0 when none).
 pub const CHANNEL: &str = "sync_frames";
 
@@ -286,12 +294,15 @@ impl PgStore {
     ) -> Result<Vec<Frame>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
+            let stmt = c
+                .prepare_cached(
                     "SELECT version, kind, body FROM sync_frames
                      WHERE file = $1 AND version > $2 ORDER BY version LIMIT $3",
-                    &[&file, &version, &limit],
                 )
+                .await
+                .map_err(StoreError::pg)?;
+            let rows = c
+                .query(&stmt, &[&file, &version, &limit])
                 .await
                 .map_err(StoreError::pg)?;
             Ok(rows
@@ -321,73 +332,42 @@ impl PgStore {
     ) -> Result<Appended, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
-            // The statements of every push, prepared once per pooled connection; the log
-            // entries, idempotency records and the notification go out pipelined after the
-            // frame: four round trips per append (BEGIN, frame, the rest, COMMIT).
-            let insert_frame = c
-                .prepare_cached(
-                    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
-                )
-                .await
-                .map_err(StoreError::pg)?;
-            let insert_entry = c
-                .prepare_cached(
-                    "INSERT INTO sync_entries(database, seq, version, device, batch_id)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .await
-                .map_err(StoreError::pg)?;
-            let insert_batch = c
-                .prepare_cached(
-                    "INSERT INTO sync_batches(database, device, batch_id, seq)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .await
-                .map_err(StoreError::pg)?;
-            let notify = c
-                .prepare_cached("SELECT pg_notify($1, $2)")
-                .await
-                .map_err(StoreError::pg)?;
-            let tx = c.transaction().await.map_err(StoreError::pg)?;
+            // Prepared once per pooled connection; after the frame, the entries, idempotency
+            // records and notification go out pipelined: BEGIN, frame, the rest, COMMIT.
+            let mut st = Vec::with_capacity(APPEND_SQL.len());
+            for sql in APPEND_SQL {
+                st.push(c.prepare_cached(sql).await.map_err(StoreError::pg)?);
+            }
+            let owned = c.transaction().await.map_err(StoreError::pg)?;
             let kind = FrameKind::Patch as i16;
-            match tx
-                .execute(&insert_frame, &[&file, &version, &kind, &patch])
+            match owned
+                .execute(&st[0], &[&file, &version, &kind, &patch])
                 .await
             {
                 Ok(_) => {}
                 Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
                 Err(e) => return Err(StoreError::pg(e)),
             }
-            let seq = entries.last().map_or(0, |e| e.seq);
-            let payload = format!("{file} {version} {seq}");
-            type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
-            let statements: Vec<(&tokio_postgres::Statement, Vec<Param>)> = entries
-                .iter()
-                .flat_map(|e| {
-                    [
-                        (
-                            &insert_entry,
-                            vec![&file as Param, &e.seq, &version, &e.device, &e.batch_id],
-                        ),
-                        (
-                            &insert_batch,
-                            vec![&file as Param, &e.device, &e.batch_id, &e.seq],
-                        ),
-                    ]
-                })
-                .collect();
-            let rows = statements.iter().map(|(st, p)| tx.execute(*st, p));
-            // Polled together, tokio-postgres sends them back to back and reads the answers.
+            let payload = format!("{file} {version} {}", entries.last().map_or(0, |e| e.seq));
+            let (tx, st) = (&owned, &st);
+            let rows = entries.iter().map(|e| async move {
+                futures_util::future::try_join(
+                    tx.execute(&st[1], &[&file, &e.seq, &version, &e.device, &e.batch_id]),
+                    tx.execute(&st[2], &[&file, &e.device, &e.batch_id, &e.seq]),
+                )
+                .await
+            });
+            // Polled together, tokio-postgres sends them back to back, then reads the answers.
             let (written, notified) = futures_util::future::join(
                 futures_util::future::join_all(rows),
-                tx.execute(&notify, &[&CHANNEL, &payload]),
+                tx.execute(&st[3], &[&CHANNEL, &payload]),
             )
             .await;
             for r in written {
                 r.map_err(|e| refused(file, &e))?;
             }
             notified.map_err(StoreError::pg)?;
-            tx.commit().await.map_err(StoreError::pg)?;
+            owned.commit().await.map_err(StoreError::pg)?;
             Ok(Appended::Done)
         })
     }
