@@ -329,12 +329,13 @@ impl Replica {
             .make_image(conn)
             .and_then(|image| self.store.put_image(self.file, version, &image, false));
         match stored {
-            Ok(_) => self.image.fetch_max(version, Ordering::Relaxed),
+            Ok(_) => {
+                self.image.fetch_max(version, Ordering::Relaxed);
+            }
             Err(e) => {
                 tracing::warn!(file = self.file, version, error = %e, "checkpoint image not stored");
-                return;
             }
-        };
+        }
     }
 }
 
