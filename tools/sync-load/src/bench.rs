@@ -30,6 +30,7 @@ pub(crate) enum Store {
 /// What one run measured.
 pub(crate) struct Outcome {
     pub databases: usize,
+    pub nodes: usize,
     pub setup_secs: f64,
     pub warm_secs: f64,
     pub warm_pushes: usize,
@@ -199,6 +200,7 @@ pub(crate) fn run(
     let (lost, extra, verified) = verify(&admin, &targets, args.rows)?;
     Ok(Outcome {
         databases: targets.len(),
+        nodes,
         setup_secs,
         warm_secs,
         warm_pushes,

@@ -28,20 +28,27 @@ fn cpus() -> usize {
 }
 
 /// Prints one run's figures.
-fn report(o: &Outcome, cpus: usize) {
+fn report(o: &Outcome, cpus: usize, rows: usize) {
     println!(
         "setup: {} databases and tokens in the catalog in {:.2} s",
         o.databases, o.setup_secs
     );
     println!(
-        "warm-up: {} first pushes (files created, migrated, opened; copies brought in) in {:.2} s",
-        o.warm_pushes, o.warm_secs
+        "warm-up: {} first pushes (files created, migrated, opened{}) in {:.2} s",
+        o.warm_pushes,
+        if o.nodes > 1 {
+            "; each node's copy brought in"
+        } else {
+            ""
+        },
+        o.warm_secs
     );
     println!(
-        "pushes: {} in {:.2} s = {:.0} pushes/s",
+        "pushes: {} in {:.2} s = {:.0} pushes/s ({:.0} rows/s)",
         o.pushes(),
         o.elapsed,
-        o.rate()
+        o.rate(),
+        o.rate() * rows as f64
     );
     println!(
         "latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -80,7 +87,7 @@ pub(crate) fn single(args: &Args, data: &Path) -> anyhow::Result<bool> {
     let cpus = cpus();
     header(args, cpus);
     let o = bench::run(args, data, &Store::Dir, 1, Spread::Push)?;
-    report(&o, cpus);
+    report(&o, cpus, args.rows);
     Ok(o.ok())
 }
 
@@ -89,6 +96,11 @@ pub(crate) fn single(args: &Args, data: &Path) -> anyhow::Result<bool> {
 pub(crate) fn compare(args: &Args, data: &Path) -> anyhow::Result<bool> {
     let cpus = cpus();
     header(args, cpus);
+    anyhow::ensure!(
+        sync_testkit::pg::available(),
+        "--compare-stores needs PostgreSQL's server binaries (initdb, pg_ctl): \
+         apt-get install postgresql"
+    );
     std::fs::create_dir_all(data)?;
     let started = std::time::Instant::now();
     let cluster = PgCluster::start()?;
@@ -132,7 +144,7 @@ pub(crate) fn compare(args: &Args, data: &Path) -> anyhow::Result<bool> {
     for (key, what, store, nodes) in runs {
         println!("\n== ({key}) {what}");
         let o = bench::run(args, &data.join(key), &store, nodes, args.spread)?;
-        report(&o, cpus);
+        report(&o, cpus, args.rows);
         outcomes.push((key, what, o));
     }
 
