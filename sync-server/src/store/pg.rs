@@ -18,6 +18,14 @@ pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const FETCH_BYTES: usize = 8 << 20;
 /// Images are stored in parts of this size.
 pub const IMAGE_PART: usize = 1 << 20;
+/// What [`PgStore::append`] runs: the frame, a log entry, an idempotency record, the
+/// announcement.
+const APPEND_SQL: [&str; 4] = [
+    "INSERT INTO sync_frames(file, version, kind, body) VALUES ($1, $2, $3, $4)",
+    "INSERT INTO sync_entries(database, seq, version, device, batch_id) VALUES ($1, $2, $3, $4, $5)",
+    "INSERT INTO sync_batches(database, device, batch_id, seq) VALUES ($1, $2, $3, $4)",
+    "SELECT pg_notify($1, $2)",
+];
 /// The channel frames are announced on (payload `file version seq`, seq 0 when none).
 pub const CHANNEL: &str = "sync_frames";
 
@@ -263,14 +271,15 @@ impl PgStore {
     pub fn head(&self, file: i64) -> Result<Head, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let row = c
-                .query_one(
+            // Prepared once per pooled connection: every request asks (one round trip, not two).
+            let stmt = c
+                .prepare_cached(
                     "SELECT (SELECT coalesce(max(version), 0) FROM sync_frames WHERE file = $1),
                             (SELECT coalesce(max(version), 0) FROM sync_images WHERE file = $1)",
-                    &[&file],
                 )
                 .await
                 .map_err(StoreError::pg)?;
+            let row = c.query_one(&stmt, &[&file]).await.map_err(StoreError::pg)?;
             Ok(Head {
                 version: row.get(0),
                 image: row.get(1),
@@ -289,16 +298,19 @@ impl PgStore {
         let budget = FETCH_BYTES as i64;
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
+            let stmt = c
+                .prepare_cached(
                     "SELECT version, kind, body FROM (
                          SELECT version, kind, body,
                                 sum(octet_length(body)) OVER (ORDER BY version) AS run
                          FROM sync_frames WHERE file = $1 AND version > $2
                          ORDER BY version LIMIT $3) t
                      WHERE run - octet_length(body) < $4 ORDER BY version",
-                    &[&file, &version, &limit, &budget],
                 )
+                .await
+                .map_err(StoreError::pg)?;
+            let rows = c
+                .query(&stmt, &[&file, &version, &limit, &budget])
                 .await
                 .map_err(StoreError::pg)?;
             Ok(rows
@@ -328,29 +340,42 @@ impl PgStore {
     ) -> Result<Appended, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(StoreError::pg)?;
-            if insert_frame(&tx, file, version, FrameKind::Patch, patch).await? == Appended::Stale {
-                return Ok(Appended::Stale);
+            // Prepared once per pooled connection; after the frame, the entries, idempotency
+            // records and notification go out pipelined: BEGIN, frame, the rest, COMMIT.
+            let mut st = Vec::with_capacity(APPEND_SQL.len());
+            for sql in APPEND_SQL {
+                st.push(c.prepare_cached(sql).await.map_err(StoreError::pg)?);
             }
-            for e in entries {
-                tx.execute(
-                    "INSERT INTO sync_entries(database, seq, version, device, batch_id)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&file, &e.seq, &version, &e.device, &e.batch_id],
+            let owned = c.transaction().await.map_err(StoreError::pg)?;
+            let kind = FrameKind::Patch as i16;
+            match owned
+                .execute(&st[0], &[&file, &version, &kind, &patch])
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if unique_violation(&e) => return Ok(Appended::Stale),
+                Err(e) => return Err(StoreError::pg(e)),
+            }
+            let payload = format!("{file} {version} {}", entries.last().map_or(0, |e| e.seq));
+            let (tx, st) = (&owned, &st);
+            let rows = entries.iter().map(|e| async move {
+                futures_util::future::try_join(
+                    tx.execute(&st[1], &[&file, &e.seq, &version, &e.device, &e.batch_id]),
+                    tx.execute(&st[2], &[&file, &e.device, &e.batch_id, &e.seq]),
                 )
                 .await
-                .map_err(|e| refused(file, &e))?;
-                tx.execute(
-                    "INSERT INTO sync_batches(database, device, batch_id, seq)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&file, &e.device, &e.batch_id, &e.seq],
-                )
-                .await
-                .map_err(|e| refused(file, &e))?;
+            });
+            // Polled together, tokio-postgres sends them back to back, then reads the answers.
+            let (written, notified) = futures_util::future::join(
+                futures_util::future::join_all(rows),
+                tx.execute(&st[3], &[&CHANNEL, &payload]),
+            )
+            .await;
+            for r in written {
+                r.map_err(|e| refused(file, &e))?;
             }
-            let seq = entries.last().map_or(0, |e| e.seq);
-            notify(&tx, file, version, seq).await?;
-            tx.commit().await.map_err(StoreError::pg)?;
+            notified.map_err(StoreError::pg)?;
+            owned.commit().await.map_err(StoreError::pg)?;
             Ok(Appended::Done)
         })
     }

@@ -141,3 +141,33 @@ async fn a_new_node_starts_from_the_checkpoint_image() {
     assert_eq!(page.head_seq, n);
     assert_eq!(page.entries.len(), 5);
 }
+
+#[test]
+fn the_store_schema_migrates_once_and_a_newer_store_is_refused() {
+    use sync_server::store::{MIGRATIONS, PgStore};
+    let pg = PgCluster::shared();
+    let url = pg.create_database();
+    // Three nodes starting at once: the advisory lock lets one migrate, the others wait.
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url, 1).map(|s| s.schema_version()))
+        })
+        .collect();
+    for s in starts {
+        assert_eq!(s.join().unwrap().unwrap().unwrap(), MIGRATIONS.len() as i32);
+    }
+    let db = url.rsplit('/').next().unwrap();
+    let applied = pg.psql(db, "SELECT count(*), max(version) FROM sync_store_version");
+    assert_eq!(applied.trim(), format!("{0}|{0}", MIGRATIONS.len()));
+    pg.psql(db, "INSERT INTO sync_store_version(version) VALUES (999)");
+    let err = PgStore::connect(&url, 1).unwrap_err().to_string();
+    assert!(err.contains("999"), "{err}");
+    let mut config = sync_testkit::config(tempfile::tempdir().unwrap().path());
+    config.store = Some(url);
+    let refused = sync_server::AppState::new(config).unwrap_err().to_string();
+    assert!(
+        refused.contains("999"),
+        "a server does not start on it: {refused}"
+    );
+}

@@ -4,34 +4,37 @@
 //! connections. Reports pushes/s and latency percentiles, then stops the server and checks
 //! that every acknowledged push is in its database's log exactly once (log entries = acks).
 //!
+//! `--compare-stores` runs the same load three times in one run — one node on the data
+//! directory, one node on a PostgreSQL store, three nodes on one PostgreSQL store (a throwaway
+//! cluster started for the run) — and prints each one's figures and their ratios.
+//!
 //! ```sh
 //! cargo run --release -p sync-load -- --databases 1000 --seconds 10 --concurrency 64
+//! cargo run --release -p sync-load -- --compare-stores --databases 200 --seconds 10
 //! ```
 //!
 //! Exit code 0 when there were no errors and nothing was lost, 1 otherwise, 2 on setup failure.
 
+mod bench;
+mod load;
 mod notes;
 mod probe;
 mod step;
+mod stores;
 
 use clap::Parser;
-use notes::insert_notes;
-use probe::{cpu_seconds, memory_and_files, percentile};
-use rusqlite::Connection;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use sync_server::{ServerConfig, catalog};
+use sync_server::ServerConfig;
+use sync_server::config::Durability;
 
 /// Load-test a sync server on loopback.
 #[derive(Debug, Parser)]
-struct Args {
+pub(crate) struct Args {
     /// Databases to create (each gets its own token and device).
     #[arg(long, default_value_t = 1000)]
     databases: usize,
-    /// Length of the measured phase, in seconds.
+    /// Length of the measured phase, in seconds (of each run with --compare-stores).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Concurrent clients (each pushes one batch at a time, rotating over its databases).
@@ -49,6 +52,20 @@ struct Args {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Commit durability of the SQLite files (`serve --durability`).
+    #[arg(long, value_enum, default_value_t = Durability::Normal)]
+    durability: Durability,
+    /// Run the same load against one node on the data directory, one node on a PostgreSQL
+    /// store and three nodes on one PostgreSQL store (a throwaway cluster started for the
+    /// run; needs PostgreSQL's binaries, Debian's `postgresql` package), and compare them.
+    #[arg(long, conflicts_with_all = ["step_only", "data"])]
+    compare_stores: bool,
+    /// With several nodes: how each database's pushes are spread over them.
+    #[arg(long, value_enum, default_value_t = load::Spread::Push)]
+    spread: load::Spread,
+    /// Connections each node may open to the PostgreSQL store (`ServerConfig::store_pool`).
+    #[arg(long, default_value_t = ServerConfig::default().store_pool)]
+    store_pool: usize,
     /// Instead of the HTTP load, time `sync_core::server::push::push` alone on one database file
     /// (no HTTP, no threads) for this many pushes, to show what the protocol step costs.
     #[arg(long, value_name = "PUSHES")]
@@ -56,13 +73,6 @@ struct Args {
     /// Data directory to use (must not exist) [default: a temporary directory, removed after].
     #[arg(long)]
     data: Option<PathBuf>,
-}
-
-struct Target {
-    name: String,
-    token: String,
-    next_id: AtomicU64,
-    acks: AtomicU64,
 }
 
 fn main() -> ExitCode {
@@ -94,286 +104,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     anyhow::ensure!(!data.exists(), "{} already exists", data.display());
     let result = match args.step_only {
         Some(n) => step::step_only(&data, n),
-        None => run_in(&args, &data),
+        None if args.compare_stores => stores::compare(&args, &data),
+        None => stores::single(&args, &data),
     };
     if temp {
         let _ = std::fs::remove_dir_all(&data);
     }
     result
-}
-
-fn run_in(args: &Args, data: &std::path::Path) -> anyhow::Result<bool> {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    println!(
-        "sync-load: {} databases, concurrency {}, {} s, {} row(s) per push, {} CPUs, {} build",
-        args.databases,
-        args.concurrency,
-        args.seconds,
-        args.rows,
-        cpus,
-        if cfg!(debug_assertions) {
-            "DEBUG (numbers are not representative)"
-        } else {
-            "release"
-        }
-    );
-
-    // Databases and tokens, through the catalog as the admin CLI would.
-    sync_server::storage::raise_open_files_limit(sync_server::storage::files_needed(
-        args.databases + 64,
-        ServerConfig::default().readers,
-    ));
-    let setup = Instant::now();
-    let targets: Vec<Arc<Target>> = {
-        let c = catalog::open(data)?;
-        catalog::add_user(&c, "load")?;
-        (0..args.databases)
-            .map(|i| {
-                let name = format!("load-{i:05}");
-                catalog::create_database(&c, &name, "load")?;
-                let token = catalog::issue_token(&c, "load", &format!("dev-{i:05}"))?.token;
-                Ok(Arc::new(Target {
-                    name,
-                    token,
-                    next_id: AtomicU64::new(1),
-                    acks: AtomicU64::new(0),
-                }))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    println!(
-        "setup: {} databases and tokens in the catalog in {:.2} s",
-        targets.len(),
-        setup.elapsed().as_secs_f64()
-    );
-
-    // The server, on its own runtime (as in production: its own worker threads).
-    let config = ServerConfig {
-        data_dir: data.to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        cache_capacity: (args.databases + 64).max(1024),
-        log_keep: 1_000_000,
-        ..ServerConfig::default()
-    };
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.server_threads.unwrap_or(cpus))
-        .max_blocking_threads(
-            args.blocking_threads
-                .unwrap_or(ServerConfig::default().blocking_threads),
-        )
-        .thread_name("server")
-        .enable_all()
-        .build()?;
-    // The shared in-process harness, on the server's runtime.
-    let server = server_rt.block_on(sync_testkit::InProcess::start(config));
-    let addr = server.addr;
-
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads)
-        .thread_name("client")
-        .enable_all()
-        .build()?;
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let errors = Arc::new(AtomicU64::new(0));
-    let stamp = catalog::now_ms();
-
-    // Warm-up: one push per database creates its file and opens it (not measured).
-    let warm = Instant::now();
-    client_rt.block_on(async {
-        let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
-        let mut tasks = Vec::new();
-        for t in &targets {
-            let permit = sem.clone().acquire_owned().await?;
-            let (t, http, base, errors) = (t.clone(), http.clone(), base.clone(), errors.clone());
-            let rows = args.rows;
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                if !push(&http, &base, &t, rows, stamp, "warm").await {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        for t in tasks {
-            t.await?;
-        }
-        anyhow::Ok(())
-    })?;
-    println!(
-        "warm-up: {} first pushes (files created, migrated, opened) in {:.2} s",
-        targets.len(),
-        warm.elapsed().as_secs_f64()
-    );
-
-    // The measured phase: each client rotates over its share of the databases.
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let cpu_before = cpu_seconds();
-    let latencies: Vec<Vec<u32>> = client_rt.block_on(async {
-        let mut tasks = Vec::new();
-        for w in 0..args.concurrency {
-            let mine: Vec<Arc<Target>> = targets
-                .iter()
-                .skip(w % targets.len())
-                .step_by(args.concurrency)
-                .cloned()
-                .collect();
-            let mine = if mine.is_empty() {
-                vec![targets[w % targets.len()].clone()]
-            } else {
-                mine
-            };
-            let (http, base, errors, stop) =
-                (http.clone(), base.clone(), errors.clone(), stop.clone());
-            let rows = args.rows;
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(64 * 1024);
-                let mut i = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = &mine[i % mine.len()];
-                    i += 1;
-                    let begun = Instant::now();
-                    if push(&http, &base, t, rows, stamp, &format!("w{w}")).await {
-                        lat.push(begun.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                lat
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await?);
-        }
-        anyhow::Ok(all)
-    })?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu_after = cpu_seconds();
-    let (peak_mib, open_files) = memory_and_files();
-    let mut lat: Vec<u32> = latencies.into_iter().flatten().collect();
-    lat.sort_unstable();
-    let pushes = lat.len();
-    let metrics = client_rt.block_on(async {
-        http.get(format!("{base}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await
-    })?;
-
-    server_rt.block_on(server.stop())?;
-    drop(server_rt);
-
-    let errors = errors.load(Ordering::Relaxed);
-    println!(
-        "pushes: {pushes} in {elapsed:.2} s = {:.0} pushes/s ({:.0} rows/s)",
-        pushes as f64 / elapsed,
-        (pushes * args.rows) as f64 / elapsed
-    );
-    println!(
-        "latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.90),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0)
-    );
-    let per_push = |before: f64, after: f64| (after - before) * 1e6 / pushes.max(1) as f64;
-    let (server_us, client_us, total_us) = (
-        per_push(cpu_before.0, cpu_after.0),
-        per_push(cpu_before.1, cpu_after.1),
-        per_push(cpu_before.2, cpu_after.2),
-    );
-    println!(
-        "cpu per push: server {server_us:.0} µs, load generator {client_us:.0} µs, process total {total_us:.0} µs \
-         → server alone could sustain ≈ {:.0} pushes/s on {cpus} CPUs",
-        cpus as f64 * 1e6 / server_us.max(1.0)
-    );
-    for line in metrics
-        .lines()
-        .filter(|l| l.starts_with("sync_db_cache_total") || l.starts_with("sync_open_databases"))
-    {
-        println!("server: {line}");
-    }
-    println!(
-        "memory: peak RSS {peak_mib:.0} MiB (server and load generator together); open files {open_files}"
-    );
-    println!("errors: {errors}");
-
-    // Every acknowledged push is in its log exactly once: entries = acks (warm-up included).
-    let ids: std::collections::HashMap<String, i64> = catalog::database_ids(&catalog::open(data)?)?
-        .into_iter()
-        .map(|(id, name)| (name, id))
-        .collect();
-    let (mut lost, mut extra) = (0i64, 0i64);
-    for t in &targets {
-        let conn = Connection::open(data.join(format!("dbs/{}.db", ids[&t.name])))?;
-        let (entries, rows): (i64, i64) = conn.query_row(
-            "SELECT (SELECT count(*) FROM _sync_log), (SELECT count(*) FROM notes)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let acked = t.acks.load(Ordering::Relaxed) as i64;
-        lost += (acked - entries).max(0);
-        extra += (entries - acked).max(0);
-        anyhow::ensure!(
-            rows == entries * args.rows as i64,
-            "{}: {rows} rows for {entries} entries",
-            t.name
-        );
-    }
-    println!(
-        "verify: {} databases, log entries vs acknowledged pushes: lost {lost}, unacknowledged extra {extra}",
-        targets.len()
-    );
-    Ok(errors == 0 && lost == 0)
-}
-
-/// One push of a fresh batch; counts the ack. Returns whether it was acknowledged.
-async fn push(
-    http: &reqwest::Client,
-    base: &str,
-    t: &Target,
-    rows: usize,
-    stamp: i64,
-    who: &str,
-) -> bool {
-    let id = t.next_id.fetch_add(rows as u64, Ordering::Relaxed) as i64;
-    let body = insert_notes(id, rows, stamp);
-    let sent = http
-        .post(format!("{base}/v1/databases/{}/push", t.name))
-        .bearer_auth(&t.token)
-        .header("content-type", "application/vnd.sqlite-changeset")
-        .header("sync-batch-id", format!("{who}-{id}"))
-        .header("sync-cursor", "0")
-        .header("sync-schema-version", "1")
-        .body(body)
-        .send()
-        .await;
-    match sent {
-        Ok(r) if r.status().is_success() => {
-            if r.bytes().await.is_ok() {
-                t.acks.fetch_add(1, Ordering::Relaxed);
-                true
-            } else {
-                false
-            }
-        }
-        Ok(r) => {
-            let status = r.status();
-            let text = r.text().await.unwrap_or_default();
-            eprintln!("push to {} failed: {status} {text}", t.name);
-            false
-        }
-        Err(e) => {
-            eprintln!("push to {} failed: {e}", t.name);
-            false
-        }
-    }
 }
