@@ -123,11 +123,6 @@ impl NodesTransport {
         lock(&self.rng).random_range(0..NODES)
     }
 
-    /// The node of an upload: fixed by its batch id.
-    fn upload_node(batch_id: &str) -> usize {
-        batch_id.bytes().map(usize::from).sum::<usize>() % NODES
-    }
-
     /// Runs a push on node `i`, carrying out a planned kill while it is on the wire, and
     /// records its answer.
     fn pushing(
@@ -185,8 +180,8 @@ impl Transport for NodesTransport {
     }
 
     fn upload_status(&self, batch_id: &str) -> sync_client::Result<Option<u64>> {
-        self.node(Self::upload_node(batch_id))
-            .upload_status(batch_id)
+        // Uploads live in the store: any node takes any part.
+        self.node(self.pick()).upload_status(batch_id)
     }
 
     fn upload_part(
@@ -196,12 +191,12 @@ impl Transport for NodesTransport {
         total: u64,
         part: &[u8],
     ) -> sync_client::Result<u64> {
-        self.node(Self::upload_node(batch_id))
+        self.node(self.pick())
             .upload_part(batch_id, offset, total, part)
     }
 
     fn push_uploaded(&self, headers: &PushHeaders) -> sync_client::Result<PushResponse> {
-        let i = Self::upload_node(&headers.batch_id);
+        let i = self.pick();
         self.pushing(i, &headers.batch_id, |t| t.push_uploaded(headers))
     }
 
